@@ -1,0 +1,225 @@
+"""The one home of argument rules shared by the functional layer and the modules.
+
+Every int->tuple expansion, padding resolution, output-shape formula and validation
+with torch's conditions lives here, so that a rule is written once and the messages
+name the argument, the rule and the value.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_DIMS = {1: "1D", 2: "2D", 3: "3D"}
+
+
+def ntuple(value, n: int, name: str) -> tuple[int, ...]:
+    """Expand an int to an ``n``-tuple, or check that a sequence has ``n`` ints (torch's ``_ntuple``)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    if isinstance(value, int):
+        return (value,) * n
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        out = tuple(value)
+        if len(out) == 1 and n > 1:
+            out = out * n
+        if len(out) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+            raise ValueError(
+                f"{name} must be an int or a tuple of {n} ints to match the {n} spatial "
+                f"dimensions, got {name}={value!r}"
+            )
+        return out
+    raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+
+
+def positive(values: tuple[int, ...], name: str) -> tuple[int, ...]:
+    """Check every entry is >= 1 (stride, dilation, kernel_size)."""
+    if any(v < 1 for v in values):
+        raise ValueError(f"{name} must be >= 1 in every dimension, got {name}={values}")
+    return values
+
+
+def check_groups(groups, in_channels: int | None = None, out_channels: int | None = None) -> int:
+    """Check ``groups`` is a positive int dividing the channel counts given."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive integer, got groups={groups!r}")
+    for name, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if c is not None and c % groups:
+            raise ValueError(f"{name} (={c}) must be divisible by groups (={groups})")
+    return groups
+
+
+def check_padding_mode(padding_mode: str) -> str:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}"
+        )
+    return padding_mode
+
+
+def conv_padding(padding, kernel_size, stride, dilation) -> tuple[tuple[int, int], ...]:
+    """Resolve conv ``padding`` (int, tuple, ``'same'``, ``'valid'``) to ``(lo, hi)`` pairs.
+
+    ``'same'`` pads ``d*(k-1)`` in total per dimension, ``total // 2`` before and the rest
+    after (so an even kernel gets the extra element after, as torch does); it needs stride 1.
+    """
+    n = len(kernel_size)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * n
+        if padding != "same":
+            raise ValueError(
+                f"padding must be an int, a tuple of {n} ints, 'same' or 'valid', got padding={padding!r}"
+            )
+        if any(s != 1 for s in stride):
+            raise ValueError(
+                f"padding='same' is not supported for strided convolutions, got stride={stride}"
+            )
+        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    pads = ntuple(padding, n, "padding")
+    if any(p < 0 for p in pads):
+        raise ValueError(f"padding must be non-negative, got padding={pads}")
+    return tuple((p, p) for p in pads)
+
+
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> tuple[int, ...]:
+    """Spatial output size of a convolution (torch's formula; ``padding`` may be 'same'/'valid').
+
+    ``out = floor((in + lo + hi - d*(k-1) - 1) / s) + 1`` per dimension.
+    """
+    size = tuple(size) if isinstance(size, Sequence) else (size,)
+    n = len(size)
+    k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
+    s = positive(ntuple(stride, n, "stride"), "stride")
+    d = positive(ntuple(dilation, n, "dilation"), "dilation")
+    pads = conv_padding(padding, k, s, d)
+    return tuple(
+        (i + lo + hi - di * (ki - 1) - 1) // si + 1
+        for i, (lo, hi), ki, si, di in zip(size, pads, k, s, d)
+    )
+
+
+def conv_transpose_output_size(
+    size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1
+) -> tuple[int, ...]:
+    """Spatial output size of a transposed convolution.
+
+    ``out = (in - 1)*s - 2p + d*(k-1) + output_padding + 1`` per dimension.
+    """
+    size = tuple(size) if isinstance(size, Sequence) else (size,)
+    n = len(size)
+    k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
+    s = positive(ntuple(stride, n, "stride"), "stride")
+    d = positive(ntuple(dilation, n, "dilation"), "dilation")
+    p = ntuple(padding, n, "padding")
+    op = ntuple(output_padding, n, "output_padding")
+    return tuple(
+        (i - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+        for i, ki, si, pi, oi, di in zip(size, k, s, p, op, d)
+    )
+
+
+def pool_output_size(
+    size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
+) -> tuple[int, ...]:
+    """Spatial output size of max/avg pooling, torch's rule included.
+
+    With ``ceil_mode`` the division rounds up, but a last window that would start in the
+    right padding (at or past ``in + p``) is dropped. ``stride`` defaults to ``kernel_size``.
+    """
+    size = tuple(size) if isinstance(size, Sequence) else (size,)
+    n = len(size)
+    k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
+    s = k if stride is None or stride == () or stride == [] else positive(ntuple(stride, n, "stride"), "stride")
+    p = ntuple(padding, n, "padding")
+    d = positive(ntuple(dilation, n, "dilation"), "dilation")
+    out = []
+    for i, ki, si, pi, di in zip(size, k, s, p, d):
+        span = i + 2 * pi - di * (ki - 1) - 1
+        o = (-(-span // si) if ceil_mode else span // si) + 1
+        if ceil_mode and (o - 1) * si >= i + pi:
+            o -= 1
+        out.append(o)
+    return tuple(out)
+
+
+def check_input(x, n: int, fn: str, channels: int | None = None, what: str = "channels"):
+    """Check ``x`` is ``(N, C, *s)`` or unbatched ``(C, *s)`` with ``n`` spatial dims.
+
+    Returns ``(x_batched, was_unbatched)``.
+    """
+    ndim = getattr(x, "ndim", None)
+    if ndim not in (n + 1, n + 2):
+        shape = getattr(x, "shape", None)
+        raise ValueError(
+            f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {fn}, "
+            f"but got input of shape {tuple(shape) if shape is not None else type(x).__name__}"
+        )
+    unbatched = ndim == n + 1
+    if unbatched:
+        x = x[None]
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{fn} expected input with {channels} {what} (dim {0 if unbatched else 1}), "
+            f"but got input of shape {tuple(x.shape[1:] if unbatched else x.shape)}"
+        )
+    return x, unbatched
+
+
+def check_bias(bias, out_channels: int, weight_shape):
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(
+            f"Given weight of shape {tuple(weight_shape)}, expected bias to be 1-dimensional "
+            f"with {out_channels} elements, but got bias of shape {tuple(bias.shape)}"
+        )
+
+
+def check_output_padding(output_padding, stride, dilation):
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            "output_padding must be smaller than either stride or dilation, got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
+        )
+    if any(o < 0 for o in output_padding):
+        raise ValueError(f"output_padding must be non-negative, got output_padding={output_padding}")
+
+
+def output_padding_for_size(
+    output_size, input_ndim, input_size, kernel_size, stride, padding, dilation, name="ConvTranspose"
+) -> tuple[int, ...]:
+    """The ``output_padding`` that makes a transposed conv produce ``output_size`` (torch's rule).
+
+    ``output_size`` holds the spatial sizes or, as in torch, a full output shape of
+    ``input_ndim`` entries. Valid sizes range from ``min = (in-1)*s - 2p + d*(k-1) + 1`` to
+    ``min + s - 1``.
+    """
+    n = len(kernel_size)
+    output_size = tuple(int(v) for v in output_size)
+    if len(output_size) not in (n, input_ndim):
+        raise ValueError(
+            f"{name}: for {input_ndim}D input, output_size must have {n} or {input_ndim} "
+            f"elements, got output_size={output_size}"
+        )
+    output_size = output_size[-n:]
+    lo = conv_transpose_output_size(input_size, kernel_size, stride, padding, 0, dilation)
+    hi = tuple(m + s - 1 for m, s in zip(lo, stride))
+    if any(not (a <= o <= b) for o, a, b in zip(output_size, lo, hi)):
+        raise ValueError(
+            f"{name}: requested an output size of {output_size}, but valid sizes range from "
+            f"{lo} to {hi} (for an input of spatial size {tuple(input_size)})"
+        )
+    return tuple(o - a for o, a in zip(output_size, lo))
+
+
+def check_spatial(padded: tuple[int, ...], effective_kernel: tuple[int, ...], fn: str):
+    """Raise where the (dilated) kernel is larger than the padded input, as torch does."""
+    if any(k > p for k, p in zip(effective_kernel, padded)):
+        raise ValueError(
+            f"{fn}: the padded input size per channel {padded} is smaller than the dilated "
+            f"kernel size {effective_kernel}; the kernel can't be greater than the padded input"
+        )
+
+
+def prod(values) -> int:
+    return math.prod(values)

@@ -1,0 +1,194 @@
+"""Convolutions with torch.nn.functional's names, signatures and semantics.
+
+Inputs and weights use torch's layouts: input ``(N, C, *spatial)`` or unbatched
+``(C, *spatial)``; conv weight ``(out, in/groups, *k)``; transposed-conv weight
+``(in, out/groups, *k)``. Internally the computation runs channels-last (NHWC / HWIO
+dimension numbers), which XLA's CPU and GPU backends prefer; the transposes around each
+conv cancel between consecutive layers inside ``jax.jit``.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from . import _args
+
+DEFAULT_PRECISION = lax.Precision.HIGHEST
+"""float32 convolutions run at full float32 precision unless the caller passes ``precision``."""
+
+
+def _channels_last(x):
+    return jnp.moveaxis(x, 1, -1)
+
+
+def _channels_first(x):
+    return jnp.moveaxis(x, -1, 1)
+
+
+def _dimension_numbers(n: int):
+    spatial = "DHW"[-n:]
+    return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+
+
+def _finish(y_nhwc, bias, unbatched):
+    if bias is not None:
+        y_nhwc = y_nhwc + bias.astype(y_nhwc.dtype)
+    y = _channels_first(y_nhwc)
+    return y[0] if unbatched else y
+
+
+def _check_weight(weight, n: int, fn: str):
+    if getattr(weight, "ndim", None) != n + 2:
+        raise ValueError(
+            f"{fn} expects a {n + 2}D weight, got weight of shape {tuple(getattr(weight, 'shape', ()))}"
+        )
+
+
+def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision, fn):
+    _check_weight(weight, n, fn)
+    stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
+    dilation = _args.positive(_args.ntuple(dilation, n, "dilation"), "dilation")
+    _args.check_groups(groups)
+    out_channels, in_per_group, *kernel = weight.shape
+    if out_channels % groups:
+        raise ValueError(
+            f"{fn}: weight's out channels (={out_channels}, dim 0 of weight {tuple(weight.shape)}) "
+            f"must be divisible by groups (={groups})"
+        )
+    x, unbatched = _args.check_input(x, n, fn, in_per_group * groups,
+                                     f"channels (groups={groups} x weight dim 1 = {in_per_group})")
+    pads = _args.conv_padding(padding, kernel, stride, dilation)
+    _args.check_spatial(
+        tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads)),
+        tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)),
+        fn,
+    )
+    _args.check_bias(bias, out_channels, weight.shape)
+    rhs = jnp.moveaxis(weight, (0, 1), (-1, -2))  # (out, in/g, *k) -> (*k, in/g, out)
+    y = lax.conv_general_dilated(
+        _channels_last(x), rhs,
+        window_strides=stride, padding=pads, rhs_dilation=dilation,
+        dimension_numbers=_dimension_numbers(n), feature_group_count=groups,
+        precision=precision,
+    )
+    return _finish(y, bias, unbatched)
+
+
+def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, dilation,
+                      *, n, precision, fn):
+    r"""Transposed convolution as a forward ``conv_general_dilated``.
+
+    A transposed conv is the gradient of a conv with respect to its input: input element
+    ``i`` scatters ``x[i] * w[k]`` to output ``o = i*s - p + k*d``. Gathering instead, per
+    output ``o``, over the input dilated by ``s`` (``s-1`` zeros between elements), gives a
+    plain conv with
+
+    * ``lhs_dilation = s`` and ``rhs_dilation = d``;
+    * the kernel flipped in every spatial dimension, and its in/out roles swapped within
+      each group: torch's ``(in, out/g, *k)`` becomes HWIO ``(*k, in/g, out)``;
+    * padding ``d*(k-1) - p`` before and ``d*(k-1) - p + output_padding`` after (negative
+      values crop, which XLA supports).
+
+    The output size is then ``(in-1)*s - 2p + d*(k-1) + output_padding + 1``.
+    """
+    _check_weight(weight, n, fn)
+    stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
+    dilation = _args.positive(_args.ntuple(dilation, n, "dilation"), "dilation")
+    if isinstance(padding, str):
+        raise TypeError(f"{fn}: padding must be an int or a tuple of {n} ints, got padding={padding!r}")
+    padding = _args.ntuple(padding, n, "padding")
+    if any(p < 0 for p in padding):
+        raise ValueError(f"{fn}: padding must be non-negative, got padding={padding}")
+    output_padding = _args.ntuple(output_padding, n, "output_padding")
+    _args.check_output_padding(output_padding, stride, dilation)
+    _args.check_groups(groups)
+    in_channels, out_per_group, *kernel = weight.shape
+    if in_channels % groups:
+        raise ValueError(
+            f"{fn}: weight's in channels (={in_channels}, dim 0 of weight {tuple(weight.shape)}) "
+            f"must be divisible by groups (={groups})"
+        )
+    x, unbatched = _args.check_input(x, n, fn, in_channels, "channels (dim 0 of the transposed-conv weight)")
+    out_size = _args.conv_transpose_output_size(
+        x.shape[2:], kernel, stride, padding, output_padding, dilation)
+    if any(o < 1 for o in out_size):
+        raise ValueError(
+            f"{fn}: input of spatial size {tuple(x.shape[2:])} gives output size {out_size}, "
+            "which is too small (every output size must be >= 1)"
+        )
+    out_channels = out_per_group * groups
+    _args.check_bias(bias, out_channels, weight.shape)
+    k_axes = tuple(range(2, n + 2))
+    w = jnp.flip(weight, k_axes).reshape(groups, in_channels // groups, out_per_group, *kernel)
+    w = jnp.moveaxis(w, (0, 1, 2), (-2, -3, -1))  # -> (*k, in/g, g, out/g)
+    rhs = w.reshape(*kernel, in_channels // groups, out_channels)
+    pads = [
+        (d * (k - 1) - p, d * (k - 1) - p + op)
+        for k, d, p, op in zip(kernel, dilation, padding, output_padding)
+    ]
+    y = lax.conv_general_dilated(
+        _channels_last(x), rhs,
+        window_strides=(1,) * n, padding=pads, lhs_dilation=stride, rhs_dilation=dilation,
+        dimension_numbers=_dimension_numbers(n), feature_group_count=groups,
+        precision=precision,
+    )
+    return _finish(y, bias, unbatched)
+
+
+_CONV_DOC = """Applies a {n}D convolution over an input of {n} spatial dimensions (``torch.nn.functional.conv{n}d``).
+
+    **Arguments:**
+
+    - ``input``: ``(N, C_in, {s})`` or unbatched ``(C_in, {s})``.
+    - ``weight``: ``(C_out, C_in/groups, {k})``.
+    - ``bias``: optional ``(C_out,)``.
+    - ``stride``, ``dilation``: int or {n}-tuple, each >= 1.
+    - ``padding``: int, {n}-tuple, ``'valid'`` (none) or ``'same'`` (output size = input
+      size; stride must be 1; an odd total pad puts the extra element after).
+    - ``groups``: splits channels into groups; ``groups == C_in`` is depthwise.
+    - ``precision``: ``lax.Precision`` for the conv; full float32 by default.
+
+    **Returns:** ``(N, C_out, {o})`` (unbatched in, unbatched out).
+    """
+
+_CONV_T_DOC = """Applies a {n}D transposed convolution (``torch.nn.functional.conv_transpose{n}d``).
+
+    **Arguments:**
+
+    - ``input``: ``(N, C_in, {s})`` or unbatched ``(C_in, {s})``.
+    - ``weight``: torch's layout ``(C_in, C_out/groups, {k})``.
+    - ``bias``: optional ``(C_out,)``.
+    - ``stride``, ``dilation``: int or {n}-tuple, each >= 1.
+    - ``padding``: int or {n}-tuple: ``padding`` elements are cut from both sides of
+      the full transposed output, which shrinks by ``2*padding``.
+    - ``output_padding``: extra size added on the high side of each dimension; must be
+      smaller than stride or dilation.
+    - ``groups``, ``precision``: as for ``conv{n}d``.
+
+    **Returns:** ``(N, C_out, {o})`` with ``o = (in-1)*stride - 2*padding +
+    dilation*(k-1) + output_padding + 1``.
+    """
+
+
+def _make(n: int):
+    s, k, o = ", ".join("DHW"[-n:]), ", ".join(f"k{a}" for a in "DHW"[-n:]), ", ".join(f"{a}_out" for a in "DHW"[-n:])
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+             precision=DEFAULT_PRECISION):
+        return _convnd(input, weight, bias, stride, padding, dilation, groups,
+                       n=n, precision=precision, fn=f"conv{n}d")
+
+    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                       groups=1, dilation=1, *, precision=DEFAULT_PRECISION):
+        return _conv_transposend(input, weight, bias, stride, padding, output_padding, groups,
+                                 dilation, n=n, precision=precision, fn=f"conv_transpose{n}d")
+
+    for f, name, doc in ((conv, f"conv{n}d", _CONV_DOC), (conv_transpose, f"conv_transpose{n}d", _CONV_T_DOC)):
+        f.__name__ = f.__qualname__ = name
+        f.__doc__ = doc.format(n=n, s=s, k=k, o=o)
+    return conv, conv_transpose
+
+
+conv1d, conv_transpose1d = _make(1)
+conv2d, conv_transpose2d = _make(2)
+conv3d, conv_transpose3d = _make(3)

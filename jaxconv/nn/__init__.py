@@ -1,0 +1,5 @@
+"""Flax NNX modules with torch's constructor signatures, parameter names and layouts."""
+from . import init
+from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
+                   ConvTranspose3d)
+from .module import Module, named_children, named_modules

@@ -1,0 +1,55 @@
+"""torch's default initialisations, as pure functions of a key (``torch.nn.init``)."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+def default_dtype(dtype):
+    """torch's ``dtype=None``: float32, whatever JAX's x64 setting."""
+    return jnp.dtype(jnp.float32 if dtype is None else dtype)
+
+
+def fan_in_and_fan_out(shape) -> tuple[int, int]:
+    """torch's ``_calculate_fan_in_and_fan_out``: ``shape[1]`` (resp. ``shape[0]``) times the
+    product of the remaining dimensions. For a transposed conv, whose weight is
+    ``(in, out/groups, *k)``, this makes ``fan_in = out/groups * prod(k)``, as in torch.
+    """
+    if len(shape) < 2:
+        raise ValueError(f"fan in and fan out need a tensor of at least 2 dimensions, got shape {tuple(shape)}")
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def uniform(key, shape, low, high, dtype=None) -> jax.Array:
+    """``U(low, high)`` drawn at (at least) float32 precision, then cast to ``dtype``."""
+    dtype = default_dtype(dtype)
+    draw = dtype if jnp.finfo(dtype).bits >= 32 else jnp.float32
+    return jax.random.uniform(key, tuple(shape), draw, low, high).astype(dtype)
+
+
+def kaiming_uniform(key, shape, a: float = math.sqrt(5), dtype=None) -> jax.Array:
+    """torch's ``kaiming_uniform_`` (fan_in, leaky_relu): ``U(-b, b)``, ``b = gain * sqrt(3 / fan_in)``.
+
+    With torch's default ``a = sqrt(5)`` the gain is ``sqrt(1/3)``, so ``b = 1/sqrt(fan_in)``.
+    """
+    fan_in, _ = fan_in_and_fan_out(shape)
+    gain = math.sqrt(2.0 / (1 + a * a))
+    bound = gain * math.sqrt(3.0 / fan_in) if fan_in else 0.0
+    return uniform(key, shape, -bound, bound, dtype)
+
+
+def torch_default(key, weight_shape, bias_size: int | None, dtype=None):
+    """``(weight, bias)`` as torch's Conv/ConvTranspose/Linear ``reset_parameters`` draws them:
+    a kaiming-uniform weight and a bias of ``bias_size`` drawn from ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))``; bias is ``None`` when ``bias_size`` is ``None``.
+    """
+    k_w, k_b = jax.random.split(key)
+    weight = kaiming_uniform(k_w, weight_shape, dtype=dtype)
+    if bias_size is None:
+        return weight, None
+    fan_in, _ = fan_in_and_fan_out(weight_shape)
+    bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
+    return weight, uniform(k_b, (bias_size,), -bound, bound, dtype)

@@ -1,0 +1,82 @@
+"""The base of jaxconv's modules: an ``nnx.Module`` with torch's conveniences."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flax import nnx
+
+
+def named_children(module) -> Iterator[tuple[str, nnx.Module]]:
+    """Direct submodules of any ``nnx.Module`` in registration order, named as torch names them.
+
+    Attributes holding modules are children; an ``nnx.List`` / ``nnx.Dict`` attribute is a
+    child whose own children are named by index / key, like torch's ``ModuleList`` /
+    ``ModuleDict``.
+    """
+    if isinstance(module, nnx.List):
+        items = ((str(i), m) for i, m in enumerate(module))
+    elif isinstance(module, nnx.Dict):
+        items = ((str(k), m) for k, m in module.items())
+    else:
+        items = vars(module).items()
+    for name, value in items:
+        if isinstance(value, nnx.Module):
+            yield name, value
+
+
+def named_modules(module, prefix: str = "") -> Iterator[tuple[str, nnx.Module]]:
+    """``module`` itself (named ``prefix``) and every submodule, depth first, dotted names."""
+    yield prefix, module
+    for name, child in named_children(module):
+        yield from named_modules(child, f"{prefix}.{name}" if prefix else name)
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n  ")
+
+
+class Module(nnx.Module):
+    """``flax.nnx.Module`` that prints like torch and switches mode like torch.
+
+    Subclass it (or plain ``nnx.Module``) to port a torch model: attribute names become
+    the state_dict names. ``print(model)`` gives torch's nested repr, ``model.train()`` /
+    ``model.eval()`` switch BatchNorm and Dropout and return the model.
+    """
+
+    def extra_repr(self) -> str:
+        """The text inside the parentheses of this module's one-line repr."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        lines = ([extra] if extra else []) + [
+            f"({name}): {_indent(repr(child))}" for name, child in named_children(self)
+        ]
+        if len(lines) == 1 and extra:
+            return f"{type(self).__name__}({extra})"
+        body = "".join(f"\n  {line}" for line in lines)
+        return f"{type(self).__name__}({body}{chr(10) if lines else ''})"
+
+    __str__ = __repr__
+
+    def train(self, mode: bool = True, **attributes):
+        """Set training mode (``mode=False`` is eval) on this module and all submodules."""
+        self.set_attributes(deterministic=not mode, use_running_average=not mode,
+                            **attributes, raise_if_not_found=False)
+        return self
+
+    def eval(self, **attributes):
+        """Set eval mode: BatchNorm uses its running statistics and Dropout is off."""
+        return self.train(False, **attributes)
+
+    def named_children(self):
+        return named_children(self)
+
+    def named_modules(self, prefix: str = ""):
+        return named_modules(self, prefix)
+
+    def children(self):
+        return (m for _, m in named_children(self))
+
+    def modules(self):
+        return (m for _, m in named_modules(self))
