@@ -1,4 +1,4 @@
-"""Shared test helpers: torch is the oracle, data is random and asymmetric."""
+"""Test configuration: x64 for float64 references, hypothesis profiles, a seeded rng fixture."""
 import os
 
 import jax
@@ -21,28 +21,3 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def rng(request):
     """A numpy Generator seeded from the test's name: reproducible, different per test."""
     return np.random.default_rng(abs(hash(request.node.nodeid)) % 2**32)
-
-
-def randn(rng, *shape, dtype=np.float64):
-    """Standard-normal data: no symmetry a flipped kernel or swapped axis could hide behind."""
-    return rng.standard_normal(shape).astype(dtype)
-
-
-def t(x):
-    """numpy -> torch (a copy, so torch never aliases test data)."""
-    return torch.from_numpy(np.array(x))
-
-
-def assert_close(actual, expected, dtype=np.float64, reduction=1, scale=None):
-    """Compare with a tolerance from the dtype and the reduction length, not a magic number.
-
-    Error bound: ``8 * eps * sqrt(reduction) * scale`` where ``scale`` is the magnitude of
-    the expected values (max |expected|, at least 1).
-    """
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"shape {actual.shape} != torch's {expected.shape}"
-    eps = np.finfo(dtype).eps
-    scale = scale if scale is not None else max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-    tol = 8 * eps * np.sqrt(max(reduction, 1)) * scale
-    err = float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)), initial=0.0))
-    assert err <= tol, f"max abs error {err:.3g} > tolerance {tol:.3g}"
