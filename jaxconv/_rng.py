@@ -17,9 +17,12 @@ def manual_seed(seed: int) -> None:
 
 def next_key() -> jax.Array:
     """A fresh key from the library-level stream."""
-    if _stream["key"] is None:
-        _stream["key"] = jax.random.key(_stream["seed"])
-    key = jax.random.fold_in(_stream["key"], _stream["count"])
+    # Concrete even when the first draw happens inside a trace (nnx.eval_shape, jit):
+    # the stream's key must never hold a tracer.
+    with jax.ensure_compile_time_eval():
+        if _stream["key"] is None:
+            _stream["key"] = jax.random.key(_stream["seed"])
+        key = jax.random.fold_in(_stream["key"], _stream["count"])
     _stream["count"] += 1
     return key
 

@@ -6,6 +6,24 @@ from collections.abc import Iterator
 from flax import nnx
 
 
+_ORDER = "_torch_order"
+
+
+def attribute_items(module) -> list:
+    """``vars(module).items()`` in registration order.
+
+    nnx's split/merge (and so ``nnx.jit``, ``nnx.eval_shape``, ...) rebuilds a module with its
+    attributes sorted by name; ``jaxconv.nn.Module`` records the order of assignment in a
+    static tuple so that torch's order (children, parameters, Sequential '0'..'10') survives.
+    """
+    items = vars(module)
+    order = items.get(_ORDER)
+    if order is None:
+        return list(items.items())
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(items.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+
+
 def named_children(module) -> Iterator[tuple[str, nnx.Module]]:
     """Direct submodules of any ``nnx.Module`` in registration order, named as torch names them.
 
@@ -18,7 +36,7 @@ def named_children(module) -> Iterator[tuple[str, nnx.Module]]:
     elif isinstance(module, nnx.Dict):
         items = ((str(k), m) for k, m in module.items())
     else:
-        items = vars(module).items()
+        items = attribute_items(module)
     for name, value in items:
         if isinstance(value, nnx.Module):
             yield name, value
@@ -42,6 +60,19 @@ class Module(nnx.Module):
     the state_dict names. ``print(model)`` gives torch's nested repr, ``model.train()`` /
     ``model.eval()`` switch BatchNorm and Dropout and return the model.
     """
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name != _ORDER and not name.startswith("_pytree__"):
+            order = vars(self).get(_ORDER, ())
+            if name not in order:
+                super().__setattr__(_ORDER, (*order, name))
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        order = vars(self).get(_ORDER, ())
+        if name in order:
+            super().__setattr__(_ORDER, tuple(n for n in order if n != name))
 
     def extra_repr(self) -> str:
         """The text inside the parentheses of this module's one-line repr."""

@@ -87,3 +87,19 @@ def test_containers_under_nnx_jit_grad_and_split_merge(rng):
     assert set(grads.keys()) == {"0", "1"}
     graphdef, state = nnx.split(model)
     np.testing.assert_array_equal(np.asarray(nnx.merge(graphdef, state)(x)), np.asarray(eager))
+
+
+def test_sequential_of_twelve_keeps_torch_order_through_nnx_jit(rng):
+    # nnx's split/merge rebuilds attributes sorted by name ('10' < '2'); affine 1x1 convs
+    # don't commute, so running them in that order would give a different answer.
+    tm = torch.nn.Sequential(*[torch.nn.Conv1d(2, 2, 1) for _ in range(12)])
+    jm = nn.Sequential(*[nn.Conv1d(2, 2, 1) for _ in range(12)])
+    for i in range(12):
+        jm[i].weight[...] = jnp.asarray(tm[i].weight.detach().numpy())
+        jm[i].bias[...] = jnp.asarray(tm[i].bias.detach().numpy())
+    x = randn(rng, 3, 2, 5, dtype=np.float32)
+    expected = tm(t(x)).detach().numpy()
+    f = nnx.jit(lambda m, x: m(x))
+    for _ in range(2):  # the second call runs on the module as nnx.jit left it
+        assert_close(f(jm, jnp.asarray(x)), expected, np.float32, reduction=2 * 12)
+    assert [n for n, _ in jm.named_children()] == [str(i) for i in range(12)]
