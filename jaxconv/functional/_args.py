@@ -223,3 +223,63 @@ def check_spatial(padded: tuple[int, ...], effective_kernel: tuple[int, ...], fn
 
 def prod(values) -> int:
     return math.prod(values)
+
+
+def pool_args(n: int, kernel_size, stride, padding, dilation, fn: str):
+    """Parse max/avg pooling arguments as torch checks them: ``(k, s, p, d)`` tuples.
+
+    ``stride`` ``None`` (or empty) means ``kernel_size``; kernel, stride and dilation must be
+    >= 1; padding must be >= 0 and at most half the kernel size (``p <= k // 2``), so that
+    every window holds at least one input element.
+    """
+    k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
+    none = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    s = k if none else positive(ntuple(stride, n, "stride"), "stride")
+    p = ntuple(padding, n, "padding")
+    d = positive(ntuple(dilation, n, "dilation"), "dilation")
+    if any(v < 0 for v in p):
+        raise ValueError(f"{fn}: padding must be non-negative, got padding={p}")
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+        raise ValueError(
+            f"{fn}: pad should be at most half of kernel size (padding <= kernel_size // 2), "
+            f"got padding={p} for kernel_size={k}"
+        )
+    return k, s, p, d
+
+
+def check_pool_output(size, out, fn: str):
+    """Raise torch's 'Output size is too small' where a pooling output would be empty."""
+    if any(s < 1 for s in size):
+        raise ValueError(f"{fn}: expected a non-empty input, got spatial size {tuple(size)}")
+    if any(o < 1 for o in out):
+        raise ValueError(
+            f"{fn}: given input of spatial size {tuple(size)}, the calculated output size "
+            f"{tuple(out)} is too small: Output size is too small"
+        )
+
+
+def adaptive_output_size(output_size, size, fn: str) -> tuple[int, ...]:
+    """Resolve an adaptive pooling ``output_size`` (int, or tuple with ``None`` = keep the input size)."""
+    n = len(size)
+    if isinstance(output_size, Sequence) and not isinstance(output_size, str):
+        out = tuple(output_size)
+        if len(out) == 1 and n > 1:
+            out = out * n
+        if len(out) != n:
+            raise ValueError(
+                f"{fn}: output_size must be an int or a tuple of {n} ints (or None), got "
+                f"output_size={output_size!r}"
+            )
+        out = tuple(s if o is None else o for o, s in zip(out, size))
+    else:
+        out = (output_size,) * n
+    if not all(isinstance(o, int) and not isinstance(o, bool) for o in out):
+        raise TypeError(
+            f"{fn}: output_size must be an int or a tuple of {n} ints (None keeps the input "
+            f"size), got output_size={output_size!r}"
+        )
+    if any(o < 0 for o in out):
+        raise ValueError(f"{fn}: elements of output_size must be >= 0, got output_size={out}")
+    if any(s < 1 for s in size):
+        raise ValueError(f"{fn}: expected a non-empty input, got spatial size {tuple(size)}")
+    return out

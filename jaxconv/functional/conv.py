@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from . import _args
+from . import _args, _lowering
 
 DEFAULT_PRECISION = lax.Precision.HIGHEST
 """float32 convolutions run at full float32 precision unless the caller passes ``precision``."""
@@ -34,6 +34,12 @@ def _finish(y_nhwc, bias, unbatched):
     if bias is not None:
         y_nhwc = y_nhwc + bias.astype(y_nhwc.dtype)
     y = _channels_first(y_nhwc)
+    return y[0] if unbatched else y
+
+
+def _finish_nchw(y, bias, unbatched):
+    if bias is not None:
+        y = y + bias.astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - 2))
     return y[0] if unbatched else y
 
 
@@ -64,7 +70,15 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
         fn,
     )
     _args.check_bias(bias, out_channels, weight.shape)
+    lowering = _lowering.pick_conv(x.shape, weight.shape, stride, pads, dilation, groups)
+    if lowering == "depthwise":
+        return _finish_nchw(_lowering.depthwise(x, weight, stride, pads, dilation), bias, unbatched)
+    if lowering == "pointwise":
+        return _finish_nchw(_lowering.pointwise(x, weight, stride, precision), bias, unbatched)
     rhs = jnp.moveaxis(weight, (0, 1), (-1, -2))  # (out, in/g, *k) -> (*k, in/g, out)
+    if groups == 1:  # same forward; a faster weight gradient (see _lowering.conv_nhwc)
+        return _finish(_lowering.conv_nhwc(_channels_last(x), rhs, stride, pads, dilation, precision),
+                       bias, unbatched)
     y = lax.conv_general_dilated(
         _channels_last(x), rhs,
         window_strides=stride, padding=pads, rhs_dilation=dilation,
@@ -118,6 +132,9 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
         )
     out_channels = out_per_group * groups
     _args.check_bias(bias, out_channels, weight.shape)
+    if _lowering.pick_conv_transpose(weight.shape, stride, dilation, groups) == "phase":
+        y = _lowering.conv_transpose_phase(x, weight, stride, padding, output_padding, out_size, precision)
+        return _finish_nchw(y, bias, unbatched)
     k_axes = tuple(range(2, n + 2))
     w = jnp.flip(weight, k_axes).reshape(groups, in_channels // groups, out_per_group, *kernel)
     w = jnp.moveaxis(w, (0, 1, 2), (-2, -3, -1))  # -> (*k, in/g, g, out/g)

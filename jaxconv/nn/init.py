@@ -1,10 +1,12 @@
 """torch's default initialisations, as pure functions of a key (``torch.nn.init``)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def default_dtype(dtype):
@@ -27,7 +29,20 @@ def uniform(key, shape, low, high, dtype=None) -> jax.Array:
     """``U(low, high)`` drawn at (at least) float32 precision, then cast to ``dtype``."""
     dtype = default_dtype(dtype)
     draw = dtype if jnp.finfo(dtype).bits >= 32 else jnp.float32
-    return jax.random.uniform(key, tuple(shape), draw, low, high).astype(dtype)
+    if isinstance(key, jax.core.Tracer):  # built under a trace (jit, eval_shape): stay in jax
+        return jax.random.uniform(key, tuple(shape), draw, low, high).astype(dtype)
+    # Eagerly, draw U[0, 1) into a power-of-two bucket and scale in numpy: XLA compiles the
+    # random-bits program once per bucket instead of once per parameter shape (each compile
+    # takes a large fraction of a second on CPU, which made building a model slow).
+    size = math.prod(shape)
+    bucket = 1 << max(size - 1, 0).bit_length()
+    u = np.asarray(_unit_uniform(key, bucket, jnp.dtype(draw)))[:size].astype(np.float64)
+    return jnp.asarray((low + (high - low) * u).astype(draw).astype(dtype).reshape(tuple(shape)))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _unit_uniform(key, n, dtype):
+    return jax.random.uniform(key, (n,), dtype)
 
 
 def kaiming_uniform(key, shape, a: float = math.sqrt(5), dtype=None) -> jax.Array:

@@ -1,0 +1,6 @@
+"""``python -m equivalence``: see :mod:`equivalence.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,190 @@
+"""Faster lowerings of particular convolutions, chosen per case by ``conv.py``.
+
+Each function here computes exactly what the default lowering in ``conv.py`` computes
+(the same sums, in another order), on already-validated arguments: ``x`` batched
+``(N, C, *spatial)``, torch's weight layouts, ``pads`` as ``(lo, hi)`` pairs. The rules
+in :func:`pick_conv` and :func:`pick_conv_transpose` say when each one is used; they
+were set by measurement (``python -m benchmarks``) on XLA:CPU, where
+
+* a depthwise conv through ``feature_group_count`` runs 30-150x slower than the same
+  work as k*k shifted multiply-adds, which XLA fuses into one loop over the output;
+* a 1x1 conv is a matrix product, which in torch's channels-first layout needs no
+  transposes at all;
+* a strided transposed conv through ``lhs_dilation`` multiplies mostly inserted zeros;
+  the sub-pixel (phase) decomposition below does only the useful products.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_MAX_SHIFTS = 49
+"""Depthwise kernels with more taps than this use the default lowering (graph size)."""
+
+
+def _nhwc_dims(n: int):
+    spatial = "DHW"[-n:]
+    return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+
+
+# ---------------------------------------------------------------------------- selection
+def pick_conv(x_shape, weight_shape, stride, pads, dilation, groups) -> str:
+    """Name of the lowering for a conv: ``'depthwise'``, ``'pointwise'`` or ``'default'``."""
+    c_in = x_shape[1]
+    kernel = weight_shape[2:]
+    if groups > 1 and groups == c_in and math.prod(kernel) <= _MAX_SHIFTS:
+        return "depthwise"
+    if groups == 1 and all(k == 1 for k in kernel) and all(p == (0, 0) for p in pads):
+        return "pointwise"
+    return "default"
+
+
+def pick_conv_transpose(weight_shape, stride, dilation, groups) -> str:
+    """Name of the lowering for a transposed conv: ``'phase'`` or ``'default'``."""
+    if groups == 1 and any(s > 1 for s in stride) and all(d == 1 for d in dilation):
+        return "phase"
+    return "default"
+
+
+# ---------------------------------------------------------------------------- depthwise
+def depthwise(x, weight, stride, pads, dilation, precision=None):
+    r"""Depthwise conv (``groups == C_in``, any channel multiplier) as shifted multiply-adds.
+
+    Output channel ``o`` reads input channel ``o // m`` (``m = C_out / C_in``), so
+    ``y[:, o] = sum_k w[o, 0, k] * xpad[:, o // m, s*i + d*k]``: one strided slice of the
+    padded input per kernel tap, scaled per channel and summed. Everything stays in
+    torch's ``(N, C, *spatial)`` layout. The padded input is materialised once
+    (``optimization_barrier``) so that the fused loop reads it without bounds checks.
+    """
+    n = x.ndim - 2
+    c_out, _, *kernel = weight.shape
+    m = c_out // x.shape[1]
+    if m > 1:
+        x = jnp.repeat(x, m, axis=1)
+    xp = jnp.pad(x, ((0, 0), (0, 0), *pads))
+    if any(lo or hi for lo, hi in pads):
+        xp = lax.optimization_barrier(xp)
+    out = [(s + lo + hi - d * (k - 1) - 1) // st + 1
+           for s, (lo, hi), k, d, st in zip(x.shape[2:], pads, kernel, dilation, stride)]
+    w = weight[:, 0].astype(jnp.result_type(x, weight))
+    acc = None
+    for taps in itertools.product(*(range(k) for k in kernel)):
+        start = (0, 0, *(t * d for t, d in zip(taps, dilation)))
+        limit = (xp.shape[0], xp.shape[1],
+                 *(t * d + (o - 1) * st + 1 for t, d, o, st in zip(taps, dilation, out, stride)))
+        piece = lax.slice(xp, start, limit, (1, 1, *stride))
+        term = piece * w[(slice(None), *taps)].reshape((c_out,) + (1,) * n)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+# ---------------------------------------------------------------------------- pointwise
+def pointwise(x, weight, stride, precision=None):
+    """1x1 conv (no padding, ``groups == 1``) as one matrix product in channels-first layout.
+
+    ``y[n, o, *p] = sum_c w[o, c] * x[n, c, *(s*p)]``: subsample by the stride, then contract
+    channels with a batched matrix product; no transposes around it.
+    """
+    if any(s > 1 for s in stride):
+        x = x[(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
+    n_batch, c_in, *spatial = x.shape
+    w = weight.reshape(weight.shape[:2]).astype(jnp.result_type(x, weight))
+    # (o, c) @ (N, c, S) -> (N, o, S): a batched product that broadcasts the weight.
+    y = jnp.matmul(w, x.reshape(n_batch, c_in, math.prod(spatial)), precision=precision)
+    return y.reshape(n_batch, weight.shape[0], *spatial)
+
+
+# ---------------------------------------------------------------------------- phase
+def conv_transpose_phase(x, weight, stride, padding, output_padding, out_size, precision=None):
+    r"""Strided transposed conv (``groups == 1``, ``dilation == 1``) by sub-pixel phases.
+
+    Per dimension, the uncropped output index ``q = o + p`` collects ``x[i] * w[k]`` with
+    ``i*s + k = q``. Writing ``q = m*s + r`` (phase ``r`` in ``[0, s)``) and ``k = r + s*t``
+    gives ``y[m*s + r] = sum_t x[m - t] * w[r + s*t]``: for each phase, a stride-1 "full"
+    correlation of ``x`` with the sub-kernel ``w[r::s]``, flipped. All ``prod(s)`` phases
+    share one conv whose output channels are ``(phase, C_out)`` (sub-kernels zero-padded
+    to ``K_c = ceil(K/s)`` taps); the phases are then interleaved (depth-to-space) and the
+    result cropped by ``p`` at the start. No multiplication by an inserted zero happens.
+    """
+    n = x.ndim - 2
+    c_in, c_out, *kernel = weight.shape
+    kc = [-(-k // s) for k, s in zip(kernel, stride)]
+    # w_sub[t..., c_in, phase..., c_out] = w[c_in, c_out, r + s*t] (zero beyond K), flipped in t.
+    w = jnp.pad(weight, ((0, 0), (0, 0), *((0, kk * s - k) for kk, s, k in zip(kc, stride, kernel))))
+    w = w.reshape(c_in, c_out, *itertools.chain.from_iterable((kk, s) for kk, s in zip(kc, stride)))
+    # axes now: c_in, c_out, t1, r1, t2, r2, ...
+    t_axes = [2 + 2 * i for i in range(n)]
+    r_axes = [3 + 2 * i for i in range(n)]
+    w = jnp.flip(w, t_axes)
+    w = jnp.transpose(w, (*t_axes, 0, *r_axes, 1))  # (t..., c_in, r..., c_out)
+    rhs = w.reshape(*kc, c_in, math.prod(stride) * c_out)
+    # Number of phase rows needed to cover o + p for every output o.
+    rows = [-(-(p + o) // s) for p, o, s in zip(padding, out_size, stride)]
+    pads = [(kk - 1, r - i) for kk, r, i in zip(kc, rows, x.shape[2:])]
+    z = conv_nhwc(jnp.moveaxis(x, 1, -1), rhs, (1,) * n, pads, (1,) * n, precision)
+    # z: (N, *rows, r..., c_out) with the last axis flattened
+    N = x.shape[0]
+    z = z.reshape(N, *rows, *stride, c_out)
+    # interleave: (N, m1, m2, r1, r2, C) -> (N, C, m1, r1, m2, r2)
+    perm = [0, 2 * n + 1]
+    for i in range(n):
+        perm += [1 + i, 1 + n + i]
+    z = jnp.transpose(z, perm).reshape(N, c_out, *(r * s for r, s in zip(rows, stride)))
+    crop = tuple(slice(p, p + o) for p, o in zip(padding, out_size))
+    return z[(slice(None), slice(None), *crop)]
+
+
+# ---------------------------------------------------------------------------- fast kernel gradient
+def conv_nhwc(x, rhs, stride, pads, dilation, precision=None):
+    """``lax.conv_general_dilated`` (NHWC / HWIO, ``groups == 1``) with a faster weight gradient.
+
+    The value is XLA's conv. Its derivative is given as a custom JVP whose part linear in
+    the weight is one matrix product per kernel tap,
+    ``dy[n, p] = sum_k xpad[n, s*p + d*k, :] @ dw[k]``; reverse mode transposes it into
+    ``gw[k] = sum_{n,p} xpad[n, s*p + d*k, :]^T gy[n, p, :]``, again matrix products.
+    XLA:CPU otherwise computes the weight gradient as a convolution whose window is the
+    whole output, measured 10-25x slower than torch.
+    """
+    return _conv_nhwc(x, rhs, tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision)
+
+
+def _plain_conv(x, rhs, stride, pads, dilation, precision):
+    return lax.conv_general_dilated(x, rhs, stride, pads, rhs_dilation=dilation,
+                                    dimension_numbers=_nhwc_dims(x.ndim - 2), precision=precision)
+
+
+def _taps_matmul(x, rhs, stride, pads, dilation, precision):
+    """The same conv as a sum over kernel taps of ``(N*P, C_in) @ (C_in, C_out)`` products."""
+    n = x.ndim - 2
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+    kernel = rhs.shape[:n]
+    out = [(p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(xp.shape[1:-1], kernel, dilation, stride)]
+    acc = None
+    for taps in itertools.product(*(range(k) for k in kernel)):
+        start = (0, *(t * d for t, d in zip(taps, dilation)), 0)
+        limit = (xp.shape[0], *(t * d + (o - 1) * s + 1 for t, d, o, s in zip(taps, dilation, out, stride)),
+                 xp.shape[-1])
+        piece = lax.slice(xp, start, limit, (1, *stride, 1))
+        term = lax.dot_general(piece, rhs[taps], (((n + 1,), (0,)), ((), ())), precision=precision)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_nhwc(x, rhs, stride, pads, dilation, precision):
+    return _plain_conv(x, rhs, stride, pads, dilation, precision)
+
+
+@_conv_nhwc.defjvp
+def _conv_nhwc_jvp(stride, pads, dilation, precision, primals, tangents):
+    x, rhs = primals
+    dx, drhs = tangents
+    y = _plain_conv(x, rhs, stride, pads, dilation, precision)
+    dy = (_plain_conv(dx, rhs, stride, pads, dilation, precision)
+          + _taps_matmul(x, drhs, stride, pads, dilation, precision))
+    return y, dy

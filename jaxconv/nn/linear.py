@@ -1,0 +1,153 @@
+"""``Linear``, ``Identity``, ``Flatten``, ``Unflatten`` and the dropout modules."""
+from __future__ import annotations
+
+from flax import nnx
+
+from .. import _rng
+from ..functional.linear import (_check_p, dropout, dropout1d, dropout2d, dropout3d, flatten,
+                                 linear, unflatten)
+from . import init
+from .module import Module
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` (``torch.nn.Linear``).
+
+    **Arguments:**
+
+    - ``in_features``, ``out_features``: sizes of the last input / output axis.
+    - ``bias``: learn a ``(out_features,)`` bias.
+    - ``dtype``: parameter dtype (float32 when ``None``).
+    - ``rngs``: ``nnx.Rngs`` (its ``params`` stream) or a key; ``None`` draws from the
+      stream seeded by ``jaxconv.manual_seed``.
+
+    Parameters: ``weight`` ``(out_features, in_features)`` and ``bias``, initialised as
+    torch does (kaiming-uniform with ``a=sqrt(5)``, bias ``U(-1/sqrt(in), 1/sqrt(in))``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None,
+                 *, rngs=None):
+        self.in_features, self.out_features = in_features, out_features
+        weight, b = init.torch_default(_rng.key_from(rngs), (out_features, in_features),
+                                       out_features if bias else None, dtype)
+        self.weight = nnx.Param(weight)
+        self.bias = nnx.Param(b) if bias else None
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+    def __call__(self, x):
+        return linear(x, self.weight[...], None if self.bias is None else self.bias[...])
+
+
+class Identity(Module):
+    """Returns its input (``torch.nn.Identity``); any constructor arguments are ignored."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, x):
+        return x
+
+
+class Flatten(Module):
+    """Merge dims ``start_dim..end_dim`` into one (``torch.nn.Flatten``).
+
+    **Arguments:** ``start_dim`` (1, so the batch axis is kept), ``end_dim`` (-1).
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def __call__(self, x):
+        return flatten(x, self.start_dim, self.end_dim)
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size`` (``torch.nn.Unflatten``).
+
+    **Arguments:** ``dim`` (an int), ``unflattened_size`` (tuple or list of ints; one may
+    be ``-1``).
+    """
+
+    def __init__(self, dim: int, unflattened_size):
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError(
+                f"unflattened_size must be a tuple of ints, but found type "
+                f"{type(unflattened_size).__name__}"
+            )
+        for i, v in enumerate(unflattened_size):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(
+                    f"unflattened_size must be a tuple of ints, but found element of type "
+                    f"{type(v).__name__} at pos {i}"
+                )
+        self.dim, self.unflattened_size = dim, unflattened_size
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def __call__(self, x):
+        return unflatten(x, self.dim, self.unflattened_size)
+
+
+class Dropout(Module):
+    """Zero elements with probability ``p`` and scale the rest by ``1 / (1 - p)`` (``torch.nn.Dropout``).
+
+    **Arguments:**
+
+    - ``p``: drop probability in ``[0, 1]``.
+    - ``inplace``: accepted and ignored.
+    - ``rngs``: ``nnx.Rngs`` (its ``dropout`` stream, or ``default``) or a key that seeds
+      this module's own ``rngs`` stream; ``None`` draws the seed from the library stream.
+
+    Mode: ``deterministic`` (``False`` at construction = torch's train mode); ``model.eval()``
+    makes it the identity. Each call draws a fresh mask from ``self.rngs``, whose counter is
+    module state, so masks differ across calls under ``nnx.jit`` too.
+    """
+
+    _fn = staticmethod(dropout)
+
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, rngs=None):
+        _check_p(p)
+        self.p, self.inplace = p, inplace
+        self.deterministic = False
+        self.rngs = nnx.Rngs(dropout=_rng.key_from(rngs, "dropout"))
+
+    @property
+    def training(self) -> bool:
+        """torch's ``training`` flag: ``not deterministic``."""
+        return not self.deterministic
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+    def __call__(self, x):
+        if self.deterministic or self.p == 0:
+            return self._fn(x, self.p, False)
+        return self._fn(x, self.p, True, key=self.rngs.dropout())
+
+
+class Dropout1d(Dropout):
+    """Zero whole channels of ``(N, C, L)`` / ``(C, L)`` input (``torch.nn.Dropout1d``);
+    arguments and mode as ``Dropout``."""
+
+    _fn = staticmethod(dropout1d)
+
+
+class Dropout2d(Dropout):
+    """Zero whole channels of ``(N, C, H, W)`` input (``torch.nn.Dropout2d``); arguments and
+    mode as ``Dropout``. As torch, a 3-D input is read as ``(N, C, L)``."""
+
+    _fn = staticmethod(dropout2d)
+
+
+class Dropout3d(Dropout):
+    """Zero whole channels of ``(N, C, D, H, W)`` / ``(C, D, H, W)`` input
+    (``torch.nn.Dropout3d``); arguments and mode as ``Dropout``."""
+
+    _fn = staticmethod(dropout3d)

@@ -1,0 +1,87 @@
+"""The main job end to end, in subprocesses: no arguments (the demo), port and check."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from equivalence import cli, examples
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def _run(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "equivalence", *args], capture_output=True,
+                          text=True, env=ENV, timeout=timeout)
+
+
+def test_no_arguments_runs_the_demo():
+    proc = _run()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "residual CNN" in out and "strict load" in out
+    assert "gradients of sum(output * cotangent)" in out and "resblock2.conv2.weight" in out
+    verdict = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert verdict and verdict[-1].startswith("PASS: ")
+
+
+@pytest.fixture
+def cifar_checkpoint(tmp_path):
+    model = examples.cifar_net_torch(seed=3)
+    path = tmp_path / "cifar.pt"
+    torch.save({"epoch": 3, "state_dict": model.state_dict()}, path)  # a training checkpoint
+    return path, model
+
+
+def test_port_writes_checkpoint_and_certificate(tmp_path, cifar_checkpoint):
+    ckpt, model = cifar_checkpoint
+    out = tmp_path / "out"
+    plot = tmp_path / "plot.png"
+    proc = _run("port", "--torch", "equivalence.examples:cifar_net_torch",
+                "--jax", "equivalence.examples:cifar_net_jax", "--checkpoint", str(ckpt),
+                "--input-shape", "2,3,32,32", "--out", str(out), "--grads", "--seed", "5",
+                "--plot", str(plot))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cert = json.loads((out / "certificate.json").read_text())
+    assert cert["verdict"] == "PASS" and cert["seed"] == 5 and cert["grads"] is True
+    assert cert["inputs"][0]["shape"] == [2, 3, 32, 32]
+    # the written jaxconv checkpoint is the torch checkpoint, loadable by torch
+    from safetensors.torch import load_file
+
+    exported = load_file(str(out / "model.safetensors"))
+    fresh = examples.cifar_net_torch(seed=99)
+    fresh.load_state_dict(exported, strict=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(exported[k], v), k
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_compares_and_writes_only_what_is_asked(tmp_path, cifar_checkpoint):
+    ckpt, _ = cifar_checkpoint
+    js = tmp_path / "c.json"
+    proc = _run("check", "--torch", "equivalence.examples:cifar_net_torch",
+                "--jax", "equivalence.examples:cifar_net_jax", "--checkpoint", str(ckpt),
+                "--input-shape", "1,3,32,32", "--json", str(js), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("PASS") and json.loads(js.read_text())["verdict"] == "PASS"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "cifar.pt"]
+
+
+def test_usage_errors():
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--torch", "nocolon", "--jax", "a:b", "--input-shape", "1,2"])
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--torch", "a:b", "--jax", "a:b", "--input-shape", "1,x"])
+    with pytest.raises(SystemExit, match="has no attribute"):
+        cli._load_factory("equivalence.examples:nope")
+
+
+def test_text_progress_bar(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the fallback bar, without tqdm
+    bar = cli._Progress(True)
+    for i in range(11):
+        bar(i, 10, f"layer{i}")
+    err = capsys.readouterr().err
+    assert "[" + "#" * 30 + "] 10/10" in err and "0/10" in err

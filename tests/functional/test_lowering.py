@@ -1,0 +1,166 @@
+"""The faster lowerings in ``jaxconv.functional._lowering`` against torch, like the default one.
+
+Each case checks (a) which lowering ``conv.py`` picks, so a grid row really exercises the
+lowering it names, (b) the output in float64 against torch, under ``jax.jit``, and (c) the
+gradients with respect to input, weight and bias against torch's autograd.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import jaxconv.functional as F
+from jaxconv.functional import _lowering
+
+from .._util import assert_close, randn, t
+
+# (spatial dims, batch (None = unbatched), C_in, multiplier, kernel, stride, padding, dilation, spatial size)
+DEPTHWISE = [
+    (2, 2, 4, 1, 3, 1, 1, 1, (7, 9)),
+    (2, 2, 3, 2, 3, 2, 1, 1, (8, 7)),            # channel multiplier 2, stride 2
+    (2, None, 5, 1, (3, 2), (1, 2), (2, 0), 2, (9, 8)),  # unbatched, rectangular, dilated
+    (2, 1, 2, 3, 5, 2, "same", 1, (6, 6)),       # 'same' is stride 1 only: stride overwritten below
+    (1, 3, 6, 1, 4, 3, 2, 1, (13,)),
+    (3, 1, 3, 1, 3, 1, 1, 2, (5, 6, 5)),
+    (2, 2, 4, 1, 3, 1, "valid", 1, (5, 6)),
+]
+
+
+def _conv_fn(n):
+    return {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n], {1: torch.nn.functional.conv1d,
+                                                      2: torch.nn.functional.conv2d,
+                                                      3: torch.nn.functional.conv3d}[n]
+
+
+def _check_conv(rng, n, batch, cin, cout, groups, kernel, stride, padding, dilation, size, expect):
+    kernel = (kernel,) * n if isinstance(kernel, int) else kernel
+    if padding == "same":
+        stride = 1
+    x = randn(rng, *(() if batch is None else (batch,)), cin, *size)
+    w = randn(rng, cout, cin // groups, *kernel)
+    b = randn(rng, cout)
+    jf, tf = _conv_fn(n)
+    st = (stride,) * n if isinstance(stride, int) else stride
+    dl = (dilation,) * n if isinstance(dilation, int) else dilation
+    from jaxconv.functional import _args
+    pads = _args.conv_padding(padding, kernel, st, dl)
+    xb_shape = x.shape if batch is not None else (1, *x.shape)
+    assert _lowering.pick_conv(xb_shape, w.shape, st, pads, dl, groups) == expect
+
+    def f(x, w, b):
+        return jf(x, w, b, stride, padding, dilation, groups)
+    tx, tw, tb = (t(a).requires_grad_() for a in (x, w, b))
+    ref = tf(tx, tw, tb, stride, padding, dilation, groups)
+    reduction = (cin // groups) * int(np.prod(kernel))
+    out = jax.jit(f)(x, w, b)
+    assert_close(out, ref.detach().numpy(), reduction=reduction)
+    ct = randn(rng, *ref.shape)
+    ref.backward(t(ct))
+    _, vjp = jax.vjp(jax.jit(f), x, w, b)
+    gx, gw, gb = vjp(ct)
+    assert_close(gx, tx.grad.numpy(), reduction=cout * int(np.prod(kernel)))
+    assert_close(gw, tw.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
+    assert_close(gb, tb.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
+
+
+@pytest.mark.parametrize("n,batch,cin,mult,kernel,stride,padding,dilation,size", DEPTHWISE)
+def test_depthwise_matches_torch(rng, n, batch, cin, mult, kernel, stride, padding, dilation, size):
+    _check_conv(rng, n, batch, cin, cin * mult, cin, kernel, stride, padding, dilation, size, "depthwise")
+
+
+@pytest.mark.parametrize("n,batch,cin,cout,stride,size", [
+    (2, 2, 5, 7, 1, (6, 5)),
+    (2, 3, 4, 6, 2, (7, 8)),        # odd size with stride 2
+    (2, None, 3, 4, (1, 3), (5, 7)),  # unbatched, per-dimension stride
+    (1, 2, 6, 3, 2, (9,)),
+    (3, 1, 3, 5, 2, (4, 5, 3)),
+])
+def test_pointwise_matches_torch(rng, n, batch, cin, cout, stride, size):
+    _check_conv(rng, n, batch, cin, cout, 1, 1, stride, 0, 1, size, "pointwise")
+
+
+@pytest.mark.parametrize("groups,cin,cout,kernel,padding", [
+    (1, 1, 3, 3, 1),     # one input channel, groups 1: a dense conv, not depthwise
+    (2, 4, 4, 3, 1),     # grouped but not depthwise
+    (1, 4, 5, 1, 1),     # 1x1 with padding: the default lowering
+    (3, 3, 6, 8, 3),     # depthwise with more taps than the shift lowering takes (8x8)
+])
+def test_cases_left_to_the_default_lowering(rng, groups, cin, cout, kernel, padding):
+    _check_conv(rng, 2, 2, cin, cout, groups, kernel, 1, padding, 1, (9, 10), "default")
+
+
+def test_depthwise_float32_keeps_dtype(rng):
+    x = randn(rng, 2, 6, 8, 8, dtype=np.float32)
+    w = randn(rng, 6, 1, 3, 3, dtype=np.float32)
+    out = jax.jit(lambda x, w: F.conv2d(x, w, None, 1, 1, 1, 6))(x, w)
+    assert out.dtype == jnp.float32
+    ref = torch.nn.functional.conv2d(t(x), t(w), None, 1, 1, 1, 6)
+    assert_close(out, ref.numpy(), dtype=np.float32, reduction=9)
+
+
+# (spatial dims, batch, C_in, C_out, kernel, stride, padding, output_padding, size)
+PHASE = [
+    (2, 2, 5, 4, 4, 2, 1, 0, (5, 6)),   # the DCGAN layer
+    (2, 2, 3, 4, 3, 2, 1, 1, (6, 5)),   # kernel not a multiple of the stride, output_padding
+    (2, None, 3, 2, (5, 2), (3, 2), (2, 0), (2, 1), (4, 5)),  # unbatched, rectangular
+    (2, 1, 2, 3, 1, 2, 0, 1, (3, 4)),   # 1x1 kernel smaller than the stride
+    (2, 2, 2, 3, 4, 2, 3, 0, (6, 7)),   # padding beyond kernel-1: crop past the first phase row
+    (2, 1, 2, 3, 2, 3, 0, 0, (4, 4)),   # kernel smaller than the stride (gaps in the output)
+    (1, 2, 3, 4, 4, 2, 1, 1, (7,)),
+    (3, 1, 2, 3, 3, 2, 1, 1, (3, 4, 3)),
+    (2, 2, 3, 2, 4, (2, 1), 1, 0, (5, 6)),  # stride 1 in one dimension only
+]
+
+
+@pytest.mark.parametrize("n,batch,cin,cout,kernel,stride,padding,output_padding,size", PHASE)
+def test_phase_transposed_matches_torch(rng, n, batch, cin, cout, kernel, stride, padding,
+                                        output_padding, size):
+    kernel = (kernel,) * n if isinstance(kernel, int) else kernel
+    st = (stride,) * n if isinstance(stride, int) else stride
+    assert _lowering.pick_conv_transpose((cin, cout, *kernel), st, (1,) * n, 1) == "phase"
+    x = randn(rng, *(() if batch is None else (batch,)), cin, *size)
+    w = randn(rng, cin, cout, *kernel)
+    b = randn(rng, cout)
+    jf = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
+    tf = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
+          3: torch.nn.functional.conv_transpose3d}[n]
+
+    def f(x, w, b):
+        return jf(x, w, b, stride, padding, output_padding)
+    tx, tw, tb = (t(a).requires_grad_() for a in (x, w, b))
+    ref = tf(tx, tw, tb, stride, padding, output_padding)
+    out = jax.jit(f)(x, w, b)
+    assert_close(out, ref.detach().numpy(), reduction=cin * int(np.prod(kernel)))
+    ct = randn(rng, *ref.shape)
+    ref.backward(t(ct))
+    _, vjp = jax.vjp(jax.jit(f), x, w, b)
+    gx, gw, gb = vjp(ct)
+    assert_close(gx, tx.grad.numpy(), reduction=cout * int(np.prod(kernel)))
+    assert_close(gw, tw.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
+    assert_close(gb, tb.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
+
+
+@pytest.mark.parametrize("stride,dilation,groups,expect", [
+    ((1, 1), (1, 1), 1, "default"),   # nothing to gain at stride 1
+    ((2, 2), (2, 1), 1, "default"),   # dilated: default lowering
+    ((2, 2), (1, 1), 2, "default"),   # grouped: default lowering
+    ((2, 2), (1, 1), 1, "phase"),
+])
+def test_transposed_lowering_choice_and_result(rng, stride, dilation, groups, expect):
+    assert _lowering.pick_conv_transpose((4, 3, 3, 3), stride, dilation, groups) == expect
+    x = randn(rng, 2, 4, 5, 6)
+    w = randn(rng, 4, 3, 3, 3)
+    op = (1, 0) if stride[0] > 1 else 0
+    out = jax.jit(lambda x, w: F.conv_transpose2d(x, w, None, stride, 1, op, groups, dilation))(x, w)
+    ref = torch.nn.functional.conv_transpose2d(t(x), t(w), None, stride, 1, op, groups, dilation)
+    assert_close(out, ref.numpy(), reduction=4 * 9)
+
+
+def test_phase_float32_keeps_dtype(rng):
+    x = randn(rng, 2, 8, 4, 4, dtype=np.float32)
+    w = randn(rng, 8, 4, 4, 4, dtype=np.float32)
+    out = jax.jit(lambda x, w: F.conv_transpose2d(x, w, None, 2, 1))(x, w)
+    assert out.dtype == jnp.float32
+    ref = torch.nn.functional.conv_transpose2d(t(x), t(w), None, 2, 1)
+    assert_close(out, ref.numpy(), dtype=np.float32, reduction=8 * 16)
