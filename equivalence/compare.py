@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import types
 
 import jax
 import jax.numpy as jnp
@@ -29,65 +28,12 @@ import numpy as np
 from flax import nnx
 
 from jaxconv.nn import named_children, named_modules
+from jaxconv.trace import intercept
 
 from . import tolerance as tol_mod
 from .io import require_torch
 from .report import Report, Row
 from .state_dict import named_variables
-
-# ----------------------------------------------------------------------------------------
-# Intercepting jaxconv submodule calls
-
-
-_HOOKED: dict[type, type] = {}
-_HOOKS: dict[int, object] = {}
-
-
-def _hooked_class(cls: type) -> type:
-    """A cached subclass of ``cls`` whose ``__call__`` asks the active hook for this instance."""
-    if cls in _HOOKED.values():
-        return cls
-    sub = _HOOKED.get(cls)
-    if sub is None:
-        def __call__(self, *args, **kwargs):
-            hook = _HOOKS.get(id(self))
-            if hook is None:
-                return cls.__call__(self, *args, **kwargs)
-            return hook(self, cls, args, kwargs)
-
-        sub = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(
-            __call__=__call__, __module__=cls.__module__, __qualname__=cls.__qualname__))
-        _HOOKED[cls] = sub
-    return sub
-
-
-@contextlib.contextmanager
-def _intercept(hooks: dict):
-    """Route calls of the given module instances (``{module: hook}``) through their hooks."""
-    swapped = []
-    try:
-        for module, hook in hooks.items():
-            original = type(module)
-            if original not in _HOOKED.values():
-                module.__class__ = _hooked_class(original)
-                swapped.append((module, original))
-            _HOOKS[id(module)] = hook
-        yield
-    finally:
-        for module in hooks:
-            _HOOKS.pop(id(module), None)
-        for module, original in swapped:
-            module.__class__ = original
-
-
-def _unique_named_modules(module):
-    seen, out = set(), []
-    for name, m in named_modules(module):
-        if id(m) not in seen:
-            seen.add(id(m))
-            out.append((name, m))
-    return out
-
 
 # ----------------------------------------------------------------------------------------
 # helpers
@@ -264,7 +210,7 @@ def _run_jax(module, inputs, cotangent, grads, jit):
                 return out
             return hook
 
-        with _intercept({sub: record(name) for name, sub in _unique_named_modules(m)}):
+        with intercept({sub: record(name) for name, sub in named_modules(m)}):
             out = m(*inputs)
         _, _, new_rest = nnx.split(m, nnx.Param, ...)
         return _main(out), (out, calls, new_rest)
@@ -434,7 +380,7 @@ def _glue_check(sub, call, children, scale: bool):
         return hook
 
     hooks = {m: hook_for(n) for n, m in named_children(sub)}
-    with _intercept(hooks):
+    with intercept(hooks):
         out = sub(*_tree_jnp(call.args, fn), **_tree_jnp(call.kwargs, fn))
     if pending:
         problems.append("torch called " + ", ".join(repr(c.name) for c in pending)
@@ -496,7 +442,7 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
     report_meta = {"seed": seed, "inputs": shapes, "train": train, "grads": grads,
                    "torch_type": type(torch_module).__name__, "jax_type": type(jax_module).__name__}
     before = nnx.clone(jax_module)
-    jax_named = dict(_unique_named_modules(before))
+    jax_named = dict(named_modules(before))
     torch_named = dict(torch_module.named_modules())
     with _pinned_precision(torch) as precision:
         t = _run_torch(torch, torch_module, arrays, seed + 1, grads)

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxconv.nn import named_children
+from jaxconv.nn.module import attribute_items
 
 from . import io
 
@@ -55,23 +56,8 @@ class StateDictError(RuntimeError, ValueError):
         self.mismatched = dict(mismatched or {})
 
 
-try:
-    from jaxconv.nn.module import attribute_items as _attribute_items
-except ImportError:  # a jaxconv that does not record attribute order: the same rule, here
-    def _attribute_items(module) -> list:
-        items = vars(module)
-        rank = {name: i for i, name in enumerate(items.get("_torch_order", ()))}
-        return sorted(items.items(), key=lambda kv: rank.get(kv[0], len(rank)))
-
-
 def _own_variables(module) -> Iterator[tuple[str, nnx.Variable]]:
-    if isinstance(module, nnx.List):
-        items = ((str(i), v) for i, v in enumerate(module))
-    elif isinstance(module, nnx.Dict):
-        items = ((str(k), v) for k, v in module.items())
-    else:
-        items = _attribute_items(module)
-    return ((name, v) for name, v in items if isinstance(v, nnx.Variable))
+    return ((name, v) for name, v in attribute_items(module) if isinstance(v, nnx.Variable))
 
 
 def named_variables(module, prefix: str = "") -> Iterator[tuple[str, nnx.Variable]]:

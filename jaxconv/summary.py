@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._trace import record_calls
+from .trace import record_calls
 from .nn.module import named_modules
 
 

@@ -10,12 +10,18 @@ _ORDER = "_torch_order"
 
 
 def attribute_items(module) -> list:
-    """``vars(module).items()`` in registration order.
+    """A module's ``(name, value)`` attributes in registration order (torch's order).
 
     nnx's split/merge (and so ``nnx.jit``, ``nnx.eval_shape``, ...) rebuilds a module with its
     attributes sorted by name; ``jaxconv.nn.Module`` records the order of assignment in a
     static tuple so that torch's order (children, parameters, Sequential '0'..'10') survives.
+    An ``nnx.List`` / ``nnx.Dict`` gives its items named by index / key, like torch's
+    ``ModuleList`` / ``ModuleDict``.
     """
+    if isinstance(module, nnx.List):
+        return [(str(i), v) for i, v in enumerate(module)]
+    if isinstance(module, nnx.Dict):
+        return [(str(k), v) for k, v in module.items()]
     items = vars(module)
     order = items.get(_ORDER)
     if order is None:
@@ -25,28 +31,22 @@ def attribute_items(module) -> list:
 
 
 def named_children(module) -> Iterator[tuple[str, nnx.Module]]:
-    """Direct submodules of any ``nnx.Module`` in registration order, named as torch names them.
+    """Direct submodules of any ``nnx.Module`` in registration order, named as torch names them."""
+    return ((name, value) for name, value in attribute_items(module) if isinstance(value, nnx.Module))
 
-    Attributes holding modules are children; an ``nnx.List`` / ``nnx.Dict`` attribute is a
-    child whose own children are named by index / key, like torch's ``ModuleList`` /
-    ``ModuleDict``.
+
+def named_modules(module, prefix: str = "", _seen=None) -> Iterator[tuple[str, nnx.Module]]:
+    """``module`` itself (named ``prefix``) and every submodule, depth first, dotted names.
+
+    As in torch, a module reachable by several paths is listed once, under its first name.
     """
-    if isinstance(module, nnx.List):
-        items = ((str(i), m) for i, m in enumerate(module))
-    elif isinstance(module, nnx.Dict):
-        items = ((str(k), m) for k, m in module.items())
-    else:
-        items = attribute_items(module)
-    for name, value in items:
-        if isinstance(value, nnx.Module):
-            yield name, value
-
-
-def named_modules(module, prefix: str = "") -> Iterator[tuple[str, nnx.Module]]:
-    """``module`` itself (named ``prefix``) and every submodule, depth first, dotted names."""
+    _seen = set() if _seen is None else _seen
+    if id(module) in _seen:
+        return
+    _seen.add(id(module))
     yield prefix, module
     for name, child in named_children(module):
-        yield from named_modules(child, f"{prefix}.{name}" if prefix else name)
+        yield from named_modules(child, f"{prefix}.{name}" if prefix else name, _seen)
 
 
 def _indent(text: str) -> str:

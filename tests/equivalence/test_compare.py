@@ -9,7 +9,7 @@ import torch
 
 import equivalence
 from equivalence import examples
-from equivalence.compare import _intercept
+from jaxconv.trace import intercept
 from jaxconv import nn as jnn
 
 
@@ -114,7 +114,7 @@ def test_interception_restores_classes_and_leaks_no_tracers():
         return out
 
     x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 2, 5, 5)), jnp.float32)
-    with _intercept({conv: hook}):
+    with intercept({conv: hook}):
         assert type(conv).__name__ == "Conv2d" and type(conv) is not jnn.Conv2d
         jax.jit(lambda x: conv(x))(x)
     assert type(conv) is jnn.Conv2d
