@@ -248,10 +248,19 @@ def test_jit_with_static_config(rng):
     assert_close(conv_t(x, wt, None, **cfg), _torch("conv_transpose2d", x, wt, None, cfg), reduction=12)
 
 
-def _conv_precisions(fn, *args, **kw):
+def _eqns(jaxpr):
+    """Every equation of ``jaxpr``, nested ones (custom_jvp, pjit, ...) included."""
+    for e in jaxpr.eqns:
+        yield e
+        for v in e.params.values():
+            sub = getattr(v, "jaxpr", v)
+            if hasattr(sub, "eqns"):
+                yield from _eqns(sub)
+
+
+def _conv_precisions(fn, *args, primitive="conv_general_dilated", **kw):
     jaxpr = jax.make_jaxpr(lambda *a: fn(*a, **kw))(*args)
-    eqns = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
-    return [e.params["precision"] for e in eqns]
+    return [e.params["precision"] for e in _eqns(jaxpr.jaxpr) if e.primitive.name == primitive]
 
 
 def test_default_precision_is_highest(rng):
@@ -263,6 +272,9 @@ def test_default_precision_is_highest(rng):
     assert got and all(p in (lax.Precision.HIGHEST, highest) for p in got), got
     got = _conv_precisions(F.conv2d, x, w, precision=lax.Precision.DEFAULT)
     assert got and all(p in (lax.Precision.DEFAULT, (lax.Precision.DEFAULT,) * 2) for p in got), got
+    # a 1x1 conv is lowered to a matrix product: the same default
+    got = _conv_precisions(F.conv2d, x, randn(rng, 4, 2, 1, 1, dtype=np.float32), primitive="dot_general")
+    assert got and all(p in (lax.Precision.HIGHEST, highest) for p in got), got
 
 
 @pytest.mark.parametrize("precision", [lax.Precision.DEFAULT, lax.Precision.HIGH, "highest"])

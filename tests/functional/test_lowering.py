@@ -164,3 +164,14 @@ def test_phase_float32_keeps_dtype(rng):
     assert out.dtype == jnp.float32
     ref = torch.nn.functional.conv_transpose2d(t(x), t(w), None, 2, 1)
     assert_close(out, ref.numpy(), dtype=np.float32, reduction=8 * 16)
+
+
+@pytest.mark.parametrize("fn,stride,wshape", [("conv2d", 2, (4, 3, 3, 3)), ("conv_transpose2d", 2, (3, 4, 4, 4))])
+def test_forward_mode_matches_torch(rng, fn, stride, wshape):
+    # groups == 1 convs carry a custom JVP (fast weight gradient): forward mode must still be exact
+    x, w = randn(rng, 2, 3, 7, 6), randn(rng, *wshape)
+    dx, dw = randn(rng, *x.shape), randn(rng, *w.shape)
+    jf, tf = getattr(F, fn), getattr(torch.nn.functional, fn)
+    _, tangent = jax.jit(lambda p, q: jax.jvp(lambda a, b: jf(a, b, None, stride, 1), (x, w), (p, q)))(dx, dw)
+    _, ref = torch.func.jvp(lambda a, b: tf(a, b, None, stride, 1), (t(x), t(w)), (t(dx), t(dw)))
+    assert_close(tangent, ref.numpy(), reduction=2 * 3 * 16)

@@ -1,0 +1,98 @@
+"""Terminal table, JSON and PNG chart of a suite run."""
+from __future__ import annotations
+
+import json
+import re
+
+IMPL_ORDER = ("jaxconv", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox")
+
+
+def slug(env) -> str:
+    name = env["device_kind"] if env["jax_platform"] != "cpu" else f"cpu{env['cpu_count']}"
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+
+
+def _fmt_time(s):
+    return f"{s * 1e3:9.3f}" if s is not None else f"{'-':>9}"
+
+
+def table(result) -> str:
+    env = result["environment"]
+    impls = [i for i in IMPL_ORDER if any(i in r["median_s"] for r in result["cases"])]
+    head = (f"jaxconv benchmarks  device={env['device_kind']} ({env['jax_platform']})  "
+            f"torch={env['torch_device']}  batch={result['batch']}  rounds={result['rounds']}  "
+            f"load={env.get('load_average_start')}\nmedian ms per call; ratio = jaxconv / best torch, "
+            "jaxconv / best plain lax; compile = jaxconv lower+compile s\n")
+    cols = f"{'case':<28}" + "".join(f"{i:>10}" for i in impls) + f"{'vs torch':>10}{'vs lax':>8}{'compile':>9}"
+    lines = [head, cols, "-" * len(cols)]
+    for r in result["cases"]:
+        med = r["median_s"]
+        line = f"{r['case']:<28}" + "".join(f"{_fmt_time(med.get(i)):>10}" for i in impls)
+        lax = r.get("jaxconv_vs_best_lax")
+        line += f"{r['jaxconv_vs_best_torch']:>10.2f}" + (f"{lax:>8.2f}" if lax else f"{'-':>8}")
+        line += f"{r['compile_s'].get('jaxconv', float('nan')):>9.2f}"
+        if "items_per_s" in r:
+            ips = r["items_per_s"]
+            line += f"   img/s jaxconv {ips['jaxconv']:.1f} torch {ips['torch']:.1f} cl {ips['torch_cl']:.1f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_json(result, path) -> str:
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    return path
+
+
+def write_png(result, path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["cases"]
+    impls = [i for i in IMPL_ORDER if i not in ("torch", "torch_cl") and any(i in r["median_s"] for r in rows)]
+    fig, ax = plt.subplots(figsize=(11, 0.35 * len(rows) * len(impls) / 3 + 2))
+    h = 0.8 / len(impls)
+    for j, impl in enumerate(impls):
+        ys = [i + j * h for i in range(len(rows))]
+        vals = [r["ratio_vs_best_torch"].get(impl, 0.0) for r in rows]
+        ax.barh(ys, vals, height=h, label=impl)
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks([i + 0.4 - h / 2 for i in range(len(rows))])
+    ax.set_yticklabels([r["case"] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("time / best of torch NCHW and channels_last (log; < 1 is faster than torch)")
+    env = result["environment"]
+    ax.set_title(f"{env['device_kind']} ({env['jax_platform']}), batch {result['batch']}, float32")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown(result) -> str:
+    """A Markdown table of a run: median ms and the two ratios per case."""
+    lines = ["| case | jaxconv ms | torch NCHW ms | torch channels_last ms | best plain lax ms | "
+             "jaxconv / best torch | jaxconv / best lax |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["cases"]:
+        med = r["median_s"]
+        lax = [med[k] for k in ("lax_nchw", "lax_nhwc") if k in med]
+        lax_s = f"{min(lax) * 1e3:.2f}" if lax else "-"
+        ratio_lax = f"{r['jaxconv_vs_best_lax']:.2f}" if "jaxconv_vs_best_lax" in r else "-"
+        lines.append(f"| {r['case']} | {med['jaxconv'] * 1e3:.2f} | {med['torch'] * 1e3:.2f} | "
+                     f"{med['torch_cl'] * 1e3:.2f} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.report RESULT.json
+    import sys
+
+    with open(sys.argv[1]) as f:
+        res = json.load(f)
+    print(table(res))
+    print()
+    print(markdown(res))

@@ -1,0 +1,343 @@
+"""Run the suite: build, check against torch, compile, time in interleaved rounds, report."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+TORCH_IMPLS = ("torch", "torch_cl")
+
+
+class MismatchError(AssertionError):
+    """An implementation disagreed with torch: the suite stops rather than time it."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _block(out):
+    import jax
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        if out.is_cuda:
+            torch.cuda.synchronize()
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        if out[0].is_cuda:
+            torch.cuda.synchronize()
+        return out
+    return jax.block_until_ready(out)
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.done, self.enabled = max(total, 1), 0, enabled
+
+    def step(self, label: str):
+        self.done += 1
+        if self.enabled:
+            width = 30
+            fill = int(width * self.done / self.total)
+            sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {label[:40]:<40}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _check(name, impl, got, ref, tol):
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape:
+        raise MismatchError(f"{name}/{impl}: output shape {got.shape} != torch's {ref.shape}")
+    scale = max(1.0, float(np.max(np.abs(ref))))
+    err = float(np.max(np.abs(got - ref))) / scale
+    if not err <= tol:
+        raise MismatchError(f"{name}/{impl}: max error {err:.3g} (relative to max|torch| = {scale:.3g}) "
+                            f"exceeds {tol:g}")
+    return err
+
+
+def _time_rounds(runners: dict, rounds: int, min_time: float, progress=None, label=""):
+    """Interleaved timing: each round times every implementation once, in a rotated order.
+
+    ``runners`` maps impl -> zero-argument callable (blocks until done). Each measurement
+    repeats the call enough times to last ``min_time``; returns impl -> list of seconds/call.
+    """
+    reps = {}
+    for impl, f in runners.items():  # calibrate
+        t0 = time.perf_counter()
+        f()
+        dt = time.perf_counter() - t0
+        reps[impl] = max(1, int(min_time / max(dt, 1e-6)))
+    times = {impl: [] for impl in runners}
+    names = list(runners)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for impl in order:
+            f, n = runners[impl], reps[impl]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            times[impl].append((time.perf_counter() - t0) / n)
+        if progress is not None:
+            progress.step(f"{label} round {r + 1}/{rounds}")
+    return times
+
+
+def _summarise(name, group, times, compile_s, errors, per_item=None):
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best_torch = min(med[k] for k in TORCH_IMPLS if k in med)
+    lax_keys = [k for k in ("lax_nchw", "lax_nhwc") if k in med]
+    row = {
+        "case": name, "group": group,
+        "median_s": med, "rounds_s": times, "compile_s": compile_s, "max_rel_error_vs_torch": errors,
+        "agrees_with_torch": {k: True for k in times},
+        "ratio_vs_best_torch": {k: v / best_torch for k, v in med.items()},
+        "jaxconv_vs_best_torch": med["jaxconv"] / best_torch,
+    }
+    if lax_keys:
+        row["jaxconv_vs_best_lax"] = med["jaxconv"] / min(med[k] for k in lax_keys)
+    if per_item:
+        row["items_per_s"] = {k: per_item / v for k, v in med.items()}
+    return row
+
+
+# ----------------------------------------------------------------------------- layers
+def run_layer(case, rng, torch_device, rounds, min_time, tol, progress):
+    import jax
+    import torch
+
+    from . import cases as C
+
+    impls = C.build(case, rng, torch_device)
+    f_ref, a_ref, conv_ref = impls["torch"]
+    with torch.no_grad():
+        torch_tf32 = _tf32(False)
+        ref = conv_ref(f_ref(*a_ref))
+        _tf32(torch_tf32)
+    runners, compile_s, errors = {}, {}, {}
+    for impl, (f, args, to_nchw) in impls.items():
+        t0 = time.perf_counter()
+        if impl in TORCH_IMPLS:
+            with torch.no_grad():
+                out = _block(f(*args))
+            fn = f
+        else:
+            fn = f.lower(*args).compile() if hasattr(f, "lower") else f
+            compile_s[impl] = time.perf_counter() - t0
+            out = _block(fn(*args))
+        errors[impl] = _check(case.name, impl, to_nchw(out), ref, tol)
+
+        def run(fn=fn, args=args, impl=impl):
+            if impl in TORCH_IMPLS:
+                with torch.no_grad():
+                    return _block(fn(*args))
+            return _block(fn(*args))
+        runners[impl] = run
+    del jax
+    times = _time_rounds(runners, rounds, min_time, progress, case.name)
+    return _summarise(case.name, case.group, times, compile_s, errors)
+
+
+def _tf32(enabled):
+    """Set torch's TF32 switches; return the previous setting (a no-op without CUDA)."""
+    import torch
+
+    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if isinstance(enabled, tuple):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = enabled
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    return prev
+
+
+# ----------------------------------------------------------------------------- models
+def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress):
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+    from . import models as M
+
+    tcls, jcls, shapes = M.MODELS[name]
+    size = dict(width=8, blocks=1) if quick else {}
+    torch.manual_seed(0)
+    tmodel = tcls(**size).to(torch_device)
+    jmodel = M.copy_torch_state(tmodel, jcls(**size))
+    tmodel_cl = tcls(**size).to(torch_device)
+    tmodel_cl.load_state_dict(tmodel.state_dict())
+    tmodel_cl = tmodel_cl.to(memory_format=torch.channels_last)
+    x = np.random.default_rng(1).standard_normal((batch, *shapes["quick" if quick else "full"])).astype(np.float32)
+    tx = torch.from_numpy(x).to(torch_device)
+    tx_cl = tx.contiguous(memory_format=torch.channels_last)
+    xj = jnp.asarray(x)
+    rows = []
+
+    # forward, eval mode
+    tmodel.eval(), tmodel_cl.eval(), jmodel.eval()
+    prev = _tf32(False)
+    with torch.no_grad():
+        ref = tmodel(tx).cpu().numpy()
+    _tf32(prev)
+    gd, state = nnx.split(jmodel)
+    fwd = jax.jit(lambda s, x: nnx.merge(gd, s)(x))
+    t0 = time.perf_counter()
+    fwd_c = fwd.lower(state, xj).compile()
+    compile_s = {"jaxconv": time.perf_counter() - t0}
+    errors = {"jaxconv": _check(f"{name}_forward", "jaxconv", fwd_c(state, xj), ref, tol)}
+
+    def torch_fwd(m, inp):
+        def f():
+            with torch.no_grad():
+                return _block(m(inp))
+        return f
+    for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
+        errors[impl] = _check(f"{name}_forward", impl, torch_fwd(m, inp)().float().cpu().numpy(), ref, tol)
+    runners = {"jaxconv": lambda: _block(fwd_c(state, xj)),
+               "torch": torch_fwd(tmodel, tx), "torch_cl": torch_fwd(tmodel_cl, tx_cl)}
+    times = _time_rounds(runners, rounds, min_time, progress, f"{name} forward")
+    rows.append(_summarise(f"{name}_forward", "model forward", times, compile_s, errors, per_item=batch))
+
+    # training step: forward + backward of mean(output), train mode (batch statistics)
+    tmodel.train(), tmodel_cl.train(), jmodel.train()
+    first = next(iter(tmodel.parameters()))
+    first_name = next(iter(dict(tmodel.named_parameters())))
+
+    def torch_step(m, inp):
+        params = list(m.parameters())
+
+        def f():
+            for p in params:
+                p.grad = None
+            loss = m(inp).mean()
+            loss.backward()
+            return _block((loss, params[0].grad))
+        return f
+    prev = _tf32(False)
+    t_loss, t_grad = torch_step(tmodel, tx)()
+    ref_loss, ref_grad = t_loss.item(), first.grad.cpu().numpy()
+    _tf32(prev)
+    gd, params, rest = nnx.split(jmodel, nnx.Param, ...)
+
+    def step(p, r, x):
+        model = nnx.merge(gd, p, r)
+        return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(model)
+    step = jax.jit(step)
+    t0 = time.perf_counter()
+    step_c = step.lower(params, rest, xj).compile()
+    compile_s = {"jaxconv": time.perf_counter() - t0}
+    loss, grads = step_c(params, rest, xj)
+    *path, leaf = first_name.split(".")
+    g = grads
+    for part in path + [leaf]:
+        g = g[part] if not part.isdigit() or part in g else g[int(part)]
+    g = np.asarray(g[...] if isinstance(g, nnx.Variable) else g)
+    errors = {"jaxconv": max(_check(f"{name}_train_step", "jaxconv (loss)", np.array([float(loss)]),
+                                    np.array([ref_loss]), tol),
+                             _check(f"{name}_train_step", f"jaxconv (grad of {first_name})", g,
+                                    ref_grad, tol * 10, ))}
+    for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
+        l_, g_ = torch_step(m, inp)()
+        errors[impl] = max(_check(f"{name}_train_step", impl, np.array([l_.item()]), np.array([ref_loss]), tol),
+                           _check(f"{name}_train_step", impl, g_.float().cpu().numpy(), ref_grad, tol * 10))
+    runners = {"jaxconv": lambda: _block(step_c(params, rest, xj)),
+               "torch": torch_step(tmodel, tx), "torch_cl": torch_step(tmodel_cl, tx_cl)}
+    times = _time_rounds(runners, rounds, min_time, progress, f"{name} train step")
+    rows.append(_summarise(f"{name}_train_step", "model train step", times, compile_s, errors, per_item=batch))
+    return rows
+
+
+# ----------------------------------------------------------------------------- main
+def environment(torch_device):
+    import jax
+    import torch
+
+    import jaxconv
+
+    dev = jax.devices()[0]
+    versions = {"python": platform.python_version(), "jax": jax.__version__, "torch": torch.__version__,
+                "jaxconv": jaxconv.__version__, "numpy": np.__version__}
+    for mod in ("flax", "equinox", "jaxlib"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional
+            versions[mod] = None
+    try:
+        load = os.getloadavg()
+    except OSError:  # pragma: no cover
+        load = None
+    return {
+        "jax_platform": dev.platform, "device_kind": dev.device_kind,
+        "torch_device": torch_device if torch_device == "cpu" else torch.cuda.get_device_name(0),
+        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": versions, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_enable_x64": bool(jax.config.jax_enable_x64), "load_average_start": load,
+    }
+
+
+def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progress=True, write_png=True):
+    """Run the suite; returns the result dict (also written as JSON, and PNG when asked)."""
+    import torch
+
+    from . import cases as C
+    from . import report
+
+    torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch = 2 if quick else 8
+    rounds = rounds or (2 if quick else 5)
+    min_time = min_time if min_time is not None else (0.0 if quick else 0.1)
+    env = environment(torch_device)
+    gpu = env["jax_platform"] != "cpu" or torch_device != "cpu"
+    tol = 2e-2 if gpu else 1e-3  # the speed runs keep each framework's default precision
+    rng = np.random.default_rng(0)
+    layer_list = [c for c in C.layer_cases(quick, batch) if not only or any(o in c.name for o in only)]
+    model_list = [m for m in ("resnet18", "mobilenet_v2", "dcgan_generator")
+                  if not only or any(o in m for o in only)]
+    bar = Progress(len(layer_list) * rounds + len(model_list) * 2 * rounds, progress)
+    rows = []
+    for case in layer_list:
+        rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
+    for name in model_list:
+        rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
+    bar.close()
+    try:
+        env["load_average_end"] = os.getloadavg()
+    except OSError:  # pragma: no cover
+        pass
+    result = {"quick": quick, "batch": batch, "rounds": rounds, "dtype": "float32",
+              "date": _dt.datetime.now().isoformat(timespec="seconds"), "environment": env, "cases": rows}
+    out_dir = out_dir or os.path.join(os.path.dirname(__file__), "results")
+    os.makedirs(out_dir, exist_ok=True)
+    stem = f"{report.slug(env)}-{_dt.date.today().isoformat()}" + ("-quick" if quick else "")
+    result["json_path"] = report.write_json(result, os.path.join(out_dir, stem + ".json"))
+    if write_png:
+        result["png_path"] = report.write_png(result, os.path.join(out_dir, stem + ".png"))
+    return result
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny shapes and 2 rounds (what the tests run)")
+    ap.add_argument("--rounds", type=int, help="interleaved timed rounds (median reported)")
+    ap.add_argument("--min-time", type=float, help="seconds each timed measurement lasts at least")
+    ap.add_argument("--only", nargs="*", help="run only cases whose name contains one of these")
+    ap.add_argument("--out", help="output folder (default benchmarks/results)")
+    ap.add_argument("--no-png", action="store_true")
+    args = ap.parse_args(argv)
+    from . import report
+
+    result = run(args.quick, args.rounds, args.min_time, args.only, args.out, True, not args.no_png)
+    print(report.table(result))
+    print(f"\nJSON: {result['json_path']}" + (f"\nPNG:  {result['png_path']}" if "png_path" in result else ""))
+    return 0

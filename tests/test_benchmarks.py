@@ -1,0 +1,67 @@
+"""The benchmark suite's quick mode runs end to end (not timed): every case, every
+implementation, each checked against torch before it is timed."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import cases, models, runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYER_IMPLS = {"jaxconv", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox"}
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    # A fresh process: float32 as in a real run (the test session enables x64).
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(os.listdir(out))
+    (js,) = [f for f in files if f.endswith(".json")]
+    assert any(f.endswith(".png") for f in files)
+    with open(out / js) as f:
+        return json.load(f), proc.stdout
+
+
+def test_quick_run_has_every_case_and_implementation(quick_result):
+    result, stdout = quick_result
+    names = [r["case"] for r in result["cases"]]
+    expected = [c.name for c in cases.layer_cases(quick=True, batch=2)]
+    expected += [f"{m}_{k}" for m in models.MODELS for k in ("forward", "train_step")]
+    assert names == expected
+    for row in result["cases"]:
+        impls = set(row["median_s"])
+        if row["group"].startswith("model"):
+            assert impls == {"jaxconv", "torch", "torch_cl"}
+        elif row["group"] == "batchnorm":  # equinox's BatchNorm needs a named axis: not run
+            assert impls == LAYER_IMPLS - {"equinox"}
+        else:
+            assert impls == LAYER_IMPLS
+        assert all(row["agrees_with_torch"][i] for i in impls)
+        assert all(row["max_rel_error_vs_torch"][i] <= 5e-3 for i in impls)
+        assert all(np.isfinite(v) and v > 0 for v in row["median_s"].values())
+        assert row["jaxconv_vs_best_torch"] > 0
+        assert row["case"] in stdout
+    env = result["environment"]
+    assert env["device_kind"] and env["versions"]["jax"] and "xla_flags" in env
+    assert env["load_average_start"] is not None
+
+
+def test_mismatch_fails_loudly():
+    ref = np.arange(12.0).reshape(3, 4)
+    runner._check("case", "impl", ref + 1e-6, ref, 1e-3)
+    with pytest.raises(runner.MismatchError, match="case/impl: max error"):
+        runner._check("case", "impl", ref + 0.1 * np.eye(3, 4), ref, 1e-3)
+    with pytest.raises(runner.MismatchError, match="shape"):
+        runner._check("case", "impl", ref.T, ref, 1e-3)
+
+
+def test_models_match_torch_parameter_counts():
+    # the hand-written torch models have torchvision's / the DCGAN paper's sizes
+    counts = {name: sum(p.numel() for p in tcls().parameters()) for name, (tcls, _, _) in models.MODELS.items()}
+    assert counts == {"resnet18": 11_689_512, "mobilenet_v2": 3_504_872, "dcgan_generator": 3_576_704}
