@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,14 @@ def test_text_progress_bar(capsys, monkeypatch):
         bar(i, 10, f"layer{i}")
     err = capsys.readouterr().err
     assert "[" + "#" * 30 + "] 10/10" in err and "0/10" in err
+
+
+def test_console_script_jaxconv_port_is_installed_and_runs():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "jaxconv-port"]
+    from equivalence.cli import main
+    assert ep.load() is main
+    script = Path(sys.executable).with_name("jaxconv-port")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "port" in proc.stdout and "check" in proc.stdout
