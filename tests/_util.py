@@ -1,4 +1,5 @@
 """Shared test helpers: torch is the oracle, data is random and asymmetric."""
+import jax
 import numpy as np
 import torch
 
@@ -26,3 +27,24 @@ def assert_close(actual, expected, dtype=np.float64, reduction=1, scale=None):
     tol = 8 * eps * np.sqrt(max(reduction, 1)) * scale
     err = float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)), initial=0.0))
     assert err <= tol, f"max abs error {err:.3g} > tolerance {tol:.3g}"
+
+
+def check_grad(jfn, tfn, args, rng, reduction=1, dtype=np.float64, grad_dtype=None):
+    """Forward and vjp of ``jfn`` (one jit) at ``args`` against torch and its autograd, with a
+    random cotangent. ``grad_dtype`` sets the gradient tolerance where torch's backward is
+    less precise than the dtype. Returns the forward output."""
+    g = randn(rng, *jax.eval_shape(jfn, *args).shape)
+
+    @jax.jit
+    def fwd_bwd(args, g):
+        out, vjp = jax.vjp(jfn, *args)
+        return out, vjp(g)
+
+    out, grads = fwd_bwd(args, g)
+    targs = [t(a).requires_grad_() for a in args]
+    tout = tfn(*targs)
+    tout.backward(t(g))
+    assert_close(out, tout.detach().numpy(), dtype, reduction)
+    for ours, theirs in zip(grads, targs):
+        assert_close(ours, theirs.grad.numpy(), grad_dtype or dtype, reduction)
+    return out

@@ -1,5 +1,4 @@
 """The output-size helpers of ``jaxconv.functional._args`` against the shapes torch produces."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF

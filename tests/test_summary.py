@@ -1,5 +1,4 @@
 """summary(): per-layer output shapes and parameter counts, checked against torch."""
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch

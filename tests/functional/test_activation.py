@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as TF
 
 import jaxconv.functional as F
-from tests._util import assert_close, randn, t
-from tests.functional.test_normalization import check_grad
+from tests._util import assert_close, check_grad, randn, t
 
 # (name, jaxconv function, torch function, the points where the function changes branch)
 CASES = [

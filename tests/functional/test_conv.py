@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 from jax import lax

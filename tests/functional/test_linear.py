@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as TF
 
 import jaxconv.functional as F
-from tests._util import assert_close, randn, t
-from tests.functional.test_normalization import check_grad
+from tests._util import assert_close, check_grad, randn, t
 
 
 @pytest.mark.parametrize("xshape,wshape,bias", [((5, 3), (4, 3), True), ((2, 3, 7), (6, 7), False),

@@ -8,28 +8,7 @@ import pytest
 import torch.nn.functional as TF
 
 import jaxconv.functional as F
-from tests._util import assert_close, randn, t
-
-
-def check_grad(jfn, tfn, args, rng, reduction=1, dtype=np.float64, grad_dtype=None):
-    """Forward and vjp of ``jfn`` (one jit) at ``args`` against torch and its autograd, with a
-    random cotangent. ``grad_dtype`` sets the gradient tolerance where torch's backward is
-    less precise than the dtype. Returns the forward output."""
-    g = randn(rng, *jax.eval_shape(jfn, *args).shape)
-
-    @jax.jit
-    def fwd_bwd(args, g):
-        out, vjp = jax.vjp(jfn, *args)
-        return out, vjp(g)
-
-    out, grads = fwd_bwd(args, g)
-    targs = [t(a).requires_grad_() for a in args]
-    tout = tfn(*targs)
-    tout.backward(t(g))
-    assert_close(out, tout.detach().numpy(), dtype, reduction)
-    for ours, theirs in zip(grads, targs):
-        assert_close(ours, theirs.grad.numpy(), grad_dtype or dtype, reduction)
-    return out
+from tests._util import assert_close, check_grad, randn, t
 
 
 # ----------------------------------------------------------------------------- batch_norm

@@ -3,7 +3,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as TF
 
 import jaxconv.functional as F
