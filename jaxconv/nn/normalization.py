@@ -99,24 +99,21 @@ class _BatchNorm(_NormBase):
     def __call__(self, x):
         self._check_input_dim(x)
         training = not self.use_running_average
+        update = training and self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum
-        if training and self.track_running_stats:
+        if update:
             count = self.num_batches_tracked[...] + 1
             self.num_batches_tracked[...] = count
             if self.momentum is None:
                 momentum = 1.0 / count
-        weight, bias = self._params()
         running_mean, running_var = self._running()
-        batch_stats = training or running_mean is None
-        if training and self.track_running_stats:
-            y, new_mean, new_var = F.batch_norm(x, running_mean, running_var, weight, bias,
-                                                True, momentum, self.eps)
-            self._store(new_mean, new_var)
-            return y
-        if training:
-            running_mean = running_var = None
-        return F.batch_norm(x, running_mean, running_var, weight, bias, batch_stats,
-                            momentum, self.eps)
+        out = F.batch_norm(x, running_mean, running_var, *self._params(),
+                           training or running_mean is None, momentum, self.eps)
+        if not update:
+            return out
+        y, new_mean, new_var = out
+        self._store(new_mean, new_var)
+        return y
 
 
 class _InstanceNorm(_NormBase):
