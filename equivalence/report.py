@@ -212,7 +212,7 @@ class Report:
                             for r in rows], rotation=90, fontsize=7)
         ax.set_ylabel("absolute error vs tolerance (log)")
         ax.set_title(self.verdict(), fontsize=9)
-        ax.legend(fontsize=8, loc="center right", framealpha=0.6)
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.06), ncol=2, frameon=False)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
