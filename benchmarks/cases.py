@@ -75,7 +75,6 @@ def build(case: LayerCase, rng, torch_device: str):
     from jax import lax
 
     import jaxconv.functional as F
-    from jaxconv import nn as jnn
 
     tF = torch.nn.functional
     N, C, H, W = case.shape

@@ -7,9 +7,12 @@ in :func:`pick_conv` and :func:`pick_conv_transpose` say when each one is used; 
 were set by measurement (``python -m benchmarks``) on XLA:CPU, where
 
 * a depthwise conv through ``feature_group_count`` runs 30-150x slower than the same
-  work as k*k shifted multiply-adds, which XLA fuses into one loop over the output;
+  work as k*k shifted multiply-adds, which XLA fuses into one loop over the output; its
+  gradient is given in the same form (a custom VJP: automatic transposition of the
+  slices was another 10-40x slower);
 * a 1x1 conv is a matrix product, which in torch's channels-first layout needs no
-  transposes at all;
+  transposes at all (one product per sample on large images, so that the gradients
+  need none either);
 * a strided transposed conv through ``lhs_dilation`` multiplies mostly inserted zeros;
   the sub-pixel (phase) decomposition below does only the useful products.
 """
@@ -22,6 +25,17 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+_TAPS_MIN_CIN = 16
+"""Convs with fewer input channels than this (a network's first conv) keep XLA's own weight
+gradient, which is then faster than the per-tap products (measured 1.2-3x on the ResNet and
+MobileNetV2 stems). So do convs whose kernel is odd in every dimension: XLA:CPU's kernel
+gradient is 1.2-3x faster than the per-tap products for ResNet's 3x3 convs at 56..7, but
+15-70x slower for even kernels (the 2x2 sub-kernels of the phase transposed convs)."""
+
+_POINTWISE_BATCHED_MIN = 512
+"""1x1 convs over at least this many pixels per image use one matrix product per sample."""
 
 _MAX_SHIFTS = 49
 """Depthwise kernels with more taps than this use the default lowering (graph size)."""
@@ -60,27 +74,124 @@ def depthwise(x, weight, stride, pads, dilation, precision=None):
     padded input per kernel tap, scaled per channel and summed. Everything stays in
     torch's ``(N, C, *spatial)`` layout. The padded input is materialised once
     (``optimization_barrier``) so that the fused loop reads it without bounds checks.
+
+    With a stride, the padded input is first split into its ``s`` phases per dimension
+    (``xph[r][m] = xpad[s*m + r]``), so that every tap reads a contiguous slice.
+
+    The gradient is given as a custom VJP in the same form (automatic transposition of
+    the slices gives k*k bounds-checked pads in one loop, 20-40x slower on XLA:CPU): the
+    input gradient is, per phase, a sum of stride-1 shifted slices of the output gradient
+    times the taps of that phase, interleaved back; the weight gradient is one variadic reduction that
+    reads the padded input and the output gradient once for all k*k taps. Forward-mode
+    differentiation (``jax.jvp``) of a depthwise conv is therefore not available.
     """
-    n = x.ndim - 2
-    c_out, _, *kernel = weight.shape
+    c_out = weight.shape[0]
     m = c_out // x.shape[1]
+    dtype = jnp.result_type(x, weight)
     if m > 1:
         x = jnp.repeat(x, m, axis=1)
-    xp = jnp.pad(x, ((0, 0), (0, 0), *pads))
-    if any(lo or hi for lo, hi in pads):
-        xp = lax.optimization_barrier(xp)
-    out = [(s + lo + hi - d * (k - 1) - 1) // st + 1
-           for s, (lo, hi), k, d, st in zip(x.shape[2:], pads, kernel, dilation, stride)]
-    w = weight[:, 0].astype(jnp.result_type(x, weight))
-    acc = None
+    return _depthwise(x.astype(dtype), weight[:, 0].astype(dtype), tuple(stride),
+                      tuple(map(tuple, pads)), tuple(dilation))
+
+
+def _taps(kernel, stride, dilation):
+    """Per kernel tap ``k`` (``itertools.product`` order): phase ``r`` and row offset ``q`` with
+    ``d*k = s*q + r``, per dimension."""
     for taps in itertools.product(*(range(k) for k in kernel)):
-        start = (0, 0, *(t * d for t, d in zip(taps, dilation)))
-        limit = (xp.shape[0], xp.shape[1],
-                 *(t * d + (o - 1) * st + 1 for t, d, o, st in zip(taps, dilation, out, stride)))
-        piece = lax.slice(xp, start, limit, (1, 1, *stride))
-        term = piece * w[(slice(None), *taps)].reshape((c_out,) + (1,) * n)
+        qr = [divmod(t * d, s) for t, d, s in zip(taps, dilation, stride)]
+        yield taps, tuple(r for _, r in qr), tuple(q for q, _ in qr)
+
+
+def _phase_rows(x_shape, kernel, stride, pads, dilation, out):
+    """Rows ``M`` per phase: enough for every tap read and for the whole (padded-before) input."""
+    return [max(o + d * (k - 1) // s, -(-(lo + size) // s))
+            for size, (lo, _), k, d, s, o in zip(x_shape[2:], pads, kernel, dilation, stride, out)]
+
+
+def _phase_split(x, pads, stride, rows):
+    """``x`` padded (``lo`` before, zeros up to ``s*M`` after) as ``(N, C, *s, *M)``:
+    ``[:, :, r, m] = xpad[:, :, s*m + r]``, materialised once (``optimization_barrier``) so that
+    the fused loop over the taps reads contiguous slices without bounds checks."""
+    n = len(stride)
+    cfg = [(0, 0, 0), (0, 0, 0),
+           *((lo, s * m - lo - size, 0) for size, (lo, _), s, m in zip(x.shape[2:], pads, stride, rows))]
+    xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    xp = xp.reshape(*x.shape[:2], *itertools.chain.from_iterable(zip(rows, stride)))
+    xp = jnp.transpose(xp, (0, 1, *(3 + 2 * i for i in range(n)), *(2 + 2 * i for i in range(n))))
+    if all(c == (0, 0, 0) for c in cfg) and all(s == 1 for s in stride):
+        return xp
+    return lax.optimization_barrier(xp)
+
+
+def _phase_slice(xph, r, start, size):
+    """``xph[:, :, r, start : start + size]`` as ``(N, C, *size)``."""
+    piece = lax.slice(xph, (0, 0, *r, *start), (*xph.shape[:2], *(i + 1 for i in r),
+                                                *(a + b for a, b in zip(start, size))))
+    return piece.reshape(*xph.shape[:2], *size)
+
+
+def _per_channel(w, taps):
+    return w[(slice(None), *taps)].reshape((w.shape[0],) + (1,) * (w.ndim - 1))
+
+
+def _depthwise_out(x_shape, w_shape, stride, pads, dilation):
+    return [(s + lo + hi - d * (k - 1) - 1) // st + 1
+            for s, (lo, hi), k, d, st in zip(x_shape[2:], pads, w_shape[1:], dilation, stride)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise(x, w, stride, pads, dilation):
+    # With d*k = s*q + r: y[p] = sum_k w[k] * xpad[s*p + d*k] = sum_k w[k] * xph[r][p + q].
+    kernel = w.shape[1:]
+    out = _depthwise_out(x.shape, w.shape, stride, pads, dilation)
+    xph = _phase_split(x, pads, stride, _phase_rows(x.shape, kernel, stride, pads, dilation, out))
+    acc = None
+    for taps, r, q in _taps(kernel, stride, dilation):
+        term = _phase_slice(xph, r, q, out) * _per_channel(w, taps)
         acc = term if acc is None else acc + term
     return acc
+
+
+def _depthwise_fwd(x, w, stride, pads, dilation):
+    return _depthwise(x, w, stride, pads, dilation), (x, w)
+
+
+def _depthwise_bwd(stride, pads, dilation, res, gy):
+    x, w = res
+    n = w.ndim - 1
+    kernel, out = w.shape[1:], gy.shape[2:]
+    rows = _phase_rows(x.shape, kernel, stride, pads, dilation, out)
+    qmax = [d * (k - 1) // s for k, d, s in zip(kernel, dilation, stride)]
+    # Input gradient, per phase r of the padded input: gxph[r][m] = sum_{k: r_k = r} w[k] *
+    # gy[m - q_k] (zero outside gy): stride-1 shifted slices of gy padded by qmax before.
+    cfg = [(0, 0, 0), (0, 0, 0), *((qm, m - o, 0) for qm, m, o in zip(qmax, rows, out))]
+    gyp = lax.optimization_barrier(lax.pad(gy, jnp.zeros((), gy.dtype), cfg))
+    gyp = gyp.reshape(*gyp.shape[:2], *(1,) * n, *gyp.shape[2:])
+    phases = {}
+    for taps, r, q in _taps(kernel, stride, dilation):
+        term = _phase_slice(gyp, (0,) * n, [qm - qq for qm, qq in zip(qmax, q)], rows) * _per_channel(w, taps)
+        phases[r] = term if r not in phases else phases[r] + term
+    zeros = jnp.zeros((*gy.shape[:2], *rows), gy.dtype)
+    gxph = jnp.stack([phases.get(r, zeros) for r in itertools.product(*map(range, stride))], 2)
+    # (N, C, *s, *M) -> (N, C, M1, s1, M2, s2, ...) -> (N, C, *(s*M)), then drop the padding
+    gxph = gxph.reshape(*gy.shape[:2], *stride, *rows)
+    perm = [0, 1]
+    for i in range(n):
+        perm += [2 + n + i, 2 + i]
+    gxp = jnp.transpose(gxph, perm).reshape(*gy.shape[:2], *(s * m for s, m in zip(stride, rows)))
+    gx = gxp[(slice(None), slice(None), *(slice(lo, lo + size) for (lo, _), size in zip(pads, x.shape[2:])))]
+    # Weight gradient gw[c, k] = sum_{n,p} gy[n, c, p] * xph[n, c, r_k, p + q_k]: every tap in
+    # one variadic reduction that reads the input and gy once.
+    xph = _phase_split(x, pads, stride, rows)
+    prods = [_phase_slice(xph, r, q, out) * gy for _, r, q in _taps(kernel, stride, dilation)]
+    zero = jnp.zeros((), gy.dtype)
+    sums = lax.reduce(prods, [zero] * len(prods), lambda a, b: [u + v for u, v in zip(a, b)],
+                      (0, *range(2, n + 2)))
+    gw = jnp.stack(sums, -1).reshape(w.shape)
+    return gx, gw
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 # ---------------------------------------------------------------------------- pointwise
@@ -94,8 +205,16 @@ def pointwise(x, weight, stride, precision=None):
         x = x[(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
     n_batch, c_in, *spatial = x.shape
     w = weight.reshape(weight.shape[:2]).astype(jnp.result_type(x, weight))
-    # (o, c) @ (N, c, S) -> (N, o, S): a batched product that broadcasts the weight.
-    y = jnp.matmul(w, x.reshape(n_batch, c_in, math.prod(spatial)), precision=precision)
+    size = math.prod(spatial)
+    x = x.reshape(n_batch, c_in, size)
+    if size >= _POINTWISE_BATCHED_MIN:
+        # one (o, c) @ (c, S) product per sample: output and both gradients come out in
+        # (N, C, S) layout without transposes (2-4x faster at 56x56 and 112x112)
+        wb = jnp.broadcast_to(w, (n_batch, *w.shape))
+        y = lax.dot_general(wb, x, (((2,), (1,)), ((0,), (0,))), precision=precision)
+    else:
+        # small images: one (o, c) @ (c, N*S) product is better than N small ones
+        y = jnp.matmul(w, x, precision=precision)
     return y.reshape(n_batch, weight.shape[0], *spatial)
 
 
@@ -148,9 +267,14 @@ def conv_nhwc(x, rhs, stride, pads, dilation, precision=None):
     ``dy[n, p] = sum_k xpad[n, s*p + d*k, :] @ dw[k]``; reverse mode transposes it into
     ``gw[k] = sum_{n,p} xpad[n, s*p + d*k, :]^T gy[n, p, :]``, again matrix products.
     XLA:CPU otherwise computes the weight gradient as a convolution whose window is the
-    whole output, measured 10-25x slower than torch.
+    whole output, measured 15-70x slower for even kernels. With fewer than ``_TAPS_MIN_CIN``
+    input channels (a network's first conv), or a kernel odd in every dimension, XLA's own
+    gradient is the faster one and is kept. Symbolic-zero tangents are skipped (no conv of zeros for an undifferentiated input).
     """
-    return _conv_nhwc(x, rhs, tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision)
+    args = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision)
+    if x.shape[-1] < _TAPS_MIN_CIN or all(k % 2 for k in rhs.shape[:x.ndim - 2]):
+        return _plain_conv(x, rhs, *args)
+    return _conv_nhwc(x, rhs, *args)
 
 
 def _plain_conv(x, rhs, stride, pads, dilation, precision):
@@ -180,11 +304,20 @@ def _conv_nhwc(x, rhs, stride, pads, dilation, precision):
     return _plain_conv(x, rhs, stride, pads, dilation, precision)
 
 
-@_conv_nhwc.defjvp
 def _conv_nhwc_jvp(stride, pads, dilation, precision, primals, tangents):
     x, rhs = primals
     dx, drhs = tangents
     y = _plain_conv(x, rhs, stride, pads, dilation, precision)
-    dy = (_plain_conv(dx, rhs, stride, pads, dilation, precision)
-          + _taps_matmul(x, drhs, stride, pads, dilation, precision))
-    return y, dy
+    # Symbolic zeros are skipped: a network's first conv has no input tangent, and a zero
+    # tangent instantiated here would cost a whole forward conv of zeros.
+    terms = []
+    if not isinstance(dx, SymbolicZero):
+        terms.append(_plain_conv(dx, rhs, stride, pads, dilation, precision))
+    if not isinstance(drhs, SymbolicZero):
+        terms.append(_taps_matmul(x, drhs, stride, pads, dilation, precision))
+    if not terms:
+        return y, jnp.zeros_like(y)
+    return y, functools.reduce(jnp.add, terms)
+
+
+_conv_nhwc.defjvp(_conv_nhwc_jvp, symbolic_zeros=True)

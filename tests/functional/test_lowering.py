@@ -24,6 +24,9 @@ DEPTHWISE = [
     (1, 3, 6, 1, 4, 3, 2, 1, (13,)),
     (3, 1, 3, 1, 3, 1, 1, 2, (5, 6, 5)),
     (2, 2, 4, 1, 3, 1, "valid", 1, (5, 6)),
+    (2, 2, 3, 1, 3, 2, 1, 1, (9, 8)),            # stride 2, odd size: a row no tap reads
+    (2, 1, 2, 1, 3, (3, 2), (0, 2), (1, 2), (10, 9)),  # stride 3 > dilated kernel span in H
+    (1, 2, 3, 1, 5, 2, 4, 3, (11,)),             # padding beyond the kernel, dilation 3 and stride 2
 ]
 
 
@@ -75,6 +78,7 @@ def test_depthwise_matches_torch(rng, n, batch, cin, mult, kernel, stride, paddi
     (2, None, 3, 4, (1, 3), (5, 7)),  # unbatched, per-dimension stride
     (1, 2, 6, 3, 2, (9,)),
     (3, 1, 3, 5, 2, (4, 5, 3)),
+    (2, 2, 3, 4, 1, (24, 23)),      # >= _POINTWISE_BATCHED_MIN pixels: one product per sample
 ])
 def test_pointwise_matches_torch(rng, n, batch, cin, cout, stride, size):
     _check_conv(rng, n, batch, cin, cout, 1, 1, stride, 0, 1, size, "pointwise")
@@ -88,6 +92,35 @@ def test_pointwise_matches_torch(rng, n, batch, cin, cout, stride, size):
 ])
 def test_cases_left_to_the_default_lowering(rng, groups, cin, cout, kernel, padding):
     _check_conv(rng, 2, 2, cin, cout, groups, kernel, 1, padding, 1, (9, 10), "default")
+
+
+def test_depthwise_second_order_gradient_matches_torch(rng):
+    # the custom VJP's backward is itself differentiable (e.g. for gradient penalties)
+    x, w = randn(rng, 2, 3, 7, 6), randn(rng, 3, 1, 3, 3)
+
+    def loss(f, x, w):
+        return (f(x, w, None, 2, 1, 1, 3) ** 2).sum()
+    gx = jax.jit(jax.grad(lambda x, w: (jax.grad(lambda x: loss(F.conv2d, x, w))(x) ** 2).sum(), 1))(x, w)
+    tx, tw = t(x).requires_grad_(), t(w).requires_grad_()
+    (g,) = torch.autograd.grad(loss(torch.nn.functional.conv2d, tx, tw), tx, create_graph=True)
+    (g ** 2).sum().backward()
+    assert_close(gx, tw.grad.numpy(), reduction=50)
+
+
+@pytest.mark.parametrize("cin,kernel", [
+    (3, (3, 3)),     # fewer than _TAPS_MIN_CIN channels: XLA's own weight gradient
+    (3, (4, 2)),
+    (16, (3, 5)),    # odd kernel: XLA's own weight gradient
+    (16, (4, 3)),    # an even kernel dimension: per-tap products
+])
+def test_dense_conv_weight_gradient_paths(rng, cin, kernel):
+    assert (cin < _lowering._TAPS_MIN_CIN) == (cin == 3)
+    x, w = randn(rng, 2, cin, 11, 10), randn(rng, 5, cin, *kernel)
+    gx, gw = jax.jit(jax.grad(lambda x, w: (F.conv2d(x, w, None, 2, 1) ** 3).sum(), (0, 1)))(x, w)
+    tx, tw = t(x).requires_grad_(), t(w).requires_grad_()
+    (torch.nn.functional.conv2d(tx, tw, None, 2, 1) ** 3).sum().backward()
+    assert_close(gx, tx.grad.numpy(), reduction=200)
+    assert_close(gw, tw.grad.numpy(), reduction=200)
 
 
 def test_depthwise_float32_keeps_dtype(rng):
@@ -175,3 +208,10 @@ def test_forward_mode_matches_torch(rng, fn, stride, wshape):
     _, tangent = jax.jit(lambda p, q: jax.jvp(lambda a, b: jf(a, b, None, stride, 1), (x, w), (p, q)))(dx, dw)
     _, ref = torch.func.jvp(lambda a, b: tf(a, b, None, stride, 1), (t(x), t(w)), (t(dx), t(dw)))
     assert_close(tangent, ref.numpy(), reduction=2 * 3 * 16)
+
+
+def test_depthwise_forward_mode_is_refused_loudly(rng):
+    # the depthwise custom VJP has no forward mode: JAX raises rather than answering wrongly
+    x, w = randn(rng, 1, 2, 5, 5), randn(rng, 2, 1, 3, 3)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda a: F.conv2d(a, w, None, 1, 1, 1, 2), (x,), (x,))
