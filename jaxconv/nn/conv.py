@@ -7,7 +7,7 @@ from .. import _rng
 from ..functional import _args, conv as F
 from ..functional.padding import pad_pairs
 from . import init
-from .module import Module
+from .module import Module, with_dims
 
 
 class _ConvNd(Module):
@@ -131,12 +131,5 @@ class _ConvTranspose(_ConvNd):
                   self.groups, self.dilation)
 
 
-def _dimension(base, n: int):
-    return type(f"{base.__name__[1:]}{n}d", (base,), {
-        "_n": n, "__module__": __name__,
-        "__doc__": base.__doc__.replace("``_n``", str(n)).replace("{1,2,3}", str(n)),
-    })
-
-
-Conv1d, Conv2d, Conv3d = (_dimension(_Conv, n) for n in (1, 2, 3))
-ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_dimension(_ConvTranspose, n) for n in (1, 2, 3))
+Conv1d, Conv2d, Conv3d = with_dims(_Conv, "Conv", __name__)
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = with_dims(_ConvTranspose, "ConvTranspose", __name__)

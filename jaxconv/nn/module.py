@@ -49,6 +49,21 @@ def named_modules(module, prefix: str = "", _seen=None) -> Iterator[tuple[str, n
         yield from named_modules(child, f"{prefix}.{name}" if prefix else name, _seen)
 
 
+def with_dims(base, name: str, module: str, dims=(1, 2, 3), doc=None) -> tuple[type, ...]:
+    """torch's ``{name}1d/2d/3d``: subclasses of the generic ``base`` that fix ``_n``.
+
+    ``doc`` (a string, or a function of the dimension; ``base``'s docstring by default) has
+    ``_n`` and ``{1,2,3}`` replaced by the dimension. ``module`` is the defining module's
+    ``__name__``, so that the classes pickle and print as their own.
+    """
+    def text(n):
+        d = (doc(n) if callable(doc) else doc) if doc is not None else base.__doc__
+        return d.replace("``_n``", str(n)).replace("{1,2,3}", str(n))
+
+    return tuple(type(f"{name}{n}d", (base,), {"_n": n, "__module__": module, "__doc__": text(n)})
+                 for n in dims)
+
+
 def _indent(text: str) -> str:
     return text.replace("\n", "\n  ")
 

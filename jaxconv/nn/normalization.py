@@ -16,7 +16,7 @@ from flax import nnx
 
 from ..functional import normalization as F
 from . import init
-from .module import Module
+from .module import Module, with_dims
 
 
 def _long_zero():
@@ -279,12 +279,5 @@ class LocalResponseNorm(Module):
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 
 
-def _dimension(base, n: int):
-    return type(f"{base.__name__[1:]}{n}d", (base,), {
-        "_n": n, "__module__": __name__,
-        "__doc__": base.__doc__.replace("``_n``", str(n)).replace("{1,2,3}", str(n)),
-    })
-
-
-BatchNorm1d, BatchNorm2d, BatchNorm3d = (_dimension(_BatchNorm, n) for n in (1, 2, 3))
-InstanceNorm1d, InstanceNorm2d, InstanceNorm3d = (_dimension(_InstanceNorm, n) for n in (1, 2, 3))
+BatchNorm1d, BatchNorm2d, BatchNorm3d = with_dims(_BatchNorm, "BatchNorm", __name__)
+InstanceNorm1d, InstanceNorm2d, InstanceNorm3d = with_dims(_InstanceNorm, "InstanceNorm", __name__)

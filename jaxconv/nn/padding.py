@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..functional.padding import pad
-from .module import Module
+from .module import Module, with_dims
 
 
 class _PadNd(Module):
@@ -96,20 +96,16 @@ _SIDES = {1: "(left, right)", 2: "(left, right, top, bottom)",
           3: "(left, right, top, bottom, front, back)"}
 
 
-def _dimension(base, name: str, n: int):
+def _padding_dims(base, name: str):
     mode, value = _WHAT[name]
-    doc = (_PadNd.__doc__.replace("{mode}", mode).replace("{name}", name).replace("{value}", value)
-           .replace("{sides}", _SIDES[n])
-           .replace("{1,2,3}", str(n)).replace("2*_n", str(2 * n)).replace("``_n``", str(n)))
-    return type(f"{name}{n}d", (base,), {"_n": n, "__module__": __name__, "__doc__": doc})
+    template = (_PadNd.__doc__.replace("{mode}", mode).replace("{name}", name)
+                .replace("{value}", value))
+    return with_dims(base, name, __name__,
+                     doc=lambda n: template.replace("{sides}", _SIDES[n]).replace("2*_n", str(2 * n)))
 
 
-ZeroPad1d, ZeroPad2d, ZeroPad3d = (_dimension(_ZeroPadNd, "ZeroPad", n) for n in (1, 2, 3))
-ConstantPad1d, ConstantPad2d, ConstantPad3d = (
-    _dimension(_ConstantPadNd, "ConstantPad", n) for n in (1, 2, 3))
-ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = (
-    _dimension(_ReflectionPadNd, "ReflectionPad", n) for n in (1, 2, 3))
-ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = (
-    _dimension(_ReplicationPadNd, "ReplicationPad", n) for n in (1, 2, 3))
-CircularPad1d, CircularPad2d, CircularPad3d = (
-    _dimension(_CircularPadNd, "CircularPad", n) for n in (1, 2, 3))
+ZeroPad1d, ZeroPad2d, ZeroPad3d = _padding_dims(_ZeroPadNd, "ZeroPad")
+ConstantPad1d, ConstantPad2d, ConstantPad3d = _padding_dims(_ConstantPadNd, "ConstantPad")
+ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = _padding_dims(_ReflectionPadNd, "ReflectionPad")
+ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = _padding_dims(_ReplicationPadNd, "ReplicationPad")
+CircularPad1d, CircularPad2d, CircularPad3d = _padding_dims(_CircularPadNd, "CircularPad")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..functional import _args, pooling as F
-from .module import Module
+from .module import Module, with_dims
 
 
 class _MaxPoolNd(Module):
@@ -158,17 +158,9 @@ class _LPPoolNd(Module):
                                                 self.ceil_mode)
 
 
-def _dimension(base, n: int, name: str | None = None):
-    name = name or f"{base.__name__[1:-2]}{n}d"
-    doc = (base.__doc__ or _AvgPoolNd.__doc__).replace("``_n``", str(n)).replace("{1,2,3}", str(n))
-    return type(name, (base,), {"_n": n, "__module__": __name__, "__doc__": doc})
-
-
-MaxPool1d, MaxPool2d, MaxPool3d = (_dimension(_MaxPoolNd, n) for n in (1, 2, 3))
-AvgPool1d = _dimension(_AvgPool1d, 1, "AvgPool1d")
-AvgPool2d, AvgPool3d = (_dimension(_AvgPoolNd, n) for n in (2, 3))
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
-    _dimension(_AdaptiveAvgPoolNd, n) for n in (1, 2, 3))
-AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (
-    _dimension(_AdaptiveMaxPoolNd, n) for n in (1, 2, 3))
-LPPool1d, LPPool2d, LPPool3d = (_dimension(_LPPoolNd, n) for n in (1, 2, 3))
+MaxPool1d, MaxPool2d, MaxPool3d = with_dims(_MaxPoolNd, "MaxPool", __name__)
+(AvgPool1d,) = with_dims(_AvgPool1d, "AvgPool", __name__, dims=(1,), doc=_AvgPoolNd.__doc__)
+AvgPool2d, AvgPool3d = with_dims(_AvgPoolNd, "AvgPool", __name__, dims=(2, 3))
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = with_dims(_AdaptiveAvgPoolNd, "AdaptiveAvgPool", __name__)
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = with_dims(_AdaptiveMaxPoolNd, "AdaptiveMaxPool", __name__)
+LPPool1d, LPPool2d, LPPool3d = with_dims(_LPPoolNd, "LPPool", __name__)
