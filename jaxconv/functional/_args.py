@@ -6,11 +6,9 @@ name the argument, the rule and the value.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_DIMS = {1: "1D", 2: "2D", 3: "3D"}
 
 
 def ntuple(value, n: int, name: str) -> tuple[int, ...]:
@@ -219,10 +217,6 @@ def check_spatial(padded: tuple[int, ...], effective_kernel: tuple[int, ...], fn
             f"{fn}: the padded input size per channel {padded} is smaller than the dilated "
             f"kernel size {effective_kernel}; the kernel can't be greater than the padded input"
         )
-
-
-def prod(values) -> int:
-    return math.prod(values)
 
 
 def pool_args(n: int, kernel_size, stride, padding, dilation, fn: str):

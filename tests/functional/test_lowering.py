@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import jaxconv.functional as F
-from jaxconv.functional import _lowering
+from jaxconv.functional import _args, _lowering
 
 from .._util import assert_close, randn, t
 
@@ -46,25 +46,30 @@ def _check_conv(rng, n, batch, cin, cout, groups, kernel, stride, padding, dilat
     jf, tf = _conv_fn(n)
     st = (stride,) * n if isinstance(stride, int) else stride
     dl = (dilation,) * n if isinstance(dilation, int) else dilation
-    from jaxconv.functional import _args
     pads = _args.conv_padding(padding, kernel, st, dl)
     xb_shape = x.shape if batch is not None else (1, *x.shape)
     assert _lowering.pick_conv(xb_shape, w.shape, st, pads, dl, groups) == expect
 
     def f(x, w, b):
         return jf(x, w, b, stride, padding, dilation, groups)
-    tx, tw, tb = (t(a).requires_grad_() for a in (x, w, b))
-    ref = tf(tx, tw, tb, stride, padding, dilation, groups)
-    reduction = (cin // groups) * int(np.prod(kernel))
-    out = jax.jit(f)(x, w, b)
-    assert_close(out, ref.detach().numpy(), reduction=reduction)
+    _check_against_torch(rng, f, lambda x, w, b: tf(x, w, b, stride, padding, dilation, groups),
+                         (x, w, b), cout, (cin // groups) * int(np.prod(kernel)), cout * int(np.prod(kernel)))
+
+
+def _check_against_torch(rng, f, torch_f, args, channels, reduction_out, reduction_x):
+    """``f(x, w, b)`` under jit and its VJP (random cotangent) against ``torch_f`` and autograd:
+    output, then gradients of input (``reduction_x``), weight and bias (the output's size per
+    channel: its size over ``channels``)."""
+    targs = [t(a).requires_grad_() for a in args]
+    ref = torch_f(*targs)
+    assert_close(jax.jit(f)(*args), ref.detach().numpy(), reduction=reduction_out)
     ct = randn(rng, *ref.shape)
     ref.backward(t(ct))
-    _, vjp = jax.vjp(jax.jit(f), x, w, b)
-    gx, gw, gb = vjp(ct)
-    assert_close(gx, tx.grad.numpy(), reduction=cout * int(np.prod(kernel)))
-    assert_close(gw, tw.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
-    assert_close(gb, tb.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
+    gx, gw, gb = jax.vjp(jax.jit(f), *args)[1](ct)
+    per_channel = int(np.prod(ref.shape)) // channels
+    assert_close(gx, targs[0].grad.numpy(), reduction=reduction_x)
+    assert_close(gw, targs[1].grad.numpy(), reduction=per_channel)
+    assert_close(gb, targs[2].grad.numpy(), reduction=per_channel)
 
 
 @pytest.mark.parametrize("n,batch,cin,mult,kernel,stride,padding,dilation,size", DEPTHWISE)
@@ -161,17 +166,8 @@ def test_phase_transposed_matches_torch(rng, n, batch, cin, cout, kernel, stride
 
     def f(x, w, b):
         return jf(x, w, b, stride, padding, output_padding)
-    tx, tw, tb = (t(a).requires_grad_() for a in (x, w, b))
-    ref = tf(tx, tw, tb, stride, padding, output_padding)
-    out = jax.jit(f)(x, w, b)
-    assert_close(out, ref.detach().numpy(), reduction=cin * int(np.prod(kernel)))
-    ct = randn(rng, *ref.shape)
-    ref.backward(t(ct))
-    _, vjp = jax.vjp(jax.jit(f), x, w, b)
-    gx, gw, gb = vjp(ct)
-    assert_close(gx, tx.grad.numpy(), reduction=cout * int(np.prod(kernel)))
-    assert_close(gw, tw.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
-    assert_close(gb, tb.grad.numpy(), reduction=int(np.prod(ref.shape)) // cout)
+    _check_against_torch(rng, f, lambda x, w, b: tf(x, w, b, stride, padding, output_padding),
+                         (x, w, b), cout, cin * int(np.prod(kernel)), cout * int(np.prod(kernel)))
 
 
 @pytest.mark.parametrize("stride,dilation,groups,expect", [
