@@ -124,12 +124,13 @@ def _run(args) -> int:
     import torch
 
     from . import compare, io, load_state_dict, save
+    from ._torch import to_numpy
 
     torch_model = _load_factory(args.torch)()
     jax_model = _load_factory(args.jax)()
     if args.checkpoint:
         weights = io.read(args.checkpoint)
-        torch_model.load_state_dict({k: torch.from_numpy(io.to_numpy(v).copy())
+        torch_model.load_state_dict({k: torch.from_numpy(to_numpy(v))
                                      for k, v in weights.items()}, strict=True)
         load_state_dict(jax_model, weights, strict=True)
     else:

@@ -31,7 +31,7 @@ from jaxconv.nn import named_children, named_modules
 from jaxconv.trace import intercept
 
 from . import tolerance as tol_mod
-from .io import require_torch
+from ._torch import require_torch
 from .report import Report, Row
 from .state_dict import named_variables
 

@@ -21,6 +21,7 @@ from jaxconv.nn import named_children
 from jaxconv.nn.module import attribute_items
 
 from . import io
+from ._torch import is_array, to_numpy
 
 #: The buffer torch counts train-mode BatchNorm steps in; exported as int64, as torch does.
 NUM_BATCHES_TRACKED = "num_batches_tracked"
@@ -181,7 +182,7 @@ def load_state_dict(module, source, strict: bool = True, dtype=None) -> Incompat
         if name not in weights:
             continue
         value = weights[name]
-        if not io.is_array(value):
+        if not is_array(value):
             not_arrays.append(f"value for {name} is not an array (got {type(value).__name__}).")
         elif _shape(value) != tuple(var.shape):
             mismatched[name] = (_shape(value), tuple(var.shape))
@@ -210,7 +211,7 @@ def load_state_dict(module, source, strict: bool = True, dtype=None) -> Incompat
         target = old.dtype
         if dtype is not None and jnp.issubdtype(old.dtype, jnp.floating):
             target = jnp.dtype(dtype)
-        value = jnp.asarray(io.to_numpy(weights[name]).astype(target, copy=False), dtype=target)
+        value = jnp.asarray(to_numpy(weights[name]).astype(target, copy=False), dtype=target)
         sharding = (getattr(old, "sharding", None)
                     if isinstance(old, (jax.Array, jax.ShapeDtypeStruct)) and not isinstance(old, jax.core.Tracer)
                     else None)

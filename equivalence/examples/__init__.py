@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..io import require_torch
+from .._torch import require_torch
 
 
 def _torch_defs():

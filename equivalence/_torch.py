@@ -1,0 +1,52 @@
+"""The few torch helpers the rest of ``equivalence`` shares; none of them imports torch unless it must."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def require_torch(purpose: str):
+    """Import and return ``torch``, or raise an ``ImportError`` that names the extra to install.
+
+    **Arguments:**
+
+    - ``purpose``: what torch is needed for, used in the message.
+    """
+    try:
+        import torch
+    except ImportError as err:  # also raised when sys.modules['torch'] is None
+        raise ImportError(
+            f"{purpose} needs PyTorch, which is not installed; install it with "
+            "`pip install 'jaxconv[torch]'` (or read/write .safetensors files, which need no torch)"
+        ) from err
+    return torch
+
+
+def is_torch_tensor(value) -> bool:
+    """Whether ``value`` is a ``torch.Tensor`` (checked without importing torch)."""
+    return any(c.__module__.startswith("torch") and c.__name__ == "Tensor" for c in type(value).__mro__)
+
+
+def is_array(value) -> bool:
+    """Whether ``value`` is array-like: a numpy array or scalar, a jax array or a torch tensor."""
+    if isinstance(value, (np.ndarray, np.generic)) or is_torch_tensor(value):
+        return True
+    return hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__array__")
+
+
+def to_numpy(value) -> np.ndarray:
+    """A numpy copy of a torch tensor, jax array or numpy array; bfloat16 stays bfloat16.
+
+    **Arguments:**
+
+    - ``value``: the tensor or array.
+    """
+    if is_torch_tensor(value):
+        import torch  # present, since value is a torch tensor
+
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            import ml_dtypes
+
+            return value.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+        return value.numpy().copy()
+    return np.array(value)
