@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import _args
+
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -60,6 +62,8 @@ def prelu(input, weight):
         raise ValueError(
             f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.ndim}"
         )
+    _args.check_same_dtype("prelu", input, weight=weight)
+    _args.check_floating("prelu", "input", input)
     channels = input.shape[1] if input.ndim >= 2 else 1
     if weight.size not in (1, channels):
         raise ValueError(

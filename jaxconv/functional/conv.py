@@ -32,14 +32,14 @@ def _dimension_numbers(n: int):
 
 def _finish(y_nhwc, bias, unbatched):
     if bias is not None:
-        y_nhwc = y_nhwc + bias.astype(y_nhwc.dtype)
+        y_nhwc = (y_nhwc + bias).astype(y_nhwc.dtype)  # a wider bias adds at its precision, as torch
     y = _channels_first(y_nhwc)
     return y[0] if unbatched else y
 
 
 def _finish_nchw(y, bias, unbatched):
     if bias is not None:
-        y = y + bias.astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - 2))
+        y = (y + bias.reshape((-1,) + (1,) * (y.ndim - 2))).astype(y.dtype)
     return y[0] if unbatched else y
 
 
@@ -70,6 +70,7 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
         fn,
     )
     _args.check_bias(bias, out_channels, weight.shape)
+    _args.check_same_dtype(fn, x, weight=weight, bias=bias)
     lowering = _lowering.pick_conv(x.shape, weight.shape, stride, pads, dilation, groups)
     if lowering == "depthwise":
         return _finish_nchw(_lowering.depthwise(x, weight, stride, pads, dilation), bias, unbatched)
@@ -132,6 +133,8 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
         )
     out_channels = out_per_group * groups
     _args.check_bias(bias, out_channels, weight.shape)
+    _args.check_same_dtype(fn, x, weight=weight)
+    _args.check_transpose_bias_dtype(fn, n, x, bias)
     if _lowering.pick_conv_transpose(weight.shape, stride, dilation, groups) == "phase":
         y = _lowering.conv_transpose_phase(x, weight, stride, padding, output_padding, out_size, precision)
         return _finish_nchw(y, bias, unbatched)

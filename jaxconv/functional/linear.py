@@ -12,6 +12,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 
+from . import _args
 from .conv import DEFAULT_PRECISION
 
 
@@ -36,6 +37,7 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
             f"{weight.shape[0] if weight.ndim == 2 else 1}): input's last dimension must equal "
             f"in_features of weight {tuple(weight.shape)}"
         )
+    _args.check_same_dtype("linear", input, weight=weight, bias=bias)
     y = jnp.matmul(input, weight.T, precision=precision)
     if bias is not None:
         try:

@@ -9,6 +9,9 @@ new statistics back into their ``nnx.BatchStat`` buffers.
 Statistics are computed in at least float32 (torch's "opmath" type) and the output is
 cast back to the input's dtype. Variances used for normalising are biased (divide by the
 count ``n``); running variances are updated with the unbiased estimate ``var * n / (n - 1)``.
+
+Dtypes follow torch: weight, bias and running statistics share the input's dtype or, for a
+float16/bfloat16 input, are all float32 (mixed precision); anything else is a ``TypeError``.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from . import _args
 
 
 def _compute_dtype(x):
@@ -80,6 +85,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ``(output, new_running_mean, new_running_var)`` where
     ``new_running_mean = (1 - momentum) * running_mean + momentum * mean`` and the new
     variance uses the UNBIASED batch variance. This replaces torch's in-place update.
+    An empty batch (no values per channel) gives an empty output and leaves the running
+    statistics as they are; exactly one value per channel is refused, as in torch.
     """
     if getattr(input, "ndim", 0) < 2:
         raise ValueError(
@@ -92,8 +99,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         _check_vector(v, name, c)
     if training:
         _check_momentum(momentum, "batch_norm")
-        n = input.size // c if c else 0
-        if n <= 1:
+        n = input.shape[0] * math.prod(input.shape[2:])  # values per channel
+        if n == 1:
             raise ValueError(
                 "Expected more than 1 value per channel when training, got input size "
                 f"{tuple(input.shape)}"
@@ -103,6 +110,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             "batch_norm: running_mean and running_var must be defined in evaluation mode "
             "(training=False), got None"
         )
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(
+            "batch_norm: running_mean and running_var must either both be None or neither be "
+            f"None, got running_mean={'None' if running_mean is None else 'an array'} and "
+            f"running_var={'None' if running_var is None else 'an array'}"
+        )
+    _args.check_norm_dtypes("batch_norm", input, weight=weight, bias=bias,
+                            running_mean=running_mean, running_var=running_var)
     dtype = _compute_dtype(input)
     x = input.astype(dtype)
     ndim = x.ndim
@@ -120,6 +135,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     y = _affine(y, weight, bias, shape).astype(input.dtype)
     if not training or (running_mean is None and running_var is None):
         return y
+    if n == 0:  # an empty batch: torch leaves the running statistics as they are
+        return y, running_mean, running_var
     unbiased = var * (n / (n - 1))
     return y, _update(running_mean, mean, momentum), _update(running_var, unbiased, momentum)
 
@@ -139,7 +156,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
 
     **Returns:** the output, or ``(output, new_running_mean, new_running_var)`` when
     ``use_input_stats`` and running statistics are given. As in torch, the update uses
-    the batch average of the per-instance means and unbiased variances.
+    the batch average of the per-instance means and unbiased variances. As in torch, an
+    empty batch (N = 0) makes the new statistics NaN and refuses ``weight``/``bias``; an
+    empty spatial extent keeps them.
     """
     if getattr(input, "ndim", 0) < 2:
         raise ValueError(
@@ -153,7 +172,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     s = math.prod(input.shape[2:])
     if use_input_stats:
         _check_momentum(momentum, "instance_norm")
-        if s <= 1:
+        if s == 1:
             raise ValueError(
                 "Expected more than 1 spatial element when training, got input size "
                 f"{tuple(input.shape)}"
@@ -162,6 +181,19 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         raise ValueError(
             "Expected running_mean and running_var to be defined when use_input_stats is false"
         )
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("instance_norm: running_mean and running_var must either both be None "
+                         "or neither be None")
+    _args.check_instance_norm_dtypes("instance_norm", input, weight, bias, running_mean, running_var)
+    if input.shape[0] == 0 and (weight is not None or bias is not None):
+        raise ValueError(  # torch fails too (an IndexError in its repeat of weight/bias)
+            f"instance_norm: an empty batch (N=0, input of shape {tuple(input.shape)}) cannot "
+            "take weight or bias, as in torch"
+        )
+    # torch casts running statistics of another dtype to the parameters' (weight's, else
+    # the input's) dtype, uses and updates them there, and casts the update back.
+    stats_dtype = (weight if weight is not None else input).dtype
+    stats = [None if v is None else v.astype(stats_dtype) for v in (running_mean, running_var)]
     dtype = _compute_dtype(input)
     x = input.astype(dtype)
     ndim = x.ndim
@@ -175,13 +207,18 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
         y = (x - mean) * lax.rsqrt(var + eps)
     else:
-        y = (x - shape(running_mean)) * lax.rsqrt(shape(running_var) + eps)
+        y = (x - shape(stats[0])) * lax.rsqrt(shape(stats[1]) + eps)
     y = _affine(y, weight, bias, shape).astype(input.dtype)
     if not use_input_stats or (running_mean is None and running_var is None):
         return y
+    if s == 0 and input.shape[0]:  # nothing to average: torch keeps the statistics
+        return y, running_mean, running_var
+    # With N = 0 the batch average is NaN, and so are the new statistics, as in torch.
     mean_c = jnp.mean(mean.reshape(mean.shape[:2]), 0)
     var_c = jnp.mean(var.reshape(var.shape[:2]), 0) * (s / (s - 1))
-    return y, _update(running_mean, mean_c, momentum), _update(running_var, var_c, momentum)
+    new = [_update(v, stat, momentum).astype(r.dtype)
+           for v, stat, r in zip(stats, (mean_c, var_c), (running_mean, running_var))]
+    return y, *new
 
 
 def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
@@ -214,8 +251,9 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
                 f"Expected {name} to be a vector of size equal to the number of channels in "
                 f"input, but got {name} of shape {list(v.shape)} and input of shape {list(input.shape)}"
             )
+    _args.check_norm_dtypes("group_norm", input, weight=weight, bias=bias)
     dtype = _compute_dtype(input)
-    x = input.astype(dtype).reshape(n, num_groups, -1)
+    x = input.astype(dtype).reshape(n, num_groups, math.prod(input.shape[1:]) // num_groups)
     mean = jnp.mean(x, -1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
     y = ((x - mean) * lax.rsqrt(var + eps)).reshape(input.shape)
@@ -258,6 +296,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
     """
     shape = _normalized_shape(normalized_shape, "layer_norm")
     _check_trailing(input, shape, weight, bias)
+    _args.check_norm_dtypes("layer_norm", input, weight=weight, bias=bias)
     dtype = _compute_dtype(input)
     x = input.astype(dtype)
     axes = tuple(range(x.ndim - len(shape), x.ndim))
@@ -280,13 +319,15 @@ def rms_norm(input, normalized_shape, weight=None, eps: float | None = None):
     """
     shape = _normalized_shape(normalized_shape, "rms_norm")
     _check_trailing(input, shape, weight, None)
+    _args.check_floating("rms_norm", "input", input, complex_ok=True)
     dtype = _compute_dtype(input)
     if eps is None:
         eps = float(jnp.finfo(dtype).eps)
     x = input.astype(dtype)
     axes = tuple(range(x.ndim - len(shape), x.ndim))
     y = x * lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + eps)
-    return _affine(y, weight, None, lambda v: v.astype(dtype)).astype(input.dtype)
+    # torch takes a weight of any dtype: the product promotes, then casts to the input's dtype.
+    return _affine(y, weight, None, lambda v: v).astype(input.dtype)
 
 
 def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):

@@ -132,7 +132,8 @@ def _max_pool_reduce(x, size, out, k, s, p, d):
         pick, (1, 1, *k), (1, 1, *s), pads, window_dilation=(1, 1, *d))
     tie = tie[(slice(None), slice(None), *[slice(0, o) for o in out])]
     idx = jnp.where(tie < 0, -tie - 1, tie)
-    values = jnp.take_along_axis(x.reshape(*lead, plane), idx.reshape(*lead, -1), axis=-1)
+    flat = idx.reshape(*lead, int(np.prod(idx.shape[2:])))  # not -1: ambiguous when N = 0
+    values = jnp.take_along_axis(x.reshape(*lead, plane), flat, axis=-1)
     return values.reshape(idx.shape), idx
 
 
@@ -252,7 +253,8 @@ def _adaptive_max_poolnd(x, output_size, return_indices, *, n, fn):
         tie = _gather_bins(tie, axis, length, o, init[1])
         key, tie = lax.reduce((key, tie), init, pick, (axis + 1,))
     idx = jnp.where(tie < 0, -tie - 1, tie)
-    y = jnp.take_along_axis(x.reshape(*lead, plane), idx.reshape(*lead, -1), axis=-1).reshape(idx.shape)
+    flat = idx.reshape(*lead, int(np.prod(idx.shape[2:])))  # not -1: ambiguous when N = 0
+    y = jnp.take_along_axis(x.reshape(*lead, plane), flat, axis=-1).reshape(idx.shape)
     if return_indices:
         return _finish(y, unbatched), _finish(idx, unbatched)
     return _finish(y, unbatched)
