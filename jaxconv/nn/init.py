@@ -29,7 +29,7 @@ def uniform(key, shape, low, high, dtype=None) -> jax.Array:
     """``U(low, high)`` drawn at (at least) float32 precision, then cast to ``dtype``."""
     dtype = default_dtype(dtype)
     draw = dtype if jnp.finfo(dtype).bits >= 32 else jnp.float32
-    if isinstance(key, jax.core.Tracer):  # built under a trace (jit, eval_shape): stay in jax
+    if _is_traced(key):  # built under a trace (jit, eval_shape): stay in jax
         return jax.random.uniform(key, tuple(shape), draw, low, high).astype(dtype)
     # Eagerly, draw U[0, 1) into a power-of-two bucket and scale in numpy: XLA compiles the
     # random-bits program once per bucket instead of once per parameter shape (each compile
@@ -38,6 +38,17 @@ def uniform(key, shape, low, high, dtype=None) -> jax.Array:
     bucket = 1 << max(size - 1, 0).bit_length()
     u = np.asarray(_unit_uniform(key, bucket, jnp.dtype(draw)))[:size].astype(np.float64)
     return jnp.asarray((low + (high - low) * u).astype(draw).astype(dtype).reshape(tuple(shape)))
+
+
+def _is_traced(key) -> bool:
+    """Whether ``key`` is abstract (under ``jit``, ``eval_shape``, ...), by public API only:
+    ``jax.core.Tracer`` is internal, so try to read the key and catch jax's public error."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    try:
+        np.asarray(data)
+    except jax.errors.TracerArrayConversionError:
+        return True
+    return False
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
