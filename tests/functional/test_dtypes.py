@@ -154,10 +154,11 @@ def test_rms_norm(rng, x_dtype):
 NORM_P = FLOATS + (None,)
 
 
-def _torch_bn(training):
+def _torch_norm(norm, training):
+    """torch's batch/instance norm returning ``(y, new_mean, new_var)`` as jaxconv's do."""
     def fn(x, w, b, m, v):
         m, v = (None if a is None else a.clone() for a in (m, v))
-        y = TF.batch_norm(x, m, v, w, b, training, 0.3)
+        y = norm(x, m, v, w, b, training, 0.3)
         return (y, m, v) if training and m is not None else y
     return fn
 
@@ -169,20 +170,12 @@ def test_batch_norm(rng, x_dtype, training):
     statistics (all of them); otherwise everything has the input's dtype."""
     stats = NORM_P if training else FLOATS
     accepted = run_matrix(
-        rng, _torch_bn(training),
+        rng, _torch_norm(TF.batch_norm, training),
         lambda x, w, b, m, v: JF.batch_norm(x, m, v, w, b, training, 0.3),
         [(6, 3, 4), (3,), (3,), (3,), (3,)],
         [(x_dtype,), NORM_P + ("int64",), NORM_P, stats, stats], 24, positive=(4,))
     if x_dtype in FLOATS:
         assert accepted > 0
-
-
-def _torch_in(use_input_stats):
-    def fn(x, w, b, m, v):
-        m, v = (None if a is None else a.clone() for a in (m, v))
-        y = TF.instance_norm(x, m, v, w, b, use_input_stats, 0.3)
-        return (y, m, v) if use_input_stats and m is not None else y
-    return fn
 
 
 @pytest.mark.parametrize("use_input_stats", [True, False])
@@ -191,7 +184,7 @@ def test_instance_norm(rng, x_dtype, use_input_stats):
     """As batch_norm, except that torch casts a running_mean of any floating dtype."""
     stats = NORM_P if use_input_stats else FLOATS
     accepted = run_matrix(
-        rng, _torch_in(use_input_stats),
+        rng, _torch_norm(TF.instance_norm, use_input_stats),
         lambda x, w, b, m, v: JF.instance_norm(x, m, v, w, b, use_input_stats, 0.3),
         [(2, 3, 6), (3,), (3,), (3,), (3,)],
         [(x_dtype,), NORM_P, NORM_P, stats, stats], 6, positive=(4,))
