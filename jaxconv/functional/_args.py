@@ -67,10 +67,12 @@ def positive(values: tuple[int, ...], name: str) -> tuple[int, ...]:
 
 
 def check_groups(groups, in_channels: int | None = None, out_channels: int | None = None) -> int:
-    """Check ``groups`` is a positive int dividing the channel counts given."""
+    """Check ``groups`` is a positive int dividing the channel counts given (non-negative ints)."""
     if not is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got groups={groups!r}")
     for name, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if c is not None and (not is_int(c) or c < 0):
+            raise ValueError(f"{name} must be a non-negative integer, got {name}={c!r}")
         if c is not None and c % groups:
             raise ValueError(f"{name} (={c}) must be divisible by groups (={groups})")
     return int(groups)

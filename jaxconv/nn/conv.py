@@ -19,7 +19,8 @@ class _ConvNd(Module):
     def _setup(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                groups, bias, padding_mode, dtype, rngs, output_padding=0):
         n, name = self._n, type(self).__name__
-        _args.check_groups(groups, in_channels, out_channels)
+        groups = _args.check_groups(groups, in_channels, out_channels)
+        in_channels, out_channels = int(in_channels), int(out_channels)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _args.positive(_args.ntuple(kernel_size, n, "kernel_size"), "kernel_size")
         self.stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
