@@ -45,17 +45,22 @@ def _check_weight(weight, n: int, fn: str):
         )
 
 
+def _check_weight_groups(weight, groups, fn: str, which: str):
+    """``groups`` is a positive int dividing dim 0 of the weight (its ``which`` channels)."""
+    _args.check_groups(groups)
+    if weight.shape[0] % groups:
+        raise ValueError(
+            f"{fn}: weight's {which} channels (={weight.shape[0]}, dim 0 of weight "
+            f"{tuple(weight.shape)}) must be divisible by groups (={groups})"
+        )
+
+
 def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision, fn):
     _check_weight(weight, n, fn)
     stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
     dilation = _args.positive(_args.ntuple(dilation, n, "dilation"), "dilation")
-    _args.check_groups(groups)
+    _check_weight_groups(weight, groups, fn, "out")
     out_channels, in_per_group, *kernel = weight.shape
-    if out_channels % groups:
-        raise ValueError(
-            f"{fn}: weight's out channels (={out_channels}, dim 0 of weight {tuple(weight.shape)}) "
-            f"must be divisible by groups (={groups})"
-        )
     x, unbatched = _args.check_input(x, n, fn, in_per_group * groups,
                                      f"channels (groups={groups} x weight dim 1 = {in_per_group})")
     pads = _args.conv_padding(padding, kernel, stride, dilation)
@@ -110,13 +115,8 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
         raise ValueError(f"{fn}: padding must be non-negative, got padding={padding}")
     output_padding = _args.ntuple(output_padding, n, "output_padding")
     _args.check_output_padding(output_padding, stride, dilation)
-    _args.check_groups(groups)
+    _check_weight_groups(weight, groups, fn, "in")
     in_channels, out_per_group, *kernel = weight.shape
-    if in_channels % groups:
-        raise ValueError(
-            f"{fn}: weight's in channels (={in_channels}, dim 0 of weight {tuple(weight.shape)}) "
-            f"must be divisible by groups (={groups})"
-        )
     x, unbatched = _args.check_input(x, n, fn, in_channels, "channels (dim 0 of the transposed-conv weight)")
     out_size = _args.conv_transpose_output_size(
         x.shape[2:], kernel, stride, padding, output_padding, dilation)
