@@ -271,7 +271,8 @@ def conv_nhwc(x, rhs, stride, pads, dilation, precision=None):
 
 def _plain_conv(x, rhs, stride, pads, dilation, precision):
     return lax.conv_general_dilated(x, rhs, stride, pads, rhs_dilation=dilation,
-                                    dimension_numbers=_args.dimension_numbers(x.ndim - 2), precision=precision)
+                                    dimension_numbers=_args.dimension_numbers(x.ndim - 2),
+                                    precision=precision)
 
 
 def _taps_matmul(x, rhs, stride, pads, dilation, precision):

@@ -87,32 +87,38 @@ _MAX_ARGS = """
 
 
 def adaptive_avg_pool1d(input, output_size):
-    """1D adaptive average pooling of ``(N, C, L)`` or ``(C, L)`` (``torch.nn.functional.adaptive_avg_pool1d``)."""
+    """1D adaptive average pooling of ``(N, C, L)`` or ``(C, L)``
+    (``torch.nn.functional.adaptive_avg_pool1d``)."""
     return _adaptive_avg_poolnd(input, output_size, n=1, fn="adaptive_avg_pool1d")
 
 
 def adaptive_avg_pool2d(input, output_size):
-    """2D adaptive average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.functional.adaptive_avg_pool2d``)."""
+    """2D adaptive average pooling of ``(N, C, H, W)`` or ``(C, H, W)``
+    (``torch.nn.functional.adaptive_avg_pool2d``)."""
     return _adaptive_avg_poolnd(input, output_size, n=2, fn="adaptive_avg_pool2d")
 
 
 def adaptive_avg_pool3d(input, output_size):
-    """3D adaptive average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.functional.adaptive_avg_pool3d``)."""
+    """3D adaptive average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.functional.adaptive_avg_pool3d``)."""
     return _adaptive_avg_poolnd(input, output_size, n=3, fn="adaptive_avg_pool3d")
 
 
 def adaptive_max_pool1d(input, output_size, return_indices=False):
-    """1D adaptive max pooling of ``(N, C, L)`` or ``(C, L)`` (``torch.nn.functional.adaptive_max_pool1d``)."""
+    """1D adaptive max pooling of ``(N, C, L)`` or ``(C, L)``
+    (``torch.nn.functional.adaptive_max_pool1d``)."""
     return _adaptive_max_poolnd(input, output_size, return_indices, n=1, fn="adaptive_max_pool1d")
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
-    """2D adaptive max pooling of ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.functional.adaptive_max_pool2d``)."""
+    """2D adaptive max pooling of ``(N, C, H, W)`` or ``(C, H, W)``
+    (``torch.nn.functional.adaptive_max_pool2d``)."""
     return _adaptive_max_poolnd(input, output_size, return_indices, n=2, fn="adaptive_max_pool2d")
 
 
 def adaptive_max_pool3d(input, output_size, return_indices=False):
-    """3D adaptive max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.functional.adaptive_max_pool3d``)."""
+    """3D adaptive max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.functional.adaptive_max_pool3d``)."""
     return _adaptive_max_poolnd(input, output_size, return_indices, n=3, fn="adaptive_max_pool3d")
 
 

@@ -279,7 +279,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """3D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.functional.max_pool3d``)."""
+    """3D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.functional.max_pool3d``)."""
     return _max_poolnd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                        n=3, fn="max_pool3d")
 
@@ -293,30 +294,35 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
-    """2D average pooling over ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.functional.avg_pool2d``)."""
+    """2D average pooling over ``(N, C, H, W)`` or ``(C, H, W)``
+    (``torch.nn.functional.avg_pool2d``)."""
     return _avg_poolnd(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override, n=2, fn="avg_pool2d")
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
-    """3D average pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.functional.avg_pool3d``)."""
+    """3D average pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.functional.avg_pool3d``)."""
     return _avg_poolnd(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override, n=3, fn="avg_pool3d")
 
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    """1D power-average pooling over ``(N, C, L)`` or ``(C, L)`` (``torch.nn.functional.lp_pool1d``)."""
+    """1D power-average pooling over ``(N, C, L)`` or ``(C, L)``
+    (``torch.nn.functional.lp_pool1d``)."""
     return _lp_poolnd(input, norm_type, kernel_size, stride, ceil_mode, n=1, fn="lp_pool1d")
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    """2D power-average pooling over ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.functional.lp_pool2d``)."""
+    """2D power-average pooling over ``(N, C, H, W)`` or ``(C, H, W)``
+    (``torch.nn.functional.lp_pool2d``)."""
     return _lp_poolnd(input, norm_type, kernel_size, stride, ceil_mode, n=2, fn="lp_pool2d")
 
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    """3D power-average pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.functional.lp_pool3d``)."""
+    """3D power-average pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.functional.lp_pool3d``)."""
     return _lp_poolnd(input, norm_type, kernel_size, stride, ceil_mode, n=3, fn="lp_pool3d")
 
 

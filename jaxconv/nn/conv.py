@@ -155,7 +155,8 @@ class Conv3d(_Conv):
 
 
 class ConvTranspose1d(_ConvTranspose):
-    """1D transposed convolution of ``(N, C_in, L)`` or ``(C_in, L)`` input (``torch.nn.ConvTranspose1d``)."""
+    """1D transposed convolution of ``(N, C_in, L)`` or ``(C_in, L)`` input
+    (``torch.nn.ConvTranspose1d``)."""
 
     _n = 1
 

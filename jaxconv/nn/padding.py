@@ -90,8 +90,8 @@ class _ReplicationPadNd(_PadNd):
 
 
 class ZeroPad1d(_ZeroPadNd):
-    """Pads the last dimension with zeros (``torch.nn.ZeroPad1d``); ``padding``: an int or
-    ``(left, right)``."""
+    """Pads the last dimension with zeros (``torch.nn.ZeroPad1d``); ``padding``: an int or ``(left,
+    right)``."""
 
     _n = 1
 
@@ -118,77 +118,79 @@ class ConstantPad1d(_ConstantPadNd):
 
 
 class ConstantPad2d(_ConstantPadNd):
-    """Pads the last 2 dimensions with a constant (``torch.nn.ConstantPad2d``); ``padding``: an int or
-    ``(left, right, top, bottom)``."""
+    """Pads the last 2 dimensions with a constant (``torch.nn.ConstantPad2d``); ``padding``: an int
+    or ``(left, right, top, bottom)``."""
 
     _n = 2
 
 
 class ConstantPad3d(_ConstantPadNd):
-    """Pads the last 3 dimensions with a constant (``torch.nn.ConstantPad3d``); ``padding``: an int or
-    ``(left, right, top, bottom, front, back)``."""
+    """Pads the last 3 dimensions with a constant (``torch.nn.ConstantPad3d``); ``padding``: an int
+    or ``(left, right, top, bottom, front, back)``."""
 
     _n = 3
 
 
 class ReflectionPad1d(_ReflectionPadNd):
-    """Pads the last dimension by reflection (mirror, edge not repeated; each pad < the size) (``torch.nn.ReflectionPad1d``); ``padding``: an int or
-    ``(left, right)``."""
+    """Pads the last dimension by reflection (mirror, edge not repeated; each pad < the size)
+    (``torch.nn.ReflectionPad1d``); ``padding``: an int or ``(left, right)``."""
 
     _n = 1
 
 
 class ReflectionPad2d(_ReflectionPadNd):
-    """Pads the last 2 dimensions by reflection (mirror, edge not repeated; each pad < the size) (``torch.nn.ReflectionPad2d``); ``padding``: an int or
-    ``(left, right, top, bottom)``."""
+    """Pads the last 2 dimensions by reflection (mirror, edge not repeated; each pad < the size)
+    (``torch.nn.ReflectionPad2d``); ``padding``: an int or ``(left, right, top, bottom)``."""
 
     _n = 2
 
 
 class ReflectionPad3d(_ReflectionPadNd):
-    """Pads the last 3 dimensions by reflection (mirror, edge not repeated; each pad < the size) (``torch.nn.ReflectionPad3d``); ``padding``: an int or
-    ``(left, right, top, bottom, front, back)``."""
+    """Pads the last 3 dimensions by reflection (mirror, edge not repeated; each pad < the size)
+    (``torch.nn.ReflectionPad3d``); ``padding``: an int or ``(left, right, top, bottom, front,
+    back)``."""
 
     _n = 3
 
 
 class ReplicationPad1d(_ReplicationPadNd):
-    """Pads the last dimension by replication (edge repeated) (``torch.nn.ReplicationPad1d``); ``padding``: an int or
-    ``(left, right)``."""
+    """Pads the last dimension by replication (edge repeated) (``torch.nn.ReplicationPad1d``);
+    ``padding``: an int or ``(left, right)``."""
 
     _n = 1
 
 
 class ReplicationPad2d(_ReplicationPadNd):
-    """Pads the last 2 dimensions by replication (edge repeated) (``torch.nn.ReplicationPad2d``); ``padding``: an int or
-    ``(left, right, top, bottom)``."""
+    """Pads the last 2 dimensions by replication (edge repeated) (``torch.nn.ReplicationPad2d``);
+    ``padding``: an int or ``(left, right, top, bottom)``."""
 
     _n = 2
 
 
 class ReplicationPad3d(_ReplicationPadNd):
-    """Pads the last 3 dimensions by replication (edge repeated) (``torch.nn.ReplicationPad3d``); ``padding``: an int or
-    ``(left, right, top, bottom, front, back)``."""
+    """Pads the last 3 dimensions by replication (edge repeated) (``torch.nn.ReplicationPad3d``);
+    ``padding``: an int or ``(left, right, top, bottom, front, back)``."""
 
     _n = 3
 
 
 class CircularPad1d(_CircularPadNd):
-    """Pads the last dimension circularly (wrap-around; each pad <= the size) (``torch.nn.CircularPad1d``); ``padding``: an int or
-    ``(left, right)``."""
+    """Pads the last dimension circularly (wrap-around; each pad <= the size)
+    (``torch.nn.CircularPad1d``); ``padding``: an int or ``(left, right)``."""
 
     _n = 1
 
 
 class CircularPad2d(_CircularPadNd):
-    """Pads the last 2 dimensions circularly (wrap-around; each pad <= the size) (``torch.nn.CircularPad2d``); ``padding``: an int or
-    ``(left, right, top, bottom)``."""
+    """Pads the last 2 dimensions circularly (wrap-around; each pad <= the size)
+    (``torch.nn.CircularPad2d``); ``padding``: an int or ``(left, right, top, bottom)``."""
 
     _n = 2
 
 
 class CircularPad3d(_CircularPadNd):
-    """Pads the last 3 dimensions circularly (wrap-around; each pad <= the size) (``torch.nn.CircularPad3d``); ``padding``: an int or
-    ``(left, right, top, bottom, front, back)``."""
+    """Pads the last 3 dimensions circularly (wrap-around; each pad <= the size)
+    (``torch.nn.CircularPad3d``); ``padding``: an int or ``(left, right, top, bottom, front,
+    back)``."""
 
     _n = 3
