@@ -50,3 +50,17 @@ def to_numpy(value) -> np.ndarray:
             return value.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
         return value.numpy().copy()
     return np.array(value)
+
+
+def to_torch(array: np.ndarray):
+    """A torch tensor sharing ``array``'s memory (made C-contiguous); bfloat16 stays bfloat16.
+
+    **Arguments:**
+
+    - ``array``: a numpy array (``ml_dtypes.bfloat16`` included).
+    """
+    torch = require_torch("making a torch tensor")
+    array = np.require(array, requirements="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._torch import is_array, is_torch_tensor, require_torch, to_numpy
+from ._torch import is_array, is_torch_tensor, require_torch, to_numpy, to_torch
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -156,15 +156,9 @@ def _write_safetensors(weights: OrderedDict, path: str, metadata) -> None:
                                      metadata=header)
 
 
-def _to_torch(torch, array: np.ndarray):
-    if array.dtype.name == "bfloat16":
-        return torch.from_numpy(_contiguous(array).view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(_contiguous(array))
-
-
 def _write_torch(weights: OrderedDict, path: str, metadata) -> None:
     torch = require_torch(f"writing the torch checkpoint {path!r}")
-    torch.save(OrderedDict((k, _to_torch(torch, v)) for k, v in weights.items()), path)
+    torch.save(OrderedDict((k, to_torch(v)) for k, v in weights.items()), path)
 
 
 class _Format(NamedTuple):
