@@ -86,8 +86,18 @@ def unwrap(checkpoint):
         f"nesting one under any of the keys {list(NESTED_KEYS)}; it holds {{{described}}}")
 
 
+#: The lines of torch's weights_only message that say nothing about the file at hand.
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _detail(err: BaseException, keep=lambda line: True) -> str:
+    lines = [line.strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_TORCH_BOILERPLATE) and keep(line)]
+    return lines[0] if lines else "the file ends too early" if isinstance(err, EOFError) else ""
+
+
 def _corrupt(path: str, kind: str, err: BaseException) -> CheckpointError:
-    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    detail = _detail(err)
     return CheckpointError(f"cannot read {path!r} as a {kind} checkpoint: the file is truncated, "
                            f"corrupt or not in that format ({type(err).__name__}: {detail})", path)
 
@@ -112,10 +122,9 @@ def _torch_load(path: str):
         # weights_only=True allows tensors and plain containers; anything else is a GLOBAL the
         # unpickler refuses to import (a class to build, a function to call: code from the file)
         if "global" in str(err).lower():
-            found = [line.strip() for line in str(err).splitlines() if "global" in line.lower()]
             raise CheckpointError(
                 f"refused to load {path!r}: unpickling it would run code from the file "
-                f"({found[0]}); torch.load(weights_only=True) allows only tensors and plain "
+                f"({_detail(err, lambda line: 'global' in line.lower())}); torch.load(weights_only=True) allows only tensors and plain "
                 "containers. Load it with torch.load(weights_only=False) only if you trust its "
                 "source, and pass its state_dict instead", path) from err
         raise _corrupt(path, "torch", err) from err
