@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._torch import is_array, is_torch_tensor, require_torch, to_numpy, to_torch
+from ._torch import c_contiguous, is_array, is_torch_tensor, require_torch, to_numpy, to_torch
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -91,9 +91,12 @@ _TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check
 
 
 def _detail(err: BaseException, keep=lambda line: True) -> str:
+    """The first line of ``err``'s message that concerns the file (and passes ``keep``)."""
     lines = [line.strip() for line in str(err).splitlines()]
     lines = [line for line in lines if line and not line.startswith(_TORCH_BOILERPLATE) and keep(line)]
-    return lines[0] if lines else "the file ends too early" if isinstance(err, EOFError) else ""
+    if lines:
+        return lines[0]
+    return "the file ends too early" if isinstance(err, EOFError) else ""
 
 
 def _corrupt(path: str, kind: str, err: BaseException) -> CheckpointError:
@@ -122,11 +125,12 @@ def _torch_load(path: str):
         # weights_only=True allows tensors and plain containers; anything else is a GLOBAL the
         # unpickler refuses to import (a class to build, a function to call: code from the file)
         if "global" in str(err).lower():
+            found = _detail(err, lambda line: "global" in line.lower())
             raise CheckpointError(
-                f"refused to load {path!r}: unpickling it would run code from the file "
-                f"({_detail(err, lambda line: 'global' in line.lower())}); torch.load(weights_only=True) allows only tensors and plain "
-                "containers. Load it with torch.load(weights_only=False) only if you trust its "
-                "source, and pass its state_dict instead", path) from err
+                f"refused to load {path!r}: unpickling it would run code from the file ({found}); "
+                "torch.load(weights_only=True) allows only tensors and plain containers. Load it "
+                "with torch.load(weights_only=False) only if you trust its source, and pass its "
+                "state_dict instead", path) from err
         raise _corrupt(path, "torch", err) from err
     except Exception as err:  # RuntimeError (zip), EOFError (empty), KeyError/ValueError (garbage)
         raise _corrupt(path, "torch", err) from err
@@ -154,14 +158,9 @@ def _read_torch(path: str) -> OrderedDict:
     return out
 
 
-def _contiguous(array: np.ndarray) -> np.ndarray:
-    # not np.ascontiguousarray: it turns 0-d arrays (num_batches_tracked) into shape (1,)
-    return np.require(array, requirements="C")
-
-
 def _write_safetensors(weights: OrderedDict, path: str, metadata) -> None:
     header = {"format": "pt", **(metadata or {})}
-    _require_safetensors().save_file({k: _contiguous(v) for k, v in weights.items()}, path,
+    _require_safetensors().save_file({k: c_contiguous(v) for k, v in weights.items()}, path,
                                      metadata=header)
 
 
