@@ -134,9 +134,7 @@ class _Comparison:
         if i >= len(outs):
             return None
         got = np.asarray(first_array(outs[i]))
-        if got.shape != expected.shape:
-            return None
-        return float(np.max(np.abs(got.astype(np.float64) - expected), initial=0.0))
+        return tol_mod.max_difference(got, expected) if got.shape == expected.shape else None
 
     def leaf_results(self, ordered, progress) -> dict:
         """Every leaf call's ``(LeafInput, LeafRun)`` by call index, run in one jit."""

@@ -18,7 +18,7 @@ def _missing(section, name, typ, shape, what) -> Row:
 def _max_diff(free, want) -> float | None:
     if free is None or np.shape(free) != want.shape:
         return None
-    return float(np.max(np.abs(np.asarray(free, np.float64) - want), initial=0.0))
+    return tolerance.max_difference(free, want)
 
 
 def grad_rows(torch_run, jax_run, local_params: dict, local_inputs: dict, c: float) -> list:
