@@ -8,30 +8,18 @@ one computation. Its size follows the standard probabilistic rounding-error mode
 
     |jax - torch|  <=  c * eps(dtype) * sqrt(n) * S        (elementwise)
 
-with ``S`` the magnitude of the computation. Which ``S`` and ``n`` a layer gets is its *error
-model*, looked up by layer kind (:func:`kind_of`; a new kind is added with :func:`register`):
+with ``S`` the magnitude of the computation (the op evaluated on absolute values) and ``n`` the
+number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model* of its kind
+(:func:`kind_of`; :func:`register` adds a kind). Each built-in model's docstring states its rule:
 
-- ``"dot"`` (Conv*, ConvTranspose*, Linear): ``S = |W| (*) |x| + |b|``, computed by running the
-  layer itself with ``|weight|``, ``|bias|`` on ``|x|``; ``n`` is read from the weight's shape:
-  ``numel(weight) / out_channels`` (``in_channels / groups`` times the kernel size;
-  ``in_features`` for Linear; for a transposed conv every kernel tap counts, an upper bound
-  when the stride exceeds 1).
-- ``"batchnorm"``: ``S = |w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with torch's statistics
-  (batch statistics in training, running statistics in eval); ``n`` is the number of elements
-  each statistic averages (0 in eval) plus the four elementwise operations.
-- ``"elementwise"``, the fallback for every other layer (activations, pooling, resampling,
-  flatten) and for the glue code of a composite module (a residual add): ``S`` is the op on
-  absolute inputs (and absolute parameters); ``n`` is the number of operands or the reduction
-  ratio ``max numel(input) / numel(output)``, whichever is larger, and at least 4 for a leaf
-  layer (transcendental functions differ by up to ~2 ulp per side).
-- gradients: the same rule for the backward of each layer: ``S`` is the vector-Jacobian product
-  of the absolute-valued layer at ``|x|`` with the absolute cotangent ``|g|`` (torch's gradient
-  of the loss with respect to that layer's output), ``n`` the number of terms it sums: for
-  ``"dot"`` ``numel(weight) / in_channels`` for the input and ``numel(g) / out_channels`` for
-  weight and bias; for ``"elementwise"`` the reduction ratio between ``g`` and the gradient.
-- train-mode BatchNorm buffers: per channel ``S = |previous| + mean|x|`` (running mean) or
-  ``|previous| + mean((|x| + |mean|)^2)`` (running variance), ``n`` the elements averaged;
-  ``num_batches_tracked`` must be equal.
+- :func:`dot` (Conv*, ConvTranspose*, Linear): the layer with ``|weight|``, ``|bias|`` on
+  ``|x|``; ``n`` read from the weight's shape (:func:`fan`).
+- :func:`batchnorm`: ``|w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with torch's statistics;
+  ``n`` the elements each statistic averages (0 in eval) plus 4; the updated buffers too.
+- :func:`elementwise`, the fallback for every other layer and for a composite module's glue
+  code (a residual add): the op on absolute values; ``n`` the operand count or reduction ratio.
+- gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
+  ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
 
 NaN or inf at the same positions on both sides (inf of the same sign) is agreement: both ran
 the same computation into the same overflow or domain error. NaN or inf on one side only fails.
@@ -111,11 +99,6 @@ def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> fl
     return max(float(operands), ratio, float(floor))
 
 
-def _failed(note: str) -> dict:
-    return {"max_abs": float("inf"), "max_rel": float("inf"), "tol": float("nan"),
-            "ratio": float("inf"), "err_at": float("inf"), "note": note}
-
-
 def _difference(a, e):
     """``|a - e|`` with NaN/inf at the same positions (inf of the same sign) as 0, and NaN/inf on
     one side only as inf; also that one-sided mask."""
@@ -142,7 +125,8 @@ def errors(actual, expected, tol) -> dict:
     a = np.asarray(actual, np.float64)
     e = np.asarray(expected, np.float64)
     if a.shape != e.shape:
-        return _failed(f"shape {a.shape} != torch's {e.shape}")
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "tol": float("nan"), "ratio": float("inf"),
+                "err_at": float("inf"), "note": f"shape {a.shape} != torch's {e.shape}"}
     if a.size == 0:
         return {"max_abs": 0.0, "max_rel": 0.0, "tol": 0.0, "ratio": 0.0, "err_at": 0.0, "note": ""}
     diff, one_sided = _difference(a, e)
@@ -183,15 +167,11 @@ class Bound:
 
 @dataclass(frozen=True)
 class LayerCall:
-    """One call of a leaf layer as its error model sees it (numpy arrays, torch's inputs).
-
-    ``module`` is the jaxconv layer (or functional op) that ran, ``torch_module`` torch's layer
-    of the same name; ``magnitude`` is the layer with ``|parameters|`` on ``|inputs|``. The
-    gradient fields are set when gradients are compared: ``cotangent`` is torch's gradient of
-    the loss with respect to the output, ``param_grads`` / ``input_grad`` jaxconv's local
-    backward, ``param_magnitudes`` / ``input_magnitude`` the absolute-valued layer's
-    vector-Jacobian product with ``|cotangent|``.
-    """
+    """One call of a leaf layer as its error model sees it (numpy arrays, torch's inputs):
+    ``module`` the jaxconv layer (or functional op) that ran, ``torch_module`` torch's; ``magnitude``
+    the layer with ``|parameters|`` on ``|inputs|``. With gradients: ``cotangent`` (torch's
+    gradient of the output), jaxconv's local backward (``param_grads``, ``input_grad``) and the
+    absolute-valued layer's with ``|cotangent|`` (``param_magnitudes``, ``input_magnitude``)."""
 
     module: Any
     torch_module: Any
@@ -239,16 +219,8 @@ class Kind:
         """Whether ``obj`` (a module, a module class or a functional op) is of this kind."""
         cls = obj if isinstance(obj, type) else type(obj)
         names = {c.__name__ for c in cls.__mro__} | {getattr(obj, "__qualname__", None)}
-        for item in self.match:
-            if isinstance(item, type):
-                if issubclass(cls, item):
-                    return True
-            elif isinstance(item, str):
-                if item in names:
-                    return True
-            elif obj is item:
-                return True
-        return bool(self.when is not None and self.when(obj))
+        return any(issubclass(cls, m) if isinstance(m, type) else m in names if isinstance(m, str)
+                   else obj is m for m in self.match) or bool(self.when and self.when(obj))
 
 
 FALLBACK = "elementwise"
@@ -320,7 +292,9 @@ def kind_of(obj) -> Kind:
 
 @register(FALLBACK)
 def elementwise(call: LayerCall) -> LayerBounds:
-    """The op on absolute values; ``n`` the operand count or reduction ratio, at least 4."""
+    """``S``: the op on absolute inputs and parameters. ``n``: the operand count or the reduction
+    ratio ``max numel(input) / numel(output)``, at least :data:`ELEMENTWISE_N`; for gradients
+    the reduction ratio between the cotangent and the gradient."""
     forward = Bound(call.magnitude, reduction_ratio(call.inputs, call.output, len(call.inputs),
                                                     floor=ELEMENTWISE_N))
     if call.cotangent is None:
@@ -333,8 +307,9 @@ def elementwise(call: LayerCall) -> LayerBounds:
 
 def fan(module, for_input: bool = False) -> int:
     """Terms summed per element by a dot-product layer, read from its weight's shape:
-    ``numel(weight) / out_channels`` (the forward's fan-in), or with ``for_input``
-    ``numel(weight) / in_channels`` (the input gradient's fan-out)."""
+    ``numel(weight) / out_channels`` (the forward's fan-in: ``in_channels / groups`` times the
+    kernel size, ``in_features`` for Linear; for a transposed conv every kernel tap counts, an
+    upper bound when the stride exceeds 1), or with ``for_input`` ``numel(weight) / in_channels``."""
     w = module.weight[...]
     if for_input:
         inner = getattr(module, "in_channels", None) or getattr(module, "in_features", None) or w.shape[1]
@@ -345,7 +320,9 @@ def fan(module, for_input: bool = False) -> int:
 
 @register("dot", match=("_ConvNd", "Linear", "LazyLinear"))
 def dot(call: LayerCall) -> LayerBounds:
-    """Conv / transposed conv / linear: the layer on absolute values, ``n`` from :func:`fan`."""
+    """``S``: the layer with ``|weight|``, ``|bias|`` on ``|x|``. ``n``: :func:`fan` forward and
+    for the input gradient; ``numel(g) / out_channels`` (batch x output positions) for weight
+    and bias gradients."""
     forward = Bound(call.magnitude, fan(call.module))
     if call.cotangent is None:
         return LayerBounds(forward)
@@ -382,7 +359,8 @@ def _bn_stats(tmod, x, train):
 
 
 def _bn_buffers(torch_module, inputs, before) -> dict:
-    """Running mean and variance per channel (see the module docstring); the counter exactly."""
+    """Per channel ``S = |previous| + mean|x|`` (running mean) or ``|previous| + mean((|x| +
+    |mean|)^2)`` (running variance), ``n`` the elements averaged; the counter must be equal."""
     if getattr(torch_module, "running_mean", None) is None or not hasattr(torch_module, "momentum"):
         return {}
     s_mean, s_var, m = 0.0, 0.0, 1
@@ -401,7 +379,9 @@ def _bn_buffers(torch_module, inputs, before) -> dict:
 @register("batchnorm", match="_BatchNorm", buffers=_bn_buffers,
           when=lambda m: hasattr(m, "running_mean") and hasattr(m, "use_running_average"))
 def batchnorm(call: LayerCall) -> LayerBounds:
-    """BatchNorm with torch's statistics: ``S = |w|(|x|+|mean|)/sigma + |b|``, ``n = m + 4``."""
+    """``S = |w| (|x| + |mean|) / sigma + |b|`` with torch's statistics (batch statistics in
+    training, running ones in eval), ``n`` the elements each statistic averages (0 in eval) + 4;
+    gradients: the same bound carried through BatchNorm's backward."""
     x = call.inputs[0]
     st = _bn_stats(call.torch_module, x, call.train)
     forward = Bound(np.abs(st["w"]) * (np.abs(x) + np.abs(st["mean"])) / st["sigma"] + np.abs(st["b"]),
