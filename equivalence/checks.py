@@ -125,20 +125,26 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
     """Check a leaf's :class:`LeafRun` against torch's recorded ``call``, with the tolerances of
     ``sub``'s error model."""
     expected = first_array(call.out)
+    backward = {}
+    if leaf.cotangent is not None:
+        backward = {"cotangent": np.asarray(leaf.cotangent),
+                    "param_grads": _named_params(leaf.graphdef, run.param_grads, leaf.rest),
+                    "param_magnitudes": _named_params(leaf.graphdef, run.param_magnitudes, leaf.rest),
+                    "input_grad": np.asarray(run.input_grads[0]),
+                    "input_magnitude": np.asarray(run.input_magnitudes[0])}
     layer = tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
                                 output=np.asarray(run.output), magnitude=np.asarray(run.magnitude),
-                                train=train)
-    if leaf.cotangent is not None:
-        layer = tolerance.LayerCall(
-            **{**vars(layer), "cotangent": np.asarray(leaf.cotangent),
-               "param_grads": _named_params(leaf.graphdef, run.param_grads, leaf.rest),
-               "param_magnitudes": _named_params(leaf.graphdef, run.param_magnitudes, leaf.rest),
-               "input_grad": np.asarray(run.input_grads[0]),
-               "input_magnitude": np.asarray(run.input_magnitudes[0])})
-    bounds = tolerance.kind_of(sub).model(layer)
+                                train=train, **backward)
+    kind = tolerance.kind_of(sub)
+    bounds = kind.model(layer)
     result = LeafResult(tolerance.errors(layer.output, expected,
                                          bounds.forward.tolerance(expected.dtype, c)))
     if layer.cotangent is not None:
+        missing = sorted(set(layer.param_grads) - set(bounds.params)) + (["input"] if bounds.input is None else [])
+        if missing:
+            raise ValueError(f"{call.name or '(root)'}: the error model of layer kind {kind.name!r} "
+                             f"returned no gradient Bound for {missing}; with a cotangent it must "
+                             f"bound every parameter gradient and the input gradient")
         result.param_grads = {k: Grad(v, bounds.params[k]) for k, v in layer.param_grads.items()}
         result.input_grad = Grad(layer.input_grad, bounds.input)
     return result

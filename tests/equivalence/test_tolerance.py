@@ -203,3 +203,15 @@ def test_one_sided_nan_fails_and_names_the_layer():
     assert "NaN/inf in jaxconv only at" in first.note and first.ratio == np.inf
     assert [r.name for r in report.rows if not r.passed] == ["1"]  # later layers run on torch's values
     assert "first divergence at 1 (ReLU, layer" in report.to_text()
+
+
+def test_a_model_without_gradient_bounds_is_named():
+    tm, jm, x, _ = _scale_pair()
+    tolerance.register("scale", match=JaxScale,
+                       model=lambda call: tolerance.LayerBounds(tolerance.Bound(call.magnitude, 4)))
+    try:
+        with pytest.raises(ValueError, match=r"\(root\): the error model of layer kind 'scale' returned "
+                                             r"no gradient Bound for \['weight', 'input'\]"):
+            equivalence.compare(tm, jm, x, grads=True)
+    finally:
+        tolerance.unregister("scale")
