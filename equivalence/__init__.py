@@ -3,8 +3,9 @@
 Importing it needs no torch; torch is imported only where a torch model or a ``.pt`` file is used.
 """
 from . import io
-from .io import save
-from .state_dict import IncompatibleKeys, StateDictError, load_state_dict, named_variables, state_dict
+from .io import CheckpointError
+from .state_dict import (IncompatibleKeys, StateDictError, load_state_dict, named_variables, save,
+                         state_dict)
 from . import examples
 from .compare import assert_equivalent, compare
 from .report import Report, Row

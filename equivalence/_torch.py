@@ -1,4 +1,4 @@
-"""The few torch helpers the rest of ``equivalence`` shares; none of them imports torch unless it must."""
+"""The few torch (and array) helpers the rest of ``equivalence`` shares; none imports torch unless it must."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,3 +50,23 @@ def to_numpy(value) -> np.ndarray:
             return value.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
         return value.numpy().copy()
     return np.array(value)
+
+
+def c_contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` in C order, copied only if it is not (0-d arrays stay 0-d, unlike
+    ``np.ascontiguousarray``, which would turn ``num_batches_tracked`` into shape ``(1,)``)."""
+    return np.require(array, requirements="C")
+
+
+def to_torch(array: np.ndarray):
+    """A torch tensor sharing ``array``'s memory (made C-contiguous); bfloat16 stays bfloat16.
+
+    **Arguments:**
+
+    - ``array``: a numpy array (``ml_dtypes.bfloat16`` included).
+    """
+    torch = require_torch("making a torch tensor")
+    array = c_contiguous(array)
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)

@@ -121,40 +121,34 @@ def _finish(report, args, out_dir=None) -> int:
 
 
 def _run(args) -> int:
-    import torch
-
-    from . import compare, io, load_state_dict, save
-    from ._torch import to_numpy
+    from . import compare, io, load_state_dict, state_dict
+    from ._torch import to_torch
 
     torch_model = _load_factory(args.torch)()
     jax_model = _load_factory(args.jax)()
     if args.checkpoint:
         weights = io.read(args.checkpoint)
-        torch_model.load_state_dict({k: torch.from_numpy(to_numpy(v))
-                                     for k, v in weights.items()}, strict=True)
-        load_state_dict(jax_model, weights, strict=True)
+        load_state_dict(jax_model, weights, strict=True)  # first: its errors name the bad keys
+        torch_model.load_state_dict({k: to_torch(v) for k, v in weights.items()}, strict=True)
     else:
         load_state_dict(jax_model, torch_model.state_dict(), strict=True)
+    # What is compared is what gets exported: taken now, as a training forward moves BatchNorm's
+    # running statistics (and building the model again would draw other weights).
+    compared = state_dict(jax_model)
     torch_model.train(args.train)
     report = compare(torch_model, jax_model, args.input_shape, grads=args.grads, seed=args.seed,
                      train=args.train, progress=_Progress(sys.stderr.isatty()))
     out_dir = getattr(args, "out", None)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        if args.train:  # the comparison ran a training forward: export the loaded weights
-            jax_model = _load_factory(args.jax)()
-            load_state_dict(jax_model, io.read(args.checkpoint) if args.checkpoint
-                            else _load_factory(args.torch)().state_dict())
         path = os.path.join(out_dir, "model.safetensors")
-        save(jax_model, path)
+        io.write(compared, path)
         print(f"jaxconv checkpoint: {path}")
     return _finish(report, args, out_dir)
 
 
 def demo(args=None) -> int:
     """The bundled example: residual CNN, random torch weights via a temporary .safetensors."""
-    import torch
-
     from . import compare, load_state_dict
     from .examples import EXAMPLES
     from safetensors.torch import save_file
@@ -169,7 +163,6 @@ def demo(args=None) -> int:
         save_file({k: v.detach().contiguous() for k, v in torch_model.state_dict().items()}, path)
         load_state_dict(jax_model, path, strict=True)
         print(f"torch weights -> {os.path.basename(path)} -> jaxconv twin (strict load)")
-    del torch
     report = compare(torch_model, jax_model, ex.input_shape, grads=True, seed=0,
                      progress=_Progress(sys.stderr.isatty()))
     print(report.to_text())

@@ -13,10 +13,13 @@ from . import tolerance as tol_mod
 class Row:
     """One check: a layer's forward (``section='layer'``), a gradient or a buffer.
 
-    ``max_abs`` / ``max_rel``: largest absolute and relative difference from torch; ``tol``:
-    the tolerance at the element with the worst ``ratio`` (= max error / tolerance); ``check``:
-    ``'local'`` (a leaf on torch's inputs) or ``'glue'`` (a composite's own code); ``e2e``: the
-    free-running difference, for information.
+    ``max_abs`` / ``max_rel``: largest absolute and relative difference from torch; ``ratio``:
+    the largest error / tolerance over the elements; ``tol``: the tolerance (absolute, from
+    :mod:`equivalence.tolerance`) at the element where ``ratio`` is reached, whose error is
+    ``err_at``; when both sides agree exactly everywhere (``ratio`` 0), the largest tolerance
+    of the check; ``nan`` when there is nothing to compare with. ``check``: ``'local'`` (a leaf
+    on torch's inputs) or ``'glue'`` (a composite's own code); ``e2e``: the free-running
+    difference, for information.
     """
 
     section: str
@@ -68,6 +71,28 @@ def _finite(x):
     if x is None:
         return None
     return x if math.isfinite(x) else str(x)
+
+
+_HEAD = ("", "name", "type", "shape", "max abs", "max rel", "tol", "ratio", "end-to-end")
+_LEFT = 4  # the first four columns are text, aligned left; the numbers align right
+
+
+def _cells(r: Row) -> tuple:
+    """The text cells of one row of the table."""
+    return ("ok" if r.passed else "FAIL", r.name, r.type + (" [code]" if r.check == "glue" else ""),
+            "x".join(map(str, r.shape)) or "()", f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+            f"{r.tol:.2e}", f"{r.ratio:.2e}", "" if r.e2e is None else f"{r.e2e:.2e}")
+
+
+def _widths(rows) -> list:
+    """Each column's width: its widest cell, so no name, type or shape is ever cut."""
+    return [max(len(cells[i]) for cells in [_HEAD] + [_cells(r) for r in rows])
+            for i in range(len(_HEAD))]
+
+
+def _line(cells, widths) -> str:
+    return "  ".join(c.ljust(w) if i < _LEFT else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
 
 @dataclass
@@ -123,23 +148,15 @@ class Report:
         lines = [f"equivalence: {m.get('torch_type')} (torch) vs {m.get('jax_type')} (jaxconv), "
                  f"{'train' if m.get('train') else 'eval'} mode, seed {m.get('seed')}, inputs "
                  + ", ".join(f"{tuple(i['shape'])} {i['dtype']}" for i in m.get("inputs", []))]
-        head = f"{'':2}{'name':<28} {'type':<18} {'shape':<18} {'max abs':>9} {'max rel':>9} {'tol':>9} {'ratio':>9} {'end-to-end':>10}"
+        widths = _widths(self.rows)
         titles = {"layer": "forward, per layer (local check on torch's inputs)",
                   "grad": "gradients of sum(output * cotangent)",
                   "buffer": "BatchNorm buffers after the training forward"}
         for section in ("layer", "grad", "buffer"):
             rows = [r for r in self.rows if r.section == section]
-            if not rows:
-                continue
-            lines += ["", titles[section], head]
-            for r in rows:
-                mark = "ok" if r.passed else "XX"
-                e2e = "" if r.e2e is None else f"{r.e2e:.2e}"
-                shape = "x".join(map(str, r.shape)) or "()"
-                typ = r.type + (" [code]" if r.check == "glue" else "")
-                lines.append(f"{mark:<2}{r.name[:28]:<28} {typ[:18]:<18} {shape[:18]:<18} "
-                             f"{r.max_abs:>9.2e} {r.max_rel:>9.2e} {r.tol:>9.2e} {r.ratio:>9.2e} {e2e:>10}"
-                             + (f"  {r.note}" if r.note else ""))
+            if rows:
+                lines += ["", titles[section], _line(_HEAD, widths)]
+                lines += [_line(_cells(r), widths) + (f"  {r.note}" if r.note else "") for r in rows]
         if self.structure:
             lines += ["", "call structure differs:"] + [f"  {s}" for s in self.structure]
         lines += ["", "policy: " + self.policy, "", self.verdict()]

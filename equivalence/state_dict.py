@@ -4,10 +4,12 @@ Names follow torch with no renaming rules: a module's ``nnx.Param`` attributes a
 parameters, its ``nnx.BatchStat`` attributes its buffers, and submodules (found with
 :func:`jaxconv.nn.named_children`, so ``Sequential`` / ``ModuleList`` children are ``'0'``,
 ``'1'``, ...) are joined with dots: ``layer1.0.conv1.weight``, ``bn1.running_var``.
+:func:`save` writes :func:`state_dict` to a file with :func:`equivalence.io.write`.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
@@ -105,19 +107,39 @@ def state_dict(module) -> OrderedDict:
     return OrderedDict((name, _export(name, var)) for name, var in named_variables(module))
 
 
+def save(module, path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``module``'s state_dict to ``path`` in a file torch's ``load_state_dict`` accepts.
+
+    ``.safetensors`` is written with ``safetensors.numpy`` (no torch needed; load it in torch
+    with ``safetensors.torch.load_file``). ``.pt`` / ``.pth`` / ``.bin`` are written with
+    ``torch.save`` as a dict of tensors (needs torch). Names, order, shapes and values are those
+    of :func:`state_dict`, so reading the file back is bit-exact (:func:`equivalence.io.write`).
+
+    **Arguments:**
+
+    - ``module``: the ``nnx.Module`` to save.
+    - ``path``: the file to write; its suffix chooses the format.
+    - ``metadata``: extra string metadata for the ``.safetensors`` header.
+    """
+    io.write(state_dict(module), path, metadata)
+
+
 def _source_weights(source):
-    """(flat mapping of raw values, torch _metadata or None) from a path, mapping or module."""
+    """(flat mapping of raw values, torch _metadata or None, the path or None) from a path,
+    mapping or module."""
     if isinstance(source, (str, os.PathLike)):
-        weights = io.read(source)
+        weights, path = io.read(source), os.fspath(source)
     else:
-        weights = io.unwrap(source)
-    return weights, getattr(weights, "_metadata", None)
+        weights, path = io.unwrap(source), None
+    return weights, getattr(weights, "_metadata", None), path
 
 
 def _strip_wrapper_prefix(weights: Mapping, expected: Mapping) -> Mapping:
+    def all_start(keys, prefix):
+        return all(isinstance(k, str) and k.startswith(prefix) for k in keys)
+
     for prefix in _DATA_PARALLEL_PREFIXES:
-        if (weights and all(k.startswith(prefix) for k in weights)
-                and not all(k.startswith(prefix) for k in expected)):
+        if weights and all_start(weights, prefix) and not all_start(expected, prefix):
             return OrderedDict((k[len(prefix):], v) for k, v in weights.items())
     return weights
 
@@ -133,6 +155,67 @@ def _optional_counter(name: str, metadata) -> bool:
 
 def _shape(value) -> tuple[int, ...]:
     return tuple(int(d) for d in value.shape)
+
+
+class _BadValue(ValueError):
+    """A checkpoint value that cannot be copied into its variable; the message is one error line."""
+
+
+def _cast(name: str, value, target) -> np.ndarray:
+    """``value`` as ``target`` dtype, cast as torch's ``param.copy_(value)`` casts.
+
+    torch copies any number dtype into any other: ints and bools into floats, floats into ints
+    truncated toward zero, complex into real dropping the imaginary part with a warning. Where
+    the result would be garbage (a NaN or infinity into an integer) or would not fit the
+    module's integer dtype (an int32 counter without x64, where torch's is int64), raise.
+    """
+    array = to_numpy(value)
+    source = array.dtype
+    if not (source == np.bool_ or jnp.issubdtype(source, jnp.number)):
+        raise _BadValue(f"value for {name} has dtype {source}, not a number or bool type.")
+    if jnp.issubdtype(source, jnp.complexfloating) and not jnp.issubdtype(target, jnp.complexfloating):
+        warnings.warn(f"{name}: casting complex values to real discards the imaginary part "
+                      "(as torch's load_state_dict does)", UserWarning, stacklevel=4)
+        array = np.real(array)
+    if jnp.issubdtype(target, jnp.integer) and array.size:
+        if jnp.issubdtype(array.dtype, jnp.floating):
+            wide = array.astype(np.float64)
+            if not np.all(np.isfinite(wide)):
+                raise _BadValue(f"value for {name} holds NaN or infinity, which the integer dtype "
+                                f"{jnp.dtype(target)} of the module cannot hold.")
+            low, high = float(np.trunc(wide.min())), float(np.trunc(wide.max()))
+        else:
+            low, high = int(array.min()), int(array.max())
+        info = jnp.iinfo(target)
+        if low < info.min or high > info.max:
+            raise _BadValue(f"value for {name} ranges over [{low}, {high}], outside the range "
+                            f"[{info.min}, {info.max}] of the module's dtype {jnp.dtype(target)}.")
+    return array.astype(target, copy=False)
+
+
+def _kept_sharding(old):
+    """The sharding a loaded value takes: that of a concrete array or ``ShapeDtypeStruct``.
+
+    A tracer's (loading under ``nnx.jit``) is abstract: jax gives it only through
+    ``jax.typeof`` and raises ``AttributeError`` for ``.sharding``; ``device_put`` cannot use it.
+    """
+    if isinstance(old, jax.ShapeDtypeStruct):
+        return old.sharding
+    if isinstance(old, jax.Array):
+        try:
+            return old.sharding
+        except AttributeError:  # a tracer
+            return None
+    return None
+
+
+def _new_value(name: str, value, old, dtype):
+    target = old.dtype
+    if dtype is not None and jnp.issubdtype(old.dtype, jnp.floating):
+        target = jnp.dtype(dtype)
+    new = jnp.asarray(_cast(name, value, target), dtype=target)
+    sharding = _kept_sharding(old)
+    return new if sharding is None else jax.device_put(new, sharding)  # a sharded model stays so
 
 
 def load_state_dict(module, source, strict: bool = True, dtype=None) -> IncompatibleKeys:
@@ -153,14 +236,22 @@ def load_state_dict(module, source, strict: bool = True, dtype=None) -> Incompat
     As torch does for checkpoints without module versions (safetensors files, hand-made
     dicts), a missing ``num_batches_tracked`` is not an error; the module keeps its count.
 
+    A bad file raises :class:`equivalence.io.CheckpointError` naming it; problems with the
+    weights raise :class:`StateDictError`, whose first line then names the file.
+
     Dtypes: like torch's in-place copy, values are cast to the dtype of the module's existing
-    variable (a float64 checkpoint loads into a float32 module as float32). With ``dtype=``,
-    every floating variable becomes that dtype instead (the module's dtype changes); integer
-    buffers (``num_batches_tracked``) always take the module's integer dtype.
+    variable (a float64 checkpoint loads into a float32 module as float32; integer and bool
+    values into float parameters; a float into ``num_batches_tracked`` truncated toward zero;
+    complex into real with a warning, dropping the imaginary part). Values that are not numbers,
+    NaN or infinity into an integer variable, and integers outside the module's integer dtype
+    are errors. With ``dtype=``, every floating variable becomes that dtype instead (the
+    module's dtype changes); integer buffers (``num_batches_tracked``) always take the module's
+    integer dtype.
 
     The module may be abstract (built with ``nnx.eval_shape``, its variables holding
     ``jax.ShapeDtypeStruct``): loading fills it with arrays, skipping random initialisation.
-    A variable's sharding, where it has one, is kept.
+    A variable's sharding, where it has one, is kept (not for variables traced under
+    ``nnx.jit``, whose sharding is abstract).
 
     **Arguments:**
 
@@ -172,24 +263,34 @@ def load_state_dict(module, source, strict: bool = True, dtype=None) -> Incompat
     **Returns:** ``IncompatibleKeys(missing_keys, unexpected_keys)``.
     """
     expected = OrderedDict(named_variables(module))
-    weights, metadata = _source_weights(source)
+    weights, metadata, path = _source_weights(source)
     weights = _strip_wrapper_prefix(weights, expected)
 
     missing = [k for k in expected if k not in weights and not _optional_counter(k, metadata)]
     unexpected = [k for k in weights if k not in expected]
-    mismatched, not_arrays = {}, []
+    # Check and convert everything first: a failing value must not leave a half-loaded module.
+    mismatched, errors, new_values, cause = {}, [], [], None
     for name, var in expected.items():
         if name not in weights:
             continue
         value = weights[name]
         if not is_array(value):
-            not_arrays.append(f"value for {name} is not an array (got {type(value).__name__}).")
-        elif _shape(value) != tuple(var.shape):
+            errors.append(f"value for {name} is not an array (got {type(value).__name__}).")
+            continue
+        if _shape(value) != tuple(var.shape):
             mismatched[name] = (_shape(value), tuple(var.shape))
-
-    errors = [f"size mismatch for {name}: copying a param with shape {src} from checkpoint, "
-              f"the shape in current model is {dst}." for name, (src, dst) in mismatched.items()]
-    errors += not_arrays
+            errors.append(f"size mismatch for {name}: copying a param with shape {_shape(value)} "
+                          f"from checkpoint, the shape in current model is {tuple(var.shape)}.")
+            continue
+        try:
+            new_values.append((var, _new_value(name, value, var.get_value(), dtype)))
+        except _BadValue as err:
+            errors.append(str(err))
+        except Exception as err:  # torch's wording for a failing copy_
+            errors.append(f'While copying the parameter named "{name}", whose dimensions in the model '
+                          f"are {tuple(var.shape)} and whose dimensions in the checkpoint are "
+                          f"{_shape(value)}, an exception occurred : {err.args}.")
+            cause = cause or err
     if strict:
         if unexpected:
             errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
@@ -198,26 +299,10 @@ def load_state_dict(module, source, strict: bool = True, dtype=None) -> Incompat
             errors.insert(0, "Missing key(s) in state_dict: {}. ".format(
                 ", ".join(f'"{k}"' for k in missing)))
     if errors:
+        where = type(module).__name__ + (f" from {path!r}" if path else "")
         raise StateDictError(
-            "Error(s) in loading state_dict for {}:\n\t{}".format(type(module).__name__, "\n\t".join(errors)),
-            missing if strict else (), unexpected if strict else (), mismatched)
-
-    # Convert everything first: a failing conversion must not leave a half-loaded module.
-    new_values = []
-    for name, var in expected.items():
-        if name not in weights:
-            continue
-        old = var.get_value()
-        target = old.dtype
-        if dtype is not None and jnp.issubdtype(old.dtype, jnp.floating):
-            target = jnp.dtype(dtype)
-        value = jnp.asarray(to_numpy(weights[name]).astype(target, copy=False), dtype=target)
-        sharding = (getattr(old, "sharding", None)
-                    if isinstance(old, (jax.Array, jax.ShapeDtypeStruct)) and not isinstance(old, jax.core.Tracer)
-                    else None)
-        if sharding is not None:  # keep a sharded model sharded
-            value = jax.device_put(value, sharding)
-        new_values.append((var, value))
+            "Error(s) in loading state_dict for {}:\n\t{}".format(where, "\n\t".join(errors)),
+            missing if strict else (), unexpected if strict else (), mismatched) from cause
     for var, value in new_values:
         var.set_value(value)
     return IncompatibleKeys(missing, unexpected)

@@ -1,4 +1,5 @@
-"""The tolerance policy: how far a correct float port may differ from torch, from the dtype and the reduction.
+"""The tolerance policy: how far a correct float port may differ from torch, and one registry of
+per-layer error models that says what the policy means for each kind of layer.
 
 Every check compares one computation done by both sides on the *same* inputs (torch's recorded
 inputs; see :mod:`equivalence.compare`), so the only legitimate difference is rounding in that
@@ -7,22 +8,21 @@ one computation. Its size follows the standard probabilistic rounding-error mode
 
     |jax - torch|  <=  c * eps(dtype) * sqrt(n) * S        (elementwise)
 
-with ``S`` the magnitude of the computation, i.e. the same op evaluated on absolute values:
+with ``S`` the magnitude of the computation (the op evaluated on absolute values) and ``n`` the
+number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model* of its kind
+(:func:`kind_of`; :func:`register` adds a kind). Each built-in model's docstring states its rule:
 
-- dot-product ops (Conv*, ConvTranspose*, Linear): ``S = |W| (*) |x| + |b|`` computed by
-  running the layer itself with ``|weight|``, ``|bias|`` on ``|x|``; ``n`` is the number of
-  products summed into each output element, counted by running the layer on ones.
-- BatchNorm: ``S = |w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with torch's statistics
-  (batch statistics in training, running statistics in eval); ``n`` is the number of elements
-  each statistic averages (0 in eval) plus the four elementwise operations.
-- everything else (activations, pooling, resampling, flatten, and the glue code of a composite
-  module such as a residual add): ``S`` is the op on absolute inputs (and absolute
-  parameters); ``n`` is the number of operands or the reduction ratio
-  ``max numel(input) / numel(output)``, whichever is larger, and at least 4 for a leaf layer
-  (transcendental functions differ by up to ~2 ulp per side).
-- gradients: the same rule for the backward of each layer: ``S`` is the vector-Jacobian product
-  of the absolute-valued layer at ``|x|`` with the absolute cotangent ``|g|`` (torch's gradient
-  of the loss with respect to that layer's output), ``n`` the number of terms it sums.
+- :func:`dot` (Conv*, ConvTranspose*, Linear): the layer with ``|weight|``, ``|bias|`` on
+  ``|x|``; ``n`` read from the weight's shape (:func:`fan`).
+- :func:`batchnorm`: ``|w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with torch's statistics;
+  ``n`` the elements each statistic averages (0 in eval) plus 4; the updated buffers too.
+- :func:`elementwise`, the fallback for every other layer and for a composite module's glue
+  code (a residual add): the op on absolute values; ``n`` the operand count or reduction ratio.
+- gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
+  ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
+
+NaN or inf at the same positions on both sides (inf of the same sign) is agreement: both ran
+the same computation into the same overflow or domain error. NaN or inf on one side only fails.
 
 ``c`` (:data:`C`) was chosen by measurement (tests/equivalence/test_sensitivity.py): float32
 ports of the seed models reach at most a few percent of the tolerance while each planted bug
@@ -30,7 +30,13 @@ exceeds it by orders of magnitude.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
+
+from ._torch import to_numpy
 
 #: The constant in ``c * eps * sqrt(n) * S``.
 C = 4.0
@@ -46,11 +52,13 @@ POLICY = (
     "children's outputs replaced by torch's), so errors never propagate into a later check. "
     "S = magnitude of the computation: |W|*|x|+|b| for conv/linear (the layer run on absolute "
     "values), |w|(|x|+|mean|)/sqrt(var+eps)+|b| for BatchNorm, the op on absolute values otherwise; "
-    "n = number of terms summed per element (conv/linear fan-in, BatchNorm reduction, pooling "
-    "window or operand count). Gradients: S = the layer's vector-Jacobian product on absolute "
-    "values with torch's |cotangent|, n its reduction length. ratio = max(|jax - torch| / tolerance); "
-    "a check passes when ratio <= 1. The 'end-to-end' column is the free-running difference "
-    "(jaxconv on its own inputs), for information."
+    "n = number of terms summed per element (conv/linear: numel(weight)/out_channels, the fan-in "
+    "read from the weight's shape; BatchNorm: the statistic's reduction + 4; otherwise the pooling "
+    "ratio or operand count, at least 4). Gradients: S = the layer's vector-Jacobian product on "
+    "absolute values with torch's |cotangent|, n its reduction length. NaN/inf at the same "
+    "positions on both sides agrees; on one side only it fails. ratio = max(|jax - torch| / "
+    "tolerance); a check passes when ratio <= 1. The 'end-to-end' column is the free-running "
+    "difference (jaxconv on its own inputs), for information."
 )
 
 
@@ -59,10 +67,14 @@ def policy_text(c: float = C) -> str:
     return POLICY.format(c=c)
 
 
+def _float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
+
+
 def eps(dtype) -> float:
     """Machine epsilon of a floating dtype (float32 for integer or unknown dtypes)."""
-    dtype = np.dtype(dtype)
-    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float32).eps)
+    return float(np.finfo(_float_dtype(dtype)).eps)
 
 
 def tolerance(scale, n, dtype, c: float = C) -> np.ndarray:
@@ -77,9 +89,7 @@ def tolerance(scale, n, dtype, c: float = C) -> np.ndarray:
     """
     scale = np.abs(np.asarray(scale, np.float64))
     n = np.maximum(np.asarray(n, np.float64), 1.0)
-    tiny = float(np.finfo(np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating)
-                          else np.float32).tiny)
-    return c * eps(dtype) * np.sqrt(n) * scale + tiny
+    return c * eps(dtype) * np.sqrt(n) * scale + float(np.finfo(_float_dtype(dtype)).tiny)
 
 
 def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> float:
@@ -89,24 +99,302 @@ def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> fl
     return max(float(operands), ratio, float(floor))
 
 
+def _difference(a, e):
+    """``|a - e|`` with NaN/inf at the same positions (inf of the same sign) as 0, and NaN/inf on
+    one side only as inf; also that one-sided mask."""
+    same = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
+    one_sided = ~same & ~(np.isfinite(a) & np.isfinite(e))
+    with np.errstate(invalid="ignore"):
+        return np.where(one_sided, np.inf, np.where(same, 0.0, np.abs(a - e))), one_sided
+
+
+def max_difference(actual, expected) -> float:
+    """The largest ``|actual - expected|``, NaN and inf compared as :func:`errors` does."""
+    diff, _ = _difference(np.asarray(actual, np.float64), np.asarray(expected, np.float64))
+    return float(np.max(diff, initial=0.0))
+
+
 def errors(actual, expected, tol) -> dict:
-    """Max abs error, max relative error, the worst error/tolerance ratio and its tolerance."""
+    """Max abs error, max relative error, the worst error/tolerance ratio and its tolerance.
+
+    NaN at the same positions on both sides, and inf of the same sign, count as agreement (error
+    0); NaN or inf on one side only is an infinite error, named in ``note``. ``tol`` is the
+    tolerance at the element with the worst ratio; where the sides agree exactly everywhere, the
+    largest tolerance of the check.
+    """
     a = np.asarray(actual, np.float64)
     e = np.asarray(expected, np.float64)
     if a.shape != e.shape:
-        return {"max_abs": float("inf"), "max_rel": float("inf"), "tol": float("nan"),
-                "ratio": float("inf"), "err_at": float("inf"), "note": f"shape {a.shape} != torch's {e.shape}"}
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "tol": float("nan"), "ratio": float("inf"),
+                "err_at": float("inf"), "note": f"shape {a.shape} != torch's {e.shape}"}
     if a.size == 0:
         return {"max_abs": 0.0, "max_rel": 0.0, "tol": 0.0, "ratio": 0.0, "err_at": 0.0, "note": ""}
-    diff = np.abs(a - e)
-    tol = np.broadcast_to(np.asarray(tol, np.float64), diff.shape)
+    diff, one_sided = _difference(a, e)
+    tol = np.broadcast_to(np.asarray(tol, np.float64), a.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(np.isnan(diff), np.inf, diff / tol)
+        ratio = np.where(diff == 0, 0.0, diff / tol)
+        ratio = np.where(np.isnan(ratio), np.inf, ratio)  # a NaN tolerance proves nothing
         # relative to |torch|, floored at eps * max|torch| so exact zeros do not divide by zero
-        floor = max(float(np.max(np.abs(e))) * np.finfo(np.float32).eps, np.finfo(np.float64).tiny)
-        rel = diff / np.maximum(np.abs(e), floor)
-    i = int(np.argmax(ratio))
-    return {"max_abs": float(np.nanmax(diff)) if not np.all(np.isnan(diff)) else float("nan"),
-            "max_rel": float(np.max(np.where(diff == 0, 0.0, rel))),
-            "tol": float(tol.flat[i]), "ratio": float(ratio.flat[i]), "err_at": float(diff.flat[i]),
-            "note": ""}
+        finite = np.where(np.isfinite(e), np.abs(e), 0.0)
+        floor = max(float(np.max(finite)) * np.finfo(np.float32).eps, np.finfo(np.float64).tiny)
+        rel = np.where(diff == 0, 0.0, diff / np.maximum(finite, floor))
+    worst = float(np.max(ratio))
+    i = int(np.argmax(ratio)) if worst > 0 else int(np.argmax(np.where(np.isfinite(tol), tol, -1.0)))
+    fa, fe = np.isfinite(a), np.isfinite(e)
+    counts = [(int((one_sided & m).sum()), what) for m, what in (
+        (~fa & fe, "in jaxconv only"), (fa & ~fe, "in torch only"), (~fa & ~fe, "different on the two sides"))]
+    note = ("NaN/inf " + ", ".join(f"{what} at {k} element(s)" for k, what in counts if k)
+            if one_sided.any() else "")
+    return {"max_abs": float(np.max(diff)), "max_rel": float(np.max(rel)),
+            "tol": float(tol.flat[i]), "ratio": worst, "err_at": float(diff.flat[i]), "note": note}
+
+
+# ----------------------------------------------------------------------------------------
+# the registry of error models
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The error model of one computation: its magnitude ``scale`` (``S``) and length ``n``."""
+
+    scale: Any
+    n: Any
+
+    def tolerance(self, dtype, c: float = C) -> np.ndarray:
+        """``c * eps(dtype) * sqrt(n) * S`` (see :func:`tolerance`)."""
+        return tolerance(self.scale, self.n, dtype, c)
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """One call of a leaf layer as its error model sees it (numpy arrays, torch's inputs):
+    ``module`` the jaxconv layer (or functional op) that ran, ``torch_module`` torch's; ``magnitude``
+    the layer with ``|parameters|`` on ``|inputs|``. With gradients: ``cotangent`` (torch's
+    gradient of the output), jaxconv's local backward (``param_grads``, ``input_grad``) and the
+    absolute-valued layer's with ``|cotangent|`` (``param_magnitudes``, ``input_magnitude``)."""
+
+    module: Any
+    torch_module: Any
+    inputs: tuple
+    output: np.ndarray
+    magnitude: np.ndarray
+    train: bool
+    cotangent: np.ndarray | None = None
+    param_grads: dict = field(default_factory=dict)
+    param_magnitudes: dict = field(default_factory=dict)
+    input_grad: np.ndarray | None = None
+    input_magnitude: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LayerBounds:
+    """What an error model returns: the forward's :class:`Bound`, and with gradients one per
+    parameter (by name) and one for the first input."""
+
+    forward: Bound
+    params: dict = field(default_factory=dict)
+    input: Bound | None = None
+
+
+Model = Callable[[LayerCall], LayerBounds]
+"""``model(call) -> LayerBounds``; backward bounds only when ``call.cotangent`` is set."""
+
+BufferModel = Callable[..., dict]
+"""``buffers(torch_module, inputs, before) -> {buffer name: Bound, or a float (absolute
+tolerance)}`` for the buffers a training forward updates; ``inputs``: torch's recorded first
+input of each call, ``before``: the jaxconv layer's variables before the forward (float64)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A registered layer kind: what it matches and its error models (see :func:`register`)."""
+
+    name: str
+    match: tuple
+    when: Callable[[Any], bool] | None
+    model: Model
+    buffers: BufferModel | None = None
+
+    def matches(self, obj) -> bool:
+        """Whether ``obj`` (a module, a module class or a functional op) is of this kind."""
+        cls = obj if isinstance(obj, type) else type(obj)
+        names = {c.__name__ for c in cls.__mro__} | {getattr(obj, "__qualname__", None)}
+        return any(issubclass(cls, m) if isinstance(m, type) else m in names if isinstance(m, str)
+                   else obj is m for m in self.match) or bool(self.when and self.when(obj))
+
+
+FALLBACK = "elementwise"
+_KINDS: dict[str, Kind] = {}
+
+
+def register(kind: str, *, match=(), when=None, model: Model | None = None,
+             buffers: BufferModel | None = None):
+    """Register (or replace) the error model of a layer kind; without ``model``, a decorator.
+
+    **Arguments:**
+
+    - ``kind``: the kind's name; registering an existing name replaces it.
+    - ``match``: what is of this kind: classes (instances and subclasses match), class names
+      (matched anywhere in the class's MRO, or a function's ``__qualname__``) and functional
+      ops (matched by identity), one or a tuple.
+    - ``when``: optionally, a predicate ``when(obj) -> bool`` matching further objects.
+    - ``model``: the :data:`Model` of a call.
+    - ``buffers``: optionally, the :data:`BufferModel` of a training forward's buffer updates.
+
+    The kind registered last is tried first; objects no kind matches get :data:`FALLBACK`.
+    Returns ``model``.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"kind must be a non-empty str, got {kind!r}")
+    match = match if isinstance(match, tuple) else (match,)
+    bad = [m for m in match if not (isinstance(m, (type, str)) or callable(m))]
+    if bad:
+        raise TypeError(f"match must hold classes, class names or functional ops, got {bad!r}")
+    if when is not None and not callable(when):
+        raise TypeError(f"when must be callable, got {when!r}")
+    if kind == FALLBACK and (match or when):
+        raise ValueError(f"the fallback kind {FALLBACK!r} matches whatever no other kind matches; "
+                         f"it takes no match or when, got match={match!r}, when={when!r}")
+    if model is None:
+        return lambda fn: register(kind, match=match, when=when, model=fn, buffers=buffers)
+    if not callable(model):
+        raise TypeError(f"model must be callable, got {model!r}")
+    _KINDS.pop(kind, None)
+    _KINDS[kind] = Kind(kind, match, when, model, buffers)
+    return model
+
+
+def unregister(kind: str) -> Kind:
+    """Remove a registered kind and return it (the fallback cannot be removed)."""
+    if kind == FALLBACK:
+        raise ValueError(f"the fallback kind {FALLBACK!r} cannot be removed; register a new model for it")
+    if kind not in _KINDS:
+        raise KeyError(f"no layer kind {kind!r} is registered; registered: {sorted(_KINDS)}")
+    return _KINDS.pop(kind)
+
+
+def kinds() -> dict[str, Kind]:
+    """The registered kinds by name, in registration order."""
+    return dict(_KINDS)
+
+
+def kind_of(obj) -> Kind:
+    """The kind of a module or functional op: the last registered that matches, else the fallback."""
+    for kind in reversed(_KINDS.values()):
+        if kind.name != FALLBACK and kind.matches(obj):
+            return kind
+    return _KINDS[FALLBACK]
+
+
+# ----------------------------------------------------------------------------------------
+# the built-in kinds
+
+
+@register(FALLBACK)
+def elementwise(call: LayerCall) -> LayerBounds:
+    """``S``: the op on absolute inputs and parameters. ``n``: the operand count or the reduction
+    ratio ``max numel(input) / numel(output)``, at least :data:`ELEMENTWISE_N`; for gradients
+    the reduction ratio between the cotangent and the gradient."""
+    forward = Bound(call.magnitude, reduction_ratio(call.inputs, call.output, len(call.inputs),
+                                                    floor=ELEMENTWISE_N))
+    if call.cotangent is None:
+        return LayerBounds(forward)
+    g = call.cotangent
+    params = {k: Bound(call.param_magnitudes[k], reduction_ratio([g], v))
+              for k, v in call.param_grads.items()}
+    return LayerBounds(forward, params, Bound(call.input_magnitude, reduction_ratio([g], call.inputs[0])))
+
+
+def fan(module, for_input: bool = False) -> int:
+    """Terms summed per element by a dot-product layer, read from its weight's shape:
+    ``numel(weight) / out_channels`` (the forward's fan-in: ``in_channels / groups`` times the
+    kernel size, ``in_features`` for Linear; for a transposed conv every kernel tap counts, an
+    upper bound when the stride exceeds 1), or with ``for_input`` ``numel(weight) / in_channels``."""
+    w = module.weight[...]
+    if for_input:
+        inner = getattr(module, "in_channels", None) or getattr(module, "in_features", None) or w.shape[1]
+    else:
+        inner = getattr(module, "out_channels", None) or getattr(module, "out_features", None) or w.shape[0]
+    return max(int(w.size) // max(int(inner), 1), 1)
+
+
+@register("dot", match=("_ConvNd", "Linear", "LazyLinear"))
+def dot(call: LayerCall) -> LayerBounds:
+    """``S``: the layer with ``|weight|``, ``|bias|`` on ``|x|``. ``n``: :func:`fan` forward and
+    for the input gradient; ``numel(g) / out_channels`` (batch x output positions) for weight
+    and bias gradients."""
+    forward = Bound(call.magnitude, fan(call.module))
+    if call.cotangent is None:
+        return LayerBounds(forward)
+    g, y = call.cotangent, call.output
+    n_w = g.size // max(y.shape[1] if y.ndim > 2 else y.shape[-1], 1)
+    params = {k: Bound(call.param_magnitudes[k], n_w if k == "weight" else g.size // max(v.size, 1))
+              for k, v in call.param_grads.items()}
+    return LayerBounds(forward, params, Bound(call.input_magnitude, fan(call.module, for_input=True)))
+
+
+def _channel_axes(x):
+    """The axes a per-channel statistic reduces over, the shape that broadcasts it, its count."""
+    c = 1 if x.ndim > 1 else 0
+    shape = [1] * x.ndim
+    shape[c] = -1
+    return ((0,) + tuple(range(2, x.ndim)) if x.ndim > 1 else (0,)), shape, x.size // max(x.shape[c], 1)
+
+
+def _bn_stats(tmod, x, train):
+    """torch's BatchNorm statistics and affine parameters for input ``x`` (float64)."""
+    axes, shape, count = _channel_axes(x)
+    x64 = x.astype(np.float64)
+    if train or getattr(tmod, "running_mean", None) is None:
+        mean, var, m = x64.mean(axes), x64.var(axes), count
+    else:
+        mean, var, m = to_numpy(tmod.running_mean).astype(np.float64), \
+            to_numpy(tmod.running_var).astype(np.float64), 0
+    w = np.ones_like(mean) if getattr(tmod, "weight", None) is None else to_numpy(tmod.weight).astype(np.float64)
+    b = np.zeros_like(mean) if getattr(tmod, "bias", None) is None else to_numpy(tmod.bias).astype(np.float64)
+    r = lambda a: np.reshape(a, shape)  # noqa: E731
+    sigma = r(np.sqrt(var + tmod.eps))
+    return {"mean": r(mean), "sigma": sigma, "w": r(w), "b": r(b), "m": m, "axes": axes,
+            "xhat": (x64 - r(mean)) / sigma}
+
+
+def _bn_buffers(torch_module, inputs, before) -> dict:
+    """Per channel ``S = |previous| + mean|x|`` (running mean) or ``|previous| + mean((|x| +
+    |mean|)^2)`` (running variance), ``n`` the elements averaged; the counter must be equal."""
+    if getattr(torch_module, "running_mean", None) is None or not hasattr(torch_module, "momentum"):
+        return {}
+    s_mean, s_var, m = 0.0, 0.0, 1
+    for x in inputs:
+        x = x.astype(np.float64)
+        axes, _, m = _channel_axes(x)
+        mu = x.mean(axes, keepdims=True)
+        s_mean = s_mean + np.abs(x).mean(axes)
+        s_var = s_var + ((np.abs(x) + np.abs(mu)) ** 2).mean(axes) * m / max(m - 1, 1)
+    prev = lambda name: np.abs(before.get(name, 0.0))  # noqa: E731
+    return {"running_mean": Bound(prev("running_mean") + s_mean, m),
+            "running_var": Bound(prev("running_var") + s_var, m),
+            "num_batches_tracked": 0.5}
+
+
+@register("batchnorm", match="_BatchNorm", buffers=_bn_buffers,
+          when=lambda m: hasattr(m, "running_mean") and hasattr(m, "use_running_average"))
+def batchnorm(call: LayerCall) -> LayerBounds:
+    """``S = |w| (|x| + |mean|) / sigma + |b|`` with torch's statistics (batch statistics in
+    training, running ones in eval), ``n`` the elements each statistic averages (0 in eval) + 4;
+    gradients: the same bound carried through BatchNorm's backward."""
+    x = call.inputs[0]
+    st = _bn_stats(call.torch_module, x, call.train)
+    forward = Bound(np.abs(st["w"]) * (np.abs(x) + np.abs(st["mean"])) / st["sigma"] + np.abs(st["b"]),
+                    st["m"] + 4)
+    if call.cotangent is None:
+        return LayerBounds(forward)
+    ag, xh = np.abs(call.cotangent), np.abs(st["xhat"])
+    m_p = x.size // st["w"].size
+    scales = {"weight": (ag * xh).sum(st["axes"]), "bias": ag.sum(st["axes"])}
+    if st["m"] > 0:
+        sx = np.abs(st["w"]) / st["sigma"] * (ag + ag.mean(st["axes"], keepdims=True)
+                                              + xh * (xh * ag).mean(st["axes"], keepdims=True))
+    else:
+        sx = np.abs(st["w"]) / st["sigma"] * ag
+    return LayerBounds(forward, {k: Bound(scales[k], m_p) for k in call.param_grads},
+                       Bound(sx, st["m"] + 4))

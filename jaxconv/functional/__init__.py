@@ -3,12 +3,12 @@ from ._args import conv_output_size, conv_transpose_output_size, pool_output_siz
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d,
                    conv_transpose3d)
 from .padding import pad
-from .sampling import (channel_shuffle, fold, interpolate, pixel_shuffle, pixel_unshuffle,
-                       unfold)
-from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
-                      adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
-                      avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d,
+from .resize import interpolate
+from .rearrange import channel_shuffle, fold, pixel_shuffle, pixel_unshuffle, unfold
+from .pooling import (avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d,
                       max_pool1d, max_pool2d, max_pool3d)
+from .adaptive_pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+                               adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d)
 from .activation import (celu, elu, gelu, hardsigmoid, hardswish, hardtanh, leaky_relu,
                          log_softmax, mish, prelu, relu, relu6, selu, sigmoid, silu, softmax,
                          softmin, softplus, tanh)

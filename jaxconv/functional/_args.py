@@ -8,25 +8,54 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def is_int(value) -> bool:
+    """torch's int arguments: a Python or numpy integer, but not a ``bool``.
+
+    torch reads sizes, strides and counts through ``__index__``, so ``np.int64(3)`` works
+    wherever ``3`` does; ``True`` is refused (its parsers reject bool for int and int-list
+    arguments).
+    """
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def share_doc(text: str, *objs) -> None:
+    """Append the argument docs ``text`` shared by ``objs`` (``conv1d``, ``conv2d``, ...) to each.
+
+    Every function keeps its own one-line docstring, the one editors show; ``help()`` shows
+    it followed by the shared arguments. (Nothing to append under ``python -OO``.)
+    """
+    for obj in objs:
+        if obj.__doc__ is not None:
+            obj.__doc__ += text
+
+
+def is_number(value) -> bool:
+    """A Python or numpy int or float, but not a ``bool`` (scale factors, ``norm_type``)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def ntuple(value, n: int, name: str) -> tuple[int, ...]:
-    """Expand an int to an ``n``-tuple, or check that a sequence has ``n`` ints (torch's ``_ntuple``)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    if isinstance(value, int):
-        return (value,) * n
+    """Expand an int to an ``n``-tuple, or check that a sequence has ``n`` ints (torch's ``_ntuple``).
+
+    The entries come back as Python ints (see :func:`is_int` for what counts as one).
+    """
+    if is_int(value):
+        return (int(value),) * n
     if isinstance(value, Sequence) and not isinstance(value, str):
         out = tuple(value)
         if len(out) == 1 and n > 1:
             out = out * n
-        if len(out) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+        if len(out) != n or not all(is_int(v) for v in out):
             raise ValueError(
                 f"{name} must be an int or a tuple of {n} ints to match the {n} spatial "
                 f"dimensions, got {name}={value!r}"
             )
-        return out
+        return tuple(int(v) for v in out)
     raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
 
 
@@ -38,13 +67,40 @@ def positive(values: tuple[int, ...], name: str) -> tuple[int, ...]:
 
 
 def check_groups(groups, in_channels: int | None = None, out_channels: int | None = None) -> int:
-    """Check ``groups`` is a positive int dividing the channel counts given."""
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    """Check ``groups`` is a positive int dividing the channel counts given (non-negative ints)."""
+    if not is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got groups={groups!r}")
     for name, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if c is not None and (not is_int(c) or c < 0):
+            raise ValueError(f"{name} must be a non-negative integer, got {name}={c!r}")
         if c is not None and c % groups:
             raise ValueError(f"{name} (={c}) must be divisible by groups (={groups})")
-    return groups
+    return int(groups)
+
+
+def check_num_groups(num_groups, num_channels: int, input_shape=None) -> int:
+    """Check GroupNorm's ``num_groups`` is a positive int dividing ``num_channels``.
+
+    With torch's two messages: the module's at construction (no ``input_shape``) and the
+    functional's at call time (``input_shape`` given).
+    """
+    if not is_int(num_groups) or num_groups < 1:
+        raise ValueError(f"num_groups must be a positive integer, got num_groups={num_groups!r}")
+    if num_channels % num_groups:
+        if input_shape is None:
+            raise ValueError(
+                f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        raise ValueError(
+            "Expected number of channels in input to be divisible by num_groups, but got "
+            f"input of shape {list(input_shape)} and num_groups={num_groups}"
+        )
+    return int(num_groups)
+
+
+def dimension_numbers(n: int) -> tuple[str, str, str]:
+    """Channels-last ``lax.conv_general_dilated`` layouts for ``n`` spatial dims: NHWC, HWIO, NHWC."""
+    spatial = "DHW"[-n:]
+    return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
 
 
 def check_padding_mode(padding_mode: str) -> str:
@@ -91,10 +147,18 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> tupl
     k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
     s = positive(ntuple(stride, n, "stride"), "stride")
     d = positive(ntuple(dilation, n, "dilation"), "dilation")
-    pads = conv_padding(padding, k, s, d)
+    return window_count(size, conv_padding(padding, k, s, d), k, s, d)
+
+
+def window_count(size, pads, kernel, stride, dilation) -> tuple[int, ...]:
+    """How many windows of the dilated kernel fit the padded input, on parsed arguments.
+
+    ``out = floor((in + lo + hi - d*(k-1) - 1) / s) + 1`` per dimension (``pads`` as
+    ``(lo, hi)`` pairs): the output size of a convolution.
+    """
     return tuple(
         (i + lo + hi - di * (ki - 1) - 1) // si + 1
-        for i, (lo, hi), ki, si, di in zip(size, pads, k, s, d)
+        for i, (lo, hi), ki, si, di in zip(size, pads, kernel, stride, dilation)
     )
 
 
@@ -129,7 +193,7 @@ def pool_output_size(
     size = tuple(size) if isinstance(size, Sequence) else (size,)
     n = len(size)
     k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
-    s = k if stride is None or stride == () or stride == [] else positive(ntuple(stride, n, "stride"), "stride")
+    s = pool_stride(stride, k)
     p = ntuple(padding, n, "padding")
     d = positive(ntuple(dilation, n, "dilation"), "dilation")
     out = []
@@ -140,6 +204,30 @@ def pool_output_size(
             o -= 1
         out.append(o)
     return tuple(out)
+
+
+def pool_stride(stride, kernel_size: tuple[int, ...]) -> tuple[int, ...]:
+    """A pooling ``stride``: ``None`` (or empty) means ``kernel_size``, else ints >= 1."""
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel_size
+    return positive(ntuple(stride, len(kernel_size), "stride"), "stride")
+
+
+def pool_padding(size, out, kernel, stride, padding, dilation) -> list[tuple[int, int]]:
+    """The ``(lo, hi)`` pads that make exactly ``out`` windows span the input.
+
+    ``lo = p``; ``hi = (out-1)*s + d*(k-1) + 1 - in - p``, which is negative (a crop) where
+    the last window ends before the right padding does.
+    """
+    return [(p, (o - 1) * s + d * (k - 1) + 1 - i - p)
+            for i, o, k, s, p, d in zip(size, out, kernel, stride, padding, dilation)]
+
+
+def adaptive_bins(length: int, out: int):
+    """torch's adaptive bins of a dimension: ``[floor(i*in/out), ceil((i+1)*in/out))``, as
+    ``(start, end)`` arrays (adaptive pooling and ``interpolate(mode='area')``)."""
+    i = np.arange(out)
+    return (i * length) // out, -((-(i + 1) * length) // out)
 
 
 def check_input(x, n: int, fn: str, channels: int | None = None, what: str = "channels"):
@@ -227,8 +315,7 @@ def pool_args(n: int, kernel_size, stride, padding, dilation, fn: str):
     every window holds at least one input element.
     """
     k = positive(ntuple(kernel_size, n, "kernel_size"), "kernel_size")
-    none = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
-    s = k if none else positive(ntuple(stride, n, "stride"), "stride")
+    s = pool_stride(stride, k)
     p = ntuple(padding, n, "padding")
     d = positive(ntuple(dilation, n, "dilation"), "dilation")
     if any(v < 0 for v in p):
@@ -267,7 +354,7 @@ def adaptive_output_size(output_size, size, fn: str) -> tuple[int, ...]:
         out = tuple(s if o is None else o for o, s in zip(out, size))
     else:
         out = (output_size,) * n
-    if not all(isinstance(o, int) and not isinstance(o, bool) for o in out):
+    if not all(is_int(o) for o in out):
         raise TypeError(
             f"{fn}: output_size must be an int or a tuple of {n} ints (None keeps the input "
             f"size), got output_size={output_size!r}"
@@ -276,7 +363,7 @@ def adaptive_output_size(output_size, size, fn: str) -> tuple[int, ...]:
         raise ValueError(f"{fn}: elements of output_size must be >= 0, got output_size={out}")
     if any(s < 1 for s in size):
         raise ValueError(f"{fn}: expected a non-empty input, got spatial size {tuple(size)}")
-    return out
+    return tuple(int(o) for o in out)
 
 
 def _dtype(x) -> str:

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from . import _args
+
 _TAPS_MIN_CIN = 16
 """Convs with fewer input channels than this (a network's first conv) keep XLA's own weight
 gradient, which is then faster than the per-tap products (measured 1.2-3x on the ResNet and
@@ -41,13 +43,8 @@ _MAX_SHIFTS = 49
 """Depthwise kernels with more taps than this use the default lowering (graph size)."""
 
 
-def _nhwc_dims(n: int):
-    spatial = "DHW"[-n:]
-    return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
-
-
 # ---------------------------------------------------------------------------- selection
-def pick_conv(x_shape, weight_shape, stride, pads, dilation, groups) -> str:
+def pick_conv(x_shape, weight_shape, pads, groups) -> str:
     """Name of the lowering for a conv: ``'depthwise'``, ``'pointwise'`` or ``'default'``."""
     c_in = x_shape[1]
     kernel = weight_shape[2:]
@@ -58,7 +55,7 @@ def pick_conv(x_shape, weight_shape, stride, pads, dilation, groups) -> str:
     return "default"
 
 
-def pick_conv_transpose(weight_shape, stride, dilation, groups) -> str:
+def pick_conv_transpose(stride, dilation, groups) -> str:
     """Name of the lowering for a transposed conv: ``'phase'`` or ``'default'``."""
     if groups == 1 and any(s > 1 for s in stride) and all(d == 1 for d in dilation):
         return "phase"
@@ -66,7 +63,7 @@ def pick_conv_transpose(weight_shape, stride, dilation, groups) -> str:
 
 
 # ---------------------------------------------------------------------------- depthwise
-def depthwise(x, weight, stride, pads, dilation, precision=None):
+def depthwise(x, weight, stride, pads, dilation):
     r"""Depthwise conv (``groups == C_in``, any channel multiplier) as shifted multiply-adds.
 
     Output channel ``o`` reads input channel ``o // m`` (``m = C_out / C_in``), so
@@ -134,16 +131,11 @@ def _per_channel(w, taps):
     return w[(slice(None), *taps)].reshape((w.shape[0],) + (1,) * (w.ndim - 1))
 
 
-def _depthwise_out(x_shape, w_shape, stride, pads, dilation):
-    return [(s + lo + hi - d * (k - 1) - 1) // st + 1
-            for s, (lo, hi), k, d, st in zip(x_shape[2:], pads, w_shape[1:], dilation, stride)]
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _depthwise(x, w, stride, pads, dilation):
     # With d*k = s*q + r: y[p] = sum_k w[k] * xpad[s*p + d*k] = sum_k w[k] * xph[r][p + q].
     kernel = w.shape[1:]
-    out = _depthwise_out(x.shape, w.shape, stride, pads, dilation)
+    out = _args.window_count(x.shape[2:], pads, kernel, stride, dilation)
     xph = _phase_split(x, pads, stride, _phase_rows(x.shape, kernel, stride, pads, dilation, out))
     acc = None
     for taps, r, q in _taps(kernel, stride, dilation):
@@ -219,7 +211,7 @@ def pointwise(x, weight, stride, precision=None):
 
 
 # ---------------------------------------------------------------------------- phase
-def conv_transpose_phase(x, weight, stride, padding, output_padding, out_size, precision=None):
+def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None):
     r"""Strided transposed conv (``groups == 1``, ``dilation == 1``) by sub-pixel phases.
 
     Per dimension, the uncropped output index ``q = o + p`` collects ``x[i] * w[k]`` with
@@ -279,7 +271,8 @@ def conv_nhwc(x, rhs, stride, pads, dilation, precision=None):
 
 def _plain_conv(x, rhs, stride, pads, dilation, precision):
     return lax.conv_general_dilated(x, rhs, stride, pads, rhs_dilation=dilation,
-                                    dimension_numbers=_nhwc_dims(x.ndim - 2), precision=precision)
+                                    dimension_numbers=_args.dimension_numbers(x.ndim - 2),
+                                    precision=precision)
 
 
 def _taps_matmul(x, rhs, stride, pads, dilation, precision):
@@ -287,7 +280,7 @@ def _taps_matmul(x, rhs, stride, pads, dilation, precision):
     n = x.ndim - 2
     xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
     kernel = rhs.shape[:n]
-    out = [(p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(xp.shape[1:-1], kernel, dilation, stride)]
+    out = _args.window_count(x.shape[1:-1], pads, kernel, stride, dilation)
     acc = None
     for taps in itertools.product(*(range(k) for k in kernel)):
         start = (0, *(t * d for t, d in zip(taps, dilation)), 0)

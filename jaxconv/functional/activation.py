@@ -164,7 +164,7 @@ def _softmax_dim(name: str, ndim: int, dim):
             f"Implicit dimension choice for {name} has been deprecated. "
             "Change the call to include dim=X as an argument.", stacklevel=3)
         return 0 if ndim in (0, 1, 3) else 1
-    if isinstance(dim, bool) or not isinstance(dim, int):
+    if not _args.is_int(dim):
         raise TypeError(f"{name}: dim must be an int, got dim={dim!r}")
     rank = max(ndim, 1)
     if not -rank <= dim < rank:
@@ -172,7 +172,7 @@ def _softmax_dim(name: str, ndim: int, dim):
             f"{name}: Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
             f"but got dim={dim})"
         )
-    return dim
+    return int(dim)
 
 
 def _softmax_input(input, dtype):

@@ -25,11 +25,6 @@ def _channels_first(x):
     return jnp.moveaxis(x, -1, 1)
 
 
-def _dimension_numbers(n: int):
-    spatial = "DHW"[-n:]
-    return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
-
-
 def _finish(y_nhwc, bias, unbatched):
     if bias is not None:
         y_nhwc = (y_nhwc + bias).astype(y_nhwc.dtype)  # a wider bias adds at its precision, as torch
@@ -50,17 +45,22 @@ def _check_weight(weight, n: int, fn: str):
         )
 
 
+def _check_weight_groups(weight, groups, fn: str, which: str):
+    """``groups`` is a positive int dividing dim 0 of the weight (its ``which`` channels)."""
+    _args.check_groups(groups)
+    if weight.shape[0] % groups:
+        raise ValueError(
+            f"{fn}: weight's {which} channels (={weight.shape[0]}, dim 0 of weight "
+            f"{tuple(weight.shape)}) must be divisible by groups (={groups})"
+        )
+
+
 def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision, fn):
     _check_weight(weight, n, fn)
     stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
     dilation = _args.positive(_args.ntuple(dilation, n, "dilation"), "dilation")
-    _args.check_groups(groups)
+    _check_weight_groups(weight, groups, fn, "out")
     out_channels, in_per_group, *kernel = weight.shape
-    if out_channels % groups:
-        raise ValueError(
-            f"{fn}: weight's out channels (={out_channels}, dim 0 of weight {tuple(weight.shape)}) "
-            f"must be divisible by groups (={groups})"
-        )
     x, unbatched = _args.check_input(x, n, fn, in_per_group * groups,
                                      f"channels (groups={groups} x weight dim 1 = {in_per_group})")
     pads = _args.conv_padding(padding, kernel, stride, dilation)
@@ -71,7 +71,7 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
     )
     _args.check_bias(bias, out_channels, weight.shape)
     _args.check_same_dtype(fn, x, weight=weight, bias=bias)
-    lowering = _lowering.pick_conv(x.shape, weight.shape, stride, pads, dilation, groups)
+    lowering = _lowering.pick_conv(x.shape, weight.shape, pads, groups)
     if lowering == "depthwise":
         return _finish_nchw(_lowering.depthwise(x, weight, stride, pads, dilation), bias, unbatched)
     if lowering == "pointwise":
@@ -83,7 +83,7 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
     y = lax.conv_general_dilated(
         _channels_last(x), rhs,
         window_strides=stride, padding=pads, rhs_dilation=dilation,
-        dimension_numbers=_dimension_numbers(n), feature_group_count=groups,
+        dimension_numbers=_args.dimension_numbers(n), feature_group_count=groups,
         precision=precision,
     )
     return _finish(y, bias, unbatched)
@@ -116,13 +116,8 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
         raise ValueError(f"{fn}: padding must be non-negative, got padding={padding}")
     output_padding = _args.ntuple(output_padding, n, "output_padding")
     _args.check_output_padding(output_padding, stride, dilation)
-    _args.check_groups(groups)
+    _check_weight_groups(weight, groups, fn, "in")
     in_channels, out_per_group, *kernel = weight.shape
-    if in_channels % groups:
-        raise ValueError(
-            f"{fn}: weight's in channels (={in_channels}, dim 0 of weight {tuple(weight.shape)}) "
-            f"must be divisible by groups (={groups})"
-        )
     x, unbatched = _args.check_input(x, n, fn, in_channels, "channels (dim 0 of the transposed-conv weight)")
     out_size = _args.conv_transpose_output_size(
         x.shape[2:], kernel, stride, padding, output_padding, dilation)
@@ -135,8 +130,8 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
     _args.check_bias(bias, out_channels, weight.shape)
     _args.check_same_dtype(fn, x, weight=weight)
     _args.check_transpose_bias_dtype(fn, n, x, bias)
-    if _lowering.pick_conv_transpose(weight.shape, stride, dilation, groups) == "phase":
-        y = _lowering.conv_transpose_phase(x, weight, stride, padding, output_padding, out_size, precision)
+    if _lowering.pick_conv_transpose(stride, dilation, groups) == "phase":
+        y = _lowering.conv_transpose_phase(x, weight, stride, padding, out_size, precision)
         return _finish_nchw(y, bias, unbatched)
     k_axes = tuple(range(2, n + 2))
     w = jnp.flip(weight, k_axes).reshape(groups, in_channels // groups, out_per_group, *kernel)
@@ -149,66 +144,95 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
     y = lax.conv_general_dilated(
         _channels_last(x), rhs,
         window_strides=(1,) * n, padding=pads, lhs_dilation=stride, rhs_dilation=dilation,
-        dimension_numbers=_dimension_numbers(n), feature_group_count=groups,
+        dimension_numbers=_args.dimension_numbers(n), feature_group_count=groups,
         precision=precision,
     )
     return _finish(y, bias, unbatched)
 
 
-_CONV_DOC = """Applies a {n}D convolution over an input of {n} spatial dimensions (``torch.nn.functional.conv{n}d``).
+_CONV_ARGS = """
 
     **Arguments:**
 
-    - ``input``: ``(N, C_in, {s})`` or unbatched ``(C_in, {s})``.
-    - ``weight``: ``(C_out, C_in/groups, {k})``.
+    - ``input``: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``.
+    - ``weight``: ``(C_out, C_in/groups, *kernel_size)``.
     - ``bias``: optional ``(C_out,)``.
-    - ``stride``, ``dilation``: int or {n}-tuple, each >= 1.
-    - ``padding``: int, {n}-tuple, ``'valid'`` (none) or ``'same'`` (output size = input
+    - ``stride``, ``dilation``: int or tuple (one entry per spatial dimension), each >= 1.
+    - ``padding``: int, tuple, ``'valid'`` (none) or ``'same'`` (output size = input
       size; stride must be 1; an odd total pad puts the extra element after).
     - ``groups``: splits channels into groups; ``groups == C_in`` is depthwise.
     - ``precision``: ``lax.Precision`` for the conv; full float32 by default.
 
-    **Returns:** ``(N, C_out, {o})`` (unbatched in, unbatched out).
+    **Returns:** ``(N, C_out, *out)`` (unbatched in, unbatched out), ``out`` as
+    ``conv_output_size`` gives it.
     """
 
-_CONV_T_DOC = """Applies a {n}D transposed convolution (``torch.nn.functional.conv_transpose{n}d``).
+_CONV_T_ARGS = """
 
     **Arguments:**
 
-    - ``input``: ``(N, C_in, {s})`` or unbatched ``(C_in, {s})``.
-    - ``weight``: torch's layout ``(C_in, C_out/groups, {k})``.
+    - ``input``: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``.
+    - ``weight``: torch's layout ``(C_in, C_out/groups, *kernel_size)``.
     - ``bias``: optional ``(C_out,)``.
-    - ``stride``, ``dilation``: int or {n}-tuple, each >= 1.
-    - ``padding``: int or {n}-tuple: ``padding`` elements are cut from both sides of
-      the full transposed output, which shrinks by ``2*padding``.
+    - ``stride``, ``dilation``: int or tuple (one entry per spatial dimension), each >= 1.
+    - ``padding``: int or tuple: ``padding`` elements are cut from both sides of the full
+      transposed output, which shrinks by ``2*padding``.
     - ``output_padding``: extra size added on the high side of each dimension; must be
       smaller than stride or dilation.
-    - ``groups``, ``precision``: as for ``conv{n}d``.
+    - ``groups``, ``precision``: as for ``conv{1,2,3}d``.
 
-    **Returns:** ``(N, C_out, {o})`` with ``o = (in-1)*stride - 2*padding +
+    **Returns:** ``(N, C_out, *out)`` with ``out = (in-1)*stride - 2*padding +
     dilation*(k-1) + output_padding + 1``.
     """
 
 
-def _make(n: int):
-    s, k, o = ", ".join("DHW"[-n:]), ", ".join(f"k{a}" for a in "DHW"[-n:]), ", ".join(f"{a}_out" for a in "DHW"[-n:])
-
-    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-             precision=DEFAULT_PRECISION):
-        return _convnd(input, weight, bias, stride, padding, dilation, groups,
-                       n=n, precision=precision, fn=f"conv{n}d")
-
-    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                       groups=1, dilation=1, *, precision=DEFAULT_PRECISION):
-        return _conv_transposend(input, weight, bias, stride, padding, output_padding, groups,
-                                 dilation, n=n, precision=precision, fn=f"conv_transpose{n}d")
-
-    for f, name, doc in ((conv, f"conv{n}d", _CONV_DOC), (conv_transpose, f"conv_transpose{n}d", _CONV_T_DOC)):
-        f.__name__ = f.__qualname__ = name
-        f.__doc__ = doc.format(n=n, s=s, k=k, o=o)
-    return conv, conv_transpose
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           precision=DEFAULT_PRECISION):
+    """1D convolution of ``(N, C_in, L)`` or ``(C_in, L)`` by ``(C_out, C_in/groups, k)``
+    (``torch.nn.functional.conv1d``)."""
+    return _convnd(input, weight, bias, stride, padding, dilation, groups,
+                   n=1, precision=precision, fn="conv1d")
 
 
-conv1d, conv_transpose1d = _make(1)
-conv2d, conv_transpose2d = _make(2)
-conv3d, conv_transpose3d = _make(3)
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           precision=DEFAULT_PRECISION):
+    """2D convolution of ``(N, C_in, H, W)`` or ``(C_in, H, W)`` by ``(C_out, C_in/groups, kH, kW)``
+    (``torch.nn.functional.conv2d``)."""
+    return _convnd(input, weight, bias, stride, padding, dilation, groups,
+                   n=2, precision=precision, fn="conv2d")
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           precision=DEFAULT_PRECISION):
+    """3D convolution of ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` by
+    ``(C_out, C_in/groups, kD, kH, kW)`` (``torch.nn.functional.conv3d``)."""
+    return _convnd(input, weight, bias, stride, padding, dilation, groups,
+                   n=3, precision=precision, fn="conv3d")
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, precision=DEFAULT_PRECISION):
+    """1D transposed convolution of ``(N, C_in, L)`` or ``(C_in, L)`` by ``(C_in, C_out/groups, k)``
+    (``torch.nn.functional.conv_transpose1d``)."""
+    return _conv_transposend(input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, n=1, precision=precision, fn="conv_transpose1d")
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, precision=DEFAULT_PRECISION):
+    """2D transposed convolution of ``(N, C_in, H, W)`` or ``(C_in, H, W)`` by
+    ``(C_in, C_out/groups, kH, kW)`` (``torch.nn.functional.conv_transpose2d``)."""
+    return _conv_transposend(input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, n=2, precision=precision, fn="conv_transpose2d")
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, precision=DEFAULT_PRECISION):
+    """3D transposed convolution of ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` by
+    ``(C_in, C_out/groups, kD, kH, kW)`` (``torch.nn.functional.conv_transpose3d``)."""
+    return _conv_transposend(input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, n=3, precision=precision, fn="conv_transpose3d")
+
+
+_args.share_doc(_CONV_ARGS, conv1d, conv2d, conv3d)
+_args.share_doc(_CONV_T_ARGS, conv_transpose1d, conv_transpose2d, conv_transpose3d)

@@ -53,12 +53,12 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
 
 def _dim(dim: int, ndim: int, name: str) -> int:
     rank = max(ndim, 1)
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -rank <= dim < rank:
+    if not _args.is_int(dim) or not -rank <= dim < rank:
         raise ValueError(
             f"{name}: Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
             f"but got {dim})"
         )
-    return dim % rank
+    return int(dim) % rank
 
 
 def flatten(input, start_dim: int = 0, end_dim: int = -1):

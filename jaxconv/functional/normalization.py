@@ -238,13 +238,7 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
             f"Expected at least 2 dimensions for input tensor but received {ndim}"
         )
     n, c = input.shape[:2]
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
-        raise ValueError(f"num_groups must be a positive integer, got num_groups={num_groups!r}")
-    if c % num_groups:
-        raise ValueError(
-            "Expected number of channels in input to be divisible by num_groups, but got "
-            f"input of shape {list(input.shape)} and num_groups={num_groups}"
-        )
+    num_groups = _args.check_num_groups(num_groups, c, input.shape)
     for name, v in (("weight", weight), ("bias", bias)):
         if v is not None and (v.ndim != 1 or v.shape[0] != c):
             raise ValueError(
@@ -262,9 +256,9 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
 
 def _normalized_shape(normalized_shape, fn: str) -> tuple[int, ...]:
     if isinstance(normalized_shape, Sequence) and not isinstance(normalized_shape, str) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in normalized_shape
+        _args.is_int(v) for v in normalized_shape
     ):
-        return tuple(normalized_shape)
+        return tuple(int(v) for v in normalized_shape)
     raise TypeError(
         f"{fn}: normalized_shape must be a tuple or list of ints, got {normalized_shape!r}"
     )
@@ -346,7 +340,7 @@ def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.7
     ndim = getattr(input, "ndim", 0)
     if ndim < 3:
         raise ValueError(f"Expected 3D or higher dimensionality input (got {ndim} dimensions)")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if not _args.is_int(size) or size < 1:
         raise ValueError(f"local_response_norm: size must be a positive integer, got size={size!r}")
     if input.size == 0:
         return input

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax import lax
 
+from . import _args
+
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
@@ -27,8 +29,9 @@ def pad(input, pad: Sequence[int], mode: str = "constant", value=None):
     circular crops first and then wraps.
     """
     pad = tuple(pad)
-    if len(pad) % 2 or not all(isinstance(p, int) for p in pad):
+    if len(pad) % 2 or not all(_args.is_int(p) for p in pad):
         raise ValueError(f"pad must be a sequence of an even number of ints, got pad={pad!r}")
+    pad = tuple(int(p) for p in pad)
     if mode not in PAD_MODES:
         raise ValueError(f"mode must be one of {PAD_MODES}, got mode={mode!r}")
     k = len(pad) // 2

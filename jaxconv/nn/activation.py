@@ -36,32 +36,73 @@ class _Activation(Module):
         return self._fn(x, **self._kwargs())
 
 
-def _simple(name: str, fn, doc: str, show_inplace: bool = True, inplace: bool = True):
-    """A parameterless activation class calling ``fn``."""
-    def __init__(self, inplace: bool = False):
-        self.inplace = inplace
+class _NoArgs(_Activation):
+    """An activation without arguments, not even ``inplace`` (``Sigmoid``, ``Tanh``)."""
 
-    def __init_plain(self):
+    def __init__(self):
         self.inplace = False
 
-    body = {"_fn": staticmethod(fn), "_show_inplace": show_inplace, "__module__": __name__,
-            "__doc__": doc, "__init__": __init__ if inplace else __init_plain}
-    cls = type(name, (_Activation,), body)
-    cls.__init__.__qualname__ = f"{name}.__init__"
-    return cls
+
+class ReLU(_Activation):
+    """``max(0, x)`` (``torch.nn.ReLU``). **Arguments:** ``inplace`` (ignored)."""
+
+    _fn = staticmethod(F.relu)
 
 
-ReLU = _simple("ReLU", F.relu, "``max(0, x)`` (``torch.nn.ReLU``). **Arguments:** ``inplace`` (ignored).")
-ReLU6 = _simple("ReLU6", F.relu6, "``min(max(0, x), 6)`` (``torch.nn.ReLU6``). **Arguments:** ``inplace`` (ignored).")
-SELU = _simple("SELU", F.selu, "Scaled ELU with torch's constants (``torch.nn.SELU``). **Arguments:** ``inplace`` (ignored).")
-SiLU = _simple("SiLU", F.silu, "``x * sigmoid(x)`` (``torch.nn.SiLU``). **Arguments:** ``inplace`` (ignored).")
-Mish = _simple("Mish", F.mish, "``x * tanh(softplus(x))`` (``torch.nn.Mish``). **Arguments:** ``inplace`` (ignored).")
-Hardswish = _simple("Hardswish", F.hardswish, "``x * relu6(x + 3) / 6`` (``torch.nn.Hardswish``). "
-                    "**Arguments:** ``inplace`` (ignored; not shown in the repr, as torch).", False)
-Hardsigmoid = _simple("Hardsigmoid", F.hardsigmoid, "``relu6(x + 3) / 6`` (``torch.nn.Hardsigmoid``). "
-                      "**Arguments:** ``inplace`` (ignored; not shown in the repr, as torch).", False)
-Sigmoid = _simple("Sigmoid", F.sigmoid, "Logistic sigmoid (``torch.nn.Sigmoid``).", inplace=False)
-Tanh = _simple("Tanh", F.tanh, "Hyperbolic tangent (``torch.nn.Tanh``).", inplace=False)
+class ReLU6(_Activation):
+    """``min(max(0, x), 6)`` (``torch.nn.ReLU6``). **Arguments:** ``inplace`` (ignored)."""
+
+    _fn = staticmethod(F.relu6)
+
+
+class SELU(_Activation):
+    """Scaled ELU with torch's constants (``torch.nn.SELU``). **Arguments:** ``inplace`` (ignored)."""
+
+    _fn = staticmethod(F.selu)
+
+
+class SiLU(_Activation):
+    """``x * sigmoid(x)`` (``torch.nn.SiLU``). **Arguments:** ``inplace`` (ignored)."""
+
+    _fn = staticmethod(F.silu)
+
+
+class Mish(_Activation):
+    """``x * tanh(softplus(x))`` (``torch.nn.Mish``). **Arguments:** ``inplace`` (ignored)."""
+
+    _fn = staticmethod(F.mish)
+
+
+class Hardswish(_Activation):
+    """``x * relu6(x + 3) / 6`` (``torch.nn.Hardswish``).
+
+    **Arguments:** ``inplace`` (ignored; not shown in the repr, as torch).
+    """
+
+    _show_inplace = False
+    _fn = staticmethod(F.hardswish)
+
+
+class Hardsigmoid(_Activation):
+    """``relu6(x + 3) / 6`` (``torch.nn.Hardsigmoid``).
+
+    **Arguments:** ``inplace`` (ignored; not shown in the repr, as torch).
+    """
+
+    _show_inplace = False
+    _fn = staticmethod(F.hardsigmoid)
+
+
+class Sigmoid(_NoArgs):
+    """Logistic sigmoid (``torch.nn.Sigmoid``)."""
+
+    _fn = staticmethod(F.sigmoid)
+
+
+class Tanh(_NoArgs):
+    """Hyperbolic tangent (``torch.nn.Tanh``)."""
+
+    _fn = staticmethod(F.tanh)
 
 
 class LeakyReLU(_Activation):

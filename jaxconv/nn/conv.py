@@ -7,7 +7,7 @@ from .. import _rng
 from ..functional import _args, conv as F
 from ..functional.padding import pad_pairs
 from . import init
-from .module import Module, with_dims
+from .module import Module
 
 
 class _ConvNd(Module):
@@ -19,7 +19,8 @@ class _ConvNd(Module):
     def _setup(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                groups, bias, padding_mode, dtype, rngs, output_padding=0):
         n, name = self._n, type(self).__name__
-        _args.check_groups(groups, in_channels, out_channels)
+        groups = _args.check_groups(groups, in_channels, out_channels)
+        in_channels, out_channels = int(in_channels), int(out_channels)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _args.positive(_args.ntuple(kernel_size, n, "kernel_size"), "kernel_size")
         self.stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
@@ -64,48 +65,42 @@ class _ConvNd(Module):
 
 
 class _Conv(_ConvNd):
-    """A convolution over ``_n`` spatial dimensions (``torch.nn.Conv{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``in_channels``, ``out_channels``: channel counts, each divisible by ``groups``.
-    - ``kernel_size``, ``stride``, ``dilation``: int or tuple.
-    - ``padding``: int, tuple, ``'same'`` or ``'valid'``.
-    - ``groups``: grouped conv; ``groups == in_channels`` is depthwise.
-    - ``bias``: learn a ``(out_channels,)`` bias.
-    - ``padding_mode``: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
-    - ``dtype``: parameter dtype (float32 when ``None``).
-    - ``rngs``: ``nnx.Rngs`` (its ``params`` stream) or a key; ``None`` draws from the
-      stream seeded by ``jaxconv.manual_seed``.
-
-    Parameters: ``weight`` ``(out_channels, in_channels/groups, *kernel_size)`` and ``bias``,
-    initialised as torch does (kaiming-uniform, ``a=sqrt(5)``).
-    """
+    """The convolution modules ``Conv1d``, ``Conv2d``, ``Conv3d``: ``__init__`` and ``__call__``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  dtype=None, *, rngs=None):
+        """Builds a ``Conv{1,2,3}d`` with torch's arguments.
+
+        **Arguments:**
+
+        - ``in_channels``, ``out_channels``: channel counts, each divisible by ``groups``.
+        - ``kernel_size``, ``stride``, ``dilation``: int or tuple.
+        - ``padding``: int, tuple, ``'same'`` or ``'valid'``.
+        - ``groups``: grouped conv; ``groups == in_channels`` is depthwise.
+        - ``bias``: learn a ``(out_channels,)`` bias.
+        - ``padding_mode``: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
+        - ``dtype``: parameter dtype (float32 when ``None``).
+        - ``rngs``: ``nnx.Rngs`` (its ``params`` stream) or a key; ``None`` draws from the
+          stream seeded by ``jaxconv.manual_seed``.
+
+        Parameters: ``weight`` ``(out_channels, in_channels/groups, *kernel_size)`` and ``bias``,
+        initialised as torch does (kaiming-uniform, ``a=sqrt(5)``).
+        """
         self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                     bias, padding_mode, dtype, rngs)
 
     def __call__(self, x):
-        fn = getattr(F, f"conv{self._n}d")
-        if self.padding_mode == "zeros":
-            return fn(x, self.weight[...], self._bias(), self.stride, self.padding, self.dilation, self.groups)
-        _args.check_input(x, self._n, type(self).__name__)
-        x = pad_pairs(x, self._pairs, self.padding_mode)
-        return fn(x, self.weight[...], self._bias(), self.stride, 0, self.dilation, self.groups)
+        n, padding = self._n, self.padding
+        if self.padding_mode != "zeros":
+            _args.check_input(x, n, type(self).__name__)
+            x, padding = pad_pairs(x, self._pairs, self.padding_mode), 0
+        return F._convnd(x, self.weight[...], self._bias(), self.stride, padding, self.dilation,
+                         self.groups, n=n, precision=F.DEFAULT_PRECISION, fn=f"conv{n}d")
 
 
 class _ConvTranspose(_ConvNd):
-    """A transposed convolution over ``_n`` spatial dimensions (``torch.nn.ConvTranspose{1,2,3}d``).
-
-    **Arguments:** as the conv modules, plus ``output_padding`` (extra size on the high side,
-    smaller than stride or dilation); ``padding`` is an int or tuple and ``padding_mode``
-    must be ``'zeros'``. Note torch's argument order: ``groups``, ``bias`` then ``dilation``.
-
-    Parameters: ``weight`` in torch's layout ``(in_channels, out_channels/groups, *kernel_size)``
-    and ``bias`` ``(out_channels,)``; torch's init takes ``fan_in = out_channels/groups * prod(k)``.
+    """The transposed convolution modules ``ConvTranspose1d``, ``ConvTranspose2d``, ``ConvTranspose3d``.
 
     ``__call__(x, output_size=None)``: ``output_size`` (spatial sizes, or the full output
     shape) picks the output padding that reaches it, as in torch.
@@ -116,6 +111,15 @@ class _ConvTranspose(_ConvNd):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
                  padding_mode: str = "zeros", dtype=None, *, rngs=None):
+        """Builds a ``ConvTranspose{1,2,3}d`` with torch's arguments.
+
+        **Arguments:** as the conv modules, plus ``output_padding`` (extra size on the high side,
+        smaller than stride or dilation); ``padding`` is an int or tuple and ``padding_mode``
+        must be ``'zeros'``. Note torch's argument order: ``groups``, ``bias`` then ``dilation``.
+
+        Parameters: ``weight`` in torch's layout ``(in_channels, out_channels/groups, *kernel_size)``
+        and ``bias`` ``(out_channels,)``; torch's init takes ``fan_in = out_channels/groups * prod(k)``.
+        """
         self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                     bias, padding_mode, dtype, rngs, output_padding)
 
@@ -126,10 +130,46 @@ class _ConvTranspose(_ConvNd):
             output_padding = _args.output_padding_for_size(
                 output_size, x.ndim, x_checked.shape[2:], self.kernel_size, self.stride,
                 self.padding, self.dilation, type(self).__name__)
-        fn = getattr(F, f"conv_transpose{self._n}d")
-        return fn(x, self.weight[...], self._bias(), self.stride, self.padding, output_padding,
-                  self.groups, self.dilation)
+        n = self._n
+        return F._conv_transposend(x, self.weight[...], self._bias(), self.stride, self.padding,
+                                   output_padding, self.groups, self.dilation, n=n,
+                                   precision=F.DEFAULT_PRECISION, fn=f"conv_transpose{n}d")
 
 
-Conv1d, Conv2d, Conv3d = with_dims(_Conv, "Conv", __name__)
-ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = with_dims(_ConvTranspose, "ConvTranspose", __name__)
+class Conv1d(_Conv):
+    """1D convolution of ``(N, C_in, L)`` or ``(C_in, L)`` input (``torch.nn.Conv1d``)."""
+
+    _n = 1
+
+
+class Conv2d(_Conv):
+    """2D convolution of ``(N, C_in, H, W)`` or ``(C_in, H, W)`` input (``torch.nn.Conv2d``)."""
+
+    _n = 2
+
+
+class Conv3d(_Conv):
+    """3D convolution of ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` input (``torch.nn.Conv3d``)."""
+
+    _n = 3
+
+
+class ConvTranspose1d(_ConvTranspose):
+    """1D transposed convolution of ``(N, C_in, L)`` or ``(C_in, L)`` input
+    (``torch.nn.ConvTranspose1d``)."""
+
+    _n = 1
+
+
+class ConvTranspose2d(_ConvTranspose):
+    """2D transposed convolution of ``(N, C_in, H, W)`` or ``(C_in, H, W)`` input
+    (``torch.nn.ConvTranspose2d``)."""
+
+    _n = 2
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """3D transposed convolution of ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` input
+    (``torch.nn.ConvTranspose3d``)."""
+
+    _n = 3

@@ -1,6 +1,7 @@
 """The base of jaxconv's modules: an ``nnx.Module`` with torch's conveniences."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 from flax import nnx
@@ -49,19 +50,19 @@ def named_modules(module, prefix: str = "", _seen=None) -> Iterator[tuple[str, n
         yield from named_modules(child, f"{prefix}.{name}" if prefix else name, _seen)
 
 
-def with_dims(base, name: str, module: str, dims=(1, 2, 3), doc=None) -> tuple[type, ...]:
-    """torch's ``{name}1d/2d/3d``: subclasses of the generic ``base`` that fix ``_n``.
+class _ConstructorSignature:
+    """``inspect.signature(cls)``: the constructor's parameters, as for a plain class.
 
-    ``doc`` (a string, or a function of the dimension; ``base``'s docstring by default) has
-    ``_n`` and ``{1,2,3}`` replaced by the dimension. ``module`` is the defining module's
-    ``__name__``, so that the classes pickle and print as their own.
+    nnx's metaclass defines ``__call__(cls, *args, **kwargs)``, which ``inspect`` would report
+    for every module class (and ``help()`` would print). On an instance this gives ``None``,
+    so that ``inspect.signature(module)`` stays that of ``__call__``.
     """
-    def text(n):
-        d = (doc(n) if callable(doc) else doc) if doc is not None else base.__doc__
-        return d.replace("``_n``", str(n)).replace("{1,2,3}", str(n))
 
-    return tuple(type(f"{name}{n}d", (base,), {"_n": n, "__module__": module, "__doc__": text(n)})
-                 for n in dims)
+    def __get__(self, obj, cls):
+        if obj is not None:
+            return None
+        sig = inspect.signature(cls.__init__)
+        return sig.replace(parameters=list(sig.parameters.values())[1:])
 
 
 def _indent(text: str) -> str:
@@ -75,6 +76,8 @@ class Module(nnx.Module):
     the state_dict names. ``print(model)`` gives torch's nested repr, ``model.train()`` /
     ``model.eval()`` switch BatchNorm and Dropout and return the model.
     """
+
+    __signature__ = _ConstructorSignature()
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)

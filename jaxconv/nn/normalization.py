@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..functional import normalization as F
+from ..functional import _args, normalization as F
 from . import init
-from .module import Module, with_dims
+from .module import Module
 
 
 def _long_zero():
@@ -32,6 +32,20 @@ class _NormBase(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, dtype=None, *,
                  bias: bool = True, rngs=None):
+        """Builds a ``BatchNorm{1,2,3}d`` with torch's arguments.
+
+        **Arguments:**
+
+        - ``num_features``: channels ``C`` of the ``(N, C, *spatial)`` input.
+        - ``eps``: added to the variance.
+        - ``momentum``: running-stat update factor; ``None`` is a cumulative average
+          (factor ``1 / num_batches_tracked``).
+        - ``affine``: learn ``weight`` (ones) and ``bias`` (zeros); ``bias=False`` drops the bias.
+        - ``track_running_stats``: keep ``running_mean``, ``running_var`` and
+          ``num_batches_tracked`` buffers; without them batch statistics are used in eval too.
+        - ``dtype``: parameter and buffer dtype (float32 when ``None``).
+        - ``rngs``: accepted for a uniform signature; nothing is random.
+        """
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         dtype = init.default_dtype(dtype)
@@ -70,19 +84,7 @@ class _NormBase(Module):
 
 
 class _BatchNorm(_NormBase):
-    """Batch normalization over ``_n`` spatial dimensions (``torch.nn.BatchNorm{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``num_features``: channels ``C`` of the ``(N, C, *spatial)`` input.
-    - ``eps``: added to the variance.
-    - ``momentum``: running-stat update factor; ``None`` is a cumulative average
-      (factor ``1 / num_batches_tracked``).
-    - ``affine``: learn ``weight`` (ones) and ``bias`` (zeros); ``bias=False`` drops the bias.
-    - ``track_running_stats``: keep ``running_mean``, ``running_var`` and
-      ``num_batches_tracked`` buffers; without them batch statistics are used in eval too.
-    - ``dtype``: parameter and buffer dtype (float32 when ``None``).
-    - ``rngs``: accepted for a uniform signature; nothing is random.
+    """The batch normalization modules ``BatchNorm1d``, ``BatchNorm2d``, ``BatchNorm3d``.
 
     Mode: ``use_running_average`` (``False`` at construction = torch's train mode);
     ``model.eval()`` / ``model.train()`` set it. In training mode each call normalises with
@@ -117,7 +119,7 @@ class _BatchNorm(_NormBase):
 
 
 class _InstanceNorm(_NormBase):
-    """Instance normalization over ``_n`` spatial dimensions (``torch.nn.InstanceNorm{1,2,3}d``).
+    """The instance normalization modules ``InstanceNorm1d``, ``InstanceNorm2d``, ``InstanceNorm3d``.
 
     Input ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; each instance and channel is
     normalised over its spatial axes.
@@ -131,6 +133,8 @@ class _InstanceNorm(_NormBase):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False, dtype=None, *,
                  bias: bool = True, rngs=None):
+        """Builds an ``InstanceNorm{1,2,3}d``: the arguments of the BatchNorm modules, with
+        torch's defaults ``affine=False`` and ``track_running_stats=False``."""
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype,
                          bias=bias, rngs=rngs)
 
@@ -180,10 +184,7 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
                  affine: bool = True, dtype=None, *, bias: bool = True, rngs=None):
-        if num_channels % num_groups:
-            raise ValueError(
-                f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"
-            )
+        _args.check_num_groups(num_groups, num_channels)
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         dtype = init.default_dtype(dtype)
         self.weight = nnx.Param(jnp.ones((num_channels,), dtype)) if affine else None
@@ -199,8 +200,8 @@ class GroupNorm(Module):
 
 
 def _shape_arg(normalized_shape) -> tuple[int, ...]:
-    if isinstance(normalized_shape, int) and not isinstance(normalized_shape, bool):
-        return (normalized_shape,)
+    if _args.is_int(normalized_shape):
+        return (int(normalized_shape),)
     return F._normalized_shape(normalized_shape, "normalized_shape")
 
 
@@ -279,5 +280,38 @@ class LocalResponseNorm(Module):
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 
 
-BatchNorm1d, BatchNorm2d, BatchNorm3d = with_dims(_BatchNorm, "BatchNorm", __name__)
-InstanceNorm1d, InstanceNorm2d, InstanceNorm3d = with_dims(_InstanceNorm, "InstanceNorm", __name__)
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of ``(N, C)`` or ``(N, C, L)`` input (``torch.nn.BatchNorm1d``)."""
+
+    _n = 1
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of ``(N, C, H, W)`` input (``torch.nn.BatchNorm2d``)."""
+
+    _n = 2
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization of ``(N, C, D, H, W)`` input (``torch.nn.BatchNorm3d``)."""
+
+    _n = 3
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization of ``(N, C, L)`` or ``(C, L)`` input (``torch.nn.InstanceNorm1d``)."""
+
+    _n = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization of ``(N, C, H, W)`` or ``(C, H, W)`` input (``torch.nn.InstanceNorm2d``)."""
+
+    _n = 2
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalization of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input
+    (``torch.nn.InstanceNorm3d``)."""
+
+    _n = 3

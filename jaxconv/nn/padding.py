@@ -1,17 +1,13 @@
 """Padding modules (``torch.nn.ZeroPad2d`` and friends) on top of ``jaxconv.functional.pad``."""
 from __future__ import annotations
 
+from ..functional import _args
 from ..functional.padding import pad
-from .module import Module, with_dims
+from .module import Module
 
 
 class _PadNd(Module):
-    """Pads the last ``_n`` dimensions: {mode} (``torch.nn.{name}{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``padding``: an int (every side) or a ``2*_n``-tuple ``{sides}``, the last
-      dimension first, as ``jaxconv.functional.pad`` takes it.{value}
+    """The padding modules: pad the last ``_n`` dimensions with mode ``_mode``.
 
     Attribute ``padding`` holds the ``2*_n``-tuple.
     """
@@ -20,14 +16,22 @@ class _PadNd(Module):
     _mode: str
 
     def __init__(self, padding):
+        """Builds a padding module with torch's argument.
+
+        **Arguments:**
+
+        - ``padding``: an int (every side) or a tuple of two ints per padded dimension,
+          ``(left, right, top, bottom, front, back)`` cut to the module's dimensions, the last
+          dimension first, as ``jaxconv.functional.pad`` takes it.
+        """
         self._setup(padding)
 
     def _setup(self, padding):
         m, name = 2 * self._n, type(self).__name__
-        if isinstance(padding, int) and not isinstance(padding, bool):
-            padding = (padding,) * m
+        if _args.is_int(padding):
+            padding = (int(padding),) * m
         if not (isinstance(padding, (tuple, list)) and len(padding) == m
-                and all(isinstance(p, int) and not isinstance(p, bool) for p in padding)):
+                and all(_args.is_int(p) for p in padding)):
             raise ValueError(
                 f"{name}: padding must be an int or a tuple of {m} ints (two per padded "
                 f"dimension, the last dimension first), got padding={padding!r}"
@@ -45,6 +49,7 @@ class _ConstantPadNd(_PadNd):
     _mode = "constant"
 
     def __init__(self, padding, value: float):
+        """``padding`` as for every padding module; ``value``: the fill value."""
         self._setup(padding)
         self.value = value
 
@@ -57,6 +62,7 @@ class _ConstantPadNd(_PadNd):
 
 class _ZeroPadNd(_ConstantPadNd):
     def __init__(self, padding):
+        """``padding`` as for every padding module; the fill is 0."""
         super().__init__(padding, 0.0)
 
     def extra_repr(self) -> str:
@@ -83,29 +89,108 @@ class _ReplicationPadNd(_PadNd):
     _mode = "replicate"
 
 
-_WHAT = {
-    "ZeroPad": ("with zeros", ""),
-    "ConstantPad": ("with a constant", "\n    - ``value``: the fill value."),
-    "ReflectionPad": ("by reflection (mirror, edge not repeated; each pad < the size)", ""),
-    "ReplicationPad": ("by replication (edge repeated)", ""),
-    "CircularPad": ("circularly (wrap-around; each pad <= the size)", ""),
-}
+class ZeroPad1d(_ZeroPadNd):
+    """Pads the last dimension with zeros (``torch.nn.ZeroPad1d``); ``padding``: an int or ``(left,
+    right)``."""
+
+    _n = 1
 
 
-_SIDES = {1: "(left, right)", 2: "(left, right, top, bottom)",
-          3: "(left, right, top, bottom, front, back)"}
+class ZeroPad2d(_ZeroPadNd):
+    """Pads the last 2 dimensions with zeros (``torch.nn.ZeroPad2d``); ``padding``: an int or
+    ``(left, right, top, bottom)``."""
+
+    _n = 2
 
 
-def _padding_dims(base, name: str):
-    mode, value = _WHAT[name]
-    template = (_PadNd.__doc__.replace("{mode}", mode).replace("{name}", name)
-                .replace("{value}", value))
-    return with_dims(base, name, __name__,
-                     doc=lambda n: template.replace("{sides}", _SIDES[n]).replace("2*_n", str(2 * n)))
+class ZeroPad3d(_ZeroPadNd):
+    """Pads the last 3 dimensions with zeros (``torch.nn.ZeroPad3d``); ``padding``: an int or
+    ``(left, right, top, bottom, front, back)``."""
+
+    _n = 3
 
 
-ZeroPad1d, ZeroPad2d, ZeroPad3d = _padding_dims(_ZeroPadNd, "ZeroPad")
-ConstantPad1d, ConstantPad2d, ConstantPad3d = _padding_dims(_ConstantPadNd, "ConstantPad")
-ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = _padding_dims(_ReflectionPadNd, "ReflectionPad")
-ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = _padding_dims(_ReplicationPadNd, "ReplicationPad")
-CircularPad1d, CircularPad2d, CircularPad3d = _padding_dims(_CircularPadNd, "CircularPad")
+class ConstantPad1d(_ConstantPadNd):
+    """Pads the last dimension with a constant (``torch.nn.ConstantPad1d``); ``padding``: an int or
+    ``(left, right)``."""
+
+    _n = 1
+
+
+class ConstantPad2d(_ConstantPadNd):
+    """Pads the last 2 dimensions with a constant (``torch.nn.ConstantPad2d``); ``padding``: an int
+    or ``(left, right, top, bottom)``."""
+
+    _n = 2
+
+
+class ConstantPad3d(_ConstantPadNd):
+    """Pads the last 3 dimensions with a constant (``torch.nn.ConstantPad3d``); ``padding``: an int
+    or ``(left, right, top, bottom, front, back)``."""
+
+    _n = 3
+
+
+class ReflectionPad1d(_ReflectionPadNd):
+    """Pads the last dimension by reflection (mirror, edge not repeated; each pad < the size)
+    (``torch.nn.ReflectionPad1d``); ``padding``: an int or ``(left, right)``."""
+
+    _n = 1
+
+
+class ReflectionPad2d(_ReflectionPadNd):
+    """Pads the last 2 dimensions by reflection (mirror, edge not repeated; each pad < the size)
+    (``torch.nn.ReflectionPad2d``); ``padding``: an int or ``(left, right, top, bottom)``."""
+
+    _n = 2
+
+
+class ReflectionPad3d(_ReflectionPadNd):
+    """Pads the last 3 dimensions by reflection (mirror, edge not repeated; each pad < the size)
+    (``torch.nn.ReflectionPad3d``); ``padding``: an int or ``(left, right, top, bottom, front,
+    back)``."""
+
+    _n = 3
+
+
+class ReplicationPad1d(_ReplicationPadNd):
+    """Pads the last dimension by replication (edge repeated) (``torch.nn.ReplicationPad1d``);
+    ``padding``: an int or ``(left, right)``."""
+
+    _n = 1
+
+
+class ReplicationPad2d(_ReplicationPadNd):
+    """Pads the last 2 dimensions by replication (edge repeated) (``torch.nn.ReplicationPad2d``);
+    ``padding``: an int or ``(left, right, top, bottom)``."""
+
+    _n = 2
+
+
+class ReplicationPad3d(_ReplicationPadNd):
+    """Pads the last 3 dimensions by replication (edge repeated) (``torch.nn.ReplicationPad3d``);
+    ``padding``: an int or ``(left, right, top, bottom, front, back)``."""
+
+    _n = 3
+
+
+class CircularPad1d(_CircularPadNd):
+    """Pads the last dimension circularly (wrap-around; each pad <= the size)
+    (``torch.nn.CircularPad1d``); ``padding``: an int or ``(left, right)``."""
+
+    _n = 1
+
+
+class CircularPad2d(_CircularPadNd):
+    """Pads the last 2 dimensions circularly (wrap-around; each pad <= the size)
+    (``torch.nn.CircularPad2d``); ``padding``: an int or ``(left, right, top, bottom)``."""
+
+    _n = 2
+
+
+class CircularPad3d(_CircularPadNd):
+    """Pads the last 3 dimensions circularly (wrap-around; each pad <= the size)
+    (``torch.nn.CircularPad3d``); ``padding``: an int or ``(left, right, top, bottom, front,
+    back)``."""
+
+    _n = 3

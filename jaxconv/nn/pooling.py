@@ -1,21 +1,14 @@
 """Pooling modules: torch's constructor signatures, attributes and repr; the math is functional."""
 from __future__ import annotations
 
-from ..functional import _args, pooling as F
-from .module import Module, with_dims
+from ..functional import _args
+from ..functional.adaptive_pooling import _adaptive_avg_poolnd, _adaptive_max_poolnd
+from ..functional.pooling import _avg_poolnd, _lp_poolnd, _max_poolnd
+from .module import Module
 
 
 class _MaxPoolNd(Module):
-    """Max pooling over ``_n`` spatial dimensions (``torch.nn.MaxPool{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``kernel_size``: int or tuple, each >= 1.
-    - ``stride``: int or tuple; ``None`` means ``kernel_size``.
-    - ``padding``: implicit -inf padding, at most ``kernel_size // 2``.
-    - ``dilation``: spacing between window elements.
-    - ``return_indices``: also return torch's flat argmax indices.
-    - ``ceil_mode``: round the output size up (windows starting in the right padding are dropped).
+    """The max pooling modules ``MaxPool1d``, ``MaxPool2d``, ``MaxPool3d``.
 
     Attributes keep the arguments as given (``stride`` defaults to ``kernel_size``), so the
     repr reads as torch's.
@@ -25,6 +18,18 @@ class _MaxPoolNd(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False):
+        """Builds a ``MaxPool{1,2,3}d`` with torch's arguments.
+
+        **Arguments:**
+
+        - ``kernel_size``: int or tuple, each >= 1.
+        - ``stride``: int or tuple; ``None`` means ``kernel_size``.
+        - ``padding``: implicit -inf padding, at most ``kernel_size // 2``.
+        - ``dilation``: spacing between window elements.
+        - ``return_indices``: also return torch's flat argmax indices.
+        - ``ceil_mode``: round the output size up (windows starting in the right padding are
+          dropped).
+        """
         _args.pool_args(self._n, kernel_size, stride, padding, dilation, type(self).__name__)
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
@@ -36,8 +41,8 @@ class _MaxPoolNd(Module):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
     def __call__(self, x):
-        return getattr(F, f"max_pool{self._n}d")(x, self.kernel_size, self.stride, self.padding,
-                                                 self.dilation, self.ceil_mode, self.return_indices)
+        return _max_poolnd(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                           self.ceil_mode, self.return_indices, n=self._n, fn=f"max_pool{self._n}d")
 
 
 def _single(value):
@@ -45,14 +50,7 @@ def _single(value):
 
 
 class _AvgPoolNd(Module):
-    """Average pooling over ``_n`` spatial dimensions (``torch.nn.AvgPool{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``kernel_size``, ``stride`` (default ``kernel_size``), ``padding`` (zeros, at most
-      ``kernel_size // 2``), ``ceil_mode``: as for the max pooling modules.
-    - ``count_include_pad``: count the zero padding in the divisor.
-    - ``divisor_override``: (2d and 3d only) a fixed divisor.
+    """The average pooling modules ``AvgPool1d``, ``AvgPool2d``, ``AvgPool3d``.
 
     As in torch, ``AvgPool1d`` stores its sizes as 1-tuples; 2d/3d keep them as given.
     """
@@ -61,6 +59,15 @@ class _AvgPoolNd(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override=None):
+        """Builds an ``AvgPool{2,3}d`` with torch's arguments (``AvgPool1d`` has no ``divisor_override``).
+
+        **Arguments:**
+
+        - ``kernel_size``, ``stride`` (default ``kernel_size``), ``padding`` (zeros, at most
+          ``kernel_size // 2``), ``ceil_mode``: as for the max pooling modules.
+        - ``count_include_pad``: count the zero padding in the divisor.
+        - ``divisor_override``: a fixed divisor.
+        """
         self._setup(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
     def _setup(self, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
@@ -77,51 +84,47 @@ class _AvgPoolNd(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def __call__(self, x):
-        args = (x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
-        if self._n == 1:
-            return F.avg_pool1d(*args)
-        return getattr(F, f"avg_pool{self._n}d")(*args, self.divisor_override)
-
-
-class _AvgPool1d(_AvgPoolNd):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True):
-        self._setup(kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+        n = self._n
+        return _avg_poolnd(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                           self.count_include_pad, None if n == 1 else self.divisor_override,
+                           n=n, fn=f"avg_pool{n}d")
 
 
 class _AdaptiveAvgPoolNd(Module):
-    """Adaptive average pooling to ``output_size`` (``torch.nn.AdaptiveAvgPool{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``output_size``: int or tuple; in 2d/3d ``None`` entries keep the input size. Bins
-      ``[floor(i*in/out), ceil((i+1)*in/out))`` may overlap.
-    """
+    """The adaptive average pooling modules ``AdaptiveAvgPool1d``, ``2d``, ``3d``."""
 
     _n: int
 
     def __init__(self, output_size):
+        """Builds an ``AdaptiveAvgPool{1,2,3}d`` with torch's arguments.
+
+        **Arguments:**
+
+        - ``output_size``: int or tuple; in 2d/3d ``None`` entries keep the input size. Bins
+          ``[floor(i*in/out), ceil((i+1)*in/out))`` may overlap.
+        """
         self.output_size = output_size
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
     def __call__(self, x):
-        return getattr(F, f"adaptive_avg_pool{self._n}d")(x, self.output_size)
+        return _adaptive_avg_poolnd(x, self.output_size, n=self._n, fn=f"adaptive_avg_pool{self._n}d")
 
 
 class _AdaptiveMaxPoolNd(Module):
-    """Adaptive max pooling to ``output_size`` (``torch.nn.AdaptiveMaxPool{1,2,3}d``).
-
-    **Arguments:**
-
-    - ``output_size``: int or tuple; in 2d/3d ``None`` entries keep the input size.
-    - ``return_indices``: also return torch's flat argmax indices.
-    """
+    """The adaptive max pooling modules ``AdaptiveMaxPool1d``, ``2d``, ``3d``."""
 
     _n: int
 
     def __init__(self, output_size, return_indices: bool = False):
+        """Builds an ``AdaptiveMaxPool{1,2,3}d`` with torch's arguments.
+
+        **Arguments:**
+
+        - ``output_size``: int or tuple; in 2d/3d ``None`` entries keep the input size.
+        - ``return_indices``: also return torch's flat argmax indices.
+        """
         self.output_size = output_size
         self.return_indices = return_indices
 
@@ -129,21 +132,24 @@ class _AdaptiveMaxPoolNd(Module):
         return f"output_size={self.output_size}"
 
     def __call__(self, x):
-        return getattr(F, f"adaptive_max_pool{self._n}d")(x, self.output_size, self.return_indices)
+        return _adaptive_max_poolnd(x, self.output_size, self.return_indices, n=self._n,
+                                    fn=f"adaptive_max_pool{self._n}d")
 
 
 class _LPPoolNd(Module):
-    """Power-average pooling (``torch.nn.LPPool{1,2,3}d``): ``(sum of x**p) ** (1/p)`` per window.
-
-    **Arguments:**
-
-    - ``norm_type``: ``p`` (non-zero; ``inf`` is max pooling of ``|x|``).
-    - ``kernel_size``, ``stride`` (``None`` means ``kernel_size``), ``ceil_mode``.
-    """
+    """The power-average pooling modules ``LPPool1d``, ``2d``, ``3d``: ``(sum of x**p) ** (1/p)``
+    per window."""
 
     _n: int
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode: bool = False):
+        """Builds an ``LPPool{1,2,3}d`` with torch's arguments.
+
+        **Arguments:**
+
+        - ``norm_type``: ``p`` (non-zero; ``inf`` is max pooling of ``|x|``).
+        - ``kernel_size``, ``stride`` (``None`` means ``kernel_size``), ``ceil_mode``.
+        """
         _args.pool_args(self._n, kernel_size, stride, 0, 1, type(self).__name__)
         self.norm_type = norm_type
         self.kernel_size, self.stride = kernel_size, stride
@@ -154,13 +160,106 @@ class _LPPoolNd(Module):
                 f"stride={self.stride}, ceil_mode={self.ceil_mode}")
 
     def __call__(self, x):
-        return getattr(F, f"lp_pool{self._n}d")(x, self.norm_type, self.kernel_size, self.stride,
-                                                self.ceil_mode)
+        return _lp_poolnd(x, self.norm_type, self.kernel_size, self.stride, self.ceil_mode,
+                          n=self._n, fn=f"lp_pool{self._n}d")
 
 
-MaxPool1d, MaxPool2d, MaxPool3d = with_dims(_MaxPoolNd, "MaxPool", __name__)
-(AvgPool1d,) = with_dims(_AvgPool1d, "AvgPool", __name__, dims=(1,), doc=_AvgPoolNd.__doc__)
-AvgPool2d, AvgPool3d = with_dims(_AvgPoolNd, "AvgPool", __name__, dims=(2, 3))
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = with_dims(_AdaptiveAvgPoolNd, "AdaptiveAvgPool", __name__)
-AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = with_dims(_AdaptiveMaxPoolNd, "AdaptiveMaxPool", __name__)
-LPPool1d, LPPool2d, LPPool3d = with_dims(_LPPoolNd, "LPPool", __name__)
+class MaxPool1d(_MaxPoolNd):
+    """1D max pooling of ``(N, C, L)`` or ``(C, L)`` (``torch.nn.MaxPool1d``)."""
+
+    _n = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    """2D max pooling of ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.MaxPool2d``)."""
+
+    _n = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    """3D max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.MaxPool3d``)."""
+
+    _n = 3
+
+
+class AvgPool1d(_AvgPoolNd):
+    """1D average pooling of ``(N, C, L)`` or ``(C, L)`` (``torch.nn.AvgPool1d``)."""
+
+    _n = 1
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        """Builds an ``AvgPool1d``: the arguments of ``AvgPool2d`` but ``divisor_override``."""
+        self._setup(kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+class AvgPool2d(_AvgPoolNd):
+    """2D average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.AvgPool2d``)."""
+
+    _n = 2
+
+
+class AvgPool3d(_AvgPoolNd):
+    """3D average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` (``torch.nn.AvgPool3d``)."""
+
+    _n = 3
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """1D adaptive average pooling of ``(N, C, L)`` or ``(C, L)``
+    (``torch.nn.AdaptiveAvgPool1d``)."""
+
+    _n = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """2D adaptive average pooling of ``(N, C, H, W)`` or ``(C, H, W)``
+    (``torch.nn.AdaptiveAvgPool2d``)."""
+
+    _n = 2
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    """3D adaptive average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.AdaptiveAvgPool3d``)."""
+
+    _n = 3
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    """1D adaptive max pooling of ``(N, C, L)`` or ``(C, L)`` (``torch.nn.AdaptiveMaxPool1d``)."""
+
+    _n = 1
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    """2D adaptive max pooling of ``(N, C, H, W)`` or ``(C, H, W)``
+    (``torch.nn.AdaptiveMaxPool2d``)."""
+
+    _n = 2
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    """3D adaptive max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.AdaptiveMaxPool3d``)."""
+
+    _n = 3
+
+
+class LPPool1d(_LPPoolNd):
+    """1D power-average pooling of ``(N, C, L)`` or ``(C, L)`` (``torch.nn.LPPool1d``)."""
+
+    _n = 1
+
+
+class LPPool2d(_LPPoolNd):
+    """2D power-average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` (``torch.nn.LPPool2d``)."""
+
+    _n = 2
+
+
+class LPPool3d(_LPPoolNd):
+    """3D power-average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)``
+    (``torch.nn.LPPool3d``)."""
+
+    _n = 3

@@ -1,7 +1,8 @@
 """Resampling and rearrangement modules: torch's constructor signatures and reprs, no parameters."""
 from __future__ import annotations
 
-from ..functional import sampling as F
+from ..functional.rearrange import channel_shuffle, fold, pixel_shuffle, pixel_unshuffle, unfold
+from ..functional.resize import interpolate
 from .module import Module
 
 
@@ -30,7 +31,7 @@ class Upsample(Module):
         self.recompute_scale_factor = recompute_scale_factor
 
     def __call__(self, input):
-        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+        return interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
                              recompute_scale_factor=self.recompute_scale_factor)
 
     def extra_repr(self) -> str:
@@ -79,7 +80,7 @@ class PixelShuffle(Module):
         self.upscale_factor = upscale_factor
 
     def __call__(self, input):
-        return F.pixel_shuffle(input, self.upscale_factor)
+        return pixel_shuffle(input, self.upscale_factor)
 
     def extra_repr(self) -> str:
         return f"upscale_factor={self.upscale_factor}"
@@ -97,7 +98,7 @@ class PixelUnshuffle(Module):
         self.downscale_factor = downscale_factor
 
     def __call__(self, input):
-        return F.pixel_unshuffle(input, self.downscale_factor)
+        return pixel_unshuffle(input, self.downscale_factor)
 
     def extra_repr(self) -> str:
         return f"downscale_factor={self.downscale_factor}"
@@ -115,7 +116,7 @@ class ChannelShuffle(Module):
         self.groups = groups
 
     def __call__(self, input):
-        return F.channel_shuffle(input, self.groups)
+        return channel_shuffle(input, self.groups)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
@@ -134,7 +135,7 @@ class Unfold(Module):
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
 
     def __call__(self, input):
-        return F.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
+        return unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding},"
@@ -156,7 +157,7 @@ class Fold(Module):
         self.dilation, self.padding, self.stride = dilation, padding, stride
 
     def __call__(self, input):
-        return F.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+        return fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
         return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, "

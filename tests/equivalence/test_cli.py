@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from equivalence import cli, examples
+from tests.equivalence import _unseeded
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
@@ -97,3 +98,32 @@ def test_console_script_jaxconv_port_is_installed_and_runs():
     script = Path(sys.executable).with_name("jaxconv-port")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "port" in proc.stdout and "check" in proc.stdout
+
+
+def test_port_train_exports_the_weights_it_compared(tmp_path, monkeypatch, capsys):
+    """Without --checkpoint and with --train: the exported file holds the torch model's weights
+    as they were compared (before the training forward moved BatchNorm's statistics), from the
+    one model built, even when the factory draws new weights on every call."""
+    from safetensors.torch import load_file
+
+    built = tmp_path / "built"
+    built.mkdir()
+    monkeypatch.setenv("EQUIVALENCE_TEST_BUILT", str(built))
+    out = tmp_path / "out"
+    status = cli.main(["port", "--torch", "tests.equivalence._unseeded:torch_model",
+                       "--jax", "tests.equivalence._unseeded:jax_model", "--train",
+                       "--input-shape", "3,3,7,6", "--out", str(out), "--quiet"])
+    assert status == 0, capsys.readouterr().out
+    (compared_file,) = sorted(built.iterdir())  # one torch model: the one compared
+    compared = torch.load(compared_file, weights_only=True)
+    exported = load_file(str(out / "model.safetensors"))
+    assert sorted(exported) == sorted(compared)  # safetensors files do not keep the order
+    for k, v in compared.items():
+        assert exported[k].dtype == v.dtype and torch.equal(exported[k], v), k
+    # the training forward did move the statistics, so the test can tell the two apart
+    monkeypatch.delenv("EQUIVALENCE_TEST_BUILT")
+    model = _unseeded.torch_model()
+    model.load_state_dict(compared)
+    with torch.no_grad():
+        model.train()(torch.randn(3, 3, 7, 6))
+    assert not torch.equal(model.state_dict()["1.running_mean"], compared["1.running_mean"])

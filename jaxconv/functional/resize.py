@@ -1,4 +1,4 @@
-"""Resampling and rearrangement: ``interpolate``, pixel/channel shuffles, ``unfold``/``fold``.
+"""Resizing: ``interpolate`` with torch's modes, index rules and precision.
 
 ``interpolate`` is separable in every mode: each spatial axis is resampled on its own by a
 gather (nearest modes) or by a dense ``(out, in)`` weight matrix (linear, cubic, area and the
@@ -39,12 +39,16 @@ _MODE_RANK = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5, "lanczos
 _NO_ALIGN = ("nearest", "area", "nearest-exact")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+def _per_dim(value, spatial, name: str) -> tuple:
+    """``value`` with one entry per spatial dimension: a list or tuple of that length, or a scalar."""
+    if not isinstance(value, (list, tuple)):
+        return (value,) * len(spatial)
+    if len(value) != len(spatial):
+        raise ValueError(
+            f"interpolate: {name} must have one entry per spatial dimension: the input has "
+            f"spatial shape {list(spatial)}, got {name}={value!r}"
+        )
+    return tuple(value)
 
 
 def _resolve_sizes(shape, size, scale_factor, mode, recompute_scale_factor):
@@ -58,30 +62,13 @@ def _resolve_sizes(shape, size, scale_factor, mode, recompute_scale_factor):
         )
     scales = None
     if size is not None:
-        if isinstance(size, (list, tuple)):
-            if len(size) != n:
-                raise ValueError(
-                    f"interpolate: size must have one entry per spatial dimension: the input has "
-                    f"spatial shape {list(spatial)}, got size={size!r}"
-                )
-            if not all(_is_int(v) for v in size):
-                raise TypeError(f"interpolate: size must be an int or a tuple of ints, got size={size!r}")
-            out = tuple(int(v) for v in size)
-        elif _is_int(size):
-            out = (int(size),) * n
-        else:
+        out = _per_dim(size, spatial, "size")
+        if not all(_args.is_int(v) for v in out):
             raise TypeError(f"interpolate: size must be an int or a tuple of ints, got size={size!r}")
+        out = tuple(int(v) for v in out)
     elif scale_factor is not None:
-        if isinstance(scale_factor, (list, tuple)):
-            if len(scale_factor) != n:
-                raise ValueError(
-                    f"interpolate: scale_factor must have one entry per spatial dimension: the "
-                    f"input has spatial shape {list(spatial)}, got scale_factor={scale_factor!r}"
-                )
-            scales = tuple(scale_factor)
-        else:
-            scales = (scale_factor,) * n
-        if not all(_is_number(s) for s in scales):
+        scales = _per_dim(scale_factor, spatial, "scale_factor")
+        if not all(_args.is_number(s) for s in scales):
             raise TypeError(
                 f"interpolate: scale_factor must be a number or a tuple of numbers, got "
                 f"scale_factor={scale_factor!r}"
@@ -205,9 +192,7 @@ def _build_matrix(mode, in_size, out_size, align_corners, scale, antialias, ft):
     w = np.zeros((out_size, in_size), ft)
     rows = np.arange(out_size)
     if mode == "area":
-        for i in range(out_size):
-            lo = (i * in_size) // out_size
-            hi = -(-((i + 1) * in_size) // out_size)
+        for i, (lo, hi) in enumerate(zip(*_args.adaptive_bins(in_size, out_size))):
             w[i, lo:hi] = ft(1) / ft(hi - lo)
         return w
     s = _scale(in_size, out_size, align_corners, scale, ft)
@@ -331,185 +316,3 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
     ops = [_matrix(mode, i, o, bool(align_corners), s, bool(antialias), ft)
            for i, o, s in zip(x.shape[2:], out_sizes, scales)]
     return _resample(("mat",) * len(ops), x, *ops)
-
-
-# ----------------------------------------------------------------------------- rearrangement
-
-
-def _positive_int(value, name: str, fn: str) -> int:
-    if not _is_int(value):
-        raise TypeError(f"{fn}: {name} must be an int, got {name}={value!r}")
-    if value <= 0:
-        raise ValueError(f"{fn} expects a positive {name}, got {name}={value}")
-    return int(value)
-
-
-def pixel_shuffle(input, upscale_factor: int):
-    """Rearranges ``(*, C * r**2, H, W)`` into ``(*, C, H * r, W * r)`` as ``torch.nn.functional.pixel_shuffle``.
-
-    **Arguments:**
-
-    - ``input``: an array with at least 3 dimensions; any leading dimensions are batch.
-    - ``upscale_factor``: ``r``, a positive int; the channel count must be divisible by ``r**2``.
-    """
-    r = _positive_int(upscale_factor, "upscale_factor", "pixel_shuffle")
-    if input.ndim < 3:
-        raise ValueError(f"pixel_shuffle expects input to have at least 3 dimensions, got shape {tuple(input.shape)}")
-    *lead, c, h, w = input.shape
-    if c % (r * r):
-        raise ValueError(
-            f"pixel_shuffle: the channel dimension input.shape[-3]={c} must be divisible by "
-            f"upscale_factor**2={r * r}"
-        )
-    n = len(lead)
-    x = jnp.reshape(input, (*lead, c // (r * r), r, r, h, w))
-    x = jnp.transpose(x, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
-    return jnp.reshape(x, (*lead, c // (r * r), h * r, w * r))
-
-
-def pixel_unshuffle(input, downscale_factor: int):
-    """Rearranges ``(*, C, H * r, W * r)`` into ``(*, C * r**2, H, W)`` as ``torch.nn.functional.pixel_unshuffle``.
-
-    **Arguments:**
-
-    - ``input``: an array with at least 3 dimensions; any leading dimensions are batch.
-    - ``downscale_factor``: ``r``, a positive int dividing both height and width.
-    """
-    r = _positive_int(downscale_factor, "downscale_factor", "pixel_unshuffle")
-    if input.ndim < 3:
-        raise ValueError(f"pixel_unshuffle expects input to have at least 3 dimensions, got shape {tuple(input.shape)}")
-    *lead, c, h, w = input.shape
-    for name, v, d in (("height", h, -2), ("width", w, -1)):
-        if v % r:
-            raise ValueError(
-                f"pixel_unshuffle: the {name} input.shape[{d}]={v} must be divisible by "
-                f"downscale_factor={r}"
-            )
-    n = len(lead)
-    x = jnp.reshape(input, (*lead, c, h // r, r, w // r, r))
-    x = jnp.transpose(x, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
-    return jnp.reshape(x, (*lead, c * r * r, h // r, w // r))
-
-
-def channel_shuffle(input, groups: int):
-    """Interleaves the channels of ``groups`` groups, as ``torch.nn.functional.channel_shuffle``.
-
-    ``(N, g * k, *s)`` is viewed as ``(N, g, k, *s)``, transposed to ``(N, k, g, *s)`` and
-    flattened back (ShuffleNet).
-
-    **Arguments:**
-
-    - ``input``: ``(N, C, *spatial)`` with at least 3 dimensions.
-    - ``groups``: a positive int dividing ``C``.
-    """
-    g = _positive_int(groups, "groups", "channel_shuffle")
-    if input.ndim < 3:
-        raise ValueError(f"channel_shuffle expects input with more than 2 dimensions, got shape {tuple(input.shape)}")
-    n, c, *s = input.shape
-    if c % g:
-        raise ValueError(f"channel_shuffle: the number of channels (={c}) must be divisible by groups (={g})")
-    x = jnp.reshape(input, (n, g, c // g, *s))
-    return jnp.reshape(jnp.swapaxes(x, 1, 2), input.shape)
-
-
-def _fold_args(kernel_size, dilation, padding, stride):
-    """torch's ``_pair`` expansion and im2col checks: kernel, dilation, stride >= 1, padding >= 0."""
-    k = _args.positive(_args.ntuple(kernel_size, 2, "kernel_size"), "kernel_size")
-    d = _args.positive(_args.ntuple(dilation, 2, "dilation"), "dilation")
-    s = _args.positive(_args.ntuple(stride, 2, "stride"), "stride")
-    p = _args.ntuple(padding, 2, "padding")
-    _args.conv_padding(p, k, s, d)  # raises on negative padding
-    return k, d, p, s
-
-
-def _block_index(k, d, s, nb):
-    """Static ``(rows, cols)`` index arrays of shape ``(kh, 1, oh, 1)`` / ``(1, kw, 1, ow)``:
-    padded-input position of kernel offset ``(i, j)`` in block ``(bh, bw)``."""
-    rows = (np.arange(k[0]) * d[0])[:, None, None, None] + (np.arange(nb[0]) * s[0])[None, None, :, None]
-    cols = (np.arange(k[1]) * d[1])[None, :, None, None] + (np.arange(nb[1]) * s[1])[None, None, None, :]
-    return rows, cols
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
-def _im2col(x, k, d, p, s, nb):
-    x = jnp.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
-    rows, cols = _block_index(k, d, s, nb)
-    n, c = x.shape[:2]
-    return x[:, :, rows, cols].reshape(n, c * k[0] * k[1], nb[0] * nb[1])  # one gather
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
-def _col2im(x, out_hw, k, d, p, s, nb):
-    n, ck, _ = x.shape
-    blocks = jnp.reshape(x, (n, ck // (k[0] * k[1]), k[0], k[1], nb[0], nb[1]))
-    rows, cols = _block_index(k, d, s, nb)
-    out = jnp.zeros((*blocks.shape[:2], out_hw[0] + 2 * p[0], out_hw[1] + 2 * p[1]), x.dtype)
-    out = out.at[:, :, rows, cols].add(blocks)  # one scatter-add: overlaps sum
-    return out[:, :, p[0]:p[0] + out_hw[0], p[1]:p[1] + out_hw[1]]
-
-
-def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
-    """Extracts sliding blocks (im2col), as ``torch.nn.functional.unfold``.
-
-    ``(N, C, H, W)`` becomes ``(N, C * kh * kw, L)``: row ``c * kh * kw + i * kw + j`` holds
-    kernel offset ``(i, j)`` of channel ``c``; the ``L`` blocks run row-major.
-
-    **Arguments:**
-
-    - ``input``: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
-    - ``kernel_size``, ``dilation``, ``stride``: int or pair, > 0.
-    - ``padding``: int or pair, >= 0, zeros on both sides.
-    """
-    k, d, p, s = _fold_args(kernel_size, dilation, padding, stride)
-    x, unbatched = _args.check_input(input, 2, "unfold")
-    if any(v == 0 for v in x.shape[1:]):
-        raise ValueError(f"unfold expects non-zero channel and spatial dimensions, got shape {tuple(input.shape)}")
-    nb = _args.conv_output_size(x.shape[2:], k, s, p, d)  # blocks per dimension
-    if any(b < 1 for b in nb):
-        raise ValueError(
-            f"unfold: given input with spatial size {tuple(x.shape[2:])}, kernel_size={k}, "
-            f"dilation={d}, padding={p}, the array of sliding blocks has shape {nb}, but its "
-            "components must be at least one"
-        )
-    out = _im2col(x, k, d, p, s, nb)
-    return out[0] if unbatched else out
-
-
-def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
-    """Sums sliding blocks back into an image (col2im), as ``torch.nn.functional.fold``.
-
-    The inverse layout of ``unfold``; overlapping entries add up.
-
-    **Arguments:**
-
-    - ``input``: ``(N, C * kh * kw, L)`` or unbatched ``(C * kh * kw, L)``, where ``L`` is the
-      number of blocks that ``output_size`` and the other arguments give.
-    - ``output_size``: spatial ``(H, W)`` of the output, int or pair.
-    - ``kernel_size``, ``dilation``, ``stride``: int or pair, > 0.
-    - ``padding``: int or pair, >= 0: the blocks cover the padded image, the padding is dropped.
-    """
-    out_hw = _args.ntuple(output_size, 2, "output_size")
-    k, d, p, s = _fold_args(kernel_size, dilation, padding, stride)
-    ndim = getattr(input, "ndim", None)
-    if ndim not in (2, 3) or any(v == 0 for v in input.shape[ndim - 2:]):
-        raise ValueError(
-            "fold expects a 2D (unbatched) or 3D (batched) input with non-zero dimensions "
-            f"(batch may be 0), got shape {tuple(getattr(input, 'shape', ()))}"
-        )
-    unbatched = ndim == 2
-    x = input[None] if unbatched else input
-    n, ck, length = x.shape
-    kk = k[0] * k[1]
-    if ck % kk:
-        raise ValueError(
-            f"fold: input.shape[{ndim - 2}]={ck} must be divisible by the product of kernel_size={k}"
-        )
-    nb = _args.conv_output_size(out_hw, k, s, p, d)  # blocks per dimension
-    if any(b < 1 for b in nb) or nb[0] * nb[1] != length:
-        raise ValueError(
-            f"fold: given output_size={out_hw}, kernel_size={k}, dilation={d}, padding={p}, "
-            f"stride={s}, the number of sliding blocks is {nb[0]} * {nb[1]} = {nb[0] * nb[1]} "
-            f"(each must be >= 1), but got input.shape[{ndim - 1}]={length}"
-        )
-    out = _col2im(x, out_hw, k, d, p, s, nb)
-    return out[0] if unbatched else out

@@ -1,0 +1,79 @@
+"""The gradient and buffer rows of a report, from the local checks' gradients and both runs."""
+from __future__ import annotations
+
+import numpy as np
+from flax import nnx
+
+from . import tolerance
+from ._tree import first_array
+from .report import Row
+from .state_dict import named_variables
+
+
+def _missing(section, name, typ, shape, what) -> Row:
+    return Row(section, name, typ, shape, max_abs=float("inf"), max_rel=float("inf"),
+               tol=float("nan"), ratio=float("inf"), note=f"no jaxconv {what} of that name")
+
+
+def _max_diff(free, want) -> float | None:
+    if free is None or np.shape(free) != want.shape:
+        return None
+    return tolerance.max_difference(free, want)
+
+
+def grad_rows(torch_run, jax_run, local_params: dict, local_inputs: dict, c: float) -> list:
+    """Each parameter's local gradient (its layer's backward on torch's input and cotangent,
+    summed over calls; :class:`~equivalence.checks.Grad` by torch name) against torch's, and each
+    input's; ``e2e`` is jaxconv's own full backward."""
+    rows = []
+    free_inputs = jax_run.input_grads
+    wanted = [(name, want, "parameter", local_params.get(name), jax_run.param_grads.get(name))
+              for name, want in torch_run.param_grads.items()]
+    wanted += [(f"input[{k}]", want, "input", local_inputs.get(k),
+                free_inputs[k] if k < len(free_inputs) else None)
+               for k, want in enumerate(torch_run.input_grads)]
+    for name, want, typ, local, free in wanted:
+        if local is None and free is None:
+            rows.append(_missing("grad", name, typ, tuple(want.shape), "gradient"))
+            continue
+        if local is None:  # used outside any leaf layer: only the end-to-end gradient exists
+            err = tolerance.errors(free, want, tolerance.tolerance(np.abs(want), want.size, want.dtype, c))
+            err["note"] = "; ".join(filter(None, [err["note"], "end-to-end only (not used by a leaf layer)"]))
+        else:
+            err = tolerance.errors(local.value, want, local.bound.tolerance(want.dtype, c))
+        rows.append(Row("grad", name, typ, tuple(want.shape), e2e=_max_diff(free, want),
+                        check="local", **err))
+    return rows
+
+
+def buffer_rows(torch_run, jax_module, jax_before: dict, torch_named: dict, calls: list,
+                c: float) -> list:
+    """The buffers a training forward updated (train-mode BatchNorm's): torch's against
+    jaxconv's, with the tolerances of each layer kind's buffer model (see
+    :data:`equivalence.tolerance.BufferModel`). ``jax_before``: the jaxconv layers before the
+    forward, by name."""
+    rows = []
+    got_all = {n: np.asarray(v[...]) for n, v in named_variables(jax_module)
+               if isinstance(v, nnx.BatchStat)}
+    for name, tmod in torch_named.items():
+        inputs = [first_array(cl.args) for cl in calls if cl.name == name]
+        if not inputs or name not in jax_before:
+            continue
+        model = tolerance.kind_of(jax_before[name]).buffers
+        if model is None:
+            continue
+        before = {n: np.asarray(v[...]).astype(np.float64) for n, v in named_variables(jax_before[name])}
+        prefix = f"{name}." if name else ""
+        for buf, bound in model(tmod, inputs, before).items():
+            full = prefix + buf
+            want = torch_run.buffers.get(full)
+            if want is None:
+                continue
+            got = got_all.get(full)
+            if got is None:
+                rows.append(_missing("buffer", full, type(tmod).__name__, tuple(want.shape), "buffer"))
+                continue
+            tol = bound.tolerance(want.dtype, c) if isinstance(bound, tolerance.Bound) else bound
+            rows.append(Row("buffer", full, type(tmod).__name__, tuple(want.shape),
+                            **tolerance.errors(got, want, tol)))
+    return rows

@@ -1,0 +1,127 @@
+"""What tools see of the public API: torch's signatures, docstrings, real definitions.
+
+Every 1d/2d/3d function and module is an ordinary ``def`` / ``class`` in the module that
+exports it, so ``inspect``, ``help()``, editors and type checkers find it; its parameters
+are torch's (names, order, defaults), read from torch itself.
+"""
+import ast
+import inspect
+import pickle
+import pydoc
+
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import jaxconv.functional as F
+import jaxconv.nn as J
+
+_EMPTY = inspect.Parameter.empty
+
+FUNCTIONS = [f"{name}{n}d" for n in (1, 2, 3) for name in (
+    "conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool",
+    "lp_pool")] + ["interpolate", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "unfold",
+                   "fold", "pad", "group_norm"]
+
+CLASSES = [f"{name}{n}d" for n in (1, 2, 3) for name in (
+    "Conv", "ConvTranspose", "BatchNorm", "InstanceNorm", "MaxPool", "AvgPool", "AdaptiveAvgPool",
+    "AdaptiveMaxPool", "LPPool", "ZeroPad", "ConstantPad", "ReflectionPad", "ReplicationPad",
+    "CircularPad")] + ["ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid",
+                       "Sigmoid", "Tanh", "GroupNorm"]
+
+
+def _torch_function_params(name):
+    """``[(name, default)]`` of a torch.nn.functional function, builtins included."""
+    fn = getattr(TF, name)
+    if name.startswith(("max_pool", "adaptive_max_pool")):  # boolean_dispatch hides them
+        fn = getattr(TF, f"{name}_with_indices")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin: its docstring's first line is the signature
+        line = fn.__doc__.strip().splitlines()[0]
+        sig = ast.parse(f"def {line.split(' -> ')[0]}: pass").body[0].args
+        names = [a.arg for a in sig.args]
+        defaults = [_EMPTY] * (len(names) - len(sig.defaults)) + [ast.literal_eval(d) for d in sig.defaults]
+        return list(zip(names, defaults))
+    return [(p.name, p.default) for p in sig.parameters.values()]
+
+
+def _positional(sig):
+    return [(p.name, p.default) for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_functions_have_torchs_parameters(name):
+    ours = _positional(inspect.signature(getattr(F, name)))
+    assert ours == _torch_function_params(name)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_functions_are_defined_where_they_live_with_a_docstring(name):
+    fn = getattr(F, name)
+    module = inspect.getmodule(fn)
+    assert fn.__name__ == fn.__qualname__ == name and getattr(module, name) is fn
+    assert inspect.getsource(fn).startswith(f"def {name}(")
+    doc = inspect.getdoc(fn)
+    assert f"torch.nn.functional.{name}" in doc or f"F.{name}" in doc
+    assert "**Arguments:**" in doc
+    rendered = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    params = list(inspect.signature(fn).parameters)
+    assert all(p in rendered for p in params[1:])  # the signature line and the argument docs
+
+
+def _torch_class_params(cls):
+    return [(name, default) for name, default in _positional(inspect.signature(cls))
+            if name not in ("device", "dtype")]
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_modules_have_torchs_constructor_parameters(name):
+    ours = [(n, d) for n, d in _positional(inspect.signature(getattr(J, name))) if n != "dtype"]
+    assert ours == _torch_class_params(getattr(torch.nn, name))
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_modules_are_classes_defined_where_they_live_with_a_docstring(name):
+    cls = getattr(J, name)
+    module = inspect.getmodule(cls)
+    assert cls.__name__ == cls.__qualname__ == name and getattr(module, name) is cls
+    assert module.__name__.startswith("jaxconv.nn.")
+    assert inspect.getsource(cls).startswith(f"class {name}(")
+    assert f"torch.nn.{name}" in inspect.getdoc(cls)
+    params = list(inspect.signature(cls).parameters)
+    if params:  # help() prints the constructor's signature (pydoc leaves out an empty one)
+        assert f" {name}({params[0]}" in pydoc.render_doc(cls, renderer=pydoc.plaintext)
+
+
+def test_help_shows_the_shared_argument_docs():
+    conv = pydoc.render_doc(J.Conv2d, renderer=pydoc.plaintext)
+    assert "padding_mode" in conv and "**Arguments:**" in conv and "kaiming-uniform" in conv
+    bn = pydoc.render_doc(J.BatchNorm2d, renderer=pydoc.plaintext)
+    assert "track_running_stats" in bn and "cumulative average" in bn
+    pool = pydoc.render_doc(F.max_pool3d, renderer=pydoc.plaintext)
+    assert "max_pool3d(input, kernel_size, stride=None" in pool and "return_indices" in pool
+
+
+def test_an_instance_keeps_the_signature_of_its_call():
+    def params(obj):
+        return list(inspect.signature(obj).parameters)
+
+    assert params(J.Conv2d(2, 3, 1)) == ["x"]
+    assert params(J.ConvTranspose1d(2, 3, 1)) == ["x", "output_size"]
+    assert params(J.Conv2d) == params(J.Conv2d.__init__)[1:]
+
+
+def test_modules_pickle_as_their_own_classes():
+    for module in (J.Conv2d(2, 3, 3, stride=2), J.BatchNorm3d(4), J.AvgPool1d(3), J.ReflectionPad2d(1)):
+        copy = pickle.loads(pickle.dumps(module))
+        assert type(copy) is type(module) and repr(copy) == repr(module)
+
+
+def test_sampling_is_split_into_resize_and_rearrange():
+    from jaxconv.functional import rearrange, resize
+
+    assert F.interpolate is resize.interpolate
+    for name in ("pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "unfold", "fold"):
+        assert getattr(F, name) is getattr(rearrange, name)
