@@ -28,16 +28,17 @@ def fan_in_and_fan_out(shape) -> tuple[int, int]:
 def uniform(key, shape, low, high, dtype=None) -> jax.Array:
     """``U(low, high)`` drawn at (at least) float32 precision, then cast to ``dtype``."""
     dtype = default_dtype(dtype)
+    shape = tuple(int(d) for d in shape)  # numpy integers too, as torch takes them
     draw = dtype if jnp.finfo(dtype).bits >= 32 else jnp.float32
     if _is_traced(key):  # built under a trace (jit, eval_shape): stay in jax
-        return jax.random.uniform(key, tuple(shape), draw, low, high).astype(dtype)
+        return jax.random.uniform(key, shape, draw, low, high).astype(dtype)
     # Eagerly, draw U[0, 1) into a power-of-two bucket and scale in numpy: XLA compiles the
     # random-bits program once per bucket instead of once per parameter shape (each compile
     # takes a large fraction of a second on CPU, which made building a model slow).
     size = math.prod(shape)
     bucket = 1 << max(size - 1, 0).bit_length()
     u = np.asarray(_unit_uniform(key, bucket, jnp.dtype(draw)))[:size].astype(np.float64)
-    return jnp.asarray((low + (high - low) * u).astype(draw).astype(dtype).reshape(tuple(shape)))
+    return jnp.asarray((low + (high - low) * u).astype(draw).astype(dtype).reshape(shape))
 
 
 def _is_traced(key) -> bool:

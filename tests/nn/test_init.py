@@ -138,3 +138,17 @@ def test_init_under_jit_and_eval_shape_matches_eager():
     np.testing.assert_allclose(np.asarray(b), np.asarray(eager.bias[...]), rtol=0, atol=1e-7)
     abstract = nnx.eval_shape(lambda: nn.ConvTranspose3d(4, 6, 2, groups=2, rngs=nnx.Rngs(0)))
     assert abstract.weight.shape == (4, 3, 2, 2, 2) and abstract.weight.dtype == jnp.float32
+
+
+def test_numpy_integer_sizes_build_as_in_torch():
+    """torch.nn.Linear(np.int64(8), np.int64(2)) builds; so does jaxconv's, with the same shapes."""
+    import numpy as np
+    import torch
+    from jaxconv import nn
+
+    theirs = torch.nn.Linear(np.int64(8), np.int64(2))
+    ours = nn.Linear(np.int64(8), np.int64(2))
+    assert ours.weight[...].shape == tuple(theirs.weight.shape)
+    assert ours.bias[...].shape == tuple(theirs.bias.shape)
+    bound = 1 / np.sqrt(8)
+    assert float(np.max(np.abs(np.asarray(ours.weight[...])))) <= bound
