@@ -366,7 +366,6 @@ def adaptive_output_size(output_size, size, fn: str) -> tuple[int, ...]:
     return tuple(int(o) for o in out)
 
 
-
 # The dtype rules (torch's "... should be the same" and its mixed-precision norms) live in
 # their own file to keep this one short; they are part of this namespace.
 from ._dtypes import (NORM_INPUT_DTYPES, REDUCED_FLOATS, check_floating,  # noqa: E402,F401
