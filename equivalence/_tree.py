@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._torch import to_numpy
+
 
 def arrays(value) -> list:
     """The numpy and jax array leaves of a nested value, in order."""
@@ -28,11 +30,11 @@ def to_jax(value, fn=None):
 
 
 def torch_to_numpy(value, torch):
-    """``value`` with every torch tensor replaced by a detached numpy copy; other leaves stay."""
+    """``value`` with every torch tensor replaced by its numpy copy (:func:`to_numpy`); other leaves stay."""
     def is_tensor(v):
         return isinstance(v, torch.Tensor)
 
-    return jax.tree_util.tree_map(lambda v: v.detach().cpu().numpy().copy() if is_tensor(v) else v,
+    return jax.tree_util.tree_map(lambda v: to_numpy(v) if is_tensor(v) else v,
                                   value, is_leaf=is_tensor)
 
 
