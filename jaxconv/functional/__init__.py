@@ -13,6 +13,6 @@ from .activation import (celu, elu, gelu, hardsigmoid, hardswish, hardtanh, leak
                          log_softmax, mish, prelu, relu, relu6, selu, sigmoid, silu, softmax,
                          softmin, softplus, tanh)
 from .linear import (dropout, dropout1d, dropout2d, dropout3d, flatten, linear,
-                     unflatten)
+                     stochastic_depth, unflatten)
 from .normalization import (batch_norm, group_norm, instance_norm, layer_norm,
                             local_response_norm, rms_norm)

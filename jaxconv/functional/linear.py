@@ -123,6 +123,32 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,
     return _masked(input, p, key, input.shape, "dropout")
 
 
+def stochastic_depth(input, p: float, mode: str = "row", training: bool = True,
+                     scale: bool = True, *, key=None):
+    """Drop whole samples (``mode='row'``) or the whole batch (``'batch'``) with probability ``p``.
+
+    torchvision's ``ops.stochastic_depth`` and, with ``scale=scale_by_keep``, timm's
+    ``drop_path``: survivors are divided by ``1 - p`` when ``scale`` (and ``p < 1``).
+
+    **Arguments:**
+
+    - ``p``: drop probability in ``[0, 1]``; ``mode``: ``'row'`` or ``'batch'``.
+    - ``training``: identity when ``False``; ``key``: required when training with ``p > 0``.
+    """
+    _check_p(p)
+    if mode not in ("row", "batch"):
+        raise ValueError(f"stochastic_depth: mode has to be either 'batch' or 'row', but got {mode!r}")
+    if not training or p == 0:
+        return input
+    if key is None:
+        raise ValueError("stochastic_depth: a key is required when training with p > 0 (pass key=...)")
+    shape = (input.shape[0],) + (1,) * (input.ndim - 1) if mode == "row" else (1,) * input.ndim
+    noise = jax.random.bernoulli(key, 1.0 - p, shape).astype(input.dtype)
+    if scale and p < 1:
+        noise = noise / jnp.asarray(1.0 - p, input.dtype)
+    return input * noise
+
+
 def _feature_dropout(input, p, training, key, fn):
     if input.ndim < 2:
         raise ValueError(f"{fn}: feature dropout needs at least 2 dimensions, got input of shape {input.shape}")

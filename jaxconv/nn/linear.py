@@ -5,7 +5,7 @@ from flax import nnx
 
 from .. import _rng
 from ..functional.linear import (_check_p, dropout, dropout1d, dropout2d, dropout3d, flatten,
-                                 linear, unflatten)
+                                 linear, stochastic_depth, unflatten)
 from . import init
 from .module import Module
 
@@ -120,8 +120,12 @@ class Dropout(Module):
 
     @property
     def training(self) -> bool:
-        """torch's ``training`` flag: ``not deterministic``."""
+        """torch's ``training`` flag: ``not deterministic`` (settable, as in torch)."""
         return not self.deterministic
+
+    @training.setter
+    def training(self, mode: bool):
+        self.deterministic = not mode
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
@@ -151,3 +155,36 @@ class Dropout3d(Dropout):
     (``torch.nn.Dropout3d``); arguments and mode as ``Dropout``."""
 
     _fn = staticmethod(dropout3d)
+
+
+class StochasticDepth(Dropout):
+    """Drop whole residual branches per sample (``mode='row'``) or per batch
+    (torchvision's ``ops.StochasticDepth``); mode and rngs as ``Dropout``."""
+
+    def __init__(self, p: float, mode: str, *, rngs=None):
+        super().__init__(p, rngs=rngs)
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+    def __call__(self, x):
+        key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
+        return stochastic_depth(x, self.p, self.mode, not self.deterministic, key=key)
+
+
+class DropPath(Dropout):
+    """timm's ``DropPath``: per-sample stochastic depth, survivors scaled by ``1 / (1 - p)``
+    when ``scale_by_keep``; mode and rngs as ``Dropout``."""
+
+    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True, *, rngs=None):
+        super().__init__(drop_prob, rngs=rngs)
+        self.drop_prob, self.scale_by_keep = drop_prob, scale_by_keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={round(self.drop_prob, 3):0.3f}"
+
+    def __call__(self, x):
+        key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
+        return stochastic_depth(x, self.p, "row", not self.deterministic, self.scale_by_keep,
+                                key=key)

@@ -109,9 +109,13 @@ class Module(nnx.Module):
     __str__ = __repr__
 
     def train(self, mode: bool = True, **attributes):
-        """Set training mode (``mode=False`` is eval) on this module and all submodules."""
+        """Set training mode (``mode=False`` is eval) on this module and all submodules.
+
+        Sets ``deterministic`` (Dropout), ``use_running_average`` (BatchNorm) and
+        ``training`` (a module's own flag, as translated models read it) wherever they exist.
+        """
         self.set_attributes(deterministic=not mode, use_running_average=not mode,
-                            **attributes, raise_if_not_found=False)
+                            training=mode, **attributes, raise_if_not_found=False)
         return self
 
     def eval(self, **attributes):

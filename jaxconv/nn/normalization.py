@@ -61,8 +61,12 @@ class _NormBase(Module):
 
     @property
     def training(self) -> bool:
-        """torch's ``training`` flag: ``not use_running_average``."""
+        """torch's ``training`` flag: ``not use_running_average`` (settable, as in torch)."""
         return not self.use_running_average
+
+    @training.setter
+    def training(self, mode: bool):
+        self.use_running_average = not mode
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

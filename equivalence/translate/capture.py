@@ -1,0 +1,227 @@
+"""Capture a torch model as a tree of parts, one ``torch.fx`` graph per traced module.
+
+Each module instance is one :class:`Part`:
+
+- a **leaf** (:mod:`.leaves`) becomes a jaxconv module whole;
+- a ``Sequential`` (or a subclass inheriting its ``forward``), ``ModuleList`` or ``ModuleDict``
+  becomes the jaxconv container of the same name;
+- any other module is **traced**: its own ``forward`` is traced with ``torch.fx`` where every
+  submodule call is a leaf ``call_module``, so each torch class yields one graph of its own
+  forward and the generated source has one class per torch class.
+
+``self.training`` is read by Python at trace time, so a traced module is traced in train and
+in eval mode; where the graphs differ the source gets ``if self.training:``. A child that is
+``None`` in some instances of a class and a module in others (torchvision's ``downsample``)
+is traced as an identity placeholder; when that gives the graph of the instance as it is, the
+instances share one class that calls the child only where it exists.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+
+from .leaves import Leaf, leaf_for, qualified_name
+
+
+@dataclass(eq=False)
+class Part:
+    """One torch module instance and how it is translated."""
+
+    path: str
+    module: torch.nn.Module
+    kind: str                      # 'leaf' | 'sequential' | 'list' | 'dict' | 'traced'
+    leaf: Leaf | None = None
+    children: list = field(default_factory=list)   # (name, Part | None): None = absent here
+    graphs: dict = field(default_factory=dict)      # mode -> fx.Graph; one key when modes agree
+    optional: frozenset = frozenset()               # children that may be None in this class
+    constants: dict = field(default_factory=dict)   # fx tensor constants: name -> tensor
+
+    @property
+    def cls(self):
+        return type(self.module)
+
+    def parts(self):
+        """This part and every part below it, depth first."""
+        yield self
+        for _, child in self.children:
+            if child is not None:
+                yield from child.parts()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something with no translation: where (module path and class), what, and the source line."""
+
+    path: str
+    cls: str
+    what: str
+    line: str = ""
+
+    def __str__(self):
+        where = f"{self.path or '<root>'} ({self.cls})"
+        return f"{where}: {self.what}" + (f"\n      at {self.line}" if self.line else "")
+
+
+class _Absent(torch.nn.Module):
+    """Stands in for a ``None`` child while tracing; the identity."""
+
+    def forward(self, x):
+        return x
+
+
+class _Tracer(fx.Tracer):
+    """Traces one module's own ``forward``: every submodule call is a ``call_module`` leaf."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.record_stack_traces = True
+        self._root = root
+
+    def is_leaf_module(self, m, qualname):
+        return m is not self._root
+
+
+def _kind(m) -> tuple[str, Leaf | None]:
+    leaf = leaf_for(m)
+    if leaf is not None:
+        return "leaf", leaf
+    if isinstance(m, torch.nn.Sequential) and type(m).forward is torch.nn.Sequential.forward:
+        return "sequential", None
+    own_forward = type(m).forward is not torch.nn.Module.forward
+    if isinstance(m, torch.nn.ModuleList) and not own_forward:
+        return "list", None
+    if isinstance(m, torch.nn.ModuleDict) and not own_forward:
+        return "dict", None
+    return "traced", None
+
+
+def _tree(m, path: str) -> Part:
+    kind, leaf = _kind(m)
+    part = Part(path, m, kind, leaf)
+    if kind != "leaf":
+        for name, child in m._modules.items():
+            if child is not None:
+                part.children.append((name, _tree(child, f"{path}.{name}" if path else name)))
+    return part
+
+
+_TRACER_FILES = ("/torch/fx/", "/torch/overrides.py", "/torch/_tensor.py", "/torch/_jit_internal.py")
+
+
+def source_line(node) -> str:
+    """``file:line  code`` of the user code that made ``node`` (fx frames skipped)."""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', node.meta.get("stack_trace") or "")
+    for file, line, code in reversed(frames):
+        if not any(skip in file.replace("\\", "/") for skip in _TRACER_FILES):
+            return f"{file}:{line}  {code.strip()}"
+    return ""
+
+
+def _mode_flags(m):
+    return [(sub, sub.training) for sub in m.modules()]
+
+
+def _trace(m, mode: bool, absent: tuple[str, ...]):
+    """fx graph of ``m.forward`` in train (``mode``) or eval mode, ``absent`` children as identities."""
+    flags = _mode_flags(m)
+    registered = {name: name in m._modules for name in absent}
+    for name in absent:
+        if not registered[name]:
+            object.__delattr__(m, name)
+        m.add_module(name, _Absent())
+    try:
+        m.train(mode)
+        graph = _Tracer(m).trace(m)
+        constants = {n.target: getattr(m, n.target) for n in graph.nodes
+                     if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
+        for name in constants:      # fx parks tensors made in forward on the root: take them back
+            delattr(m, name)
+        return graph, constants
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
+        for name in absent:
+            m._modules[name] = None
+            if not registered[name]:
+                del m._modules[name]
+                object.__setattr__(m, name, None)
+
+
+def _key(value, index):
+    if isinstance(value, fx.Node):
+        return ("%", index.get(value, value.name))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, *(_key(v, index) for v in value))
+    if isinstance(value, dict):
+        return ("dict", *((k, _key(v, index)) for k, v in value.items()))
+    if isinstance(value, slice):
+        return ("slice", _key(value.start, index), _key(value.stop, index), _key(value.step, index))
+    return (type(value).__name__, repr(value))
+
+
+def _target(node):
+    t = node.target
+    return t if isinstance(t, str) else f"{getattr(t, '__module__', '')}.{getattr(t, '__qualname__', repr(t))}"
+
+
+def signature(graph, collapse=frozenset()) -> str:
+    """A graph's structure as text: equal for graphs that compute the same thing the same way.
+
+    Nodes in ``collapse`` (single-input identities) are skipped, their users reading the input.
+    """
+    index, rows = {}, []
+    for node in graph.nodes:
+        if node in collapse:
+            index[node] = index.get(node.args[0], node.args[0].name)
+            continue
+        index[node] = len(rows)
+        rows.append((node.op, _target(node), _key(node.args, index), _key(node.kwargs, index)))
+    return repr(rows)
+
+
+def _absent_nodes(graph, names):
+    return frozenset(n for n in graph.nodes if n.op == "call_module" and n.target in names)
+
+
+def _trace_part(part: Part, optional: frozenset, problems: list) -> frozenset:
+    """Trace ``part`` in both modes; returns the ``optional`` children it was traced without."""
+    m = part.module
+    absent = tuple(sorted(n for n in optional if getattr(m, n, 0) is None))
+    try:
+        graphs = {}
+        for mode in (True, False):
+            graph, part.constants = _trace(m, mode, absent)
+            if absent:
+                plain, _ = _trace(m, mode, ())
+                if signature(graph, _absent_nodes(graph, absent)) != signature(plain):
+                    graph, absent = plain, ()
+            graphs[mode] = graph
+    except Exception as e:  # noqa: BLE001 - any trace failure is reported with the module
+        problems.append(Problem(part.path, qualified_name(type(m)),
+                                f"torch.fx cannot trace its forward: {type(e).__name__}: {e}".strip()))
+        return frozenset()
+    order = list(m._modules)
+    part.children += [(name, None) for name in absent]
+    part.children.sort(key=lambda c: order.index(c[0]) if c[0] in order else len(order))
+    train, eval_ = graphs[True], graphs[False]
+    part.graphs = {None: train} if signature(train) == signature(eval_) else {True: train, False: eval_}
+    return frozenset(absent)
+
+
+def capture(root: torch.nn.Module) -> tuple[Part, list[Problem]]:
+    """The part tree of ``root`` and the problems met while tracing (none when all traced)."""
+    tree = _tree(root, "")
+    traced = [p for p in tree.parts() if p.kind == "traced"]
+    present: dict[type, set] = {}
+    for p in traced:
+        present.setdefault(p.cls, set()).update(n for n, _ in p.children)
+    problems: list[Problem] = []
+    optional: dict[type, frozenset] = {}
+    for p in traced:
+        optional[p.cls] = optional.get(p.cls, frozenset()) | _trace_part(p, frozenset(present[p.cls]), problems)
+    for p in traced:
+        p.optional = optional[p.cls]
+    return tree, problems

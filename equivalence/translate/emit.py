@@ -1,0 +1,402 @@
+"""Readable Flax source from a captured part tree: one class per torch class and forward variant.
+
+A traced module's class takes its children as constructor arguments (``build()`` passes them)
+and its own parameters as shapes; its ``__call__`` is its fx graph, one assignment per node,
+named as fx names them after torch's code (``conv1``, ``bn1``, ``add``, ``relu_1``).
+Instances share a class when their graphs, children and variables agree (:func:`variant`).
+"""
+from __future__ import annotations
+
+import keyword
+import math
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from . import ops
+from .capture import Part, Problem, signature, source_line
+from .leaves import NOT_RANDOM, qualified_name
+
+_IMPORTS = ("import jax", "import jax.numpy as jnp", "from flax import nnx", "",
+            "import jaxconv.functional as F", "from jaxconv import nn, tensor as T")
+_RESERVED = {"self", "jax", "jnp", "nnx", "nn", "F", "T", "rngs", "build"}
+_DTYPES = {getattr(torch, n): n for n in ("float16", "bfloat16", "float32", "float64", "int8",
+                                          "uint8", "int16", "int32", "int64", "complex64",
+                                          "complex128")}
+_DTYPES[torch.bool] = "bool_"
+_WIDTH = 100
+
+
+def _dtype(dtype) -> str:
+    return f"jnp.{_DTYPES[dtype]}"
+
+
+def _name(node) -> str:
+    name = node.name
+    return f"{name}_" if name in _RESERVED or keyword.iskeyword(name) else name
+
+
+def _path(parts: dict, path: str, base: str) -> str:
+    """Source that reaches ``base.path`` (``self.layer1[0].conv1``): ``[i]`` in lists."""
+    out, here = "self", base
+    for piece in path.split("."):
+        kind = parts[here].kind if here in parts else "traced"
+        here = f"{here}.{piece}" if here else piece
+        if kind in ("sequential", "list") and piece.isdigit():
+            out += f"[{piece}]"
+        elif kind == "dict" or not piece.isidentifier() or keyword.iskeyword(piece):
+            out += f"[{piece!r}]" if kind == "dict" else f".__dict__[{piece!r}]"
+        else:
+            out += f".{piece}"
+    return out
+
+
+def literal(v, expr=None) -> str:
+    """Source of a value: a node's expression (from ``expr``) or a constant."""
+    if isinstance(v, fx.Node):
+        return expr[v]
+    if isinstance(v, torch.Size):
+        v = tuple(v)
+    if isinstance(v, tuple):
+        items = [literal(x, expr) for x in v]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    if isinstance(v, list):
+        return f"[{', '.join(literal(x, expr) for x in v)}]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k!r}: {literal(x, expr)}" for k, x in v.items()) + "}"
+    if isinstance(v, slice):
+        return f"slice({literal(v.start, expr)}, {literal(v.stop, expr)}, {literal(v.step, expr)})"
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"float({str(v)!r})"
+    if isinstance(v, torch.dtype):
+        return _dtype(v)
+    if isinstance(v, (torch.device, torch.memory_format, torch.layout)):
+        return "None"
+    if v is Ellipsis:
+        return "..."
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return repr(v)
+    raise TypeError(f"a constant of type {type(v).__name__} ({v!r}) has no source form")
+
+
+class Header:
+    """What the generated module needs above its classes: imports and definitions."""
+
+    def __init__(self):
+        self.imports: dict[str, set] = {}
+        self.defs: dict[str, str] = {}
+
+    def imported(self, module: str, name: str) -> str:
+        self.imports.setdefault(module, set()).add(name)
+        return name
+
+    def lines(self) -> list[str]:
+        out = [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(self.imports.items())]
+        return out + ([""] if self.defs else []) + list(self.defs.values())
+
+
+class Body:
+    """The emitter context of one ``__call__``: formats arguments, collects lines."""
+
+    def __init__(self, part: Part, parts: dict, header: Header, problems: list):
+        self.part, self.parts, self.header, self.problems = part, parts, header, problems
+        self.expr: dict = {}
+        self.lines: list[str] = []
+        self.name = ""
+        self.needs_rng = False
+        self._after: list[str] = []
+
+    # --- what emitters use -------------------------------------------------------------
+    def fmt(self, v) -> str:
+        """Source of an argument: a node's expression or a constant."""
+        return literal(v, self.expr)
+
+    def call(self, fn: str, args, kwargs) -> str:
+        """``fn(a, b, k=v)``."""
+        items = [self.fmt(a) for a in args] + [f"{k}={self.fmt(v)}" for k, v in kwargs.items()]
+        return f"{fn}({', '.join(items)})"
+
+    def attr(self, v) -> str | None:
+        """The dotted path of ``v`` when it reads a parameter or buffer of this module."""
+        return v.target if isinstance(v, fx.Node) and v.op == "get_attr" else None
+
+    def after(self, line: str) -> None:
+        """A statement to emit after this node's assignment."""
+        self._after.append(line)
+
+    def rng(self) -> str:
+        """A fresh dropout key from this module's ``rngs`` stream."""
+        self.needs_rng = True
+        return "self.rngs.dropout()"
+
+    def imported(self, module: str, name: str) -> str:
+        """Import ``name`` from ``module`` in the generated source; returns the local name."""
+        return self.header.imported(module, name)
+
+    def define(self, name: str, text: str) -> str:
+        """A module-level definition ``name = text`` in the generated source; returns ``name``."""
+        self.header.defs[name] = f"{name} = {text}"
+        return name
+
+    # --- the graph -------------------------------------------------------------------------
+    def _problem(self, node, what):
+        self.problems.append(Problem(self.part.path, qualified_name(self.part.cls), what,
+                                     source_line(node)))
+
+    def _emit(self, node) -> str | None:
+        args, kwargs = node.args, dict(node.kwargs)
+        if node.op == "get_attr":
+            target = node.target
+            if target.startswith("_tensor_constant"):
+                return f"self.{_constant_name(target)}[...]"
+            owner, _, leaf = target.rpartition(".")
+            return f"{_path(self.parts, owner, self.part.path) if owner else 'self'}.{leaf}[...]"
+        if node.op == "call_module":
+            call = f"{_path(self.parts, node.target, self.part.path)}"
+            text = self.call(call, args, kwargs)
+            if node.target in self.part.optional:
+                return f"{self.fmt(args[0])} if {call} is None else {text}"
+            return text
+        if node.op == "call_function":
+            emitter, what = ops.function(node.target), ops.qualified(node.target)
+        else:
+            emitter, what = ops.method(node.target), f"Tensor.{node.target}"
+        if emitter is None:
+            self._problem(node, f"no translation for {what}")
+            return "None"
+        try:
+            return emitter(self, *args, **kwargs)
+        except (KeyError, TypeError) as e:
+            self._problem(node, f"no translation for {what} with these arguments ({e})")
+            return "None"
+
+    def graph(self, graph) -> tuple[list[str], list[str]]:
+        """``(parameters, lines)`` of the ``__call__`` that computes ``graph``."""
+        _rebind_in_place(graph, self.part)
+        params, lines = [], []
+        for node in graph.nodes:
+            self.name, self._after = _name(node), []
+            if node.op == "placeholder":
+                default = f"={self.fmt(node.args[0])}" if node.args else ""
+                params.append(f"{node.target}{default}")
+                self.expr[node] = node.target.lstrip("*")
+            elif node.op == "output":
+                lines.append(f"return {self.fmt(node.args[0])}")
+            else:
+                text = self._emit(node)
+                if text is None:
+                    self.expr[node] = "None"
+                elif text == "" or text.isidentifier() and text in self.expr.values():
+                    self.expr[node] = text or self.name
+                elif node.op == "get_attr":
+                    self.expr[node] = text
+                else:
+                    lines.append(f"{self.name} = {text}")
+                    self.expr[node] = self.name
+                lines += self._after
+                if node.op == "call_method" and ops.in_place(node.target) and self.attr(node.args[0]):
+                    owner = self.expr[node.args[0]]
+                    lines.append(f"{owner} = {self.name}")
+        return params, lines
+
+
+def _constant_name(target: str) -> str:
+    return target.lstrip("_")
+
+
+def _in_place_call(node, part: Part) -> bool:
+    if node.op == "call_method":
+        return ops.in_place(node.target)
+    if node.op == "call_function":
+        return node.kwargs.get("inplace") is True
+    if node.op == "call_module":
+        try:
+            return getattr(part.module.get_submodule(node.target), "inplace", False) is True
+        except AttributeError:      # an absent optional child
+            return False
+    return False
+
+
+def _rebind_in_place(graph, part: Part) -> None:
+    """After an in-place op, later readers of its tensor read the op's result, as in torch."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if node.args and isinstance(node.args[0], fx.Node) and _in_place_call(node, part):
+            src = node.args[0]
+            src.replace_all_uses_with(node, delete_user_cb=lambda u: order[u] > order[node])
+
+
+def _own_variables(m: torch.nn.Module):
+    persistent = [(n, t) for n, t in m._buffers.items()
+                  if t is not None and n not in m._non_persistent_buffers_set]
+    params = [(n, p) for n, p in m._parameters.items() if p is not None]
+    return params, persistent
+
+
+def variant(part: Part) -> str:
+    """The key of ``part``'s class: its torch class, graphs, children and variables."""
+    params, buffers = _own_variables(part.module)
+    return repr((qualified_name(part.cls), [signature(g) for g in part.graphs.values()],
+                 list(part.graphs), [n for n, _ in part.children], sorted(part.optional),
+                 [(n, str(p.dtype), p.dim()) for n, p in params + buffers],
+                 {k: v.tolist() for k, v in part.constants.items()}))
+
+
+def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], list[str]]:
+    """``(constructor parameters, __init__ lines)`` for a module's own parameters and buffers."""
+    params, buffers = _own_variables(m)
+    args, lines = [], []
+    for kind, items in (("nnx.Param", params), ("nnx.BatchStat", buffers)):
+        for n, t in items:
+            args.append(n)
+            lines.append(f"self.{n} = {kind}(jnp.zeros({n}, {_dtype(t.dtype)}))")
+    extra = [(n, t) for n, t in m._buffers.items()
+             if t is not None and n in m._non_persistent_buffers_set]
+    for n, t in [*extra, *((_constant_name(k), v) for k, v in constants.items())]:
+        args.append(n)
+        lines.append(f"self.{n} = nnx.Variable(jnp.asarray({n}, {_dtype(t.dtype)}))")
+    return args, lines
+
+
+def _indent(lines, n=1):
+    pad = "    " * n
+    return [pad + line if line else line for line in lines]
+
+
+def class_source(name: str, part: Part, parts: dict, header: Header, problems: list) -> str:
+    """The source of the class that ``part`` (and every instance of its variant) runs."""
+    children = [n for n, _ in part.children]
+    var_args, var_lines = _variable_lines(part.module, part.constants)
+    body = Body(part, parts, header, problems)
+    bodies = {}
+    for mode, graph in part.graphs.items():
+        body.expr = {}
+        bodies[mode] = body.graph(graph)
+    params = next(iter(bodies.values()))[0]
+    init_params = [f"{c}=None" if c in part.optional else c for c in children]
+    init_params = [c for c in init_params if "=" not in c] + [c for c in init_params if "=" in c]
+    if var_args:
+        init_params += ["*"] + var_args
+    if body.needs_rng:
+        init_params += ([] if var_args else ["*"]) + ["rngs=None"]
+    init = [f"self.{c} = {c}" for c in children] + var_lines
+    if len(part.graphs) > 1:
+        init.append("self.training = True")
+    if body.needs_rng:
+        init.append("self.rngs = rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(dropout=rngs or 0)")
+    if len(part.graphs) == 1:
+        call = bodies[None][1]
+    else:
+        call = (["if self.training:"] + _indent(bodies[True][1])
+                + ["else:"] + _indent(bodies[False][1]))
+    lines = [f"class {name}(nn.Module):",
+             f'    """Translated from ``{qualified_name(part.cls)}``."""', "",
+             f"    def __init__({', '.join(['self'] + init_params)}):",
+             *_indent(init or ["pass"], 2), "",
+             f"    def __call__({', '.join(['self'] + params)}):",
+             *_indent(call, 2)]
+    return "\n".join(lines)
+
+
+def _call_text(fn: str, args: list[str], width: int, depth: int) -> str:
+    one = f"{fn}({', '.join(args)})"
+    if len(one) + 4 * depth <= width and "\n" not in one:
+        return one
+    pad = "    " * (depth + 1)
+    return f"{fn}(\n" + "".join(f"{pad}{a},\n" for a in args) + "    " * depth + ")"
+
+
+class Builder:
+    """``build()``'s expression: the module tree, with each class and leaf constructed."""
+
+    def __init__(self, names: dict, header: Header, problems: list):
+        self.names, self.header, self.problems = names, header, problems
+
+    def leaf(self, part: Part) -> tuple[str, list[str]]:
+        leaf = part.leaf
+        cls = leaf.resolve()
+        fn = f"nn.{leaf.name}" if leaf.module == "jaxconv.nn" else leaf.name
+        if leaf.module != "jaxconv.nn":
+            self.header.imported(leaf.module, leaf.name)
+        try:
+            args, kwargs = leaf.call(part.module)
+        except TypeError as e:
+            self.problems.append(Problem(part.path, qualified_name(part.cls), str(e)))
+            return fn, []
+        dtype = next((t.dtype for t in part.module.state_dict().values()
+                      if t.is_floating_point()), torch.float32)
+        text = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
+        params = __import__("inspect").signature(cls.__init__).parameters
+        if dtype != torch.float32 and "dtype" in params:
+            text.append(f"dtype={_dtype(dtype)}")
+        if "rngs" in params and not any(w in leaf.name for w in NOT_RANDOM):
+            text.append("rngs=rngs")
+        return fn, text
+
+    def expr(self, part: Part, depth: int = 0) -> str:
+        """Source that constructs ``part`` and everything below it."""
+        if part.kind == "leaf":
+            fn, args = self.leaf(part)
+            return _call_text(fn, args, _WIDTH, depth)
+        children = [(n, self.expr(c, depth + 1)) for n, c in part.children if c is not None]
+        if part.kind in ("sequential", "list"):
+            if all(n == str(i) for i, (n, _) in enumerate(children)):
+                items = [e for _, e in children]
+            else:
+                items = ["{" + ", ".join(f"{n!r}: {e}" for n, e in children) + "}"]
+            if part.kind == "list":
+                items = ["[" + ", ".join(items) + "]"]
+            return _call_text(f"nn.{'Sequential' if part.kind == 'sequential' else 'ModuleList'}",
+                              items, _WIDTH, depth)
+        if part.kind == "dict":
+            items = ["{" + ", ".join(f"{n!r}: {e}" for n, e in children) + "}"]
+            return _call_text("nn.ModuleDict", items, _WIDTH, depth)
+        if variant(part) not in self.names:     # its forward did not trace (a problem already)
+            return "None"
+        args = [f"{n}={e}" if n.isidentifier() and not keyword.iskeyword(n) else f"**{{{n!r}: {e}}}"
+                for n, e in children]
+        m = part.module
+        params, buffers = _own_variables(m)
+        args += [f"{n}={tuple(t.shape)!r}" for n, t in params + buffers]
+        extra = [(n, t) for n, t in m._buffers.items() if t is not None and n in m._non_persistent_buffers_set]
+        args += [f"{n}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in extra]
+        args += [f"{_constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
+                 for k, v in part.constants.items()]
+        if "rngs=None" in self.names.get(("rngs", self.names[variant(part)]), ""):
+            args.append("rngs=rngs")
+        return _call_text(self.names[variant(part)], args, _WIDTH, depth)
+
+
+def generate(tree: Part, problems: list) -> str:
+    """The whole module source for ``tree``; problems found on the way are appended."""
+    parts = {p.path: p for p in tree.parts()}
+    names, classes, header, taken = {}, [], Header(), set()
+    for part in tree.parts():
+        if part.kind != "traced" or not part.graphs:
+            continue
+        key = variant(part)
+        if key in names:
+            continue
+        base = part.cls.__name__ if part.cls.__name__.isidentifier() else "Module"
+        name, i = base, 1
+        while name in taken or name in _RESERVED:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        names[key] = name
+        text = class_source(name, part, parts, header, problems)
+        if "rngs=None" in text.split("def __call__")[0]:
+            names[("rngs", name)] = "rngs=None"
+        classes.append(text)
+    build = Builder(names, header, problems).expr(tree, 1)
+    head = [f'"""{tree.cls.__name__}, translated from ``{qualified_name(tree.cls)}`` by '
+            'equivalence.translate.', "",
+            "``build(rngs=None)`` returns the model with jaxconv's (torch's) default "
+            "initialisation, in train", "mode as torch builds it; load torch's weights with "
+            "``equivalence.load_state_dict(model, state_dict)``.", '"""', *_IMPORTS]
+    head += header.lines()
+    footer = ["def build(rngs=None):",
+              f'    """The translated ``{tree.cls.__name__}``; ``rngs``: an ``nnx.Rngs`` or '
+              'key for the parameters (the jaxconv stream when ``None``)."""',
+              f"    return {build}"]
+    return "\n".join(head) + "\n\n\n" + "\n\n\n".join(classes + ["\n".join(footer)]) + "\n"

@@ -1,0 +1,266 @@
+"""The one table from torch calls to the source of their jaxconv / jax.numpy equivalents.
+
+A graph node is a torch function (``call_function``), a Tensor method (``call_method``) or an
+operator. Most need no entry of their own: a ``torch.nn.functional`` function that
+``jaxconv.functional`` has under the same name is emitted as ``F.name(...)`` with the same
+arguments, and a ``torch`` function or Tensor method that ``jaxconv.tensor`` has as
+``T.name(...)`` (those modules take torch's signatures and semantics, each tested against
+torch). The entries below are the rest: Python operators, attribute reads (``x.shape``), casts,
+in-place methods, calls that are dropped (``torch._assert``) and the few whose jaxconv form
+differs (``F.batch_norm`` in training returns the new statistics, dropout needs a key).
+
+An emitter is ``fn(e, *args, **kwargs) -> str | None``: ``e`` (an :class:`emit.Body`) formats
+arguments (``e.fmt``), reads a buffer's path (``e.attr``), adds statements after the node's
+assignment (``e.after``) and asks for a dropout stream (``e.rng()``); the return value is
+the expression bound to the node (``None``: nothing to bind).
+"""
+from __future__ import annotations
+
+import builtins
+import operator
+
+import torch
+import torch.nn.functional as TF
+
+import jaxconv.functional as jF
+from jaxconv import tensor as jT
+
+_FUNCTIONS: dict = {}
+_METHODS: dict = {}
+_USER: dict = {}
+
+#: Python operators: ``operator.X`` -> infix (or prefix) form.
+_BINARY = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+           operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.matmul: "@",
+           operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=",
+           operator.gt: ">", operator.ge: ">=", operator.and_: "&", operator.or_: "|",
+           operator.xor: "^", operator.iadd: "+", operator.isub: "-", operator.imul: "*",
+           operator.itruediv: "/", operator.lshift: "<<", operator.rshift: ">>"}
+_UNARY = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.not_: "not "}
+_CASTS = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16",
+          "int": "int32", "long": "int64", "bool": "bool_"}
+_ATTRIBUTES = {"shape": ".shape", "dtype": ".dtype", "ndim": ".ndim", "T": ".T", "mT": ".mT",
+               "data": "", "real": ".real", "imag": ".imag"}
+_DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"}
+
+
+def _register(table, *keys):
+    def deco(fn):
+        for k in keys:
+            table[k] = fn
+        return fn
+    return deco
+
+
+def _binary(symbol):
+    return lambda e, a, b: f"{e.fmt(a)} {symbol} {e.fmt(b)}"
+
+
+def _unary(symbol):
+    return lambda e, a: f"{symbol}{e.fmt(a)}"
+
+
+for _op, _sym in _BINARY.items():
+    _FUNCTIONS[_op] = _binary(_sym)
+for _op, _sym in _UNARY.items():
+    _FUNCTIONS[_op] = _unary(_sym)
+
+
+def _index(e, idx) -> str:
+    if isinstance(idx, tuple):
+        return ", ".join(_index(e, i) for i in idx) if idx else "()"
+    if isinstance(idx, slice):
+        parts = ["" if v is None else e.fmt(v) for v in (idx.start, idx.stop, idx.step)]
+        return ":".join(parts[:2]) + (f":{parts[2]}" if parts[2] else "")
+    return "..." if idx is Ellipsis else e.fmt(idx)
+
+
+@_register(_FUNCTIONS, operator.getitem)
+def _getitem(e, x, idx):
+    return f"{e.fmt(x)}[{_index(e, idx)}]"
+
+
+@_register(_FUNCTIONS, builtins.getattr)
+def _getattr(e, x, name):
+    if name == "device":
+        return "None"
+    if name not in _ATTRIBUTES:
+        raise KeyError(name)
+    return e.fmt(x) + _ATTRIBUTES[name]
+
+
+@_register(_FUNCTIONS, torch._assert)
+def _assert(e, *args, **kwargs):
+    return None
+
+
+def _with_alpha(symbol):
+    def emit(e, input, other, *, alpha=1, out=None):
+        other = e.fmt(other) if alpha == 1 else f"{e.fmt(alpha)} * {e.fmt(other)}"
+        return f"{e.fmt(input)} {symbol} {other}"
+    return emit
+
+
+_register(_FUNCTIONS, torch.add)(_with_alpha("+"))
+_register(_FUNCTIONS, torch.sub)(_with_alpha("-"))
+_register(_METHODS, "add")(_with_alpha("+"))
+_register(_METHODS, "sub")(_with_alpha("-"))
+
+
+@_register(_FUNCTIONS, torch.mul)
+@_register(_METHODS, "mul")
+def _mul(e, input, other):
+    return f"{e.fmt(input)} * {e.fmt(other)}"
+
+
+@_register(_METHODS, "size")
+def _size(e, x, dim=None):
+    return f"{e.fmt(x)}.shape" + ("" if dim is None else f"[{e.fmt(dim)}]")
+
+
+@_register(_METHODS, "dim")
+def _ndim(e, x):
+    return f"{e.fmt(x)}.ndim"
+
+
+@_register(_METHODS, "numel")
+def _numel(e, x):
+    return f"{e.fmt(x)}.size"
+
+
+@_register(_METHODS, "contiguous", "clone")
+def _same(e, x, *args, **kwargs):
+    return e.fmt(x)
+
+
+@_register(_METHODS, "detach")
+def _detach(e, x):
+    return f"jax.lax.stop_gradient({e.fmt(x)})"
+
+
+@_register(_METHODS, "type_as")
+def _type_as(e, x, other):
+    return f"{e.fmt(x)}.astype({e.fmt(other)}.dtype)"
+
+
+@_register(_METHODS, "reshape_as", "view_as")
+def _reshape_as(e, x, other):
+    return f"{e.fmt(x)}.reshape({e.fmt(other)}.shape)"
+
+
+for _name, _dtype in _CASTS.items():
+    _METHODS[_name] = (lambda d: lambda e, x, *a, **k: f"{e.fmt(x)}.astype(jnp.{d})")(_dtype)
+
+
+@_register(_FUNCTIONS, TF.batch_norm)
+def _batch_norm(e, input, running_mean, running_var, weight=None, bias=None, training=False,
+                momentum=0.1, eps=1e-5):
+    call = e.call("F.batch_norm", (input, running_mean, running_var, weight, bias, training,
+                                   momentum, eps), {})
+    if not (training is True and e.attr(running_mean) and e.attr(running_var)):
+        return call
+    e.after(f"{e.name}, {e.fmt(running_mean)}, {e.fmt(running_var)} = {call}")
+    return ""
+
+
+def _dropout(fn):
+    def emit(e, input, p=0.5, training=True, inplace=False):
+        key = {"key": e.rng()} if training is True and p != 0 else {}
+        return e.call(f"F.{fn}", (input, p, training), key)
+    return emit
+
+
+for _name in _DROPOUTS:
+    if hasattr(jF, _name):
+        _FUNCTIONS[getattr(TF, _name)] = _dropout(_name)
+
+
+def register_function(torch_function, target: str) -> None:
+    """Translate calls of ``torch_function`` into calls of ``target`` with the same arguments.
+
+    ``target`` is ``'package.module:function'``; the generated source imports it. Use it for a
+    function of your own that a traced ``forward`` calls and that has no translation.
+    """
+    if not callable(torch_function):
+        raise TypeError(f"register: expected a function, got {torch_function!r}")
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"register: target must be 'package.module:function', got {target!r}")
+    _USER[torch_function] = (module, name)
+
+
+def unregister_function(torch_function) -> None:
+    """Undo :func:`register_function`."""
+    _USER.pop(torch_function, None)
+
+
+def _named(namespace, obj) -> str | None:
+    name = getattr(obj, "__name__", None)
+    return name if name and getattr(namespace, name, None) is obj else None
+
+
+def _passthrough(name: str):
+    return lambda e, *args, **kwargs: e.call(name, args, kwargs)
+
+
+def _named_tuple(cls):
+    """A NamedTuple output (torchvision's ``InceptionOutputs``) rebuilt as a namedtuple."""
+    def emit(e, *args, **kwargs):
+        e.imported("collections", "namedtuple")
+        name = e.define(cls.__name__, f"namedtuple({cls.__name__!r}, {list(cls._fields)!r})")
+        return e.call(name, args, kwargs)
+    return emit
+
+
+def function(target):
+    """The emitter of a ``call_function`` target, or ``None`` when it has no translation."""
+    if isinstance(target, type) and issubclass(target, tuple) and hasattr(target, "_fields"):
+        return _named_tuple(target)
+    if target in _USER:
+        module, name = _USER[target]
+        return lambda e, *a, **k: e.call(e.imported(module, name), a, k)
+    try:
+        if target in _FUNCTIONS:
+            return _FUNCTIONS[target]
+    except TypeError:       # unhashable target
+        return None
+    name = _named(TF, target)
+    if name and hasattr(jF, name):
+        return _passthrough(f"F.{name}")
+    name = _named(torch, target)
+    if name and hasattr(jT, name):
+        return _passthrough(f"T.{name}")
+    if name and hasattr(jF, name):
+        return _passthrough(f"F.{name}")
+    return None
+
+
+def method(name: str):
+    """The emitter of a Tensor method, or ``None``; an in-place ``name_`` uses ``name``'s."""
+    if in_place(name):
+        name = name[:-1]
+    if name in _METHODS:
+        return _METHODS[name]
+    if hasattr(jT, name):
+        return lambda e, x, *a, **k: e.call(f"T.{name}", (x, *a), k)
+    if hasattr(jF, name):
+        return lambda e, x, *a, **k: e.call(f"F.{name}", (x, *a), k)
+    return None
+
+
+def in_place(name: str) -> bool:
+    """Whether Tensor method ``name`` writes into its tensor (``add_``, ``relu_``, ...)."""
+    return name.endswith("_") and not name.endswith("__")
+
+
+def qualified(target) -> str:
+    """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
+    if isinstance(target, str):
+        return f"Tensor.{target}"
+    for namespace, label in ((TF, "torch.nn.functional"), (torch, "torch"), (operator, "operator")):
+        name = _named(namespace, target)
+        if name:
+            return f"{label}.{name}"
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+
+
