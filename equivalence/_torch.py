@@ -70,3 +70,24 @@ def to_torch(array: np.ndarray):
     if array.dtype.name == "bfloat16":
         return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(array)
+
+
+def import_torchvision():
+    """Import and return ``torchvision`` where its compiled ops cannot load.
+
+    torch 2.13's torchvision (0.28.0) ships as a CUDA build whose C++ ops fail to load next to
+    a CPU torch, and ``torchvision/_meta_registrations.py`` registers meta kernels for exactly
+    those ops at import, which then fails. Its model code is pure Python: with that one module
+    stubbed out first, ``torchvision.models`` (and timm, which imports torchvision) import and
+    run. Only the fake-tensor kernels of torchvision's detection ops (nms, roi_align) are lost.
+    This is the one place that does it; call it before importing torchvision or timm.
+    """
+    import sys
+    import types
+
+    if "torchvision" not in sys.modules:
+        sys.modules.setdefault("torchvision._meta_registrations",
+                               types.ModuleType("torchvision._meta_registrations"))
+    import torchvision
+
+    return torchvision
