@@ -1,0 +1,252 @@
+"""jaxconv.tensor against torch: values, gradients, dtypes, every call form, every error."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxconv import tensor as T
+from tests._util import assert_close, check_grad, randn, t
+
+SHAPE = (2, 3, 4)
+COND = np.random.default_rng(7).standard_normal((3, 4)) > 0
+
+
+def _np_dtype(tdtype):
+    return torch.empty((), dtype=tdtype).numpy().dtype
+
+
+def same(ours, theirs):
+    """Exact equality of value, shape and dtype with a torch result (tuples element-wise)."""
+    if isinstance(theirs, (tuple, list)):
+        assert isinstance(ours, tuple) and len(ours) == len(theirs), (type(ours), len(ours), len(theirs))
+        for a, b in zip(ours, theirs):
+            same(a, b)
+        return
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    ours = np.asarray(ours)
+    assert ours.dtype == theirs.dtype, f"dtype {ours.dtype} != torch's {theirs.dtype}"
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def _flat(pieces):
+    """Tuple of arrays -> one vector (for check_grad), in jax or torch."""
+    if isinstance(pieces[0], torch.Tensor):
+        return torch.cat([p.reshape(-1) for p in pieces])
+    return jnp.concatenate([jnp.ravel(p) for p in pieces])
+
+
+# (id, ours, torch's, input shapes): differentiable float functions of float64 inputs.
+# Each is compared in value and gradient (a random cotangent) under jit.
+GRAD_CASES = [
+    ("reshape-varargs", lambda x: T.reshape(x, 4, -1), lambda x: x.reshape(4, -1), [SHAPE]),
+    ("reshape-tuple", lambda x: T.reshape(x, (3, -1, 2)), lambda x: torch.reshape(x, (3, -1, 2)), [SHAPE]),
+    ("reshape-kw", lambda x: T.reshape(x, shape=[24]), lambda x: torch.reshape(x, shape=[24]), [SHAPE]),
+    ("view-varargs", lambda x: T.view(x, 6, 4), lambda x: x.view(6, 4), [SHAPE]),
+    ("view-tuple", lambda x: T.view(x, (-1,)), lambda x: x.view((-1,)), [SHAPE]),
+    ("view-kw", lambda x: T.view(x, size=(2, 12)), lambda x: x.view(size=(2, 12)), [SHAPE]),
+    ("flatten", lambda x: T.flatten(x, 1), lambda x: torch.flatten(x, 1), [SHAPE]),
+    ("flatten-0d", lambda x: T.flatten(x), lambda x: torch.flatten(x), [()]),
+    ("unflatten", lambda x: T.unflatten(x, -1, (2, -1)), lambda x: x.unflatten(-1, (2, -1)), [SHAPE]),
+    ("permute-varargs", lambda x: T.permute(x, 2, 0, 1), lambda x: x.permute(2, 0, 1), [SHAPE]),
+    ("permute-tuple", lambda x: T.permute(x, (-1, 0, 1)), lambda x: torch.permute(x, (-1, 0, 1)), [SHAPE]),
+    ("transpose", lambda x: T.transpose(x, 0, -1), lambda x: x.transpose(0, -1), [SHAPE]),
+    ("swapaxes", lambda x: T.swapaxes(x, 1, 2), lambda x: torch.swapaxes(x, 1, 2), [SHAPE]),
+    ("t", T.t, torch.t, [(3, 4)]),
+    ("movedim", lambda x: T.movedim(x, (0, 1), (2, 0)), lambda x: torch.movedim(x, (0, 1), (2, 0)), [SHAPE]),
+    ("squeeze-all", T.squeeze, torch.squeeze, [(1, 3, 1, 2)]),
+    ("squeeze-int", lambda x: T.squeeze(x, -2), lambda x: x.squeeze(-2), [(1, 3, 1, 2)]),
+    ("squeeze-noop", lambda x: T.squeeze(x, 1), lambda x: x.squeeze(1), [(1, 3, 1, 2)]),
+    ("squeeze-tuple", lambda x: T.squeeze(x, (0, 1, 2)), lambda x: x.squeeze((0, 1, 2)), [(1, 3, 1, 2)]),
+    ("unsqueeze-end", lambda x: T.unsqueeze(x, 3), lambda x: x.unsqueeze(3), [SHAPE]),
+    ("unsqueeze-neg", lambda x: T.unsqueeze(x, -4), lambda x: x.unsqueeze(-4), [SHAPE]),
+    ("expand", lambda x: T.expand(x, 2, -1, 3, 4), lambda x: x.expand(2, -1, 3, 4), [(3, 1, 4)]),
+    ("expand-tuple", lambda x: T.expand(x, (3, 4)), lambda x: x.expand((3, 4)), [(3, 1)]),
+    ("expand_as", lambda x, y: T.expand_as(x, y) * y, lambda x, y: x.expand_as(y) * y, [(3, 1), (2, 3, 4)]),
+    ("broadcast_to", lambda x: T.broadcast_to(x, (2, 3, 4)), lambda x: torch.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
+    ("repeat", lambda x: T.repeat(x, 2, 1, 3), lambda x: x.repeat(2, 1, 3), [(3, 2)]),
+    ("repeat-tuple", lambda x: T.repeat(x, (2, 3)), lambda x: x.repeat((2, 3)), [(3, 2)]),
+    ("tile", lambda x: T.tile(x, (2,)), lambda x: torch.tile(x, (2,)), [(3, 2)]),
+    ("repeat_interleave", lambda x: T.repeat_interleave(x, 2, 1), lambda x: x.repeat_interleave(2, 1), [(3, 2)]),
+    ("repeat_interleave-flat", lambda x: T.repeat_interleave(x, 3), lambda x: x.repeat_interleave(3), [(3, 2)]),
+    ("contiguous", T.contiguous, lambda x: x.contiguous(), [SHAPE]),
+    ("clone", T.clone, torch.clone, [SHAPE]),
+    ("cat", lambda x, y: T.cat([x, y], -1), lambda x, y: torch.cat([x, y], -1), [(2, 3), (2, 5)]),
+    ("cat-skips-empty", lambda x, y: T.cat((x, y), dim=1), lambda x, y: torch.cat((x, y), dim=1), [(2, 3), (0,)]),
+    ("stack", lambda x, y: T.stack([x, y], 2), lambda x, y: torch.stack([x, y], 2), [(2, 3), (2, 3)]),
+    ("stack-neg", lambda x, y: T.stack([x, y], dim=-1), lambda x, y: torch.stack([x, y], dim=-1), [(2, 3), (2, 3)]),
+    ("chunk", lambda x: _flat(T.chunk(x, 4, 1)), lambda x: _flat(x.chunk(4, 1)), [(2, 5)]),
+    ("split-int", lambda x: _flat(T.split(x, 2, dim=1)), lambda x: _flat(x.split(2, dim=1)), [(2, 5)]),
+    ("split-list", lambda x: _flat(T.split(x, [1, 3, 1], 1)), lambda x: _flat(torch.split(x, [1, 3, 1], 1)), [(2, 5)]),
+    ("unbind", lambda x: _flat(T.unbind(x, 1)), lambda x: _flat(x.unbind(1)), [(2, 3)]),
+    ("narrow", lambda x: T.narrow(x, 1, -3, 2), lambda x: x.narrow(1, -3, 2), [(2, 5)]),
+    ("gather", lambda x: T.gather(x, 1, jnp.array([[2, 0], [1, 1]])),
+     lambda x: torch.gather(x, 1, torch.tensor([[2, 0], [1, 1]])), [(3, 4)]),
+    ("gather-dim0", lambda x: T.gather(x, 0, jnp.array([[2, 0, 1]])),
+     lambda x: torch.gather(x, 0, torch.tensor([[2, 0, 1]])), [(3, 4)]),
+    ("index_select", lambda x: T.index_select(x, 1, jnp.array([3, 0, 3])),
+     lambda x: torch.index_select(x, 1, torch.tensor([3, 0, 3])), [(3, 4)]),
+    ("where", lambda x, y: T.where(COND, x, y), lambda x, y: torch.where(t(COND), x, y), [(3, 4)] * 2),
+    ("where-scalar", lambda x: T.where(COND, x, 0.5), lambda x: torch.where(t(COND), x, 0.5), [(3, 4)]),
+    ("where-broadcast", lambda x, y: T.where(COND[:, :1], x, y), lambda x, y: torch.where(t(COND[:, :1]), x, y),
+     [(4,), (3, 1)]),
+    ("masked_fill", lambda x: T.masked_fill(x, x > 0.3, -1.5), lambda x: x.masked_fill(x > 0.3, -1.5), [(3, 4)]),
+    ("masked_fill-broadcast", lambda x: T.masked_fill(x, COND, 2.0), lambda x: x.masked_fill(t(COND), 2.0), [(4,)]),
+    ("flip-varargs", lambda x: T.flip(x, 0, 2), lambda x: x.flip(0, 2), [SHAPE]),
+    ("flip-tuple", lambda x: T.flip(x, (-1,)), lambda x: torch.flip(x, (-1,)), [SHAPE]),
+    ("roll-flat", lambda x: T.roll(x, 5), lambda x: torch.roll(x, 5), [SHAPE]),
+    ("roll-dims", lambda x: T.roll(x, (1, -2), (0, 2)), lambda x: torch.roll(x, (1, -2), (0, 2)), [SHAPE]),
+    ("tril", lambda x: T.tril(x, -1), lambda x: torch.tril(x, -1), [(3, 4)]),
+    ("triu", lambda x: T.triu(x, diagonal=1), lambda x: x.triu(diagonal=1), [SHAPE]),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs,shapes", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_shape_and_index_functions_match_torch(rng, name, ours, theirs, shapes):
+    args = [randn(rng, *s) for s in shapes]
+    check_grad(ours, theirs, args, rng)
+
+
+@pytest.mark.parametrize("fn,args,expected", [
+    (T.chunk, (5, 4), [2, 2, 1]), (T.chunk, (6, 4), [2, 2, 2]), (T.chunk, (5, 6), [1] * 5),
+    (T.chunk, (0, 3), [0, 0, 0]), (T.split, (5, 2), [2, 2, 1]), (T.split, (0, 2), [0]),
+    (T.split, (5, 7), [5]),
+])
+def test_chunk_and_split_piece_sizes_are_torchs(fn, args, expected):
+    n, k = args
+    x = np.arange(n, dtype=np.float64)
+    ours = fn(x, k)
+    theirs = getattr(torch, fn.__name__)(torch.from_numpy(x), k)
+    assert [p.shape[0] for p in ours] == [p.shape[0] for p in theirs] == expected
+    same(ours, theirs)
+
+
+def test_size_numel_dim(rng):
+    x = randn(rng, *SHAPE)
+    assert T.size(x) == tuple(t(x).size()) and T.size(x, -1) == t(x).size(-1) == 4
+    assert isinstance(T.size(x, 1), int) and all(isinstance(s, int) for s in T.size(x))
+    assert T.numel(x) == t(x).numel() == 24 and T.dim(x) == t(x).dim() == 3
+    assert T.detach(x) is not None and T.size(np.float64(1.0)) == ()
+
+
+def test_cat_and_stack_promote_like_torch(rng):
+    a, b = randn(rng, 2, 3, dtype=np.float32), np.arange(6).reshape(2, 3)
+    same(T.cat([a, b]), torch.cat([t(a), t(b)]))
+    same(T.stack([a, b], 1), torch.stack([t(a), t(b)], 1))
+    c = randn(rng, 1, 3)
+    same(T.cat([a, c]), torch.cat([t(a), t(c)]))
+
+
+# ---------------------------------------------------------------- reductions
+
+DIMS = [None, 1, -1, (0, 2), ()]
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "var", "std", "norm"])
+def test_multi_dim_reductions_match_torch(rng, name, dim, keepdim):
+    x = randn(rng, *SHAPE)
+    if name == "norm":
+        ours = lambda x: T.norm(x, dim=dim, keepdim=keepdim)
+        theirs = lambda x: torch.norm(x, dim=dim if dim != () else None, keepdim=keepdim)
+    else:
+        ours = lambda x: getattr(T, name)(x, dim, keepdim=keepdim)
+        theirs = lambda x: getattr(torch, name)(x, dim, keepdim=keepdim)
+    check_grad(ours, theirs, [x], rng, reduction=24)
+
+
+@pytest.mark.parametrize("dim,keepdim", [(1, False), (-1, True), ((0, 2), False), ((0, 1, 2), True)])
+def test_logsumexp_matches_torch(rng, dim, keepdim):
+    x = randn(rng, *SHAPE) * 5
+    check_grad(lambda x: T.logsumexp(x, dim, keepdim), lambda x: torch.logsumexp(x, dim, keepdim), [x], rng,
+               reduction=24)
+    same(T.logsumexp(np.full((2, 3), -np.inf), 1), torch.logsumexp(torch.full((2, 3), -np.inf, dtype=torch.float64), 1))
+    same(T.logsumexp(np.arange(4), 0).dtype == jnp.float32, True)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: m.var(x, 1, True, True), lambda m, x: m.var(x, True), lambda m, x: m.var(x, False),
+    lambda m, x: m.var(x, (0, 2), correction=0), lambda m, x: m.std(x, dim=1, correction=2, keepdim=True),
+    lambda m, x: m.std(x, 2, False), lambda m, x: m.var(x, correction=30),
+    lambda m, x: m.var(x, dim=None, keepdim=True)])
+def test_var_std_call_forms_match_torch(rng, call):
+    x = randn(rng, *SHAPE)
+    with pytest.warns(UserWarning) if call(torch, torch.zeros(2, 3, 4)).isinf().any() else _nothing():
+        check_grad(lambda x: call(T, x), lambda x: call(torch, x), [x], rng, reduction=24)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_three_forms(rng, name):
+    x, y = randn(rng, *SHAPE), randn(rng, *SHAPE)
+    ours, theirs = getattr(T, name), getattr(torch, name)
+    check_grad(lambda x: ours(x), lambda x: theirs(x), [x], rng)
+    for dim, keepdim in [(1, False), (-1, True), (0, False)]:
+        res, tres = ours(x, dim, keepdim), theirs(t(x), dim, keepdim)
+        same(res.values, tres.values)
+        same(res.indices, tres.indices)
+        values, indices = res
+        same(indices, tres[1])
+        check_grad(lambda x: ours(x, dim=dim, keepdim=keepdim).values,
+                   lambda x: theirs(x, dim=dim, keepdim=keepdim).values, [x], rng)
+    check_grad(lambda x, y: ours(x, y), lambda x, y: theirs(x, y), [x, y], rng)
+    check_grad(lambda x, y: ours(x, other=y), lambda x, y: theirs(x, other=y), [x, y], rng)
+    res = jax.jit(lambda x: ours(x, 1))(x)
+    same(res.indices, theirs(t(x), 1).indices)
+
+
+def test_max_ties_take_the_first_index_and_split_gradients(rng):
+    x = np.array([[1.0, 3.0, 3.0, 2.0], [0.5, 0.5, -1.0, 0.5]])
+    same(T.max(x, 1).indices, torch.max(t(x), 1).indices)
+    same(T.argmin(x, 1), torch.argmin(t(x), 1))
+    check_grad(T.amax, torch.amax, [x], rng)
+    check_grad(T.max, torch.max, [x], rng)
+    y = np.array([[3.0, 3.0, 0.0, 2.0], [0.5, 1.5, -1.0, 0.0]])
+    check_grad(T.maximum, torch.maximum, [x, y], rng)
+    check_grad(T.minimum, torch.minimum, [x, y], rng)
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (None, True), (1, False), (-1, True)])
+def test_argmax_argmin_match_torch(rng, name, dim, keepdim):
+    x = randn(rng, *SHAPE)
+    same(getattr(T, name)(x, dim, keepdim), getattr(torch, name)(t(x), dim, keepdim))
+
+
+@pytest.mark.parametrize("name", ["cumsum", "cumprod", "prod"])
+@pytest.mark.parametrize("dim", [0, -1])
+def test_cumulative_and_prod_match_torch(rng, name, dim):
+    x = randn(rng, *SHAPE)
+    check_grad(lambda x: getattr(T, name)(x, dim), lambda x: getattr(torch, name)(x, dim), [x], rng, reduction=4)
+    i = np.arange(-3, 3, dtype=np.int8).reshape(2, 3)
+    same(getattr(T, name)(i, dim), getattr(torch, name)(t(i), dim))
+    same(getattr(T, name)(i > 0, dim), getattr(torch, name)(t(i) > 0, dim))
+
+
+def test_integer_reductions_match_torch(rng):
+    i = rng.integers(-5, 5, size=SHAPE).astype(np.int8)
+    same(T.sum(i), torch.sum(t(i)))
+    same(T.sum(i > 0, (0, 1)), torch.sum(t(i) > 0, (0, 1)))
+    same(T.prod(i), torch.prod(t(i)))
+    same(T.sum(i, 1, dtype=jnp.float64), torch.sum(t(i), 1, dtype=torch.float64))
+    assert_close(T.mean(i, 1, dtype=jnp.float32), torch.mean(t(i), 1, dtype=torch.float32), np.float32, 3)
+    same(T.all(i, (0, 2)), torch.all(t(i), (0, 2)))
+    same(T.any(i > 3, 1, True), torch.any(t(i) > 3, 1, True))
+    same(T.amax(i, (0, 1)), torch.amax(t(i), (0, 1)))
+
+
+@pytest.mark.parametrize("p", [1, 3, float("inf"), float("-inf"), 0, "fro"])
+def test_norm_orders_match_torch(rng, p):
+    x = randn(rng, *SHAPE)
+    if p == 0:
+        same(T.norm(x, p, 1), torch.norm(t(x), p, 1))
+    else:
+        check_grad(lambda x: T.norm(x, p, (1, 2)), lambda x: torch.norm(x, p, (1, 2)), [x], rng, reduction=12)
