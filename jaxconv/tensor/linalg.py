@@ -66,7 +66,7 @@ def _scaled_add(fn, input, product, beta, alpha):
     """``beta * input + alpha * product``; ``input`` must expand to the product's shape and is
     ignored (NaN included) when ``beta == 0``, as in torch."""
     bias = expand(jnp.asarray(input), product.shape)
-    _parse.check_same_dtype(fn, product, input=bias)
+    _parse.check_same_dtype(fn, bias, product=product)
     out = product if alpha == 1 else alpha * product
     if beta == 0:
         return out

@@ -79,8 +79,12 @@ def trunc(input):
 
 
 def round(input, *, decimals: int = 0):
-    """Round half to even, to ``decimals`` places (``torch.round``)."""
-    return jnp.round(input, decimals)
+    """Round half to even, to ``decimals`` places (``torch.round``): ``round(x * 10^d) / 10^d``
+    for ``d > 0`` and ``round(x / 10^-d) * 10^-d`` for ``d < 0``, torch's formula."""
+    if decimals == 0 or not _parse.is_floating(input):
+        return jnp.round(input)
+    scale = 10.0 ** abs(decimals)
+    return jnp.round(input * scale) / scale if decimals > 0 else jnp.round(input / scale) * scale
 
 
 def pow(input, exponent):
@@ -171,20 +175,24 @@ def clamp(input, min=None, max=None):
     """Clip to ``[min, max]`` (scalars or arrays, one may be ``None``) (``torch.clamp``).
 
     As in torch: ``min`` is applied first, so ``min > max`` gives ``max`` everywhere; NaN
-    input stays NaN; the gradient reaches ``input`` wherever ``min <= x <= max`` (bounds
-    included) and a tensor bound where it replaced ``x``.
+    input stays NaN (with a zero gradient); the gradient reaches ``input`` wherever
+    ``min <= x <= max`` (bounds included) and a tensor bound where it replaced ``x``.
     """
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
     bound = min if isinstance(min, float) or max is None else max
-    y = _promote(input, bound)
-    if min is not None:
-        lo = _promote(min, input)
-        y = jnp.where(y < lo, lo, y)
-    if max is not None:
-        hi = _promote(max, input)
+    x = _promote(input, bound)
+    lo = None if min is None else _promote(min, input)
+    hi = None if max is None else _promote(max, input)
+    inside = jnp.ones(jnp.shape(x), bool)
+    y = lax.stop_gradient(x)  # reached only off the bounds or at NaN: no gradient to x there
+    if lo is not None:
+        inside = inside & (x >= lo)
+        y = jnp.where(x < lo, lo, y)
+    if hi is not None:
+        inside = inside & (x <= hi)
         y = jnp.where(y > hi, hi, y)
-    return y
+    return jnp.where(inside, x, y)
 
 
 clip = clamp
