@@ -397,3 +397,167 @@ def test_products_run_at_full_float32_precision(rng, name):
     assert y.dtype == np.float32
     exact = getattr(torch, name)(*[a if isinstance(a, str) else t(a).double() for a in args]).numpy()
     assert_close(y, exact, np.float32, reduction=k)
+
+
+# ---------------------------------------------------------------- creation and conversion
+
+@pytest.mark.parametrize("args,kw", [((5,), {}), ((2, 9, 3), {}), ((0.1, 2.3, 0.37), {}), ((3, -2.5, -0.5), {}),
+                                     ((1, 4), {"dtype": jnp.float64}), ((0, 5.5), {"dtype": jnp.int64}),
+                                     ((0.5, 3.7), {"dtype": jnp.int32}), ((-1.0, 1.0, 0.1), {}), ((10, 0, -3), {})])
+def test_arange_matches_torch(args, kw):
+    tkw = {k: getattr(torch, np.dtype(v).name) for k, v in kw.items()}
+    ours, theirs = T.arange(*args, **kw), torch.arange(*args, **tkw)
+    assert ours.dtype == _np_dtype(theirs.dtype)
+    if jnp.issubdtype(ours.dtype, jnp.floating):  # torch's SIMD chunks add step in float32: an ulp
+        assert_close(ours, theirs.numpy(), ours.dtype)
+    else:
+        same(ours, theirs)
+
+
+def test_fill_functions_match_torch(rng):
+    x = randn(rng, 2, 3, dtype=np.float32)
+    same(T.zeros(2, 3), torch.zeros(2, 3))
+    same(T.zeros((2, 3), dtype=jnp.int32), torch.zeros((2, 3), dtype=torch.int32))
+    same(T.ones([4], device="cpu"), torch.ones([4], device="cpu"))
+    same(T.ones(size=(1, 2)), torch.ones(size=(1, 2)))
+    for v in (2.5, 3, True):
+        same(T.full((2, 2), v), torch.full((2, 2), v))
+    same(T.full([3], 7, dtype=jnp.float64), torch.full([3], 7, dtype=torch.float64))
+    same(T.zeros_like(x), torch.zeros_like(t(x)))
+    same(T.ones_like(x, dtype=jnp.int64), torch.ones_like(t(x), dtype=torch.int64))
+    same(T.full_like(x, 1.25), torch.full_like(t(x), 1.25))
+    same(T.full_like(np.arange(3), 2.7), torch.full_like(torch.arange(3), 2.7))
+    same(T.new_zeros(x, 3, 1), t(x).new_zeros(3, 1))
+    same(T.new_ones(x, (2,)), t(x).new_ones((2,)))
+    same(T.new_full(x, (2,), -1), t(x).new_full((2,), -1))
+    same(T.new_tensor(x, [1, 2]), t(x).new_tensor([1, 2]))
+    for data in ([1.5, 2.0], [[1, 2], [3, 4]], True, 0.5, [True, False]):
+        same(T.tensor(data), torch.tensor(data))
+    same(T.tensor([1, 2], dtype=jnp.float64), torch.tensor([1, 2], dtype=torch.float64))
+
+
+def test_to_and_type_as_match_torch(rng):
+    x = randn(rng, 2, 3) * 3
+    i = np.arange(-3, 3)
+    same(T.to(x, jnp.float32), t(x).to(torch.float32))
+    same(T.to(x, "cpu", jnp.int32), t(x).to("cpu", torch.int32))
+    same(T.to(x, dtype=jnp.int64), t(x).to(dtype=torch.int64))
+    same(T.to(x, i), t(x).to(t(i)))
+    same(T.to(x, "cpu"), t(x).to("cpu"))
+    same(T.to(i, jnp.bool_), t(i).to(torch.bool))
+    same(T.type_as(i, x), t(i).type_as(t(x)))
+    check_grad(lambda x: T.to(x, jnp.float64) * 2, lambda x: x.to(torch.float64) * 2, [x], rng)
+
+
+def test_functions_work_under_jit(rng):
+    x = randn(rng, *SHAPE)
+    f = jax.jit(lambda x: (T.chunk(x, 2, 2), T.max(x, 1), T.split(x, [1, 2], 1), T.size(x, 0) * T.mean(x, (0, 1)),
+                           T.var(x, 1, True, True), T.arange(4) * T.numel(x), T.expand(T.unsqueeze(x, 0), 2, -1, -1, -1)))
+    chunks, (values, indices), pieces, m, v, a, e = f(x)
+    tx = t(x)
+    same(chunks, tx.chunk(2, 2))
+    same(indices, tx.max(1).indices)
+    same(pieces, tx.split([1, 2], 1))
+    assert_close(m, (2 * tx.mean((0, 1))).numpy())
+    assert_close(v, tx.var(1, True, True).numpy())
+    same(a, torch.arange(4) * 24)
+    same(e, tx.unsqueeze(0).expand(2, -1, -1, -1))
+
+
+# ---------------------------------------------------------------- errors, raised where torch raises
+
+X = np.random.default_rng(3).standard_normal((2, 3, 4))
+I = np.arange(6).reshape(2, 3)
+ERRORS = [
+    # (ours, torch's, our exception, message fragment)
+    (lambda m, x: m.chunk(x, 0), ValueError, "chunk: chunks must be greater than 0, got chunks=0"),
+    (lambda m, x: m.chunk(x, -2, 1), ValueError, "chunks=-2"),
+    (lambda m, x: m.split(x, [1, 2], 2), ValueError, r"split: split sizes .* sum exactly to 4 .*\[1, 2\]"),
+    (lambda m, x: m.split(x, -1), ValueError, "split_size must be non-negative, got split_size=-1"),
+    (lambda m, x: m.split(x, 0), ValueError, "split_size can only be 0"),
+    (lambda m, x: m.reshape(x, -1, -1), ValueError, r"reshape: only one dimension can be inferred .*\[-1, -1\]"),
+    (lambda m, x: x.view(-1, -1) if m is torch else m.view(x, -1, -1), ValueError, "view: only one dimension"),
+    (lambda m, x: m.reshape(x, 5, -1), ValueError, r"reshape: shape \[5, -1\] is invalid for input of size 24"),
+    (lambda m, x: m.reshape(x, 4, 2), ValueError, r"shape \[4, 2\] is invalid for input of size 24"),
+    (lambda m, x: m.reshape(x, 2.5), TypeError, "reshape: shape must be ints"),
+    (lambda m, x: m.sum(x, 3), ValueError, r"sum: Dimension out of range \(expected to be in range of \[-3, 2\], but got dim=3\)"),
+    (lambda m, x: m.sum(x, (0, 0)), ValueError, "sum: dim 0 appears multiple times"),
+    (lambda m, x: m.mean(x, -4), ValueError, "mean: Dimension out of range"),
+    (lambda m, x: m.amax(x, (1, -2)), ValueError, "amax: dim 1 appears multiple times"),
+    (lambda m, x: m.max(x, 3), ValueError, "max: Dimension out of range"),
+    (lambda m, x: m.argmax(x, (0, 1)), TypeError, "argmax: dim must be a single int"),
+    (lambda m, x: m.prod(x, (0, 1)), TypeError, "prod: dim must be a single int"),
+    (lambda m, x: m.cumsum(x, (0, 1)), TypeError, "cumsum: dim must be a single int"),
+    (lambda m, x: m.std(x, unbiased=True, correction=1), TypeError, "std: pass unbiased or correction"),
+    (lambda m, x: m.logsumexp(x, 5), ValueError, "logsumexp: Dimension out of range"),
+    (lambda m, x: m.amax(x[:0], None) if m is T else torch.amax(x[:0]), ValueError, "amax: expected the reduction dim"),
+    (lambda m, x: m.mean(m.arange(3)), TypeError, "mean: could not infer output dtype"),
+    (lambda m, x: m.permute(x, 0, 1), ValueError, r"permute: dims must have one entry per dimension .*dims=\(0, 1\)"),
+    (lambda m, x: m.permute(x, 0, 1, 1), ValueError, r"permute: duplicate dims are not allowed, got dims=\(0, 1, 1\)"),
+    (lambda m, x: m.transpose(x, 0, 3), ValueError, "transpose: Dimension out of range .* got dim1=3"),
+    (lambda m, x: m.squeeze(x, 3), ValueError, "squeeze: Dimension out of range"),
+    (lambda m, x: m.unsqueeze(x, 4), ValueError, r"unsqueeze: Dimension out of range \(expected to be in range of \[-4, 3\]"),
+    (lambda m, x: m.unsqueeze(x, -5), ValueError, "unsqueeze: Dimension out of range"),
+    (lambda m, x: x.expand(3, 3, 4) if m is torch else m.expand(x, 3, 3, 4), ValueError,
+     r"expand: the expanded size of the tensor \(3\) must match the existing size \(2\) at non-singleton dimension 0"),
+    (lambda m, x: x.expand(3, 4) if m is torch else m.expand(x, 3, 4), ValueError,
+     r"expand: the number of sizes provided \(2\) must be greater or equal to the number of dimensions in the tensor \(3\)"),
+    (lambda m, x: x.expand(-1, 2, 3, 4) if m is torch else m.expand(x, -1, 2, 3, 4), ValueError,
+     "expand: the expanded size -1 is not allowed in a leading, non-existing dimension 0"),
+    (lambda m, x: x.repeat(2, 2) if m is torch else m.repeat(x, 2, 2), ValueError,
+     r"repeat: number of dimensions of repeat dims \(2\) can not be smaller than number of dimensions of tensor \(3\)"),
+    (lambda m, x: m.cat([x, x[0]]), ValueError, "cat: tensors must have the same number of dimensions: got 3 and 2"),
+    (lambda m, x: m.cat([x, x[:, :2, :2]], 1), ValueError, "cat: sizes of tensors must match except in dimension 1"),
+    (lambda m, x: m.cat([]), ValueError, "cat: expected a non-empty list"),
+    (lambda m, x: m.stack([x, x[0]]), ValueError, r"stack: expects each tensor to be equal size, but got \[2, 3, 4\] at entry 0"),
+    (lambda m, x: m.stack([x], 4), ValueError, "stack: Dimension out of range"),
+    (lambda m, x: m.narrow(x, 1, 2, 2), ValueError, r"narrow: start \(2\) \+ length \(2\) exceeds dimension size \(3\)"),
+    (lambda m, x: m.narrow(x, 1, -4, 1), ValueError, "narrow: start out of range"),
+    (lambda m, x: m.narrow(x, 1, 0, -1), ValueError, "narrow: length must be a non-negative int"),
+    (lambda m, x: m.roll(x, (1, 2), (0,)), ValueError, "roll: shifts and dimensions must align"),
+    (lambda m, x: m.flip(x, (0, 0)), ValueError, "flip: dim 0 appears multiple times"),
+    (lambda m, x: m.gather(x, 1, m.zeros((2, 3), dtype=m.int64)), ValueError,
+     r"gather: index must have the same number of dimensions as input \(3\)"),
+    (lambda m, x: m.gather(x, 1, m.zeros((3, 1, 1), dtype=m.int64)), ValueError, "gather: index of shape .* must be no larger"),
+    (lambda m, x: m.gather(x, 1, m.zeros((1, 1, 1))), TypeError, "gather: expected an int32 or int64 index"),
+    (lambda m, x: m.index_select(x, 1, m.zeros((1, 1), dtype=m.int64)), ValueError, "index_select: index is supposed to be a vector"),
+    (lambda m, x: m.where(x, x, x), TypeError, "where: expected condition to be a bool tensor"),
+    (lambda m, x: m.masked_fill(x, m.ones(4, dtype=m.int64), 1.0), TypeError, "masked_fill: only supports boolean masks"),
+    (lambda m, x: m.masked_fill(x, x > 0, m.ones(4, dtype=m.float64)), ValueError, "masked_fill: only supports a 0-dimensional value"),
+    (lambda m, x: m.clamp(x), ValueError, "clamp: at least one of 'min' or 'max' must not be None"),
+    (lambda m, x: m.div(x, x, rounding_mode="round"), ValueError, "div: rounding_mode must be one of"),
+    (lambda m, x: m.pow(m.arange(3), -1), ValueError, "pow: integers to negative integer powers are not allowed"),
+    (lambda m, x: m.sub(x > 0, x > 1), TypeError, "sub: subtraction of two bool tensors"),
+    (lambda m, x: m.tril(x[0, 0]), ValueError, "tril: input tensor must have at least 2 dimensions"),
+    (lambda m, x: m.t(x), ValueError, "t: expects a tensor with <= 2 dimensions"),
+    (lambda m, x: m.mm(x, x), ValueError, "mm: input and mat2 must be matrices"),
+    (lambda m, x: m.mm(x[0], x[0]), ValueError, r"mm: shapes cannot be multiplied \(input, mat2: 3x4 and 3x4\)"),
+    (lambda m, x: m.bmm(x, x), ValueError, r"bmm: expected the first two dims of mat2 to be \[2, 4\]"),
+    (lambda m, x: m.matmul(x, x), ValueError, "matmul: shapes cannot be multiplied"),
+    (lambda m, x: m.matmul(x, m.ones((3, 4, 2), dtype=m.float64)), ValueError, "matmul: batch dims must broadcast"),
+    (lambda m, x: m.matmul(x[0, 0, 0], x), ValueError, "matmul: both arguments need to be at least 1D"),
+    (lambda m, x: m.matmul(x, m.ones(4, dtype=m.float32)), TypeError, r"matmul: input \(float64\) and other \(float32\)"),
+    (lambda m, x: m.einsum("ij,jk", x[0], m.ones((4, 2), dtype=m.float32)), TypeError, "einsum: input"),
+    (lambda m, x: m.baddbmm(m.ones(5, dtype=m.float64), x, m.ones((2, 4, 3), dtype=m.float64)), ValueError,
+     r"expand: the expanded size of the tensor \(3\) must match the existing size \(5\)"),
+    (lambda m, x: m.arange(0, 5, 0), ValueError, "arange: step must be nonzero"),
+    (lambda m, x: m.arange(0, 5, -1), ValueError, "arange: upper bound and lower bound inconsistent with step sign"),
+    (lambda m, x: m.size(m.ones(()), 0) if m is T else torch.ones(()).size(0), ValueError, "size: dimension specified"),
+    (lambda m, x: m.zeros(2, -1), ValueError, "zeros: trying to create a tensor with a negative dimension"),
+    (lambda m, x: m.flatten(x, 2, 1), ValueError, "flatten: start_dim cannot come after end_dim"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", ERRORS, ids=[str(i) for i in range(len(ERRORS))])
+def test_errors_are_raised_where_torch_raises(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(T, X)
+    with pytest.raises((RuntimeError, IndexError, TypeError, ValueError)):
+        call(torch, torch.from_numpy(X.copy()))
+
+
+def test_dtypes_have_torchs_names():
+    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"):
+        assert np.dtype(getattr(T, name)) == _np_dtype(getattr(torch, name))
+    assert np.dtype(T.bfloat16) == jnp.bfloat16 and np.dtype(T.int64) == np.int64
+

@@ -3,10 +3,14 @@ and semantics (``dim``, ``keepdim``, ``chunk``'s piece sizes, ``max``'s three fo
 
 Used as ``from jaxconv import tensor as T``: ``T.chunk(x, 3, dim=1)`` for
 ``torch.chunk(x, 3, dim=1)`` and ``x.chunk(3, dim=1)`` alike (the tensor is the first
-argument). Where torch accepts both ``x.reshape(2, 3)`` and ``x.reshape((2, 3))``, both work.
+argument). dtypes have torch's names (``T.float32``, ``T.int64``, ``T.bool``). Where torch accepts both ``x.reshape(2, 3)`` and ``x.reshape((2, 3))``, both work.
 Errors are raised where torch raises: ``ValueError`` (``TypeError`` where torch raises one)
 naming the function, the argument, the rule and the value.
 """
+from jax.numpy import (bfloat16, float16, float32, float64, int8, int16, int32, int64,  # noqa: F401
+                       uint8)
+from jax.numpy import bool_ as bool  # noqa: A001  (torch.bool's name)
+
 from .creation import (arange, empty, empty_like, full, full_like, new_empty, new_full, new_ones,
                        new_tensor, new_zeros, ones, ones_like, tensor, to, type_as, zeros,
                        zeros_like)

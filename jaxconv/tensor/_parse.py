@@ -55,6 +55,11 @@ def long_dtype():
     return jax.dtypes.canonicalize_dtype(jnp.int64)
 
 
+def canonical(dtype):
+    """``dtype`` as jax has it: int64/float64 become int32/float32 unless x64 is on (no warning)."""
+    return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
+
+
 def integer_accumulator(x, dtype):
     """torch's sum/prod/cumsum dtype: ``dtype`` if given, else int64 for integer or bool input."""
     if dtype is not None:

@@ -39,26 +39,34 @@ def _number(value, fn: str, name: str):
 def arange(start, end=None, step=1, *, dtype=None, **placement):
     """``[start, end)`` in steps of ``step`` (``torch.arange``; ``arange(end)`` starts at 0).
 
-    Values are ``start + i * step`` computed in float64 and then cast, as torch does; the
-    dtype is float32 if any argument is a float, else int64, unless ``dtype`` is given.
+    The dtype is float32 if any argument is a float, else int64, unless ``dtype`` is given;
+    for an integer dtype the arguments are truncated to ints first, as in torch (int64 counts
+    the elements from the truncated values, other dtypes from the given ones). Float values
+    are ``start + i * step`` rounded once from float64; torch's vectorised CPU kernel adds
+    ``step`` in the output dtype within each SIMD chunk, so its float32 values can differ
+    from these by an ulp (it depends on the CPU's vector width).
     """
     if end is None:
         start, end = 0, start
     start, end, step = (_number(v, "arange", n) for v, n in ((start, "start"), (end, "end"), (step, "step")))
+    ints = all(_parse.is_int(v) for v in (start, end, step))
+    if dtype is None:
+        dtype = jnp.int64 if ints else jnp.float32
+    n = math.ceil((end - start) / step) if step else 0  # torch's size, from the values as given
+    if not jnp.issubdtype(dtype, jnp.inexact):  # torch casts the arguments first, truncating
+        start, end, step = int(start), int(end), int(step)
+        if np.dtype(dtype) == np.int64:  # ... and only int64 sizes from the cast values
+            n = -((start - end) // step) if step else 0
     if step == 0:
         raise ValueError("arange: step must be nonzero, got step=0")
     if (step > 0 and end < start) or (step < 0 and end > start):
         raise ValueError(f"arange: upper bound and lower bound inconsistent with step sign, got "
                          f"start={start}, end={end}, step={step}")
-    ints = all(_parse.is_int(v) for v in (start, end, step))
-    if dtype is None:
-        dtype = _parse.long_dtype() if ints else jnp.float32
-    if ints:
-        values = np.arange(start, end, step, dtype=np.int64)
+    if _parse.is_int(start) and _parse.is_int(step):
+        values = start + np.arange(n, dtype=np.int64) * step
     else:
-        n = math.ceil((end - start) / step)
         values = start + np.arange(n, dtype=np.float64) * step
-    return jnp.asarray(values, dtype)
+    return jnp.asarray(values, _parse.canonical(dtype))
 
 
 def _fill(args, kw, fill, dtype, fn):
@@ -68,7 +76,7 @@ def _fill(args, kw, fill, dtype, fn):
             raise TypeError(f"{fn}: unexpected keyword argument {k!r}")
     if any(s < 0 for s in shape):
         raise ValueError(f"{fn}: trying to create a tensor with a negative dimension, got size={list(shape)}")
-    return jnp.full(shape, fill, dtype)
+    return jnp.full(shape, fill, _parse.canonical(dtype))
 
 
 def zeros(*size, dtype=None, **kw):
@@ -155,7 +163,7 @@ def to(input, *args, dtype=None, **placement):
             target = _parse.as_dtype(a)
         elif not isinstance(a, str):
             raise TypeError(f"to: expected a dtype, an array or a device string, got {a!r}")
-    return jnp.asarray(input) if target is None else jnp.asarray(input).astype(target)
+    return jnp.asarray(input) if target is None else jnp.asarray(input).astype(_parse.canonical(target))
 
 
 def type_as(input, other):

@@ -146,21 +146,25 @@ def var(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=Non
     ``correction`` defaults to 1 (Bessel's); the legacy ``unbiased`` (``True`` = 1,
     ``False`` = 0) may be given instead, also as ``var(x, unbiased)`` and ``var(x, dim, unbiased)``.
     """
-    dim, correction = _correction(dim, unbiased, correction, "var")
+    return _var(input, dim, unbiased, keepdim, correction, "var")
+
+
+def _var(input, dim, unbiased, keepdim, correction, fn):
+    dim, correction = _correction(dim, unbiased, correction, fn)
     x = _parse.to_float(input)
-    dims = _parse.reduce_dims(dim, x.ndim, "var")
+    dims = _parse.reduce_dims(dim, x.ndim, fn)
     n = x.size if dims is None else math.prod(x.shape[d] for d in dims)
     centred = x - jnp.mean(x, axis=dims, keepdims=True)
     squares = jnp.sum(jnp.real(centred * jnp.conj(centred)), axis=dims, keepdims=keepdim)
     if n - correction <= 0:
-        warnings.warn(f"var: degrees of freedom is <= 0 (correction={correction} for {n} elements "
+        warnings.warn(f"{fn}: degrees of freedom is <= 0 (correction={correction} for {n} elements "
                       "per output); the result is inf or nan, as in torch", stacklevel=2)
     return squares / builtins.max(0, n - correction)
 
 
 def std(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
     """``sqrt(var(...))`` (``torch.std``); arguments as :func:`var`."""
-    return jnp.sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return jnp.sqrt(_var(input, dim, unbiased, keepdim, correction, "std"))
 
 
 def logsumexp(input, dim, keepdim: bool = False):
