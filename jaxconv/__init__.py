@@ -1,7 +1,7 @@
 """jaxconv: PyTorch's conv-net semantics, exactly, on ``jax.lax`` as Flax NNX modules."""
-from . import functional, nn
+from . import functional, nn, tensor
 from ._rng import manual_seed
 from .summary import Summary, count_params, summary
 
 __version__ = "0.1.0"
-__all__ = ["functional", "nn", "manual_seed", "summary", "Summary", "count_params", "__version__"]
+__all__ = ["functional", "nn", "tensor", "manual_seed", "summary", "Summary", "count_params", "__version__"]

@@ -39,6 +39,30 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def dim_index(dim, ndim: int, fn: str, name: str = "dim") -> int:
+    """Check a dim against torch's range ``[-rank, rank - 1]`` (rank = ``max(ndim, 1)``, so a
+    0-D tensor takes 0 and -1) and return it wrapped to ``[0, rank)``."""
+    if not is_int(dim):
+        raise TypeError(f"{fn}: {name} must be an int, got {name}={dim!r}")
+    rank = max(ndim, 1)
+    if not -rank <= dim < rank:
+        raise ValueError(
+            f"{fn}: Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
+            f"but got {name}={dim})"
+        )
+    return int(dim) % rank
+
+
+def dim_indices(dims, ndim: int, fn: str, name: str = "dim") -> tuple[int, ...]:
+    """An int or a sequence of dims, each checked by :func:`dim_index`, with no repeats."""
+    seq = tuple(dims) if isinstance(dims, Sequence) and not isinstance(dims, str) else (dims,)
+    out = tuple(dim_index(d, ndim, fn, name) for d in seq)
+    for i, d in enumerate(out):
+        if d in out[:i]:
+            raise ValueError(f"{fn}: dim {d} appears multiple times in the list of dims, got {name}={dims!r}")
+    return out
+
+
 def ntuple(value, n: int, name: str) -> tuple[int, ...]:
     """Expand an int to an ``n``-tuple, or check that a sequence has ``n`` ints (torch's ``_ntuple``).
 

@@ -164,15 +164,7 @@ def _softmax_dim(name: str, ndim: int, dim):
             f"Implicit dimension choice for {name} has been deprecated. "
             "Change the call to include dim=X as an argument.", stacklevel=3)
         return 0 if ndim in (0, 1, 3) else 1
-    if not _args.is_int(dim):
-        raise TypeError(f"{name}: dim must be an int, got dim={dim!r}")
-    rank = max(ndim, 1)
-    if not -rank <= dim < rank:
-        raise ValueError(
-            f"{name}: Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
-            f"but got dim={dim})"
-        )
-    return int(dim)
+    return _args.dim_index(dim, ndim, name)
 
 
 def _softmax_input(input, dtype):

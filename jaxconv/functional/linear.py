@@ -51,23 +51,14 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
     return y
 
 
-def _dim(dim: int, ndim: int, name: str) -> int:
-    rank = max(ndim, 1)
-    if not _args.is_int(dim) or not -rank <= dim < rank:
-        raise ValueError(
-            f"{name}: Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
-            f"but got {dim})"
-        )
-    return int(dim) % rank
-
-
 def flatten(input, start_dim: int = 0, end_dim: int = -1):
     """Merge dims ``start_dim..end_dim`` into one (``torch.flatten``); a 0-D input gives 1-D."""
     if input.ndim == 0:
-        _dim(start_dim, 0, "flatten")
-        _dim(end_dim, 0, "flatten")
+        _args.dim_index(start_dim, 0, "flatten", "start_dim")
+        _args.dim_index(end_dim, 0, "flatten", "end_dim")
         return input.reshape(1)
-    s, e = _dim(start_dim, input.ndim, "flatten"), _dim(end_dim, input.ndim, "flatten")
+    s = _args.dim_index(start_dim, input.ndim, "flatten", "start_dim")
+    e = _args.dim_index(end_dim, input.ndim, "flatten", "end_dim")
     if s > e:
         raise ValueError(
             f"flatten: start_dim cannot come after end_dim, got start_dim={start_dim}, end_dim={end_dim}"
@@ -78,7 +69,7 @@ def flatten(input, start_dim: int = 0, end_dim: int = -1):
 def unflatten(input, dim: int, sizes):
     """Split dim ``dim`` into ``sizes`` (``torch.unflatten``); one entry may be ``-1``."""
     sizes = tuple(sizes)
-    d = _dim(dim, input.ndim, "unflatten")
+    d = _args.dim_index(dim, input.ndim, "unflatten")
     n = input.shape[d]
     known = math.prod(v for v in sizes if v != -1)
     if sum(v == -1 for v in sizes) > 1:

@@ -62,7 +62,7 @@ def test_flatten_unflatten_errors(rng):
         F.flatten(x, 2, 1)
     with pytest.raises(RuntimeError):
         torch.flatten(t(x), 2, 1)
-    with pytest.raises(ValueError, match=r"Dimension out of range \(expected to be in range of \[-3, 2\], but got 5\)"):
+    with pytest.raises(ValueError, match=r"Dimension out of range \(expected to be in range of \[-3, 2\], but got start_dim=5\)"):
         F.flatten(x, 5)
     with pytest.raises(ValueError, match=r"Provided sizes \[4, -1\] don't multiply up to the size of dim 1 \(6\)"):
         F.unflatten(x, 1, (4, -1))

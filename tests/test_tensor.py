@@ -1,0 +1,563 @@
+"""jaxconv.tensor against torch: values, gradients, dtypes, every call form, every error."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxconv import tensor as T
+from tests._util import assert_close, check_grad, randn, t
+
+SHAPE = (2, 3, 4)
+COND = np.random.default_rng(7).standard_normal((3, 4)) > 0
+
+
+def _np_dtype(tdtype):
+    return torch.empty((), dtype=tdtype).numpy().dtype
+
+
+def same(ours, theirs):
+    """Exact equality of value, shape and dtype with a torch result (tuples element-wise)."""
+    if isinstance(theirs, (tuple, list)):
+        assert isinstance(ours, tuple) and len(ours) == len(theirs), (type(ours), len(ours), len(theirs))
+        for a, b in zip(ours, theirs):
+            same(a, b)
+        return
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    ours = np.asarray(ours)
+    assert ours.dtype == theirs.dtype, f"dtype {ours.dtype} != torch's {theirs.dtype}"
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def _flat(pieces):
+    """Tuple of arrays -> one vector (for check_grad), in jax or torch."""
+    if isinstance(pieces[0], torch.Tensor):
+        return torch.cat([p.reshape(-1) for p in pieces])
+    return jnp.concatenate([jnp.ravel(p) for p in pieces])
+
+
+# (id, ours, torch's, input shapes): differentiable float functions of float64 inputs.
+# Each is compared in value and gradient (a random cotangent) under jit.
+GRAD_CASES = [
+    ("reshape-varargs", lambda x: T.reshape(x, 4, -1), lambda x: x.reshape(4, -1), [SHAPE]),
+    ("reshape-tuple", lambda x: T.reshape(x, (3, -1, 2)), lambda x: torch.reshape(x, (3, -1, 2)), [SHAPE]),
+    ("reshape-kw", lambda x: T.reshape(x, shape=[24]), lambda x: torch.reshape(x, shape=[24]), [SHAPE]),
+    ("view-varargs", lambda x: T.view(x, 6, 4), lambda x: x.view(6, 4), [SHAPE]),
+    ("view-tuple", lambda x: T.view(x, (-1,)), lambda x: x.view((-1,)), [SHAPE]),
+    ("view-kw", lambda x: T.view(x, size=(2, 12)), lambda x: x.view(size=(2, 12)), [SHAPE]),
+    ("flatten", lambda x: T.flatten(x, 1), lambda x: torch.flatten(x, 1), [SHAPE]),
+    ("flatten-0d", lambda x: T.flatten(x), lambda x: torch.flatten(x), [()]),
+    ("unflatten", lambda x: T.unflatten(x, -1, (2, -1)), lambda x: x.unflatten(-1, (2, -1)), [SHAPE]),
+    ("permute-varargs", lambda x: T.permute(x, 2, 0, 1), lambda x: x.permute(2, 0, 1), [SHAPE]),
+    ("permute-tuple", lambda x: T.permute(x, (-1, 0, 1)), lambda x: torch.permute(x, (-1, 0, 1)), [SHAPE]),
+    ("transpose", lambda x: T.transpose(x, 0, -1), lambda x: x.transpose(0, -1), [SHAPE]),
+    ("swapaxes", lambda x: T.swapaxes(x, 1, 2), lambda x: torch.swapaxes(x, 1, 2), [SHAPE]),
+    ("t", T.t, torch.t, [(3, 4)]),
+    ("movedim", lambda x: T.movedim(x, (0, 1), (2, 0)), lambda x: torch.movedim(x, (0, 1), (2, 0)), [SHAPE]),
+    ("squeeze-all", T.squeeze, torch.squeeze, [(1, 3, 1, 2)]),
+    ("squeeze-int", lambda x: T.squeeze(x, -2), lambda x: x.squeeze(-2), [(1, 3, 1, 2)]),
+    ("squeeze-noop", lambda x: T.squeeze(x, 1), lambda x: x.squeeze(1), [(1, 3, 1, 2)]),
+    ("squeeze-tuple", lambda x: T.squeeze(x, (0, 1, 2)), lambda x: x.squeeze((0, 1, 2)), [(1, 3, 1, 2)]),
+    ("unsqueeze-end", lambda x: T.unsqueeze(x, 3), lambda x: x.unsqueeze(3), [SHAPE]),
+    ("unsqueeze-neg", lambda x: T.unsqueeze(x, -4), lambda x: x.unsqueeze(-4), [SHAPE]),
+    ("expand", lambda x: T.expand(x, 2, -1, 3, 4), lambda x: x.expand(2, -1, 3, 4), [(3, 1, 4)]),
+    ("expand-tuple", lambda x: T.expand(x, (3, 4)), lambda x: x.expand((3, 4)), [(3, 1)]),
+    ("expand_as", lambda x, y: T.expand_as(x, y) * y, lambda x, y: x.expand_as(y) * y, [(3, 1), (2, 3, 4)]),
+    ("broadcast_to", lambda x: T.broadcast_to(x, (2, 3, 4)), lambda x: torch.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
+    ("repeat", lambda x: T.repeat(x, 2, 1, 3), lambda x: x.repeat(2, 1, 3), [(3, 2)]),
+    ("repeat-tuple", lambda x: T.repeat(x, (2, 3)), lambda x: x.repeat((2, 3)), [(3, 2)]),
+    ("tile", lambda x: T.tile(x, (2,)), lambda x: torch.tile(x, (2,)), [(3, 2)]),
+    ("repeat_interleave", lambda x: T.repeat_interleave(x, 2, 1), lambda x: x.repeat_interleave(2, 1), [(3, 2)]),
+    ("repeat_interleave-flat", lambda x: T.repeat_interleave(x, 3), lambda x: x.repeat_interleave(3), [(3, 2)]),
+    ("contiguous", T.contiguous, lambda x: x.contiguous(), [SHAPE]),
+    ("clone", T.clone, torch.clone, [SHAPE]),
+    ("cat", lambda x, y: T.cat([x, y], -1), lambda x, y: torch.cat([x, y], -1), [(2, 3), (2, 5)]),
+    ("cat-skips-empty", lambda x, y: T.cat((x, y), dim=1), lambda x, y: torch.cat((x, y), dim=1), [(2, 3), (0,)]),
+    ("stack", lambda x, y: T.stack([x, y], 2), lambda x, y: torch.stack([x, y], 2), [(2, 3), (2, 3)]),
+    ("stack-neg", lambda x, y: T.stack([x, y], dim=-1), lambda x, y: torch.stack([x, y], dim=-1), [(2, 3), (2, 3)]),
+    ("chunk", lambda x: _flat(T.chunk(x, 4, 1)), lambda x: _flat(x.chunk(4, 1)), [(2, 5)]),
+    ("split-int", lambda x: _flat(T.split(x, 2, dim=1)), lambda x: _flat(x.split(2, dim=1)), [(2, 5)]),
+    ("split-list", lambda x: _flat(T.split(x, [1, 3, 1], 1)), lambda x: _flat(torch.split(x, [1, 3, 1], 1)), [(2, 5)]),
+    ("unbind", lambda x: _flat(T.unbind(x, 1)), lambda x: _flat(x.unbind(1)), [(2, 3)]),
+    ("narrow", lambda x: T.narrow(x, 1, -3, 2), lambda x: x.narrow(1, -3, 2), [(2, 5)]),
+    ("gather", lambda x: T.gather(x, 1, jnp.array([[2, 0], [1, 1]])),
+     lambda x: torch.gather(x, 1, torch.tensor([[2, 0], [1, 1]])), [(3, 4)]),
+    ("gather-dim0", lambda x: T.gather(x, 0, jnp.array([[2, 0, 1]])),
+     lambda x: torch.gather(x, 0, torch.tensor([[2, 0, 1]])), [(3, 4)]),
+    ("index_select", lambda x: T.index_select(x, 1, jnp.array([3, 0, 3])),
+     lambda x: torch.index_select(x, 1, torch.tensor([3, 0, 3])), [(3, 4)]),
+    ("where", lambda x, y: T.where(COND, x, y), lambda x, y: torch.where(t(COND), x, y), [(3, 4)] * 2),
+    ("where-scalar", lambda x: T.where(COND, x, 0.5), lambda x: torch.where(t(COND), x, 0.5), [(3, 4)]),
+    ("where-broadcast", lambda x, y: T.where(COND[:, :1], x, y), lambda x, y: torch.where(t(COND[:, :1]), x, y),
+     [(4,), (3, 1)]),
+    ("masked_fill", lambda x: T.masked_fill(x, x > 0.3, -1.5), lambda x: x.masked_fill(x > 0.3, -1.5), [(3, 4)]),
+    ("masked_fill-broadcast", lambda x: T.masked_fill(x, COND, 2.0), lambda x: x.masked_fill(t(COND), 2.0), [(4,)]),
+    ("flip-varargs", lambda x: T.flip(x, 0, 2), lambda x: x.flip(0, 2), [SHAPE]),
+    ("flip-tuple", lambda x: T.flip(x, (-1,)), lambda x: torch.flip(x, (-1,)), [SHAPE]),
+    ("roll-flat", lambda x: T.roll(x, 5), lambda x: torch.roll(x, 5), [SHAPE]),
+    ("roll-dims", lambda x: T.roll(x, (1, -2), (0, 2)), lambda x: torch.roll(x, (1, -2), (0, 2)), [SHAPE]),
+    ("tril", lambda x: T.tril(x, -1), lambda x: torch.tril(x, -1), [(3, 4)]),
+    ("triu", lambda x: T.triu(x, diagonal=1), lambda x: x.triu(diagonal=1), [SHAPE]),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs,shapes", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_shape_and_index_functions_match_torch(rng, name, ours, theirs, shapes):
+    args = [randn(rng, *s) for s in shapes]
+    check_grad(ours, theirs, args, rng)
+
+
+@pytest.mark.parametrize("fn,args,expected", [
+    (T.chunk, (5, 4), [2, 2, 1]), (T.chunk, (6, 4), [2, 2, 2]), (T.chunk, (5, 6), [1] * 5),
+    (T.chunk, (0, 3), [0, 0, 0]), (T.split, (5, 2), [2, 2, 1]), (T.split, (0, 2), [0]),
+    (T.split, (5, 7), [5]),
+])
+def test_chunk_and_split_piece_sizes_are_torchs(fn, args, expected):
+    n, k = args
+    x = np.arange(n, dtype=np.float64)
+    ours = fn(x, k)
+    theirs = getattr(torch, fn.__name__)(torch.from_numpy(x), k)
+    assert [p.shape[0] for p in ours] == [p.shape[0] for p in theirs] == expected
+    same(ours, theirs)
+
+
+def test_size_numel_dim(rng):
+    x = randn(rng, *SHAPE)
+    assert T.size(x) == tuple(t(x).size()) and T.size(x, -1) == t(x).size(-1) == 4
+    assert isinstance(T.size(x, 1), int) and all(isinstance(s, int) for s in T.size(x))
+    assert T.numel(x) == t(x).numel() == 24 and T.dim(x) == t(x).dim() == 3
+    assert T.detach(x) is not None and T.size(np.float64(1.0)) == ()
+
+
+def test_cat_and_stack_promote_like_torch(rng):
+    a, b = randn(rng, 2, 3, dtype=np.float32), np.arange(6).reshape(2, 3)
+    same(T.cat([a, b]), torch.cat([t(a), t(b)]))
+    same(T.stack([a, b], 1), torch.stack([t(a), t(b)], 1))
+    c = randn(rng, 1, 3)
+    same(T.cat([a, c]), torch.cat([t(a), t(c)]))
+
+
+# ---------------------------------------------------------------- reductions
+
+DIMS = [None, 1, -1, (0, 2), ()]
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "var", "std", "norm"])
+def test_multi_dim_reductions_match_torch(rng, name, dim, keepdim):
+    x = randn(rng, *SHAPE)
+    if name == "norm":
+        ours = lambda x: T.norm(x, dim=dim, keepdim=keepdim)
+        theirs = lambda x: torch.norm(x, dim=dim if dim != () else None, keepdim=keepdim)
+    else:
+        ours = lambda x: getattr(T, name)(x, dim, keepdim=keepdim)
+        theirs = lambda x: getattr(torch, name)(x, dim, keepdim=keepdim)
+    check_grad(ours, theirs, [x], rng, reduction=24)
+
+
+@pytest.mark.parametrize("dim,keepdim", [(1, False), (-1, True), ((0, 2), False), ((0, 1, 2), True)])
+def test_logsumexp_matches_torch(rng, dim, keepdim):
+    x = randn(rng, *SHAPE) * 5
+    check_grad(lambda x: T.logsumexp(x, dim, keepdim), lambda x: torch.logsumexp(x, dim, keepdim), [x], rng,
+               reduction=24)
+    same(T.logsumexp(np.full((2, 3), -np.inf), 1), torch.logsumexp(torch.full((2, 3), -np.inf, dtype=torch.float64), 1))
+    same(T.logsumexp(np.arange(4), 0).dtype == jnp.float32, True)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: m.var(x, 1, True, True), lambda m, x: m.var(x, True), lambda m, x: m.var(x, False),
+    lambda m, x: m.var(x, (0, 2), correction=0), lambda m, x: m.std(x, dim=1, correction=2, keepdim=True),
+    lambda m, x: m.std(x, 2, False), lambda m, x: m.var(x, dim=None, keepdim=True)])
+def test_var_std_call_forms_match_torch(rng, call):
+    x = randn(rng, *SHAPE)
+    check_grad(lambda x: call(T, x), lambda x: call(torch, x), [x], rng, reduction=24)
+
+
+def test_var_with_no_degrees_of_freedom_is_torchs(rng):
+    x = randn(rng, *SHAPE)
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        same(T.var(x, correction=30), torch.var(t(x), correction=30))  # sum / max(0, N - c) = inf
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        same(T.std(x[:1, :1, :1], 1), torch.std(t(x[:1, :1, :1]), 1))  # 0 / 0 = nan
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_three_forms(rng, name):
+    x, y = randn(rng, *SHAPE), randn(rng, *SHAPE)
+    ours, theirs = getattr(T, name), getattr(torch, name)
+    check_grad(lambda x: ours(x), lambda x: theirs(x), [x], rng)
+    for dim, keepdim in [(1, False), (-1, True), (0, False)]:
+        res, tres = ours(x, dim, keepdim), theirs(t(x), dim, keepdim)
+        same(res.values, tres.values)
+        same(res.indices, tres.indices)
+        values, indices = res
+        same(indices, tres[1])
+        check_grad(lambda x: ours(x, dim=dim, keepdim=keepdim).values,
+                   lambda x: theirs(x, dim=dim, keepdim=keepdim).values, [x], rng)
+    check_grad(lambda x, y: ours(x, y), lambda x, y: theirs(x, y), [x, y], rng)
+    check_grad(lambda x, y: ours(x, other=y), lambda x, y: theirs(x, other=y), [x, y], rng)
+    res = jax.jit(lambda x: ours(x, 1))(x)
+    same(res.indices, theirs(t(x), 1).indices)
+
+
+def test_max_ties_take_the_first_index_and_split_gradients(rng):
+    x = np.array([[1.0, 3.0, 3.0, 2.0], [0.5, 0.5, -1.0, 0.5]])
+    same(T.max(x, 1).indices, torch.max(t(x), 1).indices)
+    same(T.argmin(x, 1), torch.argmin(t(x), 1))
+    check_grad(T.amax, torch.amax, [x], rng)
+    check_grad(T.max, torch.max, [x], rng)
+    y = np.array([[3.0, 3.0, 0.0, 2.0], [0.5, 1.5, -1.0, 0.0]])
+    check_grad(T.maximum, torch.maximum, [x, y], rng)
+    check_grad(T.minimum, torch.minimum, [x, y], rng)
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (None, True), (1, False), (-1, True)])
+def test_argmax_argmin_match_torch(rng, name, dim, keepdim):
+    x = randn(rng, *SHAPE)
+    same(getattr(T, name)(x, dim, keepdim), getattr(torch, name)(t(x), dim, keepdim))
+
+
+@pytest.mark.parametrize("name", ["cumsum", "cumprod", "prod"])
+@pytest.mark.parametrize("dim", [0, -1])
+def test_cumulative_and_prod_match_torch(rng, name, dim):
+    x = randn(rng, *SHAPE)
+    check_grad(lambda x: getattr(T, name)(x, dim), lambda x: getattr(torch, name)(x, dim), [x], rng, reduction=4)
+    i = np.arange(-3, 3, dtype=np.int8).reshape(2, 3)
+    same(getattr(T, name)(i, dim), getattr(torch, name)(t(i), dim))
+    same(getattr(T, name)(i > 0, dim), getattr(torch, name)(t(i) > 0, dim))
+
+
+def test_integer_reductions_match_torch(rng):
+    i = rng.integers(-5, 5, size=SHAPE).astype(np.int8)
+    same(T.sum(i), torch.sum(t(i)))
+    same(T.sum(i > 0, (0, 1)), torch.sum(t(i) > 0, (0, 1)))
+    same(T.prod(i), torch.prod(t(i)))
+    same(T.sum(i, 1, dtype=jnp.float64), torch.sum(t(i), 1, dtype=torch.float64))
+    assert_close(T.mean(i, 1, dtype=jnp.float32), torch.mean(t(i), 1, dtype=torch.float32), np.float32, 3)
+    same(T.all(i, (0, 2)), torch.all(t(i), (0, 2)))
+    same(T.any(i > 3, 1, True), torch.any(t(i) > 3, 1, True))
+    same(T.amax(i, (0, 1)), torch.amax(t(i), (0, 1)))
+
+
+@pytest.mark.parametrize("p", [1, 3, float("inf"), float("-inf"), 0, "fro"])
+def test_norm_orders_match_torch(rng, p):
+    x = randn(rng, *SHAPE)
+    if p == 0:
+        same(T.norm(x, p, 1), torch.norm(t(x), p, 1))
+    else:
+        check_grad(lambda x: T.norm(x, p, (1, 2)), lambda x: torch.norm(x, p, (1, 2)), [x], rng, reduction=12)
+
+
+# ---------------------------------------------------------------- pointwise
+
+POS = ["sqrt", "rsqrt", "log", "log1p", "log2"]
+UNARY = ["exp", "expm1", "sin", "cos", "erf", "tanh", "sigmoid", "abs", "neg", "reciprocal"]
+
+
+@pytest.mark.parametrize("name", POS + UNARY)
+def test_unary_functions_match_torch(rng, name):
+    x = randn(rng, 3, 4)
+    if name in POS:
+        x = np.abs(x) + 0.1
+    check_grad(getattr(T, name), getattr(torch, name), [x], rng)
+    i = np.arange(1, 7, dtype=np.int64).reshape(2, 3)
+    ours, theirs = getattr(T, name)(i), getattr(torch, name)(t(i))
+    assert np.asarray(ours).dtype == _np_dtype(theirs.dtype)  # float32 (torch's default) for ints
+    assert_close(ours, theirs.numpy(), np.float32)
+
+
+@pytest.mark.parametrize("name", ["floor", "ceil", "trunc", "round", "sign"])
+def test_rounding_functions_match_torch(rng, name):
+    x = np.concatenate([randn(rng, 8) * 3, [0.5, 1.5, 2.5, -0.5, -2.5, 0.0]])
+    same(getattr(T, name)(x), getattr(torch, name)(t(x)))
+    same(getattr(T, name)(np.arange(-3, 3)), getattr(torch, name)(torch.arange(-3, 3)))
+    # torch's round(x * 100) / 100; XLA divides by the scalar through its reciprocal (1 ulp).
+    assert_close(T.round(x * 10, decimals=2), torch.round(t(x * 10), decimals=2).numpy())
+    assert_close(T.round(x * 1000, decimals=-2), torch.round(t(x * 1000), decimals=-2).numpy())
+
+
+@pytest.mark.parametrize("exponent", [2, 3, 0, -1, 0.5, 2.5, "tensor"])
+def test_pow_matches_torch(rng, exponent):
+    x, e = np.abs(randn(rng, 3, 4)) + 0.1, randn(rng, 3, 4)
+    if exponent == "tensor":
+        check_grad(T.pow, torch.pow, [x, e], rng)
+        check_grad(lambda e: T.pow(2.0, e), lambda e: torch.pow(2.0, e), [e], rng)
+    else:
+        check_grad(lambda x: T.pow(x, exponent), lambda x: torch.pow(x, exponent), [x], rng)
+    i = np.arange(6).reshape(2, 3)
+    if exponent != "tensor" and not (isinstance(exponent, int) and exponent < 0):
+        ours, theirs = T.pow(i, exponent), torch.pow(t(i), exponent)
+        assert np.asarray(ours).dtype == _np_dtype(theirs.dtype)
+        assert_close(ours, theirs.numpy(), np.float32)
+    same(T.pow(2.5, i).dtype == jnp.float32, torch.pow(2.5, t(i)).dtype == torch.float32)
+
+
+@pytest.mark.parametrize("mode", [None, "trunc", "floor"])
+def test_div_rounding_modes_match_torch(rng, mode):
+    x, y = randn(rng, 4, 5) * 7, randn(rng, 4, 5)
+    same(T.div(x, y, rounding_mode=mode), torch.div(t(x), t(y), rounding_mode=mode))
+    # XLA divides by a broadcast scalar through its reciprocal: 1 ulp from torch's x / y.
+    assert_close(T.div(x, -0.75, rounding_mode=mode), torch.div(t(x), -0.75, rounding_mode=mode).numpy())
+    i, j = rng.integers(-9, 9, (4, 5)), rng.integers(1, 4, (4, 5)) * rng.choice([-1, 1], (4, 5))
+    if mode is None:  # integers give float32
+        assert_close(T.div(i, j), torch.div(t(i), t(j)).numpy(), np.float32)
+        assert T.div(i, j).dtype == jnp.float32 and T.div(i, 4).dtype == jnp.float32
+    else:
+        same(T.div(i, j, rounding_mode=mode), torch.div(t(i), t(j), rounding_mode=mode))
+        same(T.div(i, 4, rounding_mode=mode), torch.div(t(i), 4, rounding_mode=mode))
+    if mode is None:
+        check_grad(T.div, torch.div, [x, y], rng)
+    same(T.floor_divide(i, j), torch.floor_divide(t(i), t(j)))
+    same(T.floor_divide(x, y), torch.floor_divide(t(x), t(y)))
+    same(T.remainder(i, j), torch.remainder(t(i), t(j)))
+    same(T.fmod(i, j), torch.fmod(t(i), t(j)))
+    assert_close(T.remainder(x, y), torch.remainder(t(x), t(y)).numpy(), reduction=7)
+
+
+def test_add_sub_mul_match_torch(rng):
+    x, y = randn(rng, 3, 4), randn(rng, 4)
+    check_grad(lambda x, y: T.add(x, y, alpha=2.5), lambda x, y: torch.add(x, y, alpha=2.5), [x, y], rng)
+    check_grad(lambda x, y: T.sub(x, y, alpha=-3), lambda x, y: torch.sub(x, y, alpha=-3), [x, y], rng)
+    check_grad(T.mul, torch.mul, [x, y], rng)
+    i = np.arange(6).reshape(2, 3)
+    for ours, theirs in [(T.add(i, 1.5), torch.add(t(i), 1.5)), (T.mul(i, 2), torch.mul(t(i), 2)),
+                         (T.sub(i, 0.5), torch.sub(t(i), 0.5)), (T.add(i > 2, 1), torch.add(t(i) > 2, 1))]:
+        same(ours, theirs)
+
+
+@pytest.mark.parametrize("lo,hi", [(-0.5, 0.7), (None, 0.2), (-0.3, None), (0.5, -0.5), ("tensor", "tensor"),
+                                   ("tensor", None)])
+def test_clamp_matches_torch(rng, lo, hi):
+    x = randn(rng, 3, 4)
+    x[0, :2] = [-0.5, 0.7] if lo == -0.5 else x[0, :2]  # values on the bounds: torch passes the gradient
+    if lo == "tensor":
+        bounds = [randn(rng, 4) - 0.5] + ([randn(rng, 3, 1) + 0.5] if hi else [])
+        check_grad(lambda x, *b: T.clamp(x, *b), lambda x, *b: torch.clamp(x, *b), [x, *bounds], rng)
+        check_grad(lambda x, *b: T.clip(x, min=b[0]), lambda x, *b: torch.clip(x, min=b[0]), [x, bounds[0]], rng)
+    else:
+        check_grad(lambda x: T.clamp(x, lo, hi), lambda x: torch.clamp(x, lo, hi), [x], rng)
+        x[1, 0] = np.nan  # NaN stays NaN, with torch's zero gradient
+        same(T.clamp(x, lo, hi), torch.clamp(t(x), lo, hi))
+        tx = t(x).requires_grad_()
+        torch.clamp(tx, lo, hi).sum().backward()
+        same(jax.grad(lambda x: T.clamp(x, lo, hi).sum())(x), tx.grad)
+        if lo is not None and hi is None:
+            same(T.clamp_min(x, lo), torch.clamp_min(t(x), lo))
+        if hi is not None and lo is None:
+            same(T.clamp_max(x, hi), torch.clamp_max(t(x), hi))
+    i = np.arange(-3, 3)
+    same(T.clamp(i, -1, 1), torch.clamp(t(i), -1, 1))
+    same(T.clamp(i, 0.5), torch.clamp(t(i), 0.5))
+
+
+# ---------------------------------------------------------------- matrix products
+
+@pytest.mark.parametrize("a,b", [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),
+                                 ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((3, 4), (2, 4, 5))])
+def test_matmul_matches_torch(rng, a, b):
+    check_grad(T.matmul, torch.matmul, [randn(rng, *a), randn(rng, *b)], rng, reduction=4)
+
+
+@pytest.mark.parametrize("name", ["mm", "bmm", "baddbmm", "baddbmm-scaled", "baddbmm-beta0", "addmm",
+                                  "addmm-scaled", "einsum", "einsum-list", "einsum-sublist", "einsum-ellipsis"])
+def test_products_match_torch(rng, name):
+    a, b, c = randn(rng, 2, 3, 4), randn(rng, 2, 4, 5), randn(rng, 3, 5)
+    cases = {
+        "mm": (T.mm, torch.mm, [a[0], b[0]]),
+        "bmm": (T.bmm, torch.bmm, [a, b]),
+        "baddbmm": (T.baddbmm, torch.baddbmm, [c, a, b]),
+        "baddbmm-scaled": (lambda c, a, b: T.baddbmm(c, a, b, beta=0.5, alpha=-2),
+                           lambda c, a, b: torch.baddbmm(c, a, b, beta=0.5, alpha=-2), [c, a, b]),
+        "baddbmm-beta0": (lambda a, b: T.baddbmm(np.full((2, 3, 5), np.nan), a, b, beta=0),
+                          lambda a, b: torch.baddbmm(torch.full((2, 3, 5), np.nan, dtype=torch.float64), a, b,
+                                                     beta=0), [a, b]),
+        "addmm": (T.addmm, torch.addmm, [c[0], a[0], b[0]]),
+        "addmm-scaled": (lambda c, a, b: T.addmm(c, a, b, beta=2, alpha=0.5),
+                         lambda c, a, b: torch.addmm(c, a, b, beta=2, alpha=0.5), [c, a[0], b[0]]),
+        "einsum": (lambda a, b: T.einsum("bij,bjk->bik", a, b), lambda a, b: torch.einsum("bij,bjk->bik", a, b), [a, b]),
+        "einsum-list": (lambda a, b: T.einsum("bij, bjk", [a, b]), lambda a, b: torch.einsum("bij, bjk", [a, b]), [a, b]),
+        "einsum-sublist": (lambda a, b: T.einsum(a, [0, 1, 2], b, [0, 2, 3], [0, 3, 1]),
+                           lambda a, b: torch.einsum(a, [0, 1, 2], b, [0, 2, 3], [0, 3, 1]), [a, b]),
+        "einsum-ellipsis": (lambda a: T.einsum("...ij->...ji", a), lambda a: torch.einsum("...ij->...ji", a), [a]),
+    }
+    ours, theirs, args = cases[name]
+    check_grad(ours, theirs, args, rng, reduction=4)
+
+
+@pytest.mark.parametrize("name", ["matmul", "mm", "bmm", "baddbmm", "addmm", "einsum"])
+def test_products_run_at_full_float32_precision(rng, name):
+    k = 256
+    a, b, c = (randn(rng, 2, 8, k, dtype=np.float32), randn(rng, 2, k, 16, dtype=np.float32),
+               randn(rng, 8, 16, dtype=np.float32))
+    args = {"matmul": (a, b), "mm": (a[0], b[0]), "bmm": (a, b), "baddbmm": (c, a, b), "addmm": (c, a[0], b[0]),
+            "einsum": ("bij,bjk->bik", a, b)}[name]
+    y = jax.jit(getattr(T, name), static_argnums=(0,) if name == "einsum" else ())(*args)
+    assert y.dtype == np.float32
+    exact = getattr(torch, name)(*[a if isinstance(a, str) else t(a).double() for a in args]).numpy()
+    assert_close(y, exact, np.float32, reduction=k)
+
+
+# ---------------------------------------------------------------- creation and conversion
+
+@pytest.mark.parametrize("args,kw", [((5,), {}), ((2, 9, 3), {}), ((0.1, 2.3, 0.37), {}), ((3, -2.5, -0.5), {}),
+                                     ((1, 4), {"dtype": jnp.float64}), ((0, 5.5), {"dtype": jnp.int64}),
+                                     ((0.5, 3.7), {"dtype": jnp.int32}), ((-1.0, 1.0, 0.1), {}), ((10, 0, -3), {})])
+def test_arange_matches_torch(args, kw):
+    tkw = {k: getattr(torch, np.dtype(v).name) for k, v in kw.items()}
+    ours, theirs = T.arange(*args, **kw), torch.arange(*args, **tkw)
+    assert ours.dtype == _np_dtype(theirs.dtype)
+    if jnp.issubdtype(ours.dtype, jnp.floating):  # torch's SIMD chunks add step in float32: an ulp
+        assert_close(ours, theirs.numpy(), ours.dtype)
+    else:
+        same(ours, theirs)
+
+
+def test_fill_functions_match_torch(rng):
+    x = randn(rng, 2, 3, dtype=np.float32)
+    same(T.zeros(2, 3), torch.zeros(2, 3))
+    same(T.zeros((2, 3), dtype=jnp.int32), torch.zeros((2, 3), dtype=torch.int32))
+    same(T.ones([4], device="cpu"), torch.ones([4], device="cpu"))
+    same(T.ones(size=(1, 2)), torch.ones(size=(1, 2)))
+    for v in (2.5, 3, True):
+        same(T.full((2, 2), v), torch.full((2, 2), v))
+    same(T.full([3], 7, dtype=jnp.float64), torch.full([3], 7, dtype=torch.float64))
+    same(T.zeros_like(x), torch.zeros_like(t(x)))
+    same(T.ones_like(x, dtype=jnp.int64), torch.ones_like(t(x), dtype=torch.int64))
+    same(T.full_like(x, 1.25), torch.full_like(t(x), 1.25))
+    same(T.full_like(np.arange(3), 2.7), torch.full_like(torch.arange(3), 2.7))
+    same(T.new_zeros(x, 3, 1), t(x).new_zeros(3, 1))
+    same(T.new_ones(x, (2,)), t(x).new_ones((2,)))
+    same(T.new_full(x, (2,), -1), t(x).new_full((2,), -1))
+    same(T.new_tensor(x, [1, 2]), t(x).new_tensor([1, 2]))
+    for data in ([1.5, 2.0], [[1, 2], [3, 4]], True, 0.5, [True, False]):
+        same(T.tensor(data), torch.tensor(data))
+    same(T.tensor([1, 2], dtype=jnp.float64), torch.tensor([1, 2], dtype=torch.float64))
+
+
+def test_to_and_type_as_match_torch(rng):
+    x = randn(rng, 2, 3) * 3
+    i = np.arange(-3, 3)
+    same(T.to(x, jnp.float32), t(x).to(torch.float32))
+    same(T.to(x, "cpu", jnp.int32), t(x).to("cpu", torch.int32))
+    same(T.to(x, dtype=jnp.int64), t(x).to(dtype=torch.int64))
+    same(T.to(x, i), t(x).to(t(i)))
+    same(T.to(x, "cpu"), t(x).to("cpu"))
+    same(T.to(i, jnp.bool_), t(i).to(torch.bool))
+    same(T.type_as(i, x), t(i).type_as(t(x)))
+    check_grad(lambda x: T.to(x, jnp.float64) * 2, lambda x: x.to(torch.float64) * 2, [x], rng)
+
+
+def test_functions_work_under_jit(rng):
+    x = randn(rng, *SHAPE)
+    f = jax.jit(lambda x: (T.chunk(x, 2, 2), T.max(x, 1), T.split(x, [1, 2], 1), T.size(x, 0) * T.mean(x, (0, 1)),
+                           T.var(x, 1, True, True), T.arange(4) * T.numel(x), T.expand(T.unsqueeze(x, 0), 2, -1, -1, -1)))
+    chunks, (values, indices), pieces, m, v, a, e = f(x)
+    tx = t(x)
+    same(chunks, tx.chunk(2, 2))
+    same(indices, tx.max(1).indices)
+    same(pieces, tx.split([1, 2], 1))
+    assert_close(m, (2 * tx.mean((0, 1))).numpy())
+    assert_close(v, tx.var(1, True, True).numpy())
+    same(a, torch.arange(4) * 24)
+    same(e, tx.unsqueeze(0).expand(2, -1, -1, -1))
+
+
+# ---------------------------------------------------------------- errors, raised where torch raises
+
+X = np.random.default_rng(3).standard_normal((2, 3, 4))
+I = np.arange(6).reshape(2, 3)
+ERRORS = [
+    # (ours, torch's, our exception, message fragment)
+    (lambda m, x: m.chunk(x, 0), ValueError, "chunk: chunks must be greater than 0, got chunks=0"),
+    (lambda m, x: m.chunk(x, -2, 1), ValueError, "chunks=-2"),
+    (lambda m, x: m.split(x, [1, 2], 2), ValueError, r"split: split sizes .* sum exactly to 4 .*\[1, 2\]"),
+    (lambda m, x: m.split(x, -1), ValueError, "split_size must be non-negative, got split_size=-1"),
+    (lambda m, x: m.split(x, 0), ValueError, "split_size can only be 0"),
+    (lambda m, x: m.reshape(x, -1, -1), ValueError, r"reshape: only one dimension can be inferred .*\[-1, -1\]"),
+    (lambda m, x: x.view(-1, -1) if m is torch else m.view(x, -1, -1), ValueError, "view: only one dimension"),
+    (lambda m, x: m.reshape(x, 5, -1), ValueError, r"reshape: shape \[5, -1\] is invalid for input of size 24"),
+    (lambda m, x: m.reshape(x, 4, 2), ValueError, r"shape \[4, 2\] is invalid for input of size 24"),
+    (lambda m, x: m.reshape(x, 2.5), TypeError, "reshape: shape must be ints"),
+    (lambda m, x: m.sum(x, 3), ValueError, r"sum: Dimension out of range \(expected to be in range of \[-3, 2\], but got dim=3\)"),
+    (lambda m, x: m.sum(x, (0, 0)), ValueError, "sum: dim 0 appears multiple times"),
+    (lambda m, x: m.mean(x, -4), ValueError, "mean: Dimension out of range"),
+    (lambda m, x: m.amax(x, (1, -2)), ValueError, "amax: dim 1 appears multiple times"),
+    (lambda m, x: m.max(x, 3), ValueError, "max: Dimension out of range"),
+    (lambda m, x: m.argmax(x, (0, 1)), TypeError, "argmax: dim must be a single int"),
+    (lambda m, x: m.prod(x, (0, 1)), TypeError, "prod: dim must be a single int"),
+    (lambda m, x: m.cumsum(x, (0, 1)), TypeError, "cumsum: dim must be a single int"),
+    (lambda m, x: m.std(x, unbiased=True, correction=1), TypeError, "std: pass unbiased or correction"),
+    (lambda m, x: m.logsumexp(x, 5), ValueError, "logsumexp: Dimension out of range"),
+    (lambda m, x: m.amax(x[:0], None) if m is T else torch.amax(x[:0]), ValueError, "amax: expected the reduction dim"),
+    (lambda m, x: m.mean(m.arange(3)), TypeError, "mean: could not infer output dtype"),
+    (lambda m, x: m.permute(x, 0, 1), ValueError, r"permute: dims must have one entry per dimension .*dims=\(0, 1\)"),
+    (lambda m, x: m.permute(x, 0, 1, 1), ValueError, r"permute: duplicate dims are not allowed, got dims=\(0, 1, 1\)"),
+    (lambda m, x: m.transpose(x, 0, 3), ValueError, "transpose: Dimension out of range .* got dim1=3"),
+    (lambda m, x: m.squeeze(x, 3), ValueError, "squeeze: Dimension out of range"),
+    (lambda m, x: m.unsqueeze(x, 4), ValueError, r"unsqueeze: Dimension out of range \(expected to be in range of \[-4, 3\]"),
+    (lambda m, x: m.unsqueeze(x, -5), ValueError, "unsqueeze: Dimension out of range"),
+    (lambda m, x: x.expand(3, 3, 4) if m is torch else m.expand(x, 3, 3, 4), ValueError,
+     r"expand: the expanded size of the tensor \(3\) must match the existing size \(2\) at non-singleton dimension 0"),
+    (lambda m, x: x.expand(3, 4) if m is torch else m.expand(x, 3, 4), ValueError,
+     r"expand: the number of sizes provided \(2\) must be greater or equal to the number of dimensions in the tensor \(3\)"),
+    (lambda m, x: x.expand(-1, 2, 3, 4) if m is torch else m.expand(x, -1, 2, 3, 4), ValueError,
+     "expand: the expanded size -1 is not allowed in a leading, non-existing dimension 0"),
+    (lambda m, x: x.repeat(2, 2) if m is torch else m.repeat(x, 2, 2), ValueError,
+     r"repeat: number of dimensions of repeat dims \(2\) can not be smaller than number of dimensions of tensor \(3\)"),
+    (lambda m, x: m.cat([x, x[0]]), ValueError, "cat: tensors must have the same number of dimensions: got 3 and 2"),
+    (lambda m, x: m.cat([x, x[:, :2, :2]], 1), ValueError, "cat: sizes of tensors must match except in dimension 1"),
+    (lambda m, x: m.cat([]), ValueError, "cat: expected a non-empty list"),
+    (lambda m, x: m.stack([x, x[0]]), ValueError, r"stack: expects each tensor to be equal size, but got \[2, 3, 4\] at entry 0"),
+    (lambda m, x: m.stack([x], 4), ValueError, "stack: Dimension out of range"),
+    (lambda m, x: m.narrow(x, 1, 2, 2), ValueError, r"narrow: start \(2\) \+ length \(2\) exceeds dimension size \(3\)"),
+    (lambda m, x: m.narrow(x, 1, -4, 1), ValueError, "narrow: start out of range"),
+    (lambda m, x: m.narrow(x, 1, 0, -1), ValueError, "narrow: length must be a non-negative int"),
+    (lambda m, x: m.roll(x, (1, 2), (0,)), ValueError, "roll: shifts and dimensions must align"),
+    (lambda m, x: m.flip(x, (0, 0)), ValueError, "flip: dim 0 appears multiple times"),
+    (lambda m, x: m.gather(x, 1, m.zeros((2, 3), dtype=m.int64)), ValueError,
+     r"gather: index must have the same number of dimensions as input \(3\)"),
+    (lambda m, x: m.gather(x, 1, m.zeros((3, 1, 1), dtype=m.int64)), ValueError, "gather: index of shape .* must be no larger"),
+    (lambda m, x: m.gather(x, 1, m.zeros((1, 1, 1))), TypeError, "gather: expected an int32 or int64 index"),
+    (lambda m, x: m.index_select(x, 1, m.zeros((1, 1), dtype=m.int64)), ValueError, "index_select: index is supposed to be a vector"),
+    (lambda m, x: m.where(x, x, x), TypeError, "where: expected condition to be a bool tensor"),
+    (lambda m, x: m.masked_fill(x, m.ones(4, dtype=m.int64), 1.0), TypeError, "masked_fill: only supports boolean masks"),
+    (lambda m, x: m.masked_fill(x, x > 0, m.ones(4, dtype=m.float64)), ValueError, "masked_fill: only supports a 0-dimensional value"),
+    (lambda m, x: m.clamp(x), ValueError, "clamp: at least one of 'min' or 'max' must not be None"),
+    (lambda m, x: m.div(x, x, rounding_mode="round"), ValueError, "div: rounding_mode must be one of"),
+    (lambda m, x: m.pow(m.arange(3), -1), ValueError, "pow: integers to negative integer powers are not allowed"),
+    (lambda m, x: m.sub(x > 0, x > 1), TypeError, "sub: subtraction of two bool tensors"),
+    (lambda m, x: m.tril(x[0, 0]), ValueError, "tril: input tensor must have at least 2 dimensions"),
+    (lambda m, x: m.t(x), ValueError, "t: expects a tensor with <= 2 dimensions"),
+    (lambda m, x: m.mm(x, x), ValueError, "mm: input and mat2 must be matrices"),
+    (lambda m, x: m.mm(x[0], x[0]), ValueError, r"mm: shapes cannot be multiplied \(input, mat2: 3x4 and 3x4\)"),
+    (lambda m, x: m.bmm(x, x), ValueError, r"bmm: expected the first two dims of mat2 to be \[2, 4\]"),
+    (lambda m, x: m.matmul(x, x), ValueError, "matmul: shapes cannot be multiplied"),
+    (lambda m, x: m.matmul(x, m.ones((3, 4, 2), dtype=m.float64)), ValueError, "matmul: batch dims must broadcast"),
+    (lambda m, x: m.matmul(x[0, 0, 0], x), ValueError, "matmul: both arguments need to be at least 1D"),
+    (lambda m, x: m.matmul(x, m.ones(4, dtype=m.float32)), TypeError, r"matmul: input \(float64\) and other \(float32\)"),
+    (lambda m, x: m.einsum("ij,jk", x[0], m.ones((4, 2), dtype=m.float32)), TypeError, "einsum: input"),
+    (lambda m, x: m.baddbmm(m.ones(5, dtype=m.float64), x, m.ones((2, 4, 3), dtype=m.float64)), ValueError,
+     r"expand: the expanded size of the tensor \(3\) must match the existing size \(5\)"),
+    (lambda m, x: m.arange(0, 5, 0), ValueError, "arange: step must be nonzero"),
+    (lambda m, x: m.arange(0, 5, -1), ValueError, "arange: upper bound and lower bound inconsistent with step sign"),
+    (lambda m, x: m.size(m.ones(()), 0) if m is T else torch.ones(()).size(0), ValueError, "size: dimension specified"),
+    (lambda m, x: m.zeros(2, -1), ValueError, "zeros: trying to create a tensor with a negative dimension"),
+    (lambda m, x: m.flatten(x, 2, 1), ValueError, "flatten: start_dim cannot come after end_dim"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", ERRORS, ids=[str(i) for i in range(len(ERRORS))])
+def test_errors_are_raised_where_torch_raises(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(T, X)
+    with pytest.raises((RuntimeError, IndexError, TypeError, ValueError)):
+        call(torch, torch.from_numpy(X.copy()))
+
+
+def test_dtypes_have_torchs_names():
+    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"):
+        assert np.dtype(getattr(T, name)) == _np_dtype(getattr(torch, name))
+    assert np.dtype(T.bfloat16) == jnp.bfloat16 and np.dtype(T.int64) == np.int64
+
