@@ -48,3 +48,21 @@ def check_grad(jfn, tfn, args, rng, reduction=1, dtype=np.float64, grad_dtype=No
     for ours, theirs in zip(grads, targs):
         assert_close(ours, theirs.grad.numpy(), grad_dtype or dtype, reduction)
     return out
+
+
+def np_dtype(tdtype):
+    """The numpy dtype of a torch dtype."""
+    return torch.empty((), dtype=tdtype).numpy().dtype
+
+
+def same(ours, theirs):
+    """Exact equality of value, shape and dtype with a torch result (tuples element-wise)."""
+    if isinstance(theirs, (tuple, list)):
+        assert isinstance(ours, tuple) and len(ours) == len(theirs), (type(ours), len(ours), len(theirs))
+        for a, b in zip(ours, theirs):
+            same(a, b)
+        return
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    ours = np.asarray(ours)
+    assert ours.dtype == theirs.dtype, f"dtype {ours.dtype} != torch's {theirs.dtype}"
+    np.testing.assert_array_equal(ours, theirs)
