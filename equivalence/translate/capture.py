@@ -211,8 +211,12 @@ def _trace_part(part: Part, optional: frozenset, problems: list) -> frozenset:
     return frozenset(absent)
 
 
-def capture(root: torch.nn.Module) -> tuple[Part, list[Problem]]:
-    """The part tree of ``root`` and the problems met while tracing (none when all traced)."""
+def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Problem]]:
+    """The part tree of ``root`` and the problems met while tracing (none when all traced).
+
+    Modules that fx cannot trace are captured with ``torch.export`` on the arguments they get
+    when ``root`` runs on ``example_inputs`` (:mod:`.export`).
+    """
     tree = _tree(root, "")
     traced = [p for p in tree.parts() if p.kind == "traced"]
     present: dict[type, set] = {}
@@ -222,6 +226,10 @@ def capture(root: torch.nn.Module) -> tuple[Part, list[Problem]]:
     optional: dict[type, frozenset] = {}
     for p in traced:
         optional[p.cls] = optional.get(p.cls, frozenset()) | _trace_part(p, frozenset(present[p.cls]), problems)
+    failed = [p for p in traced if not p.graphs]
+    if failed:
+        from .export import fallback
+        fallback(root, failed, example_inputs, problems)
     for p in traced:
         p.optional = optional[p.cls]
     return tree, problems

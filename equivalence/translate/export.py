@@ -1,0 +1,313 @@
+"""The fallback capture: ``torch.export`` where ``torch.fx`` cannot trace a module's own forward.
+
+Python control flow on shapes (Hugging Face's channel checks, timm's ``Conv2dSame`` padding
+from ``x.shape``) stops ``torch.fx``; ``torch.export.export(module, args, kwargs, strict=False)``
+runs that Python on example values instead. Export needs the module's call arguments, so the
+model is run once on the user's example inputs with a forward pre-hook on every module that
+failed (under ``torch.no_grad``, every buffer restored afterwards: a train-mode run would move
+BatchNorm statistics). Each failed module is then exported on its own, in train and in eval
+mode, and its graph becomes the part's graph in the same form as an fx graph:
+
+- the graph is the **pre-decomposition** ATen graph (``run_decompositions`` would rewrite
+  ``silu`` as ``x * sigmoid(x)`` and ``linear`` as ``addmm``, changing bits): its
+  ``call_function`` targets are ATen overloads, translated by :mod:`.aten`;
+- every direct child (items of a ``ModuleList``) is exported with its call signature preserved
+  and :func:`torch.export.unflatten` folds its ops back into one ``call_module``, so leaves keep
+  their jaxconv twins and children keep their own classes;
+- the pytree plumbing that unflatten inserts (``tree_unflatten``, ``tree_flatten_spec`` and
+  the ``getitem`` on them) is evaluated here, leaving indexing on real values only;
+- the ``__call__`` takes the parameters of the torch ``forward`` (non-tensor arguments keep
+  their defaults and are specialised to the recorded values), and the output keeps its
+  structure: a Hugging Face ``ModelOutput`` becomes a call of its class (:mod:`.aten`).
+
+Export specialises shapes to the example input (``sym_size`` nodes, where export keeps them,
+become ``x.shape[i]``); the generated class docstring says so.
+"""
+from __future__ import annotations
+
+import inspect
+import operator
+import warnings
+
+import torch
+import torch.fx as fx
+from torch.fx import _pytree as fx_pytree
+from torch.utils import _pytree as pytree
+
+from .capture import Problem, signature
+
+#: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
+EXPORTED = "exported_shapes"
+HINT = ("pass example inputs (translate(model, x)) to enable the torch.export fallback")
+
+
+class _Struct:
+    """A pytree node of a class other than tuple/list/dict (a ``ModelOutput``), not yet a node."""
+
+    def __init__(self, cls, keys, values):
+        self.cls, self.keys, self.values = cls, list(keys), list(values)
+
+    def item(self, key):
+        return self.values[key] if isinstance(key, int) else self.values[self.keys.index(key)]
+
+
+# --- recording the call arguments ---------------------------------------------------------
+def _snapshot(root):
+    return {name: b.detach().clone() for name, b in root.named_buffers()}
+
+
+def _restore(root, saved):
+    with torch.no_grad():
+        for name, b in root.named_buffers():
+            if name in saved:
+                b.copy_(saved[name])
+
+
+def record_calls(root, modules, example_inputs) -> dict:
+    """``{module: (args, kwargs)}`` of the first call of each of ``modules`` when ``root`` runs
+    on ``example_inputs``; the model's buffers are as they were afterwards."""
+    calls, handles = {}, []
+
+    def hook(m, args, kwargs):
+        calls.setdefault(m, (args, dict(kwargs)))
+
+    for m in modules:
+        handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
+    saved = _snapshot(root)
+    try:
+        with torch.no_grad():
+            root(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        _restore(root, saved)
+    return calls
+
+
+# --- export and the graph rewrite -----------------------------------------------------------
+def _called_children(m, prefix=""):
+    """Paths of the children whose calls stay ``call_module`` (items of lists and dicts)."""
+    out = []
+    for name, child in m._modules.items():
+        if child is None:
+            continue
+        own = type(child).forward is not torch.nn.Module.forward
+        if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)) and not own:
+            out += _called_children(child, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def _unflatten(spec, leaves):
+    if spec.is_leaf():
+        return next(leaves)
+    children = [_unflatten(c, leaves) for c in spec.children()]
+    if spec.type in (tuple, list):
+        return spec.type(children)
+    if spec.type is dict:
+        return dict(zip(spec.context, children))
+    if spec.type is type(None):
+        return None
+    keys = getattr(spec.type, "_fields", None) or spec.context
+    return _Struct(spec.type, keys, children)
+
+
+class _Rewrite:
+    """Copies an unflattened export graph into a plain graph, evaluating the pytree plumbing."""
+
+    def __init__(self, module, unflat, params):
+        self.module, self.unflat, self.params = module, unflat, params
+        self.graph = fx.Graph()
+        self.env: dict = {}
+        self.constants: dict = {}
+
+    def value(self, v):
+        return fx.node.map_arg(v, lambda n: self.env[n]) if isinstance(v, (fx.Node, tuple, list, dict)) else v
+
+    def node(self, v):
+        """``v`` as graph values: structures made into calls of their class."""
+        if isinstance(v, _Struct):
+            items = [self.node(x) for x in v.values]
+            if hasattr(v.cls, "_fields"):
+                return self.graph.create_node("call_function", v.cls, tuple(items), {}, "result")
+            return self.graph.create_node("call_function", v.cls, (), dict(zip(v.keys, items)), "result")
+        if isinstance(v, (tuple, list)):
+            return type(v)(self.node(x) for x in v)
+        if isinstance(v, dict):
+            return {k: self.node(x) for k, x in v.items()}
+        return v
+
+    def index(self, v, key):
+        if isinstance(v, _Struct):
+            return v.item(key)
+        if isinstance(v, (tuple, list, dict)):
+            return v[key]
+        name = key if isinstance(key, str) and key.isidentifier() else None
+        return self.graph.create_node("call_function", operator.getitem, (v, key), {}, name)
+
+    def flatten(self, v, spec) -> list:
+        if spec.is_leaf():
+            return [v]
+        keys = spec.context if spec.type is dict or spec.context else range(len(spec.children()))
+        if hasattr(spec.type, "_fields"):
+            keys = range(len(spec.children()))
+        return [leaf for k, c in zip(keys, spec.children()) for leaf in self.flatten(self.index(v, k), c)]
+
+    def copy(self, node):
+        args, kwargs = self.node(self.value(node.args)), self.node(self.value(node.kwargs))
+        new = self.graph.create_node(node.op, node.target, args, kwargs, node.name)
+        new.meta = dict(node.meta)
+        return new
+
+    def get_attr(self, node):
+        obj = self.unflat
+        for piece in node.target.split("."):
+            obj = getattr(obj, piece)
+        if isinstance(obj, pytree.TreeSpec):
+            return obj
+        try:
+            real = self.module.get_parameter(node.target)
+        except AttributeError:
+            try:
+                real = self.module.get_buffer(node.target)
+            except AttributeError:
+                real = None
+        if real is not None:
+            return self.graph.get_attr(node.target)
+        name = f"_tensor_constant{len(self.constants)}"
+        self.constants[name] = obj.detach().clone() if isinstance(obj, torch.Tensor) else obj
+        return self.graph.get_attr(name)
+
+    def run(self, in_spec, out_spec, n_args):
+        flat = [n for n in self.unflat.graph.nodes if n.op == "placeholder"]
+        holders = {}
+        for name, default in self.params:
+            holders[name] = self.graph.placeholder(name, default_value=default)
+        positional = tuple(holders[n] for n, _ in self.params[:n_args] if not n.startswith("*"))
+        args_spec, kwargs_spec = in_spec.children()
+        if len(positional) < len(args_spec.children()):     # a *args forward
+            star = next(holders[n] for n, _ in self.params if n.startswith("*") and not n.startswith("**"))
+            positional = positional + tuple(self.index(star, i) for i in range(len(args_spec.children()) - len(positional)))
+        star = next((holders[n] for n, _ in self.params if n.startswith("**")), None)
+        kwargs = {k: holders[k] if k in holders else self.index(star, k) for k in kwargs_spec.context}
+        leaves = self.flatten((positional, kwargs), in_spec)
+        for ph, leaf in zip(flat, leaves):
+            self.env[ph] = leaf
+        for node in self.unflat.graph.nodes:
+            if node.op == "placeholder":
+                continue
+            if node.op == "output":
+                outs = self.value(node.args[0])
+                result = _unflatten(out_spec, iter(outs if isinstance(outs, (tuple, list)) else (outs,)))
+                self.graph.output(self.node(result))
+            elif node.op == "get_attr":
+                self.env[node] = self.get_attr(node)
+            elif node.target is pytree.tree_unflatten:
+                leaves, spec = self.value(node.args)
+                self.env[node] = _unflatten(spec, iter(leaves))
+            elif node.target is fx_pytree.tree_flatten_spec:
+                v, spec = self.value(node.args)
+                self.env[node] = self.flatten(v, spec)
+            elif node.target is operator.getitem and not isinstance(self.value(node.args[0]), fx.Node):
+                self.env[node] = self.index(*self.value(node.args))
+            else:
+                self.env[node] = self.copy(node)
+        for node in reversed(self.graph.nodes):     # the plumbing's unused reads
+            if not node.users and (node.op == "get_attr" or node.target is operator.getitem):
+                self.graph.erase_node(node)
+        return self.graph, self.constants
+
+
+def _literal_default(v):
+    from .emit import literal
+
+    try:
+        literal(v)
+        return v
+    except TypeError:
+        return None
+
+
+def _parameters(m, args):
+    """``(name, default)`` for each parameter of ``m.forward``, ``*``/``**`` kept in the name."""
+    out = []
+    for i, p in enumerate(inspect.signature(m.forward).parameters.values()):
+        if p.kind is p.VAR_POSITIONAL:
+            out.append((f"*{p.name}", inspect.Parameter.empty))
+        elif p.kind is p.VAR_KEYWORD:
+            out.append((f"**{p.name}", inspect.Parameter.empty))
+        elif p.default is not p.empty:
+            out.append((p.name, _literal_default(p.default)))
+        else:
+            out.append((p.name, inspect.Parameter.empty))
+    return out
+
+
+def export_graph(m, args, kwargs, mode: bool):
+    """``(graph, constants)`` of ``m``'s forward exported in train (``mode``) or eval mode."""
+    flags = [(sub, sub.training) for sub in m.modules()]
+    saved = _snapshot(m)
+    try:
+        m.train(mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False,
+                                     preserve_module_call_signature=tuple(_called_children(m)))
+            unflat = torch.export.unflatten(ep)
+        spec = ep.module_call_graph[0].signature
+        return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
+        _restore(m, saved)
+
+
+def _shapes(args, kwargs):
+    return [tuple(a.shape) for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+
+
+def fallback(root, failed: list, example_inputs, problems: list) -> None:
+    """Give each part in ``failed`` (fx could not trace it) graphs from ``torch.export``.
+
+    Parts that export replace their fx problem; the rest keep it, with why export failed (or,
+    without ``example_inputs``, how to enable it).
+    """
+    fx_problem = {p.path: next((q for q in problems if q.path == p.path), None) for p in failed}
+
+    def note(part, text):
+        old = fx_problem[part.path]
+        new = Problem(part.path, old.cls, f"{old.what}; {text}", old.line)
+        problems[problems.index(old)] = new
+        fx_problem[part.path] = new
+
+    if not example_inputs:
+        for part in failed:
+            if fx_problem[part.path] is not None:
+                note(part, HINT)
+        return
+    try:
+        calls = record_calls(root, [p.module for p in failed], example_inputs)
+    except Exception as e:  # noqa: BLE001 - reported against every part that needed it
+        for part in failed:
+            note(part, f"running the example inputs failed: {type(e).__name__}: {e}")
+        return
+    for part in failed:
+        if part.module not in calls:
+            note(part, "not called by the example inputs, so it cannot be exported")
+            continue
+        args, kwargs = calls[part.module]
+        try:
+            graphs = {False: export_graph(part.module, args, kwargs, False)}
+            try:
+                graphs[True] = export_graph(part.module, args, kwargs, True)
+            except Exception:  # noqa: BLE001 - e.g. a batch of one in train-mode BatchNorm
+                graphs[True] = graphs[False]
+        except Exception as e:  # noqa: BLE001 - any export failure is reported with the module
+            note(part, f"torch.export failed too: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            continue
+        (train, constants), (eval_, _) = graphs[True], graphs[False]
+        part.constants = constants
+        part.graphs = {None: train} if signature(train) == signature(eval_) else {True: train, False: eval_}
+        setattr(part, EXPORTED, _shapes(args, kwargs))
+        problems.remove(fx_problem[part.path])
