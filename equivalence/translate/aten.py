@@ -224,7 +224,9 @@ for _name in ("mean", "sum", "amax", "amin"):
 
 @_op("linalg_vector_norm.default")
 def _vector_norm(e, input, ord=2, dim=None, keepdim=False, dtype=None):
-    return e.call("T.norm", (input, ord, _tup(dim), keepdim), _kw(dtype=dtype))
+    from .ops import function
+
+    return function(torch.linalg.vector_norm)(e, input, ord, _tup(dim), keepdim, dtype=dtype)
 
 
 @_op("cat.default", "concat.default")

@@ -290,8 +290,11 @@ def class_source(name: str, part: Part, parts: dict, header: Header, problems: l
     else:
         call = (["if self.training:"] + _indent(bodies[True][1])
                 + ["else:"] + _indent(bodies[False][1]))
-    lines = [f"class {name}(nn.Module):",
-             f'    """Translated from ``{qualified_name(part.cls)}``."""', "",
+    doc = [f'    """Translated from ``{qualified_name(part.cls)}``."""']
+    if getattr(part, "exported_shapes", None) is not None:     # captured by .export
+        doc = [doc[0][:-3], "", "    Captured by torch.export for inputs of shapes "
+               f"{', '.join(map(str, part.exported_shapes))}:", "    shapes in it are fixed to those.", '    """']
+    lines = [f"class {name}(nn.Module):", *doc, "",
              f"    def __init__({', '.join(['self'] + init_params)}):",
              *_indent(init or ["pass"], 2), "",
              f"    def __call__({', '.join(['self'] + params)}):",

@@ -263,6 +263,20 @@ def export_graph(m, args, kwargs, mode: bool):
         _restore(m, saved)
 
 
+def _reads_training(cls) -> bool:
+    """Whether the code of ``cls`` (below ``nn.Module``) may read ``training``: only then is it
+    exported in train mode too (each export takes a tenth of a second or more)."""
+    for c in cls.__mro__:
+        if c.__module__.startswith("torch.nn") or c is object:
+            continue
+        try:
+            if "training" in inspect.getsource(c):
+                return True
+        except (OSError, TypeError):
+            return True
+    return False
+
+
 def _shapes(args, kwargs):
     return [tuple(a.shape) for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
 
@@ -299,10 +313,12 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
         args, kwargs = calls[part.module]
         try:
             graphs = {False: export_graph(part.module, args, kwargs, False)}
-            try:
-                graphs[True] = export_graph(part.module, args, kwargs, True)
-            except Exception:  # noqa: BLE001 - e.g. a batch of one in train-mode BatchNorm
-                graphs[True] = graphs[False]
+            graphs[True] = graphs[False]
+            if _reads_training(type(part.module)):
+                try:
+                    graphs[True] = export_graph(part.module, args, kwargs, True)
+                except Exception:  # noqa: BLE001 - e.g. a batch of one in train-mode BatchNorm
+                    pass
         except Exception as e:  # noqa: BLE001 - any export failure is reported with the module
             note(part, f"torch.export failed too: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             continue

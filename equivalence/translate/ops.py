@@ -267,3 +267,12 @@ def qualified(target) -> str:
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
+
+
+# --- export (Hugging Face models) ---
+@_register(_FUNCTIONS, torch.linalg.vector_norm)
+def _vector_norm(e, x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
+    """A numeric-order ``torch.norm`` is ``vector_norm`` (ConvNeXt V2's GRN)."""
+    if isinstance(ord, str):
+        raise TypeError(f"vector_norm: ord must be a number, got {ord!r}")
+    return e.call("T.norm", (x, ord, dim, keepdim), {"dtype": dtype} if dtype is not None else {})
