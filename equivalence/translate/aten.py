@@ -306,7 +306,7 @@ def _select(e, input, dim, index):
 
 @_op("pad.default")
 def _pad(e, input, pad, mode="constant", value=None):
-    return e.call("F.pad", (input, _tup(pad)), _kw(mode=None if mode == "constant" else mode, value=value))
+    return e.call("F.pad", (input, _tup(pad)), _kw(mode=None if mode == "constant" else mode, value=value or None))
 
 
 @_op("constant_pad_nd.default")
@@ -346,6 +346,21 @@ def _upsample(mode):
 
 for _name, _mode in (("nearest", "nearest"), ("bilinear", "bilinear"), ("bicubic", "bicubic")):
     _ATEN[f"upsample_{_name}2d.vec"] = _upsample(_mode)
+
+
+# --- creation ---------------------------------------------------------------------------------
+def _creation(name, n_args):
+    def emit(e, *args, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None,
+             requires_grad=False):
+        return e.call(f"T.{name}", tuple(_tup(a) for a in args[:n_args]), _kw(dtype=dtype))
+    return emit
+
+
+for _name, _n in (("zeros", 1), ("ones", 1), ("full", 2), ("zeros_like", 1), ("ones_like", 1),
+                  ("full_like", 2), ("arange", 1)):
+    _ATEN[f"{_name}.default"] = _creation(_name, _n)
+_ATEN["arange.start"] = _creation("arange", 2)
+_ATEN["arange.start_step"] = _creation("arange", 3)
 
 
 # --- dropout, casts, identities, asserts, shapes ------------------------------------------------
