@@ -212,6 +212,9 @@ class Outputs(torch.nn.Module):
 
 
 def test_model_output_structure(rng):
+    from equivalence._torch import import_torchvision
+
+    import_torchvision()
     pytest.importorskip("transformers")
     m = Outputs()
     x = randn(rng, 2, 3, 4, 5, dtype=np.float32)

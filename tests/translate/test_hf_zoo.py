@@ -1,0 +1,109 @@
+"""Models that torch.fx cannot trace, translated through the torch.export fallback: Hugging Face
+vision models (random weights, from small configs) and timm's TF-'same'-padding models.
+
+Each: eval forward within 1e-4 relative of torch, every output field, and ``state_dict`` equal
+to torch's in keys, order, shapes and values. The bigger models are ``slow``.
+"""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from equivalence import state_dict
+from equivalence._torch import import_torchvision
+from equivalence.translate import translate
+from tests._zoo import randomize_batchnorm, relative_error, timm
+
+import_torchvision()        # transformers' image utilities import torchvision
+transformers = pytest.importorskip("transformers")
+
+
+def _awake(model, seed=0):
+    """Random values for parameters initialised to (nearly) zero (layer scales at 1e-6,
+    ConvNeXt V2's GRN at 0): else those blocks are the identity and hide bugs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().max() < 1e-3:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return randomize_batchnorm(model, seed)
+
+
+def check(model, x):
+    """Translate ``model`` (eval) for example input ``x`` and compare it with torch."""
+    model = _awake(model).eval()
+    jm = translate(model, x)
+    y, ty = jm(jnp.asarray(x.numpy())), model(x)
+    if isinstance(ty, dict):
+        assert type(y).__name__ == type(ty).__name__ and list(y) == list(ty)
+        for k in ty:
+            assert relative_error(getattr(y, k), ty[k].detach()) <= 1e-4, k
+    else:
+        assert relative_error(y, ty.detach()) <= 1e-4
+    sd, tsd = state_dict(jm), model.state_dict()
+    assert list(sd) == list(tsd)
+    for k, v in tsd.items():
+        assert np.asarray(sd[k]).shape == tuple(v.shape), k
+        np.testing.assert_array_equal(np.asarray(sd[k]), v.numpy(), err_msg=k)
+    return jm
+
+
+def _x(n=2, size=32, seed=0):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_resnet_model():
+    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    jm = check(transformers.ResNetModel(cfg), _x())
+    y = jm(jnp.asarray(_x().numpy()))
+    assert y.pooler_output.shape == (2, 16, 1, 1) and y.hidden_states is None
+
+
+def test_convnextv2_model():
+    cfg = transformers.ConvNextV2Config(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    check(transformers.ConvNextV2Model(cfg), _x())
+
+
+def test_timm_conv2d_same():
+    layers = timm().layers
+    model = torch.nn.Sequential(layers.Conv2dSame(3, 6, 3, stride=2), torch.nn.BatchNorm2d(6),
+                                layers.Conv2dSame(6, 4, 4, stride=3, groups=2, bias=False))
+    check(model, _x(size=23))
+
+
+@pytest.mark.slow
+def test_resnet_for_image_classification():
+    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 2],
+                                    layer_type="bottleneck", num_labels=5)
+    check(transformers.ResNetForImageClassification(cfg), _x())
+
+
+@pytest.mark.slow
+def test_convnext_model():
+    cfg = transformers.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    check(transformers.ConvNextModel(cfg), _x())
+
+
+@pytest.mark.slow
+def test_regnet_model():
+    cfg = transformers.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], groups_width=4)
+    check(transformers.RegNetModel(cfg), _x())
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_model():
+    cfg = transformers.MobileNetV2Config(depth_multiplier=0.25, image_size=32)
+    check(transformers.MobileNetV2Model(cfg), _x())
+
+
+@pytest.mark.slow
+def test_efficientnet_model():
+    cfg = transformers.EfficientNetConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32,
+                                          hidden_dim=128)
+    check(transformers.EfficientNetModel(cfg), _x())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tf_efficientnet_b0", "tf_mobilenetv3_large_100"])
+def test_timm_tf_models(name):
+    check(timm().create_model(name, pretrained=False, num_classes=7), _x(size=64))
