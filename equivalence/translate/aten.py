@@ -40,6 +40,11 @@ def _kw(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _keyed(e, call: str, name: str) -> str:
+    """``call`` with a fresh rng key passed as ``name`` (an expression, so not through ``e.fmt``)."""
+    return f"{call[:-1]}{'' if call.endswith('(') else ', '}{name}={e.rng()})"
+
+
 # --- convolution, linear, normalisation ----------------------------------------------------
 def _conv(n):
     def emit(e, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -330,9 +335,8 @@ def _sdpa(e, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, 
           enable_gqa=False):
     kw = _kw(attn_mask=attn_mask, dropout_p=dropout_p or None, is_causal=is_causal or None,
              scale=scale, enable_gqa=enable_gqa or None)
-    if dropout_p:
-        kw["dropout_key"] = e.rng()
-    return e.call("F.scaled_dot_product_attention", (query, key, value), kw)
+    call = e.call("F.scaled_dot_product_attention", (query, key, value), kw)
+    return _keyed(e, call, "dropout_key") if dropout_p else call
 
 
 def _upsample(mode):
@@ -366,7 +370,8 @@ _ATEN["arange.start_step"] = _creation("arange", 3)
 # --- dropout, casts, identities, asserts, shapes ------------------------------------------------
 @_op("dropout.default")
 def _dropout(e, input, p, train):
-    return e.call("F.dropout", (input, p, train), {"key": e.rng()} if train and p else {})
+    call = e.call("F.dropout", (input, p, train), {})
+    return _keyed(e, call, "key") if train and p else call
 
 
 def _cast(e, input, *args, dtype=None, **kwargs):

@@ -80,6 +80,13 @@ def test_train_mode_capture_leaves_buffers_and_modes_alone(rng):
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [sub.training for sub in m.modules()] == modes
     assert jm.training
+    x = randn(rng, 2, 3, 9, 7, dtype=np.float32)
+    y = jm(jnp.asarray(x))              # train graph: batch statistics, dropout with a key
+    assert y["features"].shape == (2, 5, 4, 3)
+    m(t(x))
+    sd, tsd = state_dict(jm), m.state_dict()
+    for k in ("bn.running_mean", "bn.running_var", "bn.num_batches_tracked"):
+        assert_close(sd[k], tsd[k].numpy(), np.float32, reduction=50)
 
 
 def test_gradients_and_nnx_jit(rng):
