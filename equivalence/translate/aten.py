@@ -9,14 +9,13 @@ statistics; ``softmax`` has no ``_stacklevel``); the entries put them in jaxconv
 Ops with several results (``_native_batch_norm_legit_no_training``) return a tuple whose unused
 items are ``None``: the graph reads only item 0.
 
-Also here: the output classes of Hugging Face models (``ModelOutput``, a dict of its non-None
-fields with attribute access), rebuilt in the generated source as a jax pytree.
+Output classes (Hugging Face's ``ModelOutput``) live in :mod:`.outputs`.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
+
+from . import outputs
 
 _ATEN: dict = {}
 _INT64_MAX = 2 ** 63 - 1
@@ -390,59 +389,10 @@ _ATEN["sym_size.int"] = lambda e, input, dim: f"{e.fmt(input)}.shape[{e.fmt(dim)
 _ATEN["sym_numel.default"] = lambda e, input: f"{e.fmt(input)}.size"
 
 
-# --- Hugging Face ModelOutput ------------------------------------------------------------------
-_OUTPUT_BASE = '''
-class ModelOutput(dict):
-    """A Hugging Face ``ModelOutput``: a dict of the fields that are not None, in field order,
-    read also as attributes (``None`` for a field not set) or by position; a jax pytree."""
-
-    _fields = ()
-
-    def __init__(self, **fields):
-        super().__init__((k, fields[k]) for k in self._fields if fields.get(k) is not None)
-
-    def __getattr__(self, name):
-        if name in type(self)._fields:
-            return self.get(name)
-        raise AttributeError(f"{type(self).__name__} has no field {name!r}")
-
-    def __getitem__(self, key):
-        return self.to_tuple()[key] if isinstance(key, (int, slice)) else super().__getitem__(key)
-
-    def to_tuple(self):
-        return tuple(self.values())
-
-    def tree_flatten(self):
-        return tuple(self.values()), tuple(self.keys())
-
-    @classmethod
-    def tree_unflatten(cls, keys, values):
-        out = dict.__new__(cls)
-        dict.update(out, zip(keys, values))
-        return out'''
-
-
-def is_output_class(target) -> bool:
-    """Whether ``target`` is a structured output class rebuilt by :func:`output_class`."""
-    return (isinstance(target, type) and issubclass(target, dict) and dataclasses.is_dataclass(target))
-
-
-def _output(cls):
-    def emit(e, *args, **kwargs):
-        e.header.defs.setdefault("ModelOutput", _OUTPUT_BASE)
-        fields = tuple(f.name for f in dataclasses.fields(cls))
-        name = cls.__name__
-        e.header.defs[name] = (f"\n\n@jax.tree_util.register_pytree_node_class\nclass {name}(ModelOutput):\n"
-                               f'    """``{cls.__module__}.{cls.__qualname__}``."""\n\n'
-                               f"    _fields = {fields!r}")
-        return e.call(name, args, kwargs)
-    return emit
-
-
 def function(target):
     """The emitter of an ATen overload or an output class, or ``None`` when it has neither."""
-    if is_output_class(target):
-        return _output(target)
+    if outputs.is_output_class(target):
+        return outputs.emitter(target)
     if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten":
         return _ATEN.get(target.__name__)
     return None

@@ -149,10 +149,10 @@ class _Rewrite:
     def flatten(self, v, spec) -> list:
         if spec.is_leaf():
             return [v]
-        keys = spec.context if spec.type is dict or spec.context else range(len(spec.children()))
-        if hasattr(spec.type, "_fields"):
-            keys = range(len(spec.children()))
-        return [leaf for k, c in zip(keys, spec.children()) for leaf in self.flatten(self.index(v, k), c)]
+        children = spec.children()
+        keyed = isinstance(spec.context, list) and not hasattr(spec.type, "_fields")    # dicts, ModelOutput
+        keys = spec.context if keyed else range(len(children))
+        return [leaf for k, c in zip(keys, children) for leaf in self.flatten(self.index(v, k), c)]
 
     def copy(self, node):
         args, kwargs = self.node(self.value(node.args)), self.node(self.value(node.kwargs))
@@ -231,14 +231,16 @@ def _literal_default(v):
 
 def _parameters(m, args):
     """``(name, default)`` for each parameter of ``m.forward``, ``*``/``**`` kept in the name."""
-    out = []
-    for i, p in enumerate(inspect.signature(m.forward).parameters.values()):
+    out, defaulted = [], False
+    for p in inspect.signature(m.forward).parameters.values():
         if p.kind is p.VAR_POSITIONAL:
             out.append((f"*{p.name}", inspect.Parameter.empty))
+            defaulted = False           # keyword-only from here: no default needed
         elif p.kind is p.VAR_KEYWORD:
             out.append((f"**{p.name}", inspect.Parameter.empty))
-        elif p.default is not p.empty:
-            out.append((p.name, _literal_default(p.default)))
+        elif p.default is not p.empty or defaulted:     # a keyword-only one after defaults
+            out.append((p.name, None if p.default is p.empty else _literal_default(p.default)))
+            defaulted = True
         else:
             out.append((p.name, inspect.Parameter.empty))
     return out

@@ -276,3 +276,30 @@ class Partly(torch.nn.Module):
 def test_module_not_called_by_the_example_is_reported():
     with pytest.raises(TranslationError, match=r"unused \(.*ShapePad\).*not called by the example"):
         translate_source(Partly(), torch.randn(2, 3))
+
+
+class Shared(torch.nn.Module):
+    """A child called twice, list items, ``*args`` and a nested output structure."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = torch.nn.GELU()
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, x, *extra, scale=2.0, **kwargs):
+        if x.shape[0] > 1:
+            x = self.act(x)
+        for block in self.blocks:
+            x = self.act(block(x)) + extra[0]
+        return x, [x * scale]
+
+
+def test_shared_child_star_args_and_nested_outputs(rng):
+    m = Shared().eval()
+    x, e = randn(rng, 3, 4, dtype=np.float32), randn(rng, 4, dtype=np.float32)
+    jm = translate(m, t(x), t(e))
+    assert "def __call__(self, x, *extra, scale=2.0, **kwargs):" in jm.__translation_source__
+    y, ty = jm(jnp.asarray(x), jnp.asarray(e)), m(t(x), t(e))
+    assert isinstance(y, tuple) and isinstance(y[1], list)
+    assert_close(y[0], ty[0].detach(), np.float32, reduction=8)
+    assert_close(y[1][0], ty[1][0].detach(), np.float32, reduction=8)
