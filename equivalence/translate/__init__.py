@@ -1,6 +1,17 @@
-"""Translate a torch model into jaxconv: readable Flax source and a live module from it."""
+"""Translate a torch model into jaxconv: readable Flax source, and a live module built from it.
+
+- :func:`translate_source` captures the model (:mod:`.capture`), maps every op through one
+  table (:mod:`.ops`, :mod:`.leaves`) and writes a standalone module (:mod:`.emit`) that
+  imports jax, flax and jaxconv, never torch, and defines ``build(rngs=None)``.
+- :func:`translate` runs that very source, builds the model and loads torch's weights into it,
+  so the source and the live module can never disagree.
+- :func:`register` teaches it a module class or function of your own.
+"""
 from __future__ import annotations
 
+import inspect
+
+from . import leaves, ops
 from .capture import capture
 from .emit import generate
 
@@ -15,7 +26,21 @@ class TranslationError(ValueError):
 
 
 def translate_source(torch_module, *example_inputs) -> str:
-    """The source of a standalone Python module that rebuilds ``torch_module`` in jaxconv."""
+    """The source of a standalone Python module that rebuilds ``torch_module`` in jaxconv.
+
+    It defines one class per torch module class (and per forward variant), whose ``__call__``
+    follows torch's ``forward`` node by node, and ``build(rngs=None)``, which returns the root
+    module with torch's default initialisation, ready for ``equivalence.load_state_dict``.
+
+    **Arguments:**
+
+    - ``torch_module``: the ``torch.nn.Module`` to translate; left unchanged.
+    - ``*example_inputs``: inputs of one forward (used where a module must be captured by
+      running it).
+
+    Raises :class:`TranslationError`, listing every op and module without a translation with
+    its source line, before anything is built.
+    """
     tree, problems = capture(torch_module)
     source = generate(tree, problems)
     if problems:
@@ -49,15 +74,59 @@ def _copy_modes(torch_module, model) -> None:
                 pass
 
 
-def translate(torch_module, *example_inputs, rngs=None):
-    """``torch_module`` as a jaxconv module tree holding torch's weights, built from
-    :func:`translate_source`'s source (so the two never disagree)."""
+def build_from_source(source: str, torch_module=None, *, rngs=None):
+    """Run translated ``source`` and return its ``build(rngs)``; with ``torch_module``, with
+    torch's weights (strict load) and each submodule's train/eval mode."""
     from ..state_dict import load_state_dict
 
-    source = translate_source(torch_module, *example_inputs)
-    module = _load_source(source, type(torch_module).__name__)
-    model = module.build(rngs)
-    load_state_dict(model, torch_module.state_dict(), strict=True)
-    _copy_modes(torch_module, model)
-    model.__translation_source__ = source
+    name = type(torch_module).__name__ if torch_module is not None else "model"
+    model = _load_source(source, name).build(rngs)
+    if torch_module is not None:
+        load_state_dict(model, torch_module.state_dict(), strict=True)
+        _copy_modes(torch_module, model)
     return model
+
+
+def translate(torch_module, *example_inputs, rngs=None):
+    """``torch_module`` as a jaxconv module tree with torch's attribute names and weights.
+
+    Built by running :func:`translate_source`'s source, so the two never disagree.
+    ``equivalence.state_dict(result)`` equals ``torch_module.state_dict()`` (names, order,
+    shapes, values); calling it returns torch's output structure with jax arrays; it works
+    under ``nnx.jit`` / ``nnx.grad`` and follows ``train()`` / ``eval()``, starting in the
+    torch modules' modes.
+
+    **Arguments:** as :func:`translate_source`; ``rngs`` seeds the dropout streams (and the
+    discarded initial parameters).
+    """
+    return build_from_source(translate_source(torch_module, *example_inputs), torch_module,
+                             rngs=rngs)
+
+
+def register(torch_object, target: str, arguments=None) -> None:
+    """Translate a torch module class or function of your own into ``target``.
+
+    **Arguments:**
+
+    - ``torch_object``: a ``torch.nn.Module`` subclass (each instance becomes a ``target``
+      module, built with ``arguments(torch_module) -> (args, kwargs)``, by default the
+      instance attributes named after the constructor's parameters), or a function that
+      traced forwards call (each call becomes a call of ``target`` with the same arguments).
+    - ``target``: ``'package.module:Name'``; the generated source imports it.
+
+    The module's variables must carry the torch module's state_dict names.
+    """
+    if inspect.isclass(torch_object):
+        leaves.register(torch_object, target, arguments)
+    else:
+        if arguments is not None:
+            raise TypeError("register: arguments= applies to module classes, not functions")
+        ops.register_function(torch_object, target)
+
+
+def unregister(torch_object) -> None:
+    """Undo :func:`register`."""
+    if inspect.isclass(torch_object):
+        leaves.unregister(torch_object)
+    else:
+        ops.unregister_function(torch_object)

@@ -173,7 +173,6 @@ class Body:
 
     def graph(self, graph) -> tuple[list[str], list[str]]:
         """``(parameters, lines)`` of the ``__call__`` that computes ``graph``."""
-        _rebind_in_place(graph, self.part)
         params, lines = [], []
         for node in graph.nodes:
             self.name, self._after = _name(node), []
@@ -203,28 +202,6 @@ class Body:
 
 def _constant_name(target: str) -> str:
     return target.lstrip("_")
-
-
-def _in_place_call(node, part: Part) -> bool:
-    if node.op == "call_method":
-        return ops.in_place(node.target)
-    if node.op == "call_function":
-        return node.kwargs.get("inplace") is True
-    if node.op == "call_module":
-        try:
-            return getattr(part.module.get_submodule(node.target), "inplace", False) is True
-        except AttributeError:      # an absent optional child
-            return False
-    return False
-
-
-def _rebind_in_place(graph, part: Part) -> None:
-    """After an in-place op, later readers of its tensor read the op's result, as in torch."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    for node in list(graph.nodes):
-        if node.args and isinstance(node.args[0], fx.Node) and _in_place_call(node, part):
-            src = node.args[0]
-            src.replace_all_uses_with(node, delete_user_cb=lambda u: order[u] > order[node])
 
 
 def _own_variables(m: torch.nn.Module):
