@@ -17,6 +17,7 @@ the expression bound to the node (``None``: nothing to bind).
 from __future__ import annotations
 
 import builtins
+import inspect
 import operator
 
 import torch
@@ -199,8 +200,23 @@ def _named(namespace, obj) -> str | None:
     return name if name and getattr(namespace, name, None) is obj else None
 
 
-def _passthrough(name: str):
-    return lambda e, *args, **kwargs: e.call(name, args, kwargs)
+def _defaults(fn) -> dict:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _passthrough(name: str, fn):
+    """``name(*args, **kwargs)``, leaving out keywords that equal ``fn``'s defaults."""
+    defaults = _defaults(fn)
+
+    def emit(e, *args, **kwargs):
+        kept = {k: v for k, v in kwargs.items()
+                if not (k in defaults and type(v) is type(defaults[k]) and v == defaults[k])}
+        return e.call(name, args, kept)
+    return emit
 
 
 def _named_tuple(cls):
@@ -226,12 +242,11 @@ def function(target):
         return None
     name = _named(TF, target)
     if name and hasattr(jF, name):
-        return _passthrough(f"F.{name}")
+        return _passthrough(f"F.{name}", getattr(jF, name))
     name = _named(torch, target)
-    if name and hasattr(jT, name):
-        return _passthrough(f"T.{name}")
-    if name and hasattr(jF, name):
-        return _passthrough(f"F.{name}")
+    for prefix, namespace in (("T", jT), ("F", jF)):
+        if name and hasattr(namespace, name):
+            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 
@@ -241,10 +256,9 @@ def method(name: str):
         name = name[:-1]
     if name in _METHODS:
         return _METHODS[name]
-    if hasattr(jT, name):
-        return lambda e, x, *a, **k: e.call(f"T.{name}", (x, *a), k)
-    if hasattr(jF, name):
-        return lambda e, x, *a, **k: e.call(f"F.{name}", (x, *a), k)
+    for prefix, namespace in (("T", jT), ("F", jF)):
+        if hasattr(namespace, name):
+            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 

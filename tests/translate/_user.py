@@ -39,3 +39,28 @@ def soft_clip(x, limit: float):
 
 def soft_clip_jax(x, limit: float):
     return limit * jnp.tanh(x / limit)
+
+
+class WrongScale(Scale):
+    """A deliberately wrong twin (adds instead of multiplying), to see a translation fail."""
+
+    def __call__(self, x):
+        return x + self.scale[...][:, None, None]
+
+
+def wrongly_registered():
+    """A torch model whose TorchScale is registered to the wrong twin (for the CLI's exit 1)."""
+    import equivalence.translate as translate
+
+    translate.register(TorchScale, "tests.translate._user:WrongScale")
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), TorchScale(4))
+
+
+class _FFT(torch.nn.Module):
+    def forward(self, x):
+        return torch.fft.fft2(x).real
+
+
+def untranslatable():
+    """A torch model with an op that has no translation."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), _FFT())
