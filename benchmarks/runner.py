@@ -116,7 +116,7 @@ def _summarise(name, group, times, compile_s, errors, per_item=None):
 def translation_time(quick: bool) -> dict:
     """Seconds to translate torchvision's resnet50 (capture + source + build, no compile)."""
     from equivalence._torch import import_torchvision
-    from equivalence.translate import translate
+    from equivalence import translate
 
     import_torchvision()
     import torchvision
@@ -185,7 +185,7 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     import torch
     from flax import nnx
 
-    from equivalence.translate import translate
+    from equivalence import translate
 
     from . import models as M
 

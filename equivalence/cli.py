@@ -156,7 +156,7 @@ def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False,
 
     from . import compare, io, state_dict
     from ._torch import require_torch
-    from .translate import build_from_source, translate_source
+    from .translator import build_from_source, translate_source
 
     torch = require_torch("jaxconv-port translate")
     torch_model.train(train)
@@ -178,7 +178,7 @@ def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False,
 
 
 def _translate(args) -> int:
-    from .translate import TranslationError
+    from .translator import TranslationError
 
     try:
         report = translate_to(_torch_model(args), args.input_shape, args.out, train=args.train,

@@ -50,9 +50,9 @@ class WrongScale(Scale):
 
 def wrongly_registered():
     """A torch model whose TorchScale is registered to the wrong twin (for the CLI's exit 1)."""
-    import equivalence.translate as translate
+    import equivalence
 
-    translate.register(TorchScale, "tests.translate._user:WrongScale")
+    equivalence.register(TorchScale, "tests.translate._user:WrongScale")
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), TorchScale(4))
 
 

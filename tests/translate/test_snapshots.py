@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from equivalence.examples import EXAMPLES
-from equivalence.translate import translate_source
+from equivalence import translate_source
 from tests._zoo import torchvision_models
 
 HERE = pathlib.Path(__file__).parent / "snapshots"

@@ -14,7 +14,7 @@ import torch.nn.functional as TF
 from flax import nnx
 
 import equivalence
-from equivalence.translate import TranslationError, translate, translate_source
+from equivalence import TranslationError, translate, translate_source
 from tests._zoo import randomize_batchnorm, relative_error
 from tests.translate import _user
 
@@ -41,7 +41,7 @@ class Custom(torch.nn.Module):
             y = y * 0.5
         n = y.shape[0]
         z = y.permute(0, 2, 3, 1).reshape(n, -1)
-        return {"logits": self.head(z.view(n, -1)), "pooled": torch.flatten(y, 1).mean(dim=1, keepdim=True)}
+        return {"pooled": torch.flatten(y, 1).mean(dim=1, keepdim=True), "logits": self.head(z.view(n, -1))}
 
 
 def _input(shape=(2, 3, 12, 12), seed=0):
@@ -62,7 +62,8 @@ def test_custom_model_eval_matches_torch_and_keeps_the_output_structure():
     x = _input()
     jm = translate(tm, x)
     out = jm(jnp.asarray(x.numpy()))
-    assert list(out) == ["logits", "pooled"]
+    assert list(out) == ["pooled", "logits"]        # torch's order, not sorted
+    assert list(nnx.jit(lambda m, x: m(x))(jm, jnp.asarray(x.numpy()))) == ["pooled", "logits"]
     with torch.no_grad():
         ref = tm(x)
     for k in ref:
@@ -219,8 +220,8 @@ def test_registered_module_and_function():
     tm = Net()
     with pytest.raises(TranslationError):
         translate(tm)
-    equivalence.translate.register(_user.TorchScale, "tests.translate._user:Scale")
-    equivalence.translate.register(_user.soft_clip, "tests.translate._user:soft_clip_jax")
+    equivalence.register(_user.TorchScale, "tests.translate._user:Scale")
+    equivalence.register(_user.soft_clip, "tests.translate._user:soft_clip_jax")
     try:
         source = translate_source(tm)
         assert "from tests.translate._user import Scale, soft_clip_jax" in source
@@ -228,8 +229,8 @@ def test_registered_module_and_function():
         with torch.no_grad():
             assert relative_error(translate(tm)(jnp.asarray(x.numpy())), tm(x)) < 1e-5
     finally:
-        equivalence.translate.unregister(_user.TorchScale)
-        equivalence.translate.unregister(_user.soft_clip)
+        equivalence.unregister(_user.TorchScale)
+        equivalence.unregister(_user.soft_clip)
 
 
 @pytest.mark.parametrize("name", ["residual_cnn", "cifar_net", "dcgan_generator"])

@@ -17,6 +17,7 @@ the expression bound to the node (``None``: nothing to bind).
 from __future__ import annotations
 
 import builtins
+import importlib
 import inspect
 import operator
 
@@ -267,14 +268,26 @@ def in_place(name: str) -> bool:
     return name.endswith("_") and not name.endswith("__")
 
 
+_PUBLIC: dict[int, str] = {}
+
+
+def _public_names() -> dict[int, str]:
+    """id -> public name of torch's functions (``torch.fft.fft2``, not ``torch._C._fft.fft_fft2``)."""
+    if not _PUBLIC:
+        for label in ("torch.fft", "torch.special", "torch.linalg", "torch.nn.functional", "torch",
+                      "operator"):
+            namespace = importlib.import_module(label)
+            for attr in dir(namespace):
+                if not attr.startswith("_") or label == "torch":
+                    _PUBLIC.setdefault(id(getattr(namespace, attr, None)), f"{label}.{attr}")
+    return _PUBLIC
+
+
 def qualified(target) -> str:
     """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
     if isinstance(target, str):
         return f"Tensor.{target}"
-    for namespace, label in ((TF, "torch.nn.functional"), (torch, "torch"), (operator, "operator")):
-        name = _named(namespace, target)
-        if name:
-            return f"{label}.{name}"
+    name = _public_names().get(id(target))
+    if name:
+        return name
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-
-

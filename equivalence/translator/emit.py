@@ -171,6 +171,21 @@ class Body:
             self._problem(node, f"no translation for {what} with these arguments ({e})")
             return "None"
 
+    def _output(self, v) -> str:
+        """The returned structure; dicts as ``OrderedDict``, whose key order jax keeps (under
+        ``jit`` a plain dict comes back sorted by key)."""
+        if isinstance(v, dict):
+            name = self.imported("collections", "OrderedDict")
+            if all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in v):
+                return f"{name}({', '.join(f'{k}={self._output(x)}' for k, x in v.items())})"
+            return f"{name}([{', '.join(f'({k!r}, {self._output(x)})' for k, x in v.items())}])"
+        if isinstance(v, (tuple, list)) and not hasattr(v, "_fields"):
+            items = [self._output(x) for x in v]
+            if isinstance(v, list):
+                return f"[{', '.join(items)}]"
+            return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+        return self.fmt(v)
+
     def graph(self, graph) -> tuple[list[str], list[str]]:
         """``(parameters, lines)`` of the ``__call__`` that computes ``graph``."""
         params, lines = [], []
@@ -181,7 +196,7 @@ class Body:
                 params.append(f"{node.target}{default}")
                 self.expr[node] = node.target.lstrip("*")
             elif node.op == "output":
-                lines.append(f"return {self.fmt(node.args[0])}")
+                lines.append(f"return {self._output(node.args[0])}")
             else:
                 text = self._emit(node)
                 if text is None:

@@ -112,10 +112,13 @@ def register(torch_object, target: str, arguments=None) -> None:
       module, built with ``arguments(torch_module) -> (args, kwargs)``, by default the
       instance attributes named after the constructor's parameters), or a function that
       traced forwards call (each call becomes a call of ``target`` with the same arguments).
-    - ``target``: ``'package.module:Name'``; the generated source imports it.
+    - ``target``: the jaxconv class or function, or its ``'package.module:Name'``; the
+      generated source imports it from there.
 
     The module's variables must carry the torch module's state_dict names.
     """
+    if not isinstance(target, str):
+        target = f"{target.__module__}:{target.__qualname__}"
     if inspect.isclass(torch_object):
         leaves.register(torch_object, target, arguments)
     else:
