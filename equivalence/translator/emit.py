@@ -276,7 +276,7 @@ def class_source(name: str, part: Part, parts: dict, header: Header, problems: l
     if len(part.graphs) > 1:
         init.append("self.training = True")
     if body.needs_rng:
-        init.append("self.rngs = rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(dropout=rngs or 0)")
+        init.append("self.rngs = nn.init.dropout_rngs(rngs)")
     if len(part.graphs) == 1:
         call = bodies[None][1]
     else:

@@ -167,8 +167,8 @@ def _batch_norm(e, input, running_mean, running_var, weight=None, bias=None, tra
 
 def _dropout(fn):
     def emit(e, input, p=0.5, training=True, inplace=False):
-        key = {"key": e.rng()} if training is True and p != 0 else {}
-        return e.call(f"F.{fn}", (input, p, training), key)
+        call = e.call(f"F.{fn}", (input, p, training), {})
+        return call[:-1] + f", key={e.rng()})" if training is True and p != 0 else call
     return emit
 
 

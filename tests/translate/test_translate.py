@@ -247,3 +247,27 @@ def test_seed_models_match_their_hand_written_twins(name):
     x = jnp.asarray(_input(ex.input_shape).numpy())
     np.testing.assert_allclose(np.asarray(jm(x)), np.asarray(twin(x)), rtol=1e-6, atol=1e-6)
     assert equivalence.compare(tm, jm, ex.input_shape).passed
+
+
+def test_functional_dropout_in_a_traced_forward_draws_from_the_modules_stream():
+    class Drop(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return TF.dropout(self.conv(x), p=0.5, training=self.training)
+
+    tm = Drop()
+    jm = translate(tm, rngs=nnx.Rngs(3))
+    x = jnp.asarray(_input().numpy())
+    a, b = jm(x), jm(x)
+    y = np.asarray(jm.conv(x))
+    for out in (a, b):                          # torch's rule: zero, or scaled by 1/(1-p)
+        out = np.asarray(out)
+        kept = out != 0
+        assert 0.3 < kept.mean() < 0.7
+        np.testing.assert_allclose(out[kept], 2 * y[kept], rtol=1e-6)
+    assert (np.asarray(a) != np.asarray(b)).any()   # a fresh mask per call
+    jm.eval()
+    np.testing.assert_array_equal(np.asarray(jm(x)), y)
