@@ -29,7 +29,7 @@ def _models():
 def test_generated_source_matches_its_snapshot(name):
     torch.manual_seed(0)
     source = translate_source(_models()[name]())
-    path = HERE / f"{name}.py"
+    path = HERE / f"{name}.py.txt"
     if os.environ.get("JAXCONV_UPDATE_SNAPSHOTS"):
         path.write_text(source)
     assert path.exists(), f"no snapshot {path}; write it with JAXCONV_UPDATE_SNAPSHOTS=1"
@@ -39,6 +39,6 @@ def test_generated_source_matches_its_snapshot(name):
 
 
 def test_resnet50_has_one_bottleneck_class():
-    source = (HERE / "resnet50.py").read_text()
+    source = (HERE / "resnet50.py.txt").read_text()
     assert source.count("\nclass ") == 2
     assert source.count("class Bottleneck(nn.Module)") == 1
