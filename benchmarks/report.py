@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox")
+IMPL_ORDER = ("jaxconv", "translated", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox")
 
 
 def slug(env) -> str:
@@ -31,10 +31,15 @@ def table(result) -> str:
         lax = r.get("jaxconv_vs_best_lax")
         line += f"{r['jaxconv_vs_best_torch']:>10.2f}" + (f"{lax:>8.2f}" if lax else f"{'-':>8}")
         line += f"{r['compile_s'].get('jaxconv', float('nan')):>9.2f}"
+        if "translated_vs_handwritten" in r:
+            line += f"   translated/hand-written {r['translated_vs_handwritten']:.2f}"
         if "items_per_s" in r:
             ips = r["items_per_s"]
             line += f"   img/s jaxconv {ips['jaxconv']:.1f} torch {ips['torch']:.1f} cl {ips['torch_cl']:.1f}"
         lines.append(line)
+    if result.get("translation"):
+        t = result["translation"]
+        lines.append(f"\ntranslating {t['model']} (capture + source + build, no compile): {t['seconds']:.2f} s")
     return "\n".join(lines)
 
 

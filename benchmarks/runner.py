@@ -106,9 +106,27 @@ def _summarise(name, group, times, compile_s, errors, per_item=None):
     }
     if lax_keys:
         row["jaxconv_vs_best_lax"] = med["jaxconv"] / min(med[k] for k in lax_keys)
+    if "translated" in med:
+        row["translated_vs_handwritten"] = med["translated"] / med["jaxconv"]
     if per_item:
         row["items_per_s"] = {k: per_item / v for k, v in med.items()}
     return row
+
+
+def translation_time(quick: bool) -> dict:
+    """Seconds to translate torchvision's resnet50 (capture + source + build, no compile)."""
+    from equivalence._torch import import_torchvision
+    from equivalence import translate
+
+    import_torchvision()
+    import torchvision
+
+    model = torchvision.models.resnet18() if quick else torchvision.models.resnet50()
+    translate(model)                      # warm: first jax dispatches and compiles of init
+    t0 = time.perf_counter()
+    translate(model)
+    return {"model": "torchvision resnet18" if quick else "torchvision resnet50",
+            "seconds": time.perf_counter() - t0}
 
 
 # ----------------------------------------------------------------------------- layers
@@ -167,6 +185,8 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     import torch
     from flax import nnx
 
+    from equivalence import translate
+
     from . import models as M
 
     tcls, jcls, shapes = M.MODELS[name]
@@ -174,6 +194,7 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     torch.manual_seed(0)
     tmodel = tcls(**size).to(torch_device)
     jmodel = M.copy_torch_state(tmodel, jcls(**size))
+    translated = translate(tmodel)      # the same torch model through equivalence.translate
     tmodel_cl = tcls(**size).to(torch_device)
     tmodel_cl.load_state_dict(tmodel.state_dict())
     tmodel_cl = tmodel_cl.to(memory_format=torch.channels_last)
@@ -189,12 +210,16 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     with torch.no_grad():
         ref = tmodel(tx).cpu().numpy()
     _tf32(prev)
-    gd, state = nnx.split(jmodel)
-    fwd = jax.jit(lambda s, x: nnx.merge(gd, s)(x))
-    t0 = time.perf_counter()
-    fwd_c = fwd.lower(state, xj).compile()
-    compile_s = {"jaxconv": time.perf_counter() - t0}
-    errors = {"jaxconv": _check(f"{name}_forward", "jaxconv", fwd_c(state, xj), ref, tol)}
+    translated.eval()
+    compile_s, errors, runners = {}, {}, {}
+    for impl, model in (("jaxconv", jmodel), ("translated", translated)):
+        gd, state = nnx.split(model)
+        fwd = jax.jit(lambda s, x, gd=gd: nnx.merge(gd, s)(x))
+        t0 = time.perf_counter()
+        fwd_c = fwd.lower(state, xj).compile()
+        compile_s[impl] = time.perf_counter() - t0
+        errors[impl] = _check(f"{name}_forward", impl, fwd_c(state, xj), ref, tol)
+        runners[impl] = lambda f=fwd_c, s=state: _block(f(s, xj))
 
     def torch_fwd(m, inp):
         def f():
@@ -203,13 +228,12 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
         return f
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
         errors[impl] = _check(f"{name}_forward", impl, torch_fwd(m, inp)().float().cpu().numpy(), ref, tol)
-    runners = {"jaxconv": lambda: _block(fwd_c(state, xj)),
-               "torch": torch_fwd(tmodel, tx), "torch_cl": torch_fwd(tmodel_cl, tx_cl)}
+    runners.update(torch=torch_fwd(tmodel, tx), torch_cl=torch_fwd(tmodel_cl, tx_cl))
     times = _time_rounds(runners, rounds, min_time, progress, f"{name} forward")
     rows.append(_summarise(f"{name}_forward", "model forward", times, compile_s, errors, per_item=batch))
 
     # training step: forward + backward of mean(output), train mode (batch statistics)
-    tmodel.train(), tmodel_cl.train(), jmodel.train()
+    tmodel.train(), tmodel_cl.train(), jmodel.train(), translated.train()
     first = next(iter(tmodel.parameters()))
     first_name = next(iter(dict(tmodel.named_parameters())))
 
@@ -227,31 +251,31 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     t_loss, t_grad = torch_step(tmodel, tx)()
     ref_loss, ref_grad = t_loss.item(), first.grad.cpu().numpy()
     _tf32(prev)
-    gd, params, rest = nnx.split(jmodel, nnx.Param, ...)
+    compile_s, errors, runners = {}, {}, {}
+    for impl, model in (("jaxconv", jmodel), ("translated", translated)):
+        gd, params, rest = nnx.split(model, nnx.Param, ...)
 
-    def step(p, r, x):
-        model = nnx.merge(gd, p, r)
-        return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(model)
-    step = jax.jit(step)
-    t0 = time.perf_counter()
-    step_c = step.lower(params, rest, xj).compile()
-    compile_s = {"jaxconv": time.perf_counter() - t0}
-    loss, grads = step_c(params, rest, xj)
-    *path, leaf = first_name.split(".")
-    g = grads
-    for part in path + [leaf]:
-        g = g[part] if not part.isdigit() or part in g else g[int(part)]
-    g = np.asarray(g[...] if isinstance(g, nnx.Variable) else g)
-    errors = {"jaxconv": max(_check(f"{name}_train_step", "jaxconv (loss)", np.array([float(loss)]),
-                                    np.array([ref_loss]), tol),
-                             _check(f"{name}_train_step", f"jaxconv (grad of {first_name})", g,
-                                    ref_grad, tol * 10, ))}
+        def step(p, r, x, gd=gd):
+            return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(nnx.merge(gd, p, r))
+        t0 = time.perf_counter()
+        step_c = jax.jit(step).lower(params, rest, xj).compile()
+        compile_s[impl] = time.perf_counter() - t0
+        loss, grads = step_c(params, rest, xj)
+        *path, leaf = first_name.split(".")
+        g = grads
+        for part in path + [leaf]:
+            g = g[part] if not part.isdigit() or part in g else g[int(part)]
+        g = np.asarray(g[...] if isinstance(g, nnx.Variable) else g)
+        errors[impl] = max(_check(f"{name}_train_step", f"{impl} (loss)", np.array([float(loss)]),
+                                  np.array([ref_loss]), tol),
+                           _check(f"{name}_train_step", f"{impl} (grad of {first_name})", g,
+                                  ref_grad, tol * 10))
+        runners[impl] = lambda f=step_c, p=params, r=rest: _block(f(p, r, xj))
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
         l_, g_ = torch_step(m, inp)()
         errors[impl] = max(_check(f"{name}_train_step", impl, np.array([l_.item()]), np.array([ref_loss]), tol),
                            _check(f"{name}_train_step", impl, g_.float().cpu().numpy(), ref_grad, tol * 10))
-    runners = {"jaxconv": lambda: _block(step_c(params, rest, xj)),
-               "torch": torch_step(tmodel, tx), "torch_cl": torch_step(tmodel_cl, tx_cl)}
+    runners.update(torch=torch_step(tmodel, tx), torch_cl=torch_step(tmodel_cl, tx_cl))
     times = _time_rounds(runners, rounds, min_time, progress, f"{name} train step")
     rows.append(_summarise(f"{name}_train_step", "model train step", times, compile_s, errors, per_item=batch))
     return rows
@@ -311,12 +335,14 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     for name in model_list:
         rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     bar.close()
+    translation = translation_time(quick) if not only or "translate" in only else None
     try:
         env["load_average_end"] = os.getloadavg()
     except OSError:  # pragma: no cover
         pass
     result = {"quick": quick, "batch": batch, "rounds": rounds, "dtype": "float32",
-              "date": _dt.datetime.now().isoformat(timespec="seconds"), "environment": env, "cases": rows}
+              "date": _dt.datetime.now().isoformat(timespec="seconds"), "environment": env, "cases": rows,
+              "translation": translation}
     out_dir = out_dir or os.path.join(os.path.dirname(__file__), "results")
     os.makedirs(out_dir, exist_ok=True)
     stem = f"{report.slug(env)}-{_dt.date.today().isoformat()}" + ("-quick" if quick else "")

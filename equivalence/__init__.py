@@ -10,3 +10,24 @@ from . import examples
 from .compare import assert_equivalent, compare
 from .report import Report, Row
 from . import tolerance
+
+#: Lazily imported (they need torch): name -> (submodule, attribute).
+_LAZY = {name: ("translator", name) for name in
+         ("translate", "translate_source", "build_from_source", "register", "unregister",
+          "TranslationError")}
+
+
+def __getattr__(name):
+    """``equivalence.translate`` and friends, imported on first use (importing them needs torch)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -1,12 +1,16 @@
-"""``python -m equivalence`` / ``jaxconv-port``: port a torch checkpoint to jaxconv and prove it.
+"""``python -m equivalence`` / ``jaxconv-port``: port a torch model to jaxconv and prove it.
 
-- ``port``: build both models, load the checkpoint into each, compare, write the jaxconv
-  checkpoint (``.safetensors``) and the certificate (JSON) to ``--out``.
+- ``translate``: translate the torch model (no hand-written twin), write the generated source
+  ``model.py``, the weights ``model.safetensors`` and the certificate ``certificate.json``
+  (the comparison of the translated model against torch) to ``--out``.
+- ``port``: build torch model and a hand-written twin, load the checkpoint into each, compare,
+  write the jaxconv checkpoint (``.safetensors``) and the certificate (JSON) to ``--out``.
 - ``check``: the same comparison, writing nothing unless ``--json`` / ``--plot`` ask.
-- no arguments: the bundled residual CNN with random torch weights, saved to a temporary
-  ``.safetensors``, loaded into the twin and compared forward and with gradients.
+- no arguments: the demo. The bundled residual CNN with random torch weights is translated,
+  its source written to ``translated/residual_cnn/``, and compared forward and with gradients.
 
-Exit status 0 when the verdict is PASS, 1 when it is FAIL, 2 on a usage error.
+Exit status 0 when the verdict is PASS, 1 when it is FAIL, 2 on a usage error or a model that
+cannot be translated.
 """
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ import argparse
 import importlib
 import os
 import sys
-import tempfile
 import time
 
 
@@ -23,6 +26,10 @@ def _load_factory(spec: str):
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
         raise SystemExit(f"error: expected 'module:factory', got {spec!r}")
+    if module.split(".")[0] in ("torchvision", "timm"):
+        from ._torch import import_torchvision
+
+        import_torchvision()
     try:
         obj = importlib.import_module(module)
     except ImportError as e:
@@ -79,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Port a torch checkpoint to a jaxconv model and prove the port layer by layer. "
                     "Without arguments: the bundled residual CNN example.")
     sub = p.add_subparsers(dest="command")
+    t = sub.add_parser("translate", help="translate a torch model; write model.py, model.safetensors "
+                                         "and certificate.json to --out")
+    t.add_argument("--torch", required=True, metavar="MODULE:FACTORY",
+                   help="builds the torch model, e.g. torchvision.models:resnet18")
+    t.add_argument("--input-shape", type=_shape, required=True, metavar="N,C,H,W")
+    t.add_argument("--out", required=True, metavar="DIR")
+    t.add_argument("--checkpoint", metavar="PATH",
+                   help=".safetensors or .pt/.pth/.bin; without it the torch model's own weights")
+    _common(t)
     for name, help_ in (("port", "compare and write the jaxconv checkpoint and certificate to --out"),
                         ("check", "compare only")):
         s = sub.add_parser(name, help=help_)
@@ -120,6 +136,60 @@ def _finish(report, args, out_dir=None) -> int:
     return 0 if report.passed else 1
 
 
+def _torch_model(args):
+    """The torch model of ``--torch``, with ``--checkpoint`` loaded (strict) when given."""
+    from . import io
+    from ._torch import to_torch
+
+    model = _load_factory(args.torch)()
+    if args.checkpoint:
+        weights = io.read(args.checkpoint)
+        model.load_state_dict({k: to_torch(v) for k, v in weights.items()}, strict=True)
+    return model
+
+
+def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False, seed=0,
+                 progress=None):
+    """Translate ``torch_model``, write ``model.py`` and ``model.safetensors`` to ``out_dir`` and
+    return the :func:`~equivalence.compare` report of the translation against torch."""
+    import numpy as np
+
+    from . import compare, io, state_dict
+    from ._torch import require_torch
+    from .translator import build_from_source, translate_source
+
+    torch = require_torch("jaxconv-port translate")
+    torch_model.train(train)
+    example = torch.from_numpy(np.random.default_rng(seed).standard_normal(input_shape)
+                               .astype(np.float32))
+    start = time.perf_counter()
+    source = translate_source(torch_model, example)
+    model = build_from_source(source, torch_model)
+    took = time.perf_counter() - start
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "model.py"), "w") as f:
+        f.write(source)
+    io.write(state_dict(model), os.path.join(out_dir, "model.safetensors"))
+    print(f"translated {type(torch_model).__name__} in {took:.1f} s: "
+          f"{os.path.join(out_dir, 'model.py')} ({source.count(chr(10))} lines, "
+          f"{source.count(chr(10) + 'class ')} classes), weights {os.path.join(out_dir, 'model.safetensors')}")
+    return compare(torch_model, model, input_shape, grads=grads, seed=seed, train=train,
+                   progress=progress)
+
+
+def _translate(args) -> int:
+    from .translator import TranslationError
+
+    try:
+        report = translate_to(_torch_model(args), args.input_shape, args.out, train=args.train,
+                              grads=args.grads, seed=args.seed,
+                              progress=_Progress(sys.stderr.isatty()))
+    except TranslationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return _finish(report, args, args.out)
+
+
 def _run(args) -> int:
     from . import compare, io, load_state_dict, state_dict
     from ._torch import to_torch
@@ -147,25 +217,23 @@ def _run(args) -> int:
     return _finish(report, args, out_dir)
 
 
-def demo(args=None) -> int:
-    """The bundled example: residual CNN, random torch weights via a temporary .safetensors."""
-    from . import compare, load_state_dict
+DEMO_OUT = os.path.join("translated", "residual_cnn")
+
+
+def demo(out_dir: str = DEMO_OUT) -> int:
+    """The main job: translate the bundled residual CNN (random torch weights) and prove it."""
     from .examples import EXAMPLES
-    from safetensors.torch import save_file
 
     ex = EXAMPLES["residual_cnn"]
     start = time.perf_counter()
     print(f"jaxconv-port demo: {ex.description}")
-    torch_model = ex.torch_factory(seed=0 if args is None else args.seed).eval()
-    jax_model = ex.jax_factory()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "residual_cnn.safetensors")
-        save_file({k: v.detach().contiguous() for k, v in torch_model.state_dict().items()}, path)
-        load_state_dict(jax_model, path, strict=True)
-        print(f"torch weights -> {os.path.basename(path)} -> jaxconv twin (strict load)")
-    report = compare(torch_model, jax_model, ex.input_shape, grads=True, seed=0,
-                     progress=_Progress(sys.stderr.isatty()))
+    print(f"torch model {ex.torch_spec} -> equivalence.translate (no hand-written twin)")
+    report = translate_to(ex.torch_factory(seed=0), ex.input_shape, out_dir, grads=True,
+                          progress=_Progress(sys.stderr.isatty()))
     print(report.to_text())
+    path = os.path.join(out_dir, "certificate.json")
+    report.to_json(path)
+    print(f"certificate: {path}")
     print(f"({time.perf_counter() - start:.1f} s)")
     return 0 if report.passed else 1
 
@@ -179,4 +247,4 @@ def main(argv=None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    return _run(args)
+    return _translate(args) if args.command == "translate" else _run(args)

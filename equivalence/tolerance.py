@@ -51,7 +51,8 @@ POLICY = (
     "is the rounding of that one layer; composite modules are checked on their own code (the "
     "children's outputs replaced by torch's), so errors never propagate into a later check. "
     "S = magnitude of the computation: |W|*|x|+|b| for conv/linear (the layer run on absolute "
-    "values), |w|(|x|+|mean|)/sqrt(var+eps)+|b| for BatchNorm, the op on absolute values otherwise; "
+    "values), |w|(|x|+|mean|)/sqrt(var+eps)+|b| for BatchNorm (in training plus "
+    "|w||xhat|mean((|x|+|mean|)^2)/var for the batch variance), the op on absolute values otherwise; "
     "n = number of terms summed per element (conv/linear: numel(weight)/out_channels, the fan-in "
     "read from the weight's shape; BatchNorm: the statistic's reduction + 4; otherwise the pooling "
     "ratio or operand count, at least 4). Gradients: S = the layer's vector-Jacobian product on "
@@ -380,12 +381,17 @@ def _bn_buffers(torch_module, inputs, before) -> dict:
           when=lambda m: hasattr(m, "running_mean") and hasattr(m, "use_running_average"))
 def batchnorm(call: LayerCall) -> LayerBounds:
     """``S = |w| (|x| + |mean|) / sigma + |b|`` with torch's statistics (batch statistics in
-    training, running ones in eval), ``n`` the elements each statistic averages (0 in eval) + 4;
-    gradients: the same bound carried through BatchNorm's backward."""
+    training, running ones in eval), plus in training ``|w| |xhat| mean((|x| + |mean|)^2) /
+    sigma^2`` (the variance's rounding, large when the batch varies little against its
+    magnitude); ``n`` the elements each statistic averages (0 in eval) + 4; gradients: the
+    same bound carried through BatchNorm's backward."""
     x = call.inputs[0]
     st = _bn_stats(call.torch_module, x, call.train)
-    forward = Bound(np.abs(st["w"]) * (np.abs(x) + np.abs(st["mean"])) / st["sigma"] + np.abs(st["b"]),
-                    st["m"] + 4)
+    spread = np.abs(x) + np.abs(st["mean"])
+    s = spread / st["sigma"]
+    if st["m"] > 0:   # a batch variance far below the data's square carries its rounding into xhat
+        s = s + np.abs(st["xhat"]) * (spread ** 2).mean(st["axes"], keepdims=True) / st["sigma"] ** 2
+    forward = Bound(np.abs(st["w"]) * s + np.abs(st["b"]), st["m"] + 4)
     if call.cotangent is None:
         return LayerBounds(forward)
     ag, xh = np.abs(call.cotangent), np.abs(st["xhat"])

@@ -37,7 +37,8 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
     for row in result["cases"]:
         impls = set(row["median_s"])
         if row["group"].startswith("model"):
-            assert impls == {"jaxconv", "torch", "torch_cl"}
+            assert impls == {"jaxconv", "translated", "torch", "torch_cl"}
+            assert row["translated_vs_handwritten"] > 0
         elif row["group"] == "batchnorm":  # equinox's BatchNorm needs a named axis: not run
             assert impls == LAYER_IMPLS - {"equinox"}
         else:
@@ -47,6 +48,7 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
         assert all(np.isfinite(v) and v > 0 for v in row["median_s"].values())
         assert row["jaxconv_vs_best_torch"] > 0
         assert row["case"] in stdout
+    assert result["translation"]["seconds"] > 0 and "translating torchvision" in stdout
     env = result["environment"]
     assert env["device_kind"] and env["versions"]["jax"] and "xla_flags" in env
     assert env["load_average_start"] is not None

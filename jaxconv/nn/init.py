@@ -80,3 +80,16 @@ def torch_default(key, weight_shape, bias_size: int | None, dtype=None):
     fan_in, _ = fan_in_and_fan_out(weight_shape)
     bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
     return weight, uniform(k_b, (bias_size,), -bound, bound, dtype)
+
+
+def dropout_rngs(rngs=None):
+    """An ``nnx.Rngs`` with a ``dropout`` stream, for a module that draws masks.
+
+    ``rngs``: an ``nnx.Rngs`` (its ``dropout`` stream, or ``default``), a key, or ``None`` for a
+    key from the stream seeded by ``jaxconv.manual_seed``.
+    """
+    from flax import nnx
+
+    from .. import _rng
+
+    return nnx.Rngs(dropout=_rng.key_from(rngs, "dropout"))

@@ -116,7 +116,7 @@ class Dropout(Module):
         _check_p(p)
         self.p, self.inplace = p, inplace
         self.deterministic = False
-        self.rngs = nnx.Rngs(dropout=_rng.key_from(rngs, "dropout"))
+        self.rngs = init.dropout_rngs(rngs)
 
     @property
     def training(self) -> bool:

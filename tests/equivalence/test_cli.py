@@ -14,16 +14,20 @@ from tests.equivalence import _unseeded
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
-def _run(*args, timeout=240):
+def _run(*args, timeout=240, cwd=None):
     return subprocess.run([sys.executable, "-m", "equivalence", *args], capture_output=True,
-                          text=True, env=ENV, timeout=timeout)
+                          text=True, env=ENV, timeout=timeout, cwd=cwd)
 
 
-def test_no_arguments_runs_the_demo():
-    proc = _run()
+def test_no_arguments_runs_the_demo(tmp_path):
+    proc = _run(cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "residual CNN" in out and "strict load" in out
+    assert "residual CNN" in out and "equivalence.translate (no hand-written twin)" in out
+    source = tmp_path / "translated" / "residual_cnn" / "model.py"
+    assert f"{os.path.join('translated', 'residual_cnn', 'model.py')}" in out and source.exists()
+    assert "class ResidualBlock(nn.Module)" in source.read_text()
+    assert json.loads((source.parent / "certificate.json").read_text())["verdict"] == "PASS"
     assert "gradients of sum(output * cotangent)" in out and "resblock2.conv2.weight" in out
     verdict = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert verdict and verdict[-1].startswith("PASS: ")

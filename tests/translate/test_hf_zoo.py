@@ -11,7 +11,7 @@ import torch
 
 from equivalence import state_dict
 from equivalence._torch import import_torchvision
-from equivalence.translate import translate
+from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, timm
 
 import_torchvision()        # transformers' image utilities import torchvision

@@ -171,9 +171,23 @@ class Body:
             self._problem(node, f"no translation for {what} with these arguments ({e})")
             return "None"
 
+    def _output(self, v) -> str:
+        """The returned structure; dicts as ``OrderedDict``, whose key order jax keeps (under
+        ``jit`` a plain dict comes back sorted by key)."""
+        if isinstance(v, dict):
+            name = self.imported("collections", "OrderedDict")
+            if all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in v):
+                return f"{name}({', '.join(f'{k}={self._output(x)}' for k, x in v.items())})"
+            return f"{name}([{', '.join(f'({k!r}, {self._output(x)})' for k, x in v.items())}])"
+        if isinstance(v, (tuple, list)) and not hasattr(v, "_fields"):
+            items = [self._output(x) for x in v]
+            if isinstance(v, list):
+                return f"[{', '.join(items)}]"
+            return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+        return self.fmt(v)
+
     def graph(self, graph) -> tuple[list[str], list[str]]:
         """``(parameters, lines)`` of the ``__call__`` that computes ``graph``."""
-        _rebind_in_place(graph, self.part)
         params, lines = [], []
         for node in graph.nodes:
             self.name, self._after = _name(node), []
@@ -182,7 +196,7 @@ class Body:
                 params.append(f"{node.target}{default}")
                 self.expr[node] = node.target.lstrip("*")
             elif node.op == "output":
-                lines.append(f"return {self.fmt(node.args[0])}")
+                lines.append(f"return {self._output(node.args[0])}")
             else:
                 text = self._emit(node)
                 if text is None:
@@ -203,28 +217,6 @@ class Body:
 
 def _constant_name(target: str) -> str:
     return target.lstrip("_")
-
-
-def _in_place_call(node, part: Part) -> bool:
-    if node.op == "call_method":
-        return ops.in_place(node.target)
-    if node.op == "call_function":
-        return node.kwargs.get("inplace") is True
-    if node.op == "call_module":
-        try:
-            return getattr(part.module.get_submodule(node.target), "inplace", False) is True
-        except AttributeError:      # an absent optional child
-            return False
-    return False
-
-
-def _rebind_in_place(graph, part: Part) -> None:
-    """After an in-place op, later readers of its tensor read the op's result, as in torch."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    for node in list(graph.nodes):
-        if node.args and isinstance(node.args[0], fx.Node) and _in_place_call(node, part):
-            src = node.args[0]
-            src.replace_all_uses_with(node, delete_user_cb=lambda u: order[u] > order[node])
 
 
 def _own_variables(m: torch.nn.Module):
@@ -284,7 +276,7 @@ def class_source(name: str, part: Part, parts: dict, header: Header, problems: l
     if len(part.graphs) > 1:
         init.append("self.training = True")
     if body.needs_rng:
-        init.append("self.rngs = rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(dropout=rngs or 0)")
+        init.append("self.rngs = nn.init.dropout_rngs(rngs)")
     if len(part.graphs) == 1:
         call = bodies[None][1]
     else:

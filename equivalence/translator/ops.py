@@ -17,6 +17,8 @@ the expression bound to the node (``None``: nothing to bind).
 from __future__ import annotations
 
 import builtins
+import importlib
+import inspect
 import operator
 
 import torch
@@ -165,8 +167,8 @@ def _batch_norm(e, input, running_mean, running_var, weight=None, bias=None, tra
 
 def _dropout(fn):
     def emit(e, input, p=0.5, training=True, inplace=False):
-        key = {"key": e.rng()} if training is True and p != 0 else {}
-        return e.call(f"F.{fn}", (input, p, training), key)
+        call = e.call(f"F.{fn}", (input, p, training), {})
+        return call[:-1] + f", key={e.rng()})" if training is True and p != 0 else call
     return emit
 
 
@@ -199,8 +201,23 @@ def _named(namespace, obj) -> str | None:
     return name if name and getattr(namespace, name, None) is obj else None
 
 
-def _passthrough(name: str):
-    return lambda e, *args, **kwargs: e.call(name, args, kwargs)
+def _defaults(fn) -> dict:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _passthrough(name: str, fn):
+    """``name(*args, **kwargs)``, leaving out keywords that equal ``fn``'s defaults."""
+    defaults = _defaults(fn)
+
+    def emit(e, *args, **kwargs):
+        kept = {k: v for k, v in kwargs.items()
+                if not (k in defaults and type(v) is type(defaults[k]) and v == defaults[k])}
+        return e.call(name, args, kept)
+    return emit
 
 
 def _named_tuple(cls):
@@ -229,12 +246,11 @@ def function(target):
         return None
     name = _named(TF, target)
     if name and hasattr(jF, name):
-        return _passthrough(f"F.{name}")
+        return _passthrough(f"F.{name}", getattr(jF, name))
     name = _named(torch, target)
-    if name and hasattr(jT, name):
-        return _passthrough(f"T.{name}")
-    if name and hasattr(jF, name):
-        return _passthrough(f"F.{name}")
+    for prefix, namespace in (("T", jT), ("F", jF)):
+        if name and hasattr(namespace, name):
+            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 
@@ -244,10 +260,9 @@ def method(name: str):
         name = name[:-1]
     if name in _METHODS:
         return _METHODS[name]
-    if hasattr(jT, name):
-        return lambda e, x, *a, **k: e.call(f"T.{name}", (x, *a), k)
-    if hasattr(jF, name):
-        return lambda e, x, *a, **k: e.call(f"F.{name}", (x, *a), k)
+    for prefix, namespace in (("T", jT), ("F", jF)):
+        if hasattr(namespace, name):
+            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 
@@ -256,17 +271,29 @@ def in_place(name: str) -> bool:
     return name.endswith("_") and not name.endswith("__")
 
 
+_PUBLIC: dict[int, str] = {}
+
+
+def _public_names() -> dict[int, str]:
+    """id -> public name of torch's functions (``torch.fft.fft2``, not ``torch._C._fft.fft_fft2``)."""
+    if not _PUBLIC:
+        for label in ("torch.fft", "torch.special", "torch.linalg", "torch.nn.functional", "torch",
+                      "operator"):
+            namespace = importlib.import_module(label)
+            for attr in dir(namespace):
+                if not attr.startswith("_") or label == "torch":
+                    _PUBLIC.setdefault(id(getattr(namespace, attr, None)), f"{label}.{attr}")
+    return _PUBLIC
+
+
 def qualified(target) -> str:
     """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
     if isinstance(target, str):
         return f"Tensor.{target}"
-    for namespace, label in ((TF, "torch.nn.functional"), (torch, "torch"), (operator, "operator")):
-        name = _named(namespace, target)
-        if name:
-            return f"{label}.{name}"
+    name = _public_names().get(id(target))
+    if name:
+        return name
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-
-
 
 
 # --- export (Hugging Face models) ---

@@ -150,6 +150,28 @@ def _trace(m, mode: bool, absent: tuple[str, ...]):
                 object.__setattr__(m, name, None)
 
 
+def _in_place_call(node, part: Part) -> bool:
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.endswith("__")
+    if node.op == "call_function":
+        return node.kwargs.get("inplace") is True
+    if node.op == "call_module":
+        try:
+            return getattr(part.module.get_submodule(node.target), "inplace", False) is True
+        except AttributeError:      # an absent optional child
+            return False
+    return False
+
+
+def _rebind_in_place(graph, part: Part) -> None:
+    """After an in-place op, later readers of its tensor read the op's result, as in torch."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if node.args and isinstance(node.args[0], fx.Node) and _in_place_call(node, part):
+            src = node.args[0]
+            src.replace_all_uses_with(node, delete_user_cb=lambda u: order[u] > order[node])
+
+
 def _key(value, index):
     if isinstance(value, fx.Node):
         return ("%", index.get(value, value.name))
@@ -198,6 +220,7 @@ def _trace_part(part: Part, optional: frozenset, problems: list) -> frozenset:
                 plain, _ = _trace(m, mode, ())
                 if signature(graph, _absent_nodes(graph, absent)) != signature(plain):
                     graph, absent = plain, ()
+            _rebind_in_place(graph, part)
             graphs[mode] = graph
     except Exception as e:  # noqa: BLE001 - any trace failure is reported with the module
         problems.append(Problem(part.path, qualified_name(type(m)),

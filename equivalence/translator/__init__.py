@@ -1,0 +1,135 @@
+"""Translate a torch model into jaxconv: readable Flax source, and a live module built from it.
+
+- :func:`translate_source` captures the model (:mod:`.capture`), maps every op through one
+  table (:mod:`.ops`, :mod:`.leaves`) and writes a standalone module (:mod:`.emit`) that
+  imports jax, flax and jaxconv, never torch, and defines ``build(rngs=None)``.
+- :func:`translate` runs that very source, builds the model and loads torch's weights into it,
+  so the source and the live module can never disagree.
+- :func:`register` teaches it a module class or function of your own.
+"""
+from __future__ import annotations
+
+import inspect
+
+from . import leaves, ops
+from .capture import capture
+from .emit import generate
+
+
+class TranslationError(ValueError):
+    """Some modules or ops have no translation: ``problems`` lists each with its source line."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"cannot translate: {len(self.problems)} unsupported module(s) or op(s)\n{lines}")
+
+
+def translate_source(torch_module, *example_inputs) -> str:
+    """The source of a standalone Python module that rebuilds ``torch_module`` in jaxconv.
+
+    It defines one class per torch module class (and per forward variant), whose ``__call__``
+    follows torch's ``forward`` node by node, and ``build(rngs=None)``, which returns the root
+    module with torch's default initialisation, ready for ``equivalence.load_state_dict``.
+
+    **Arguments:**
+
+    - ``torch_module``: the ``torch.nn.Module`` to translate; left unchanged.
+    - ``*example_inputs``: inputs of one forward (used where a module must be captured by
+      running it).
+
+    Raises :class:`TranslationError`, listing every op and module without a translation with
+    its source line, before anything is built.
+    """
+    tree, problems = capture(torch_module, example_inputs)
+    source = generate(tree, problems)
+    if problems:
+        raise TranslationError(problems)
+    return source
+
+
+def _load_source(source: str, name: str):
+    """Execute generated ``source`` as a module; its lines show in tracebacks (linecache)."""
+    import linecache
+    import types
+
+    filename = f"<jaxconv translation of {name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"jaxconv_translated_{name}")
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+def _copy_modes(torch_module, model) -> None:
+    """Give every translated module the train/eval mode of its torch counterpart."""
+    from jaxconv.nn import named_modules
+
+    torch_modes = {name: m.training for name, m in torch_module.named_modules()}
+    for name, m in named_modules(model):
+        if name in torch_modes and hasattr(m, "training"):
+            try:
+                m.training = torch_modes[name]
+            except AttributeError:      # a module whose mode follows from its children's
+                pass
+
+
+def build_from_source(source: str, torch_module=None, *, rngs=None):
+    """Run translated ``source`` and return its ``build(rngs)``; with ``torch_module``, with
+    torch's weights (strict load) and each submodule's train/eval mode."""
+    from ..state_dict import load_state_dict
+
+    name = type(torch_module).__name__ if torch_module is not None else "model"
+    model = _load_source(source, name).build(rngs)
+    if torch_module is not None:
+        load_state_dict(model, torch_module.state_dict(), strict=True)
+        _copy_modes(torch_module, model)
+    return model
+
+
+def translate(torch_module, *example_inputs, rngs=None):
+    """``torch_module`` as a jaxconv module tree with torch's attribute names and weights.
+
+    Built by running :func:`translate_source`'s source, so the two never disagree.
+    ``equivalence.state_dict(result)`` equals ``torch_module.state_dict()`` (names, order,
+    shapes, values); calling it returns torch's output structure with jax arrays; it works
+    under ``nnx.jit`` / ``nnx.grad`` and follows ``train()`` / ``eval()``, starting in the
+    torch modules' modes.
+
+    **Arguments:** as :func:`translate_source`; ``rngs`` seeds the dropout streams (and the
+    discarded initial parameters).
+    """
+    return build_from_source(translate_source(torch_module, *example_inputs), torch_module,
+                             rngs=rngs)
+
+
+def register(torch_object, target: str, arguments=None) -> None:
+    """Translate a torch module class or function of your own into ``target``.
+
+    **Arguments:**
+
+    - ``torch_object``: a ``torch.nn.Module`` subclass (each instance becomes a ``target``
+      module, built with ``arguments(torch_module) -> (args, kwargs)``, by default the
+      instance attributes named after the constructor's parameters), or a function that
+      traced forwards call (each call becomes a call of ``target`` with the same arguments).
+    - ``target``: the jaxconv class or function, or its ``'package.module:Name'``; the
+      generated source imports it from there.
+
+    The module's variables must carry the torch module's state_dict names.
+    """
+    if not isinstance(target, str):
+        target = f"{target.__module__}:{target.__qualname__}"
+    if inspect.isclass(torch_object):
+        leaves.register(torch_object, target, arguments)
+    else:
+        if arguments is not None:
+            raise TypeError("register: arguments= applies to module classes, not functions")
+        ops.register_function(torch_object, target)
+
+
+def unregister(torch_object) -> None:
+    """Undo :func:`register`."""
+    if inspect.isclass(torch_object):
+        leaves.unregister(torch_object)
+    else:
+        ops.unregister_function(torch_object)
