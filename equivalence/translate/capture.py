@@ -74,7 +74,14 @@ class _Absent(torch.nn.Module):
 
 
 class _Tracer(fx.Tracer):
-    """Traces one module's own ``forward``: every submodule call is a ``call_module`` leaf."""
+    """Traces one module's own ``forward``: every submodule call is a ``call_module`` leaf.
+
+    Buffers are proxies too, so that an in-place update in ``forward`` (timm's
+    ``BatchNormAct2d``: ``self.num_batches_tracked.add_(1)``) is a graph node, not a change
+    made to the torch module while tracing.
+    """
+
+    proxy_buffer_attributes = True
 
     def __init__(self, root, specialised=None):
         super().__init__()

@@ -35,6 +35,10 @@ def _reparameterized(name):
     return make
 
 
+def _timm(name, **kwargs):
+    return lambda: timm().create_model(name, pretrained=False, num_classes=10, **kwargs)
+
+
 #: name -> (constructor or None for ``timm.create_model(name)``, input side)
 MODELS = {
     "resnet18d": (None, 64), "resnet26d": (None, 64),
@@ -42,8 +46,8 @@ MODELS = {
     "mobilenetv3_small_100": (None, 64), "mobilenetv3_large_100": (None, 64),
     "regnetx_002": (None, 64), "regnety_002": (None, 64),
     "convnext_atto": (None, 64), "convnext_nano": (None, 64),
-    "rexnet_100": (None, 64),
-    "ghostnet_100": (None, 64),
+    "rexnet_100": (None, 64), "rexnet_100 (drop_rate 0)": (_timm("rexnet_100", drop_rate=0.0), 64),
+    "ghostnet_100": (None, 64), "ghostnet_100 (drop_rate 0)": (_timm("ghostnet_100", drop_rate=0.0), 64),
     "dla34": (None, 64), "dla46_c": (None, 64),
     "res2net50_14w_8s": (None, 64),
     "dpn68": (None, 64),
@@ -55,6 +59,11 @@ MODELS = {
     "poolformer_s12": (None, 64), "poolformerv2_s12": (None, 64),
     "convmixer (dim 64, depth 2)": (_convmixer, 32),
 }
+#: Models whose train forward draws dropout masks: no train-mode comparison.
+STOCHASTIC = {"rexnet_100", "ghostnet_100"}
+#: Models whose train forward normalises a batch of 2 at 1x1 or 2x2 (inception's last blocks):
+#: float32 rounding is amplified past 1e-4, so train mode is compared in float64.
+ILL_CONDITIONED = {"inception_v3", "inception_v4", "res2net50_14w_8s"}
 FAST = {"resnet18d", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto", "nf_resnet26",
         "convmixer (dim 64, depth 2)"}
 
@@ -104,18 +113,23 @@ def test_timm_model_matches_torch(name):
         assert ours[k].shape == tuple(v.shape), k
         np.testing.assert_array_equal(ours[k], v.numpy(), err_msg=k)
 
-    if not _deterministic_in_train(tm, x):
+    assert _deterministic_in_train(tm, x) == (name not in STOCHASTIC)
+    if name in STOCHASTIC:
         return
+    tolerance = 1e-4
+    if name in ILL_CONDITIONED:
+        train_twin, x, tolerance = train_twin.double(), x.double(), 1e-8
+        jm = translate(train_twin)
     train_twin.train()
     jm.train()
     with torch.no_grad():
         ref = train_twin(x)
-    assert relative_error(_forward(jm, x), ref) <= 1e-4, "train forward"
+    assert relative_error(_forward(jm, x), ref) <= tolerance, "train forward"
     ours, theirs = equivalence.state_dict(jm), train_twin.state_dict()
     for k, v in theirs.items():
         if k.endswith("num_batches_tracked"):
             assert int(ours[k]) == int(v) == 1, k
         elif k.endswith(("running_mean", "running_var")):
-            assert relative_error(ours[k], v) <= 1e-4, k
+            assert relative_error(ours[k], v) <= tolerance, k
         else:
             np.testing.assert_array_equal(ours[k], v.numpy(), err_msg=k)
