@@ -105,7 +105,7 @@ def specialise(module, calls) -> dict:
     return out
 
 
-def bind_arguments(tracer: fx.Tracer, root_fn, is_module: bool, specialised: dict, args: list):
+def bind_arguments(root_fn, is_module: bool, specialised: dict, args: list):
     """Replace the placeholder proxies in ``args`` (from ``create_args_for_root``) of the
     ``specialised`` parameters by their values; the placeholders stay, unused."""
     if not specialised:

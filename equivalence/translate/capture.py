@@ -94,7 +94,7 @@ class _Tracer(fx.Tracer):
 
     def create_args_for_root(self, root_fn, is_module, concrete_args=None):
         root_fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
-        return root_fn, callsite.bind_arguments(self, root_fn, is_module, self._specialised, args)
+        return root_fn, callsite.bind_arguments(root_fn, is_module, self._specialised, args)
 
 
 def _kind(m) -> tuple[str, Leaf | None]:
@@ -228,7 +228,7 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) ->
     ``sites``: the call sites recorded so far (:func:`callsite.record`), this part's added."""
     m = part.module
     absent = tuple(sorted(n for n in optional if getattr(m, n, 0) is None))
-    calls = list(sites.get(part.path, {callsite.DEFAULT_SITE: callsite.DEFAULT_SITE}).values())
+    calls = list(sites[part.path].values()) if part.path in sites else [callsite.DEFAULT_SITE]
     specialised = callsite.specialise(m, calls) if part.path else {}
     try:
         graphs = {}

@@ -58,6 +58,9 @@ MODELS = {
     "densenet121": (None, 64),
     "poolformer_s12": (None, 64), "poolformerv2_s12": (None, 64),
     "convmixer (dim 64, depth 2)": (_convmixer, 32),
+    # library layers seen in few families: GRN (addcmul), SplitAttn, CondConv2d, BlurPool2d, eSE
+    "convnextv2_atto": (None, 64), "resnest14d": (None, 64), "efficientnet_cc_b0_4e": (None, 64),
+    "resnetblur18": (None, 64), "ese_vovnet19b_dw": (None, 64),
 }
 #: Models whose train forward draws dropout masks: no train-mode comparison.
 STOCHASTIC = {"rexnet_100", "ghostnet_100"}
@@ -84,15 +87,11 @@ def _forward(jm, x):
     return nnx.jit(lambda m, x: m(x))(jm, jnp.asarray(x.numpy()))
 
 
-def _deterministic_in_train(tm, x):
-    """Whether torch's train forward draws nothing (no dropout / drop-path with p > 0)."""
-    outs = []
-    for seed in (1, 2):
-        m = copy.deepcopy(tm).train()
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            outs.append(m(x))
-    return torch.equal(*outs)
+def _draws_in_train(tm):
+    """Whether torch's train forward draws masks: a dropout or drop-path with p > 0 (timm keeps
+    a functional dropout's rate in ``drop_rate``)."""
+    return any(getattr(m, a, 0) > 0 for m in tm.modules() for a in ("p", "drop_prob", "drop_rate")
+               if isinstance(getattr(m, a, 0), float))
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow)
@@ -113,7 +112,7 @@ def test_timm_model_matches_torch(name):
         assert ours[k].shape == tuple(v.shape), k
         np.testing.assert_array_equal(ours[k], v.numpy(), err_msg=k)
 
-    assert _deterministic_in_train(tm, x) == (name not in STOCHASTIC)
+    assert _draws_in_train(tm) == (name in STOCHASTIC)
     if name in STOCHASTIC:
         return
     tolerance = 1e-4
