@@ -270,3 +270,29 @@ def test_products_run_at_full_float32_precision(rng, name):
     assert y.dtype == np.float32
     exact = getattr(torch, name)(*[a if isinstance(a, str) else t(a).double() for a in args]).numpy()
     assert_close(y, exact, np.float32, reduction=k)
+
+
+# ---------------------------------------------------------------- addcmul / addcdiv (timm's GRN)
+
+@pytest.mark.parametrize("value", [1, -0.75])
+def test_addcmul_addcdiv_match_torch(rng, value):
+    x, a, b = randn(rng, 3, 4), randn(rng, 4), randn(rng, 3, 1) + 3
+    check_grad(lambda x, a, b: T.addcmul(x, a, b, value=value),
+               lambda x, a, b: torch.addcmul(x, a, b, value=value), [x, a, b], rng)
+    check_grad(lambda x, a, b: T.addcdiv(x, a, b, value=value),
+               lambda x, a, b: torch.addcdiv(x, a, b, value=value), [x, a, b], rng)
+    i = np.arange(6).reshape(2, 3)
+    same(T.addcmul(i, i, i + 1, value=2), torch.addcmul(t(i), t(i), t(i + 1), value=2))
+    same(T.addcdiv(i, i.astype(np.float32), i + 1), torch.addcdiv(t(i), t(i.astype(np.float32)), t(i + 1)))
+    x32 = randn(rng, 3, 4).astype(np.float32)       # torch may fuse the multiply-add: 1 ulp
+    ours, theirs = T.addcmul(x32, x32, x32), torch.addcmul(t(x32), t(x32), t(x32))
+    assert ours.dtype == jnp.float32
+    assert_close(ours, theirs.numpy(), np.float32)
+
+
+def test_addcdiv_of_integers_raises_as_torch_does():
+    i = np.arange(1, 4)
+    with pytest.raises(RuntimeError, match="Integer division"):
+        torch.addcdiv(t(i), t(i), t(i))
+    with pytest.raises(ValueError, match="addcdiv: integer division"):
+        T.addcdiv(i, i, i)

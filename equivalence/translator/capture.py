@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx as fx
 
+from . import callsite
 from .leaves import Leaf, leaf_for, qualified_name
 
 
@@ -73,15 +74,27 @@ class _Absent(torch.nn.Module):
 
 
 class _Tracer(fx.Tracer):
-    """Traces one module's own ``forward``: every submodule call is a ``call_module`` leaf."""
+    """Traces one module's own ``forward``: every submodule call is a ``call_module`` leaf.
 
-    def __init__(self, root):
+    Buffers are proxies too, so that an in-place update in ``forward`` (timm's
+    ``BatchNormAct2d``: ``self.num_batches_tracked.add_(1)``) is a graph node, not a change
+    made to the torch module while tracing.
+    """
+
+    proxy_buffer_attributes = True
+
+    def __init__(self, root, specialised=None):
         super().__init__()
         self.record_stack_traces = True
         self._root = root
+        self._specialised = specialised or {}
 
     def is_leaf_module(self, m, qualname):
         return m is not self._root
+
+    def create_args_for_root(self, root_fn, is_module, concrete_args=None):
+        root_fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
+        return root_fn, callsite.bind_arguments(root_fn, is_module, self._specialised, args)
 
 
 def _kind(m) -> tuple[str, Leaf | None]:
@@ -124,8 +137,9 @@ def _mode_flags(m):
     return [(sub, sub.training) for sub in m.modules()]
 
 
-def _trace(m, mode: bool, absent: tuple[str, ...]):
-    """fx graph of ``m.forward`` in train (``mode``) or eval mode, ``absent`` children as identities."""
+def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
+    """fx graph of ``m.forward`` in train (``mode``) or eval mode, ``absent`` children as
+    identities, ``specialised`` arguments bound (:mod:`.callsite`)."""
     flags = _mode_flags(m)
     registered = {name: name in m._modules for name in absent}
     for name in absent:
@@ -134,7 +148,7 @@ def _trace(m, mode: bool, absent: tuple[str, ...]):
         m.add_module(name, _Absent())
     try:
         m.train(mode)
-        graph = _Tracer(m).trace(m)
+        graph = _Tracer(m, specialised).trace(m)
         constants = {n.target: getattr(m, n.target) for n in graph.nodes
                      if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
         for name in constants:      # fx parks tensors made in forward on the root: take them back
@@ -205,22 +219,27 @@ def signature(graph, collapse=frozenset()) -> str:
 
 
 def _absent_nodes(graph, names):
-    return frozenset(n for n in graph.nodes if n.op == "call_module" and n.target in names)
+    return frozenset(n for n in graph.nodes if n.op == "call_module" and n.target in names
+                     and n.args and isinstance(n.args[0], fx.Node))
 
 
-def _trace_part(part: Part, optional: frozenset, problems: list) -> frozenset:
-    """Trace ``part`` in both modes; returns the ``optional`` children it was traced without."""
+def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) -> frozenset:
+    """Trace ``part`` in both modes; returns the ``optional`` children it was traced without.
+    ``sites``: the call sites recorded so far (:func:`callsite.record`), this part's added."""
     m = part.module
     absent = tuple(sorted(n for n in optional if getattr(m, n, 0) is None))
+    calls = list(sites[part.path].values()) if part.path in sites else [callsite.DEFAULT_SITE]
+    specialised = callsite.specialise(m, calls) if part.path else {}
     try:
         graphs = {}
         for mode in (True, False):
-            graph, part.constants = _trace(m, mode, absent)
+            graph, part.constants = _trace(m, mode, absent, specialised)
             if absent:
-                plain, _ = _trace(m, mode, ())
+                plain, _ = _trace(m, mode, (), specialised)
                 if signature(graph, _absent_nodes(graph, absent)) != signature(plain):
                     graph, absent = plain, ()
             _rebind_in_place(graph, part)
+            callsite.record(sites, part.path, graph)
             graphs[mode] = graph
     except Exception as e:  # noqa: BLE001 - any trace failure is reported with the module
         problems.append(Problem(part.path, qualified_name(type(m)),
@@ -247,8 +266,10 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
         present.setdefault(p.cls, set()).update(n for n, _ in p.children)
     problems: list[Problem] = []
     optional: dict[type, frozenset] = {}
+    sites: dict = {}
     for p in traced:
-        optional[p.cls] = optional.get(p.cls, frozenset()) | _trace_part(p, frozenset(present[p.cls]), problems)
+        optional[p.cls] = (optional.get(p.cls, frozenset())
+                           | _trace_part(p, frozenset(present[p.cls]), problems, sites))
     failed = [p for p in traced if not p.graphs]
     if failed:
         from .export import fallback

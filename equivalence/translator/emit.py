@@ -215,6 +215,13 @@ class Body:
         return params, lines
 
 
+def _param(child: str) -> str:
+    """The constructor parameter that takes child ``child`` (``'0'`` -> ``_0``)."""
+    if child.isidentifier() and not keyword.iskeyword(child):
+        return child
+    return "_" + "".join(c if c.isalnum() else "_" for c in child)
+
+
 def _constant_name(target: str) -> str:
     return target.lstrip("_")
 
@@ -266,13 +273,14 @@ def class_source(name: str, part: Part, parts: dict, header: Header, problems: l
         body.expr = {}
         bodies[mode] = body.graph(graph)
     params = next(iter(bodies.values()))[0]
-    init_params = [f"{c}=None" if c in part.optional else c for c in children]
+    init_params = [f"{_param(c)}=None" if c in part.optional else _param(c) for c in children]
     init_params = [c for c in init_params if "=" not in c] + [c for c in init_params if "=" in c]
     if var_args:
         init_params += ["*"] + var_args
     if body.needs_rng:
         init_params += ([] if var_args else ["*"]) + ["rngs=None"]
-    init = [f"self.{c} = {c}" for c in children] + var_lines
+    init = [f"self.{c} = {c}" if _param(c) == c else f"setattr(self, {c!r}, {_param(c)})"
+            for c in children] + var_lines
     if len(part.graphs) > 1:
         init.append("self.training = True")
     if body.needs_rng:
@@ -349,8 +357,7 @@ class Builder:
             return _call_text("nn.ModuleDict", items, _WIDTH, depth)
         if variant(part) not in self.names:     # its forward did not trace (a problem already)
             return "None"
-        args = [f"{n}={e}" if n.isidentifier() and not keyword.iskeyword(n) else f"**{{{n!r}: {e}}}"
-                for n, e in children]
+        args = [f"{_param(n)}={e}" for n, e in children]
         m = part.module
         params, buffers = _own_variables(m)
         args += [f"{n}={tuple(t.shape)!r}" for n, t in params + buffers]

@@ -121,6 +121,24 @@ def mul(input, other):
 
 multiply = mul
 
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """``input + value * tensor1 * tensor2`` (``torch.addcmul``)."""
+    input, tensor1, tensor2 = jnp.asarray(input), jnp.asarray(tensor1), jnp.asarray(tensor2)
+    return input + (tensor1 * tensor2 if value == 1 else value * tensor1 * tensor2)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """``input + value * tensor1 / tensor2`` (``torch.addcdiv``); integer operands are refused,
+    as torch refuses them."""
+    input, tensor1, tensor2 = jnp.asarray(input), jnp.asarray(tensor1), jnp.asarray(tensor2)
+    if not (_parse.is_floating(tensor1) or _parse.is_floating(tensor2)):
+        raise ValueError("addcdiv: integer division of tensors is not supported; give tensor1 "
+                        f"or tensor2 a float dtype, got {jnp.result_type(tensor1)} and "
+                        f"{jnp.result_type(tensor2)}")
+    quotient = tensor1 / tensor2
+    return input + (quotient if value == 1 else value * quotient)
+
 ROUNDING_MODES = (None, "trunc", "floor")
 
 
