@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as TF
 
 import equivalence
-from equivalence.translate import translate, translate_source
+from equivalence import translate, translate_source
 from tests._zoo import randomize_batchnorm, relative_error
 
 

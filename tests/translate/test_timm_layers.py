@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import equivalence
-from equivalence.translate import translate
+from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, timm
 
 

@@ -18,7 +18,7 @@ import torch
 from flax import nnx
 
 import equivalence
-from equivalence.translate import translate
+from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, timm
 
 
