@@ -253,6 +253,11 @@ def _reshape(e, input, size):
     return e.call("T.reshape", (input, _tup(size)), {})
 
 
+@_op("reshape_as.default", "view_as.default")
+def _reshape_as(e, input, other):
+    return f"{e.fmt(input)}.reshape({e.fmt(other)}.shape)"
+
+
 @_op("flatten.using_ints")
 def _flatten(e, input, start_dim=0, end_dim=-1):
     return e.call("T.flatten", (input, start_dim, end_dim), {})

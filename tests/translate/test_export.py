@@ -155,6 +155,7 @@ OPS = {
     "stack": ("stack.default", lambda x: torch.stack([x, -x], 2), [], _X),
     "permute": ("permute.default", lambda x: x.permute(0, 2, 3, 1), [], _X),
     "view": ("view.default", lambda x: x.view(2, -1, 4), [], _X),
+    "reshape_as": ("reshape_as.default", lambda x: x.flatten(2).reshape_as(x), [], _X),
     "flatten": ("flatten.using_ints", lambda x: x.flatten(1), [], _X),
     "transpose": ("transpose.int", lambda x: x.transpose(1, 3), [], _X),
     "unsqueeze": ("unsqueeze.default", lambda x: x.unsqueeze(1), [], _X),
