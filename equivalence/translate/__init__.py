@@ -16,7 +16,7 @@ class TranslationError(ValueError):
 
 def translate_source(torch_module, *example_inputs) -> str:
     """The source of a standalone Python module that rebuilds ``torch_module`` in jaxconv."""
-    tree, problems = capture(torch_module)
+    tree, problems = capture(torch_module, example_inputs)
     source = generate(tree, problems)
     if problems:
         raise TranslationError(problems)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx as fx
 
+from . import functions
 from .leaves import Leaf, leaf_for, qualified_name
 
 
@@ -38,6 +39,7 @@ class Part:
     graphs: dict = field(default_factory=dict)      # mode -> fx.Graph; one key when modes agree
     optional: frozenset = frozenset()               # children that may be None in this class
     constants: dict = field(default_factory=dict)   # fx tensor constants: name -> tensor
+    functions: dict = field(default_factory=dict)   # call node -> functions.Traced
 
     @property
     def cls(self):
@@ -211,8 +213,12 @@ def _trace_part(part: Part, optional: frozenset, problems: list) -> frozenset:
     return frozenset(absent)
 
 
-def capture(root: torch.nn.Module) -> tuple[Part, list[Problem]]:
-    """The part tree of ``root`` and the problems met while tracing (none when all traced)."""
+def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Problem]]:
+    """The part tree of ``root`` and the problems met while tracing (none when all traced).
+
+    Calls of plain Python functions (``torch.fx.wrap``-ed) are traced into
+    (:mod:`.functions`), which needs ``example_inputs`` to run ``root`` on.
+    """
     tree = _tree(root, "")
     traced = [p for p in tree.parts() if p.kind == "traced"]
     present: dict[type, set] = {}
@@ -224,4 +230,5 @@ def capture(root: torch.nn.Module) -> tuple[Part, list[Problem]]:
         optional[p.cls] = optional.get(p.cls, frozenset()) | _trace_part(p, frozenset(present[p.cls]), problems)
     for p in traced:
         p.optional = optional[p.cls]
+    functions.attach(tree, traced, tuple(example_inputs), problems)
     return tree, problems

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from . import ops
+from . import functions, ops
 from .capture import Part, Problem, signature, source_line
 from .leaves import NOT_RANDOM, qualified_name
 
@@ -106,6 +106,7 @@ class Body:
         self.name = ""
         self.needs_rng = False
         self._after: list[str] = []
+        self.calls = part.functions     # call nodes of Python functions traced into
 
     # --- what emitters use -------------------------------------------------------------
     def fmt(self, v) -> str:
@@ -158,6 +159,8 @@ class Body:
             if node.target in self.part.optional:
                 return f"{self.fmt(args[0])} if {call} is None else {text}"
             return text
+        if node.op == "call_function" and node in self.calls:
+            return functions.emit_call(self, node, self.calls[node])
         if node.op == "call_function":
             emitter, what = ops.function(node.target), ops.qualified(node.target)
         else:
@@ -240,7 +243,8 @@ def variant(part: Part) -> str:
     return repr((qualified_name(part.cls), [signature(g) for g in part.graphs.values()],
                  list(part.graphs), [n for n, _ in part.children], sorted(part.optional),
                  [(n, str(p.dtype), p.dim()) for n, p in params + buffers],
-                 {k: v.tolist() for k, v in part.constants.items()}))
+                 {k: v.tolist() for k, v in part.constants.items()},
+                 [t.key() for t in part.functions.values()]))
 
 
 def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], list[str]]:
