@@ -375,6 +375,9 @@ class Builder:
 def generate(tree: Part, problems: list) -> str:
     """The whole module source for ``tree``; problems found on the way are appended."""
     parts = {p.path: p for p in tree.parts()}
+    for part in parts.values():     # before any variant key is taken: it rewires the graphs
+        for graph in part.graphs.values():
+            _rebind_in_place(graph, part)
     names, classes, header, taken = {}, [], Header(), set()
     for part in tree.parts():
         if part.kind != "traced" or not part.graphs:

@@ -145,7 +145,16 @@ class _Tracer(fx.Tracer):
 
 
 def _clone(tree):
-    return fx.node.map_aggregate(tree, lambda v: v.clone() if isinstance(v, torch.Tensor) else v)
+    """Tensors cloned, fx's immutable lists made plain lists again (functions mutate them)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, list):
+        return [_clone(v) for v in tree]
+    if isinstance(tree, tuple):
+        return type(tree)(*map(_clone, tree)) if hasattr(tree, "_fields") else tuple(map(_clone, tree))
+    if isinstance(tree, dict):
+        return type(tree)((k, _clone(v)) for k, v in tree.items())
+    return tree
 
 
 def trace_call(fn, args, kwargs) -> Traced:
@@ -177,11 +186,13 @@ def trace_call(fn, args, kwargs) -> Traced:
                  if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
     _write_back_views(graph)
     _drop_unused(graph)
+    from .emit import _rebind_in_place
+    _rebind_in_place(graph, None)       # now, so that its key is that of the emitted body
     traced = Traced(fn, names, graph, baked=baked, mutated=mutated, constants=constants)
     for node in graph.nodes:
         if node.op == "call_function" and traced_into(node.target):
             a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: tracer.values[n])
-            traced.calls[node] = trace_call(node.target, a, k)
+            traced.calls[node] = trace_call(node.target, _clone(a), _clone(k))
     return traced
 
 
@@ -253,6 +264,8 @@ class _Recorder(fx.Interpreter):
     def run_node(self, n):
         if n in self.nodes:
             self.calls[n] = _clone(self.fetch_args_kwargs_from_env(n))
+            args, kwargs = _clone(self.calls[n])
+            return n.target(*args, **kwargs)
         return super().run_node(n)
 
 
