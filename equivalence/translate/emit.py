@@ -278,13 +278,17 @@ def class_source(name: str, part: Part, parts: dict, header: Header, problems: l
         body.expr = {}
         bodies[mode] = body.graph(graph)
     params = next(iter(bodies.values()))[0]
-    init_params = [f"{c}=None" if c in part.optional else c for c in children]
+    plain = [c for c in children if c.isidentifier() and not keyword.iskeyword(c)]
+    init_params = [f"{c}=None" if c in part.optional else c for c in plain]
     init_params = [c for c in init_params if "=" not in c] + [c for c in init_params if "=" in c]
     if var_args:
         init_params += ["*"] + var_args
     if body.needs_rng:
         init_params += ([] if var_args else ["*"]) + ["rngs=None"]
-    init = [f"self.{c} = {c}" for c in children] + var_lines
+    if len(plain) < len(children):      # children named '0', '1', ... (a traced ModuleDict)
+        init_params.append("**children")
+    init = [f"self.{c} = {c}" if c in plain else f"setattr(self, {c!r}, children[{c!r}])"
+            for c in children] + var_lines
     if len(part.graphs) > 1:
         init.append("self.training = True")
     if body.needs_rng:
