@@ -357,8 +357,8 @@ def _source(e, traced) -> str:
             notes.append(f"{n}={text}")
     doc = f"Translated from ``{traced.fn.__module__}.{traced.fn.__qualname__}``"
     doc += f", traced with {', '.join(notes)}." if notes else "."
-    return "\n".join([f"def <name>({', '.join(params)}):", f'    """{doc}"""',
-                      *_indent(lines)]) + "\n\n"
+    return "\n\n" + "\n".join([f"def <name>({', '.join(params)}):", f'    """{doc}"""',
+                      *_indent(lines)])
 
 
 def emit_call(e, node, traced) -> str:
