@@ -118,7 +118,9 @@ def test_translated_model_matches_torch(name, kind):
     with torch.no_grad():
         expected = _outputs(model(x))
     got = _outputs(_run(jm, jnp.asarray(x.numpy())))
-    assert list(got) == list(expected)
+    assert sorted(got) == sorted(expected)
+    if len(expected) > 1 and isinstance(expected, dict):    # jit sorts a dict's keys: order eagerly
+        assert list(jm(jnp.asarray(x.numpy()))) == list(expected)
     for k in expected:
         assert relative_error(got[k], expected[k]) <= TOL, (k, relative_error(got[k], expected[k]))
 
