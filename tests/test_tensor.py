@@ -285,3 +285,23 @@ def test_dtypes_have_torchs_names():
         assert np.dtype(getattr(T, name)) == np_dtype(getattr(torch, name))
     assert np.dtype(T.bfloat16) == jnp.bfloat16 and np.dtype(T.int64) == np.int64
 
+
+
+@pytest.mark.parametrize("arg,dim", [(3, 0), (4, 1), (1, 1), (7, 0), ((1,), 1), ([1, 3], 0),
+                                     ((2, 2), 1), ((0, 5), 0), ((-1,), 1), ((4, 1), 0)])
+def test_tensor_split_matches_torch(rng, arg, dim):
+    x = randn(rng, 5, 3)
+    same(T.tensor_split(x, arg, dim), torch.tensor_split(t(x), arg, dim))
+
+
+def test_tensor_split_errors_as_torch():
+    with pytest.raises(RuntimeError):
+        torch.tensor_split(torch.zeros(3), 0)
+    with pytest.raises(ValueError, match="larger than 0"):
+        T.tensor_split(np.zeros(3), 0)
+
+
+def test_tensor_split_keyword_forms_match_torch(rng):
+    x = randn(rng, 4, 6)
+    same(T.tensor_split(x, indices=(1, 4), dim=1), torch.tensor_split(t(x), indices=(1, 4), dim=1))
+    same(T.tensor_split(x, sections=3), torch.tensor_split(t(x), sections=3))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx as fx
 
-from . import callsite
+from . import callsite, functions
 from .leaves import Leaf, leaf_for, qualified_name
 
 
@@ -39,6 +39,7 @@ class Part:
     graphs: dict = field(default_factory=dict)      # mode -> fx.Graph; one key when modes agree
     optional: frozenset = frozenset()               # children that may be None in this class
     constants: dict = field(default_factory=dict)   # fx tensor constants: name -> tensor
+    functions: dict = field(default_factory=dict)   # call node -> functions.Traced
 
     @property
     def cls(self):
@@ -258,6 +259,8 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
 
     Modules that fx cannot trace are captured with ``torch.export`` on the arguments they get
     when ``root`` runs on ``example_inputs`` (:mod:`.export`).
+    Calls of plain Python functions (``torch.fx.wrap``-ed) are traced into
+    (:mod:`.functions`), which needs ``example_inputs`` to run ``root`` on.
     """
     tree = _tree(root, "")
     traced = [p for p in tree.parts() if p.kind == "traced"]
@@ -276,4 +279,5 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
         fallback(root, failed, example_inputs, problems)
     for p in traced:
         p.optional = optional[p.cls]
+    functions.attach(tree, traced, tuple(example_inputs), problems)
     return tree, problems

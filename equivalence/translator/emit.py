@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from . import ops
+from . import functions, ops
 from .capture import Part, Problem, signature, source_line
 from .leaves import NOT_RANDOM, qualified_name
 
@@ -106,6 +106,7 @@ class Body:
         self.name = ""
         self.needs_rng = False
         self._after: list[str] = []
+        self.calls = part.functions     # call nodes of Python functions traced into
 
     # --- what emitters use -------------------------------------------------------------
     def fmt(self, v) -> str:
@@ -158,6 +159,8 @@ class Body:
             if node.target in self.part.optional:
                 return f"{self.fmt(args[0])} if {call} is None else {text}"
             return text
+        if node.op == "call_function" and node in self.calls:
+            return functions.emit_call(self, node, self.calls[node])
         if node.op == "call_function":
             emitter, what = ops.function(node.target), ops.qualified(node.target)
         else:
@@ -239,7 +242,8 @@ def variant(part: Part) -> str:
     return repr((qualified_name(part.cls), [signature(g) for g in part.graphs.values()],
                  list(part.graphs), [n for n, _ in part.children], sorted(part.optional),
                  [(n, str(p.dtype), p.dim()) for n, p in params + buffers],
-                 {k: v.tolist() for k, v in part.constants.items()}))
+                 {k: v.tolist() for k, v in part.constants.items()},
+                 [t.key() for t in part.functions.values()]))
 
 
 def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], list[str]]:
@@ -373,6 +377,9 @@ class Builder:
 def generate(tree: Part, problems: list) -> str:
     """The whole module source for ``tree``; problems found on the way are appended."""
     parts = {p.path: p for p in tree.parts()}
+    for part in parts.values():     # before any variant key is taken: it rewires the graphs
+        for graph in part.graphs.values():
+            _rebind_in_place(graph, part)
     names, classes, header, taken = {}, [], Header(), set()
     for part in tree.parts():
         if part.kind != "traced" or not part.graphs:

@@ -137,7 +137,18 @@ def _builtin() -> dict[str, Leaf]:
         _BUILTIN.update({f"torch.nn:{n}": Leaf(f"jaxconv.nn:{n}") for n in names})
         _BUILTIN["torchvision.ops.stochastic_depth.StochasticDepth"] = Leaf("jaxconv.nn:StochasticDepth")
         _BUILTIN["timm.layers.drop.DropPath"] = Leaf("jaxconv.nn:DropPath")
+        _BUILTIN["torch.nn:MultiheadAttention"] = Leaf("jaxconv.nn:MultiheadAttention",
+                                                       _attention_arguments)
     return _BUILTIN
+
+
+def _attention_arguments(m) -> tuple[tuple, dict]:
+    """torch's ``MultiheadAttention`` keeps ``bias`` / ``add_bias_kv`` only as its tensors, and
+    ``kdim`` / ``vdim`` resolved (``embed_dim`` for ``None``)."""
+    values = {"bias": m.in_proj_bias is not None, "add_bias_kv": m.bias_k is not None,
+              "kdim": None if m.kdim == m.embed_dim else m.kdim,
+              "vdim": None if m.vdim == m.embed_dim else m.vdim}
+    return attribute_arguments(jnn.MultiheadAttention, m, values)
 
 
 def _compact(name: str, value):

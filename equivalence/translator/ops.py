@@ -303,3 +303,25 @@ def _vector_norm(e, x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
     if isinstance(ord, str):
         raise TypeError(f"vector_norm: ord must be a number, got {ord!r}")
     return e.call("T.norm", (x, ord, dim, keepdim), {"dtype": dtype} if dtype is not None else {})
+
+
+# --- torchvision zoo ---
+@_register(_FUNCTIONS, operator.setitem)
+def _setitem(e, x, idx, value):
+    """``x[idx] = value`` as ``x.at[idx].set(value)``: a new array that later readers of ``x``
+    read (this node's name; other names bound to the old array keep it, as a clone would)."""
+    e.after(f"{e.name} = {e.fmt(x)}.at[{_index(e, idx)}].set({e.fmt(value)})")
+    e.expr[x] = e.name
+    return None
+
+
+@_register(_METHODS, "zero")
+def _zero(e, x):
+    return f"jnp.zeros_like({e.fmt(x)})"
+
+
+@_register(_FUNCTIONS, TF.normalize)
+def _normalize(e, input, p=2.0, dim=1, eps=1e-12, out=None):
+    """``input / max(||input||_p over dim, eps)``, as torch computes it."""
+    x = e.fmt(input)
+    return f"{x} / T.clamp_min(T.norm({x}, {e.fmt(p)}, {e.fmt(dim)}, keepdim=True), {e.fmt(eps)})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 
 from . import _args
@@ -106,3 +107,152 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
             raise ValueError(f"{FN}: dropout_p={dropout_p} > 0 needs a dropout_key (a jax.random key)")
         weight = dropout(weight, dropout_p, key=dropout_key)
     return jnp.matmul(weight, value, precision=DEFAULT_PRECISION)
+
+
+MHA = "multi_head_attention_forward"
+
+
+def _float_mask(mask, name: str, dtype):
+    """A bool mask (``True`` = do not attend) as ``-inf`` / ``0``; a float mask as it is."""
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.dtype == jnp.bool_:
+        return jnp.where(mask, jnp.asarray(-jnp.inf, dtype), jnp.zeros((), dtype))
+    if not jnp.issubdtype(mask.dtype, jnp.floating):
+        raise TypeError(f"{MHA}: only bool and floating types of {name} are supported, got {mask.dtype}")
+    return mask.astype(dtype)
+
+
+def _in_projection(query, key, value, E, in_proj_weight, in_proj_bias, separate, q_w, k_w, v_w):
+    """``q, k, v``: one packed ``(3E, E)`` projection, or three separate weights."""
+    from .linear import linear
+
+    if separate:
+        if q_w is None or k_w is None or v_w is None:
+            raise ValueError(f"{MHA}: use_separate_proj_weight=True needs q_proj_weight, "
+                             "k_proj_weight and v_proj_weight")
+        bq = bk = bv = None
+        if in_proj_bias is not None:
+            bq, bk, bv = in_proj_bias[:E], in_proj_bias[E:2 * E], in_proj_bias[2 * E:]
+        return linear(query, q_w, bq), linear(key, k_w, bk), linear(value, v_w, bv)
+    if in_proj_weight is None:
+        raise ValueError(f"{MHA}: use_separate_proj_weight=False needs in_proj_weight")
+    ws = in_proj_weight[:E], in_proj_weight[E:2 * E], in_proj_weight[2 * E:]
+    bs = (None,) * 3 if in_proj_bias is None else (
+        in_proj_bias[:E], in_proj_bias[E:2 * E], in_proj_bias[2 * E:])
+    return tuple(linear(x, w, b) for x, w, b in zip((query, key, value), ws, bs))
+
+
+def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num_heads: int,
+                                 in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn: bool,
+                                 dropout_p: float, out_proj_weight, out_proj_bias,
+                                 training: bool = True, key_padding_mask=None,
+                                 need_weights: bool = True, attn_mask=None,
+                                 use_separate_proj_weight: bool = False, q_proj_weight=None,
+                                 k_proj_weight=None, v_proj_weight=None, static_k=None,
+                                 static_v=None, average_attn_weights: bool = True,
+                                 is_causal: bool = False, *, dropout_key=None):
+    """Multi-head attention with torch's layout and masks (``F.multi_head_attention_forward``).
+
+    Sequence first: ``query`` ``(L, N, E)``, ``key`` / ``value`` ``(S, N, E_k)`` /
+    ``(S, N, E_v)``, or unbatched ``(L, E)``. Returns ``(output (L, N, E), weights)``;
+    ``weights`` is ``(N, L, S)`` averaged over heads (``(N, H, L, S)`` when not
+    ``average_attn_weights``), ``None`` unless ``need_weights``.
+
+    The steps, as torch's: project ``q, k, v`` (packed ``in_proj_weight`` or three separate
+    weights); append ``bias_k`` / ``bias_v`` as one more key position (and a zero key with
+    ``add_zero_attn``), padding the masks by a column that attends; split ``E`` into heads;
+    masks are ``True`` = masked out (bool) or added (float), ``key_padding_mask`` ``(N, S)``
+    merged into ``attn_mask`` ``(L, S)`` or ``(N*H, L, S)``; weights ``softmax(q k^T /
+    sqrt(E/H) + mask)``, dropout on them in training (``dropout_key``), ``out_proj``.
+    """
+    from .linear import linear
+
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
+        raise ValueError(f"{MHA}: query, key and value must all be 2-D (unbatched) or 3-D "
+                         f"(batched), got shapes {query.shape}, {key.shape} and {value.shape}")
+    batched = query.ndim == 3
+    if not batched:
+        query, key, value = query[:, None], key[:, None], value[:, None]
+        if key_padding_mask is not None:
+            key_padding_mask = jnp.asarray(key_padding_mask)[None]
+    L, N, E = query.shape
+    if E != embed_dim_to_check:
+        raise ValueError(f"{MHA}: was expecting embedding dimension of {embed_dim_to_check}, "
+                         f"but got {E}")
+    if E % num_heads:
+        raise ValueError(f"{MHA}: embed_dim {E} not divisible by num_heads {num_heads}")
+    if is_causal and attn_mask is None:
+        raise ValueError(f"{MHA}: need attn_mask if specifying the is_causal hint")
+    head = E // num_heads
+    dtype = query.dtype
+    key_padding_mask = _float_mask(key_padding_mask, "key_padding_mask", dtype)
+    attn_mask = _float_mask(attn_mask, "attn_mask", dtype)
+    if is_causal and key_padding_mask is None and not need_weights:
+        attn_mask = None        # torch then lets sdpa build the causal mask itself
+    else:
+        is_causal = False
+    q, k, v = _in_projection(query, key, value, E, in_proj_weight, in_proj_bias,
+                             use_separate_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight)
+    if attn_mask is not None and attn_mask.ndim == 2:
+        attn_mask = attn_mask[None]
+    if bias_k is not None and bias_v is not None:
+        k = jnp.concatenate([k, jnp.broadcast_to(bias_k, (1, N, E))])
+        v = jnp.concatenate([v, jnp.broadcast_to(bias_v, (1, N, E))])
+        attn_mask = None if attn_mask is None else jnp.pad(attn_mask, [(0, 0), (0, 0), (0, 1)])
+        key_padding_mask = (None if key_padding_mask is None
+                            else jnp.pad(key_padding_mask, [(0, 0), (0, 1)]))
+    q = q.reshape(L, N * num_heads, head).transpose(1, 0, 2)
+    k = (k.reshape(k.shape[0], N * num_heads, head).transpose(1, 0, 2) if static_k is None
+         else jnp.asarray(static_k))
+    v = (v.reshape(v.shape[0], N * num_heads, head).transpose(1, 0, 2) if static_v is None
+         else jnp.asarray(static_v))
+    if add_zero_attn:
+        k = jnp.concatenate([k, jnp.zeros((k.shape[0], 1, head), k.dtype)], axis=1)
+        v = jnp.concatenate([v, jnp.zeros((v.shape[0], 1, head), v.dtype)], axis=1)
+        attn_mask = None if attn_mask is None else jnp.pad(attn_mask, [(0, 0), (0, 0), (0, 1)])
+        key_padding_mask = (None if key_padding_mask is None
+                            else jnp.pad(key_padding_mask, [(0, 0), (0, 1)]))
+    S = k.shape[1]
+    if key_padding_mask is not None:
+        if key_padding_mask.shape != (N, S):
+            raise ValueError(f"{MHA}: expecting key_padding_mask shape of {(N, S)}, but got "
+                             f"{key_padding_mask.shape}")
+        padding = jnp.broadcast_to(key_padding_mask[:, None, None, :], (N, num_heads, 1, S))
+        padding = padding.reshape(N * num_heads, 1, S)
+        attn_mask = padding if attn_mask is None else attn_mask + padding
+    if not training:
+        dropout_p = 0.0
+    if need_weights:
+        scores = jnp.matmul(q * math.sqrt(1.0 / head), jnp.swapaxes(k, -2, -1),
+                            precision=DEFAULT_PRECISION)
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        weights = jax.nn.softmax(scores, axis=-1)
+        dropped = weights
+        if dropout_p > 0:
+            if dropout_key is None:
+                raise ValueError(f"{MHA}: dropout_p={dropout_p} > 0 needs a dropout_key")
+            dropped = dropout(weights, dropout_p, key=dropout_key)
+        out = jnp.matmul(dropped, v, precision=DEFAULT_PRECISION)
+        weights = weights.reshape(N, num_heads, L, S)
+        if average_attn_weights:
+            weights = weights.mean(axis=1)
+    else:
+        if attn_mask is not None:
+            attn_mask = (attn_mask[None] if attn_mask.shape[0] == 1
+                         else attn_mask.reshape(N, num_heads, -1, S))
+        out = scaled_dot_product_attention(
+            q.reshape(N, num_heads, L, head), k.reshape(N, num_heads, S, head),
+            v.reshape(N, num_heads, S, head), attn_mask, dropout_p, is_causal,
+            dropout_key=dropout_key)
+        out = out.reshape(N * num_heads, L, head)
+        weights = None
+    out = out.reshape(N, num_heads, L, head).transpose(2, 0, 1, 3).reshape(L * N, E)
+    out = linear(out, out_proj_weight, out_proj_bias).reshape(L, N, E)
+    if not batched:
+        out = out[:, 0]
+        weights = None if weights is None else weights[0]
+    return out, weights

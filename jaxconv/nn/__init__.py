@@ -9,6 +9,7 @@ from .sampling import (ChannelShuffle, Fold, PixelShuffle, PixelUnshuffle, Unfol
 from .activation import (CELU, ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,
                          LogSoftmax, Mish, PReLU, ReLU, ReLU6, SELU, Sigmoid, SiLU, Softmax,
                          Softmin, Softplus, Tanh)
+from .attention import MultiheadAttention
 from .linear import (Dropout, Dropout1d, Dropout2d, Dropout3d, DropPath, Flatten, Identity,
                      Linear, StochasticDepth, Unflatten)
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d,

@@ -93,3 +93,19 @@ def dropout_rngs(rngs=None):
     from .. import _rng
 
     return nnx.Rngs(dropout=_rng.key_from(rngs, "dropout"))
+
+
+def xavier_uniform(key, shape, gain: float = 1.0, dtype=None) -> jax.Array:
+    """torch's ``xavier_uniform_``: ``U(-b, b)``, ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
+    fan_in, fan_out = fan_in_and_fan_out(shape)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform(key, shape, -bound, bound, dtype)
+
+
+def xavier_normal(key, shape, gain: float = 1.0, dtype=None) -> jax.Array:
+    """torch's ``xavier_normal_``: ``N(0, std^2)``, ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
+    fan_in, fan_out = fan_in_and_fan_out(shape)
+    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    dtype = default_dtype(dtype)
+    draw = dtype if jnp.finfo(dtype).bits >= 32 else jnp.float32
+    return (std * jax.random.normal(key, tuple(int(d) for d in shape), draw)).astype(dtype)

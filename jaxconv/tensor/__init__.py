@@ -15,7 +15,7 @@ from .creation import (arange, empty, empty_like, full, full_like, new_empty, ne
                        new_tensor, new_zeros, ones, ones_like, tensor, to, type_as, zeros,
                        zeros_like)
 from .index import flip, gather, index_select, masked_fill, roll, tril, triu, where
-from .join import cat, chunk, concat, concatenate, narrow, split, stack, unbind
+from .join import cat, chunk, concat, concatenate, narrow, split, stack, tensor_split, unbind
 from .linalg import addmm, baddbmm, bmm, einsum, matmul, mm
 from .pointwise import (abs, add, addcdiv, addcmul, ceil, clamp, clamp_max, clamp_min, clip, cos, div, divide, erf,
                         exp, expm1, floor, floor_divide, fmod, log, log1p, log2, maximum, minimum,

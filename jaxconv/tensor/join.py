@@ -106,6 +106,30 @@ def split(tensor, split_size_or_sections, dim: int = 0):
     return _pieces(tensor, sizes, d)
 
 
+def tensor_split(input, indices_or_sections=None, dim: int = 0, *, indices=None, sections=None):
+    """Split along ``dim`` into ``n`` near-equal pieces (the first ``size % n`` one longer), or
+    at the listed indices, as Python slices ``[:i0], [i0:i1], ..., [ik:]`` (``torch.tensor_split``;
+    ``indices=`` / ``sections=`` are its keyword forms)."""
+    d = _dim_of(input, dim, "tensor_split")
+    n = input.shape[d]
+    given = [a for a in (indices_or_sections, indices, sections) if a is not None]
+    if len(given) != 1:
+        raise TypeError("tensor_split: give exactly one of indices_or_sections, indices and sections")
+    arg = given[0]
+    if _parse.is_int(arg):
+        if arg <= 0:
+            raise ValueError(f"tensor_split: number of sections must be larger than 0, got {arg}")
+        sizes = [n // arg + (i < n % arg) for i in range(arg)]
+        return _pieces(input, sizes, d)
+    bounds = [None, *(int(i) for i in arg), None]
+    index = [slice(None)] * jnp.ndim(input)
+    pieces = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        index[d] = slice(a, b)
+        pieces.append(input[tuple(index)])
+    return tuple(pieces)
+
+
 def unbind(input, dim: int = 0):
     """The slices along ``dim``, that dim removed, as a tuple (``torch.unbind``)."""
     d = _dim_of(input, dim, "unbind")

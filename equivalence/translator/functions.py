@@ -1,0 +1,427 @@
+"""Plain Python functions a traced ``forward`` calls whole, translated by tracing into them.
+
+A function wrapped with ``torch.fx.wrap`` (torchvision's ``shifted_window_attention``, mvit's
+``_add_rel_pos``, ...) shows in a graph as one ``call_function`` node. Its body is traced
+with torch.fx on the arguments it was called with in a run of the model on example inputs
+(:func:`record`): tensors become the parameters of a module-level function of the generated
+source; everything else (window sizes, flags, shapes computed by the caller) is a constant.
+The tracer knows the value of every node, so Python control flow on shapes (``if
+window_size >= H``) takes the branch the example takes, and the emitted function asserts
+that it would again. A call with no tensor argument is evaluated and becomes its value.
+Tensors the function writes into (``x.add_(y)``, ``x[:, 1:] += y``) are returned with its
+result, and the caller rebinds them, as torch's aliasing would have them change.
+"""
+from __future__ import annotations
+
+import inspect
+import types
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+from torch.overrides import TorchFunctionMode
+
+from . import ops
+
+#: torch factories whose constant-argument calls are recorded (not run) inside a body.
+_FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.eye, torch.linspace}
+
+
+def traced_into(target) -> bool:
+    """Whether a ``call_function`` target is a plain Python function to trace into."""
+    return (isinstance(target, types.FunctionType) and target is not _guard
+            and not (target.__module__ or "").startswith("torch.")
+            and ops.function(target) is None)
+
+
+def _guard(condition, expected):
+    """Marks, in a traced body, a branch taken on ``condition``'s value ``expected``."""
+    return None
+
+
+@dataclass(eq=False)
+class Traced:
+    """One call of a Python function: its body graph (or its value) and how to call it."""
+
+    fn: object
+    names: list                       # the tensor parameters, in order
+    graph: fx.Graph | None = None     # None: the call is its constant ``value``
+    value: object = None
+    baked: dict = field(default_factory=dict)      # non-tensor arguments, as constants
+    mutated: list = field(default_factory=list)   # names of parameters written into
+    constants: dict = field(default_factory=dict)  # fx tensor constants of the body
+    calls: dict = field(default_factory=dict)      # body node -> Traced (nested functions)
+
+    def key(self) -> str:
+        """Equal for two calls that translate to the same source."""
+        from .capture import signature
+
+        if self.graph is None:
+            return repr(("value", self.fn.__qualname__, self.value))
+        return repr((self.fn.__qualname__, self.names, self.mutated, signature(self.graph),
+                     {k: v.tolist() for k, v in self.constants.items()},
+                     [t.key() for t in self.calls.values()]))
+
+
+class _Mode(TorchFunctionMode):
+    """Records constant-argument factory calls (``torch.arange(7)``) as graph nodes."""
+
+    def __init__(self, tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FACTORIES and not self.tracer.evaluating:
+            leaves = fx.node.map_aggregate((args, kwargs), lambda a: a)
+            if not any(isinstance(a, fx.Proxy) for a in _flat(leaves)):
+                return self.tracer.create_proxy("call_function", func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _flat(tree):
+    if isinstance(tree, (tuple, list)):
+        for x in tree:
+            yield from _flat(x)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            yield from _flat(x)
+    else:
+        yield tree
+
+
+class _Proxy(fx.Proxy):
+    """A proxy that records item assignment (``mask[a:b] = count``) as ``operator.setitem``."""
+
+    def __setitem__(self, idx, value):
+        import operator
+
+        self.tracer.create_proxy("call_function", operator.setitem, (self, idx, value), {})
+
+
+class _Tracer(fx.Tracer):
+    """A torch.fx tracer that also computes each node's value from the example arguments."""
+
+    def __init__(self, inputs):
+        super().__init__()
+        self.record_stack_traces = True
+        self.inputs, self.values, self.evaluating = list(inputs), {}, False
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if kind == "placeholder":
+            self.values[node] = self.inputs.pop(0)
+        elif kind != "output":
+            self.values[node] = self._evaluate(node)
+        return node
+
+    def _evaluate(self, node):
+        if node.target is _guard:
+            return None
+        a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: self.values[n])
+        self.evaluating = True
+        try:
+            if node.op == "get_attr":
+                obj = self.root
+                for piece in node.target.split("."):
+                    obj = getattr(obj, piece)
+                return obj
+            if node.op == "call_function":
+                return node.target(*a, **k)
+            return getattr(a[0], node.target)(*a[1:], **k)
+        finally:
+            self.evaluating = False
+
+    def proxy(self, node):
+        return _Proxy(node, self)
+
+    def to_bool(self, obj):
+        value = bool(self.values[obj.node])
+        self.create_proxy("call_function", _guard, (obj, value), {})
+        return value
+
+    def iter(self, obj):
+        return iter([obj[i] for i in range(len(self.values[obj.node]))])
+
+
+def _clone(tree):
+    """Tensors cloned, fx's immutable lists made plain lists again (functions mutate them)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, list):
+        return [_clone(v) for v in tree]
+    if isinstance(tree, tuple):
+        return type(tree)(*map(_clone, tree)) if hasattr(tree, "_fields") else tuple(map(_clone, tree))
+    if isinstance(tree, dict):
+        return type(tree)((k, _clone(v)) for k, v in tree.items())
+    return tree
+
+
+def trace_call(fn, args, kwargs) -> Traced:
+    """Trace ``fn`` called with these concrete ``args`` / ``kwargs`` (tensors as parameters)."""
+    sig = inspect.signature(fn)
+    bound = sig.bind(*_clone(args), **_clone(kwargs))
+    names = [n for n, v in bound.arguments.items() if isinstance(v, torch.Tensor)]
+    baked = {n: v for n, v in bound.arguments.items() if n not in names}
+    if not names:
+        return Traced(fn, [], value=fn(*bound.args, **bound.kwargs), baked=baked)
+    inputs = [bound.arguments[n] for n in names]
+    versions = [t._version for t in inputs]
+
+    def call(*tensors):
+        bound.arguments.update(zip(names, tensors))
+        return fn(*bound.args, **bound.kwargs)
+
+    namespace = {"call": call}
+    exec(f"def {fn.__name__}({', '.join(names)}):\n    return call({', '.join(names)})", namespace)
+    tracer = _Tracer(inputs)
+    with _Mode(tracer):
+        graph = tracer.trace(namespace[fn.__name__])
+    mutated = [n for n, t, v in zip(names, inputs, versions) if t._version != v]
+    if mutated:
+        output = next(n for n in graph.nodes if n.op == "output")
+        holders = {n.target: n for n in graph.nodes if n.op == "placeholder"}
+        output.args = ((output.args[0], *(holders[n] for n in mutated)),)
+    constants = {n.target: tracer.values[n] for n in graph.nodes
+                 if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
+    _write_back_views(graph)
+    _drop_unused(graph)
+    from .emit import _rebind_in_place
+    _rebind_in_place(graph, None)       # now, so that its key is that of the emitted body
+    traced = Traced(fn, names, graph, baked=baked, mutated=mutated, constants=constants)
+    for node in graph.nodes:
+        if node.op == "call_function" and traced_into(node.target):
+            a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: tracer.values[n])
+            traced.calls[node] = trace_call(node.target, _clone(a), _clone(k))
+    return traced
+
+
+def _write_back_views(graph) -> None:
+    """``x[i].zero_()`` writes into ``x``: follow each in-place method on an indexed view with
+    ``x[i] = result`` (the functional form reads it as a new value of ``x``)."""
+    import operator
+
+    for node in list(graph.nodes):
+        view = node.args[0] if node.args else None
+        if (node.op == "call_method" and ops.in_place(node.target) and isinstance(view, fx.Node)
+                and view.op == "call_function" and view.target is operator.getitem):
+            with graph.inserting_after(node):
+                graph.call_function(operator.setitem, (view.args[0], view.args[1], node))
+
+
+def _drop_unused(graph) -> None:
+    """Remove nodes nothing reads (shape pieces the body unpacked and never used); writes,
+    guards and in-place methods stay."""
+    import operator
+
+    for node in reversed(list(graph.nodes)):
+        if node.users or node.op in ("placeholder", "output"):
+            continue
+        if node.target in (operator.setitem, _guard) or (
+                node.op == "call_method" and ops.in_place(node.target)):
+            continue
+        graph.erase_node(node)
+
+
+def wanted(graph) -> list:
+    """The nodes of ``graph`` that call a function to trace into."""
+    return [n for n in graph.nodes if n.op == "call_function" and traced_into(n.target)]
+
+
+def record(root, example_inputs, modules) -> dict:
+    """The ``(args, kwargs)`` each of ``modules`` is first called with when ``root`` runs on
+    ``example_inputs`` in eval mode."""
+    seen, handles = {}, []
+    flags = [(m, m.training) for m in root.modules()]
+
+    def hook(m, args, kwargs):
+        seen.setdefault(m, (_clone(args), _clone(kwargs)))
+
+    for m in modules:
+        handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        root.eval()
+        with torch.no_grad():
+            root(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in flags:
+            m.training = flag
+    return seen
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, module, graph, nodes):
+        super().__init__(module, graph=graph)
+        self.nodes, self.calls = set(nodes), {}
+
+    def call_module(self, target, args, kwargs):
+        if getattr(self.module, target.split(".")[0], None) is None:   # an absent optional child
+            return args[0]
+        return super().call_module(target, args, kwargs)
+
+    def run_node(self, n):
+        if n in self.nodes:
+            self.calls[n] = _clone(self.fetch_args_kwargs_from_env(n))
+            args, kwargs = _clone(self.calls[n])
+            return n.target(*args, **kwargs)
+        return super().run_node(n)
+
+
+def calls_of(module, graph, inputs) -> dict:
+    """``node -> Traced`` for the function calls in ``graph`` (``module``'s forward), run on
+    the ``(args, kwargs)`` ``module`` was called with."""
+    args, kwargs = inputs
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    bound.apply_defaults()
+    holders = [n for n in graph.nodes if n.op == "placeholder"]
+    values = [bound.arguments.get(n.target.lstrip("*"), n.args[0] if n.args else None) for n in holders]
+    saved = {k: v.clone() for k, v in module._buffers.items() if v is not None}
+    recorder = _Recorder(module, graph, wanted(graph))
+    try:
+        with torch.no_grad():
+            recorder.run(*values)
+    finally:
+        with torch.no_grad():
+            for k, v in saved.items():
+                module._buffers[k].copy_(v)
+    return {n: trace_call(n.target, *recorder.calls[n]) for n in wanted(graph)}
+
+
+def attach(tree, parts, example_inputs, problems) -> None:
+    """Trace into the function calls of ``parts`` (``part.functions``), running ``tree``'s
+    module on ``example_inputs`` to learn their arguments; failures go to ``problems``."""
+    from .capture import Problem, source_line
+    from .leaves import qualified_name
+
+    todo = [p for p in parts if any(wanted(g) for g in p.graphs.values())]
+    if not todo:
+        return
+
+    def problem(part, what, node=None):
+        problems.append(Problem(part.path, qualified_name(part.cls), what,
+                                source_line(node) if node is not None else ""))
+
+    if not example_inputs:
+        for p in todo:
+            for node in {n.target: n for g in p.graphs.values() for n in wanted(g)}.values():
+                problem(p, f"tracing into {ops.qualified(node.target)} needs example inputs: "
+                           "translate(model, *example_inputs)", node)
+        return
+    seen = record(tree.module, example_inputs, [p.module for p in todo])
+    for p in todo:
+        if p.module not in seen:
+            problem(p, "not called when the model ran on the example inputs, so its function "
+                       "calls cannot be traced")
+            continue
+        for graph in p.graphs.values():
+            try:
+                p.functions.update(calls_of(p.module, graph, seen[p.module]))
+            except Exception as e:  # noqa: BLE001 - reported with the module
+                problem(p, f"cannot trace into its function calls: {type(e).__name__}: {e}")
+
+
+# --- emission ------------------------------------------------------------------------------
+def _function_name(e, traced) -> str:
+    """A module-level name for ``traced``'s body: the function's own, numbered when two calls
+    translate differently."""
+    from .emit import _RESERVED
+
+    text = _source(e, traced)
+    base = traced.fn.__name__.lstrip("_") or "function"
+    name, i = base, 1
+    while True:
+        own = text.replace("def <name>(", f"def {name}(", 1)
+        if name in e.header.defs:
+            if e.header.defs[name] == own:
+                return name
+        elif name not in _RESERVED:
+            e.header.defs[name] = own
+            return name
+        name, i = f"{base}_{i}", i + 1
+
+
+def _source(e, traced) -> str:
+    from .emit import _indent, literal
+
+    body = _FunctionBody(e.part, e.parts, e.header, e.problems, traced)
+    params, lines = body.graph(traced.graph)
+    notes = []
+    for n, v in traced.baked.items():
+        try:
+            text = literal(v)
+        except TypeError:
+            continue
+        if len(text) <= 60:
+            notes.append(f"{n}={text}")
+    doc = f"Translated from ``{traced.fn.__module__}.{traced.fn.__qualname__}``"
+    doc += f", traced with {', '.join(notes)}." if notes else "."
+    return "\n\n" + "\n".join([f"def <name>({', '.join(params)}):", f'    """{doc}"""',
+                      *_indent(lines)])
+
+
+def emit_call(e, node, traced) -> str:
+    """The source of ``node``, a call of ``traced.fn``, in a body ``e`` (an ``emit.Body``)."""
+    from .emit import literal
+
+    bound = inspect.signature(traced.fn).bind(*node.args, **node.kwargs)
+    for n, value in traced.baked.items():
+        arg = bound.arguments.get(n)
+        if any(isinstance(a, fx.Node) for a in _flat(arg)):
+            try:
+                e.after(f"assert {e.fmt(arg)} == {literal(value)}, "
+                        f"'{traced.fn.__name__} was traced for {n}={literal(value)}'")
+            except TypeError:
+                pass
+    if traced.graph is None:
+        return literal(traced.value)
+    name = _function_name(e, traced)
+    call = e.call(name, [bound.arguments[n] for n in traced.names], {})
+    if not traced.mutated:
+        return call
+    targets = [e.name]
+    for n in traced.mutated:
+        arg = bound.arguments[n]
+        rebound = f"{e.name}_{n}"
+        targets.append(rebound)
+        if isinstance(arg, fx.Node):
+            e.expr[arg] = rebound
+    e.after(f"{', '.join(targets)} = {call}")
+    return ""
+
+
+_CLASS = []
+
+
+def _body_class():
+    if _CLASS:
+        return _CLASS[0]
+    from .emit import Body
+
+    class FunctionBody(Body):
+        """A traced function's body: its nested calls, constants and branch guards."""
+
+        def __init__(self, part, parts, header, problems, traced):
+            super().__init__(part, parts, header, problems)
+            self.traced, self.calls = traced, traced.calls
+
+        def _emit(self, node):
+            if node.op == "get_attr" and node.target in self.traced.constants:
+                value = self.traced.constants[node.target]
+                from .emit import _dtype
+                return self.define(f"{self.traced.fn.__name__.lstrip('_')}_{node.target.lstrip('_')}",
+                                   f"jnp.asarray({value.tolist()!r}, {_dtype(value.dtype)})")
+            if node.op == "call_function" and node.target is _guard:
+                cond, expected = node.args
+                self.after(f"assert {'' if expected else 'not '}{self.fmt(cond)}, "
+                           f"'traced for the branch where {self.fmt(cond)} is {expected}'")
+                return None
+            return super()._emit(node)
+
+    _CLASS.append(FunctionBody)
+    return FunctionBody
+
+
+def _FunctionBody(*args):
+    return _body_class()(*args)
