@@ -178,7 +178,7 @@ def _in_place_call(node, part: Part) -> bool:
     return False
 
 
-def _rebind_in_place(graph, part: Part) -> None:
+def rebind_in_place(graph, part: Part) -> None:
     """After an in-place op, later readers of its tensor read the op's result, as in torch."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     for node in list(graph.nodes):
@@ -239,7 +239,6 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) ->
                 plain, _ = _trace(m, mode, (), specialised)
                 if signature(graph, _absent_nodes(graph, absent)) != signature(plain):
                     graph, absent = plain, ()
-            _rebind_in_place(graph, part)
             callsite.record(sites, part.path, graph)
             graphs[mode] = graph
     except Exception as e:  # noqa: BLE001 - any trace failure is reported with the module

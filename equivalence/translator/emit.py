@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 
 from . import functions, ops
-from .capture import Part, Problem, signature, source_line
+from .capture import Part, Problem, rebind_in_place, signature, source_line
 from .leaves import NOT_RANDOM, qualified_name
 
 _IMPORTS = ("import jax", "import jax.numpy as jnp", "from flax import nnx", "",
@@ -379,7 +379,7 @@ def generate(tree: Part, problems: list) -> str:
     parts = {p.path: p for p in tree.parts()}
     for part in parts.values():     # before any variant key is taken: it rewires the graphs
         for graph in part.graphs.values():
-            _rebind_in_place(graph, part)
+            rebind_in_place(graph, part)
     names, classes, header, taken = {}, [], Header(), set()
     for part in tree.parts():
         if part.kind != "traced" or not part.graphs:

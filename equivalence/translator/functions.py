@@ -186,8 +186,8 @@ def trace_call(fn, args, kwargs) -> Traced:
                  if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
     _write_back_views(graph)
     _drop_unused(graph)
-    from .emit import _rebind_in_place
-    _rebind_in_place(graph, None)       # now, so that its key is that of the emitted body
+    from .capture import rebind_in_place
+    rebind_in_place(graph, None)        # now, so that its key is that of the emitted body
     traced = Traced(fn, names, graph, baked=baked, mutated=mutated, constants=constants)
     for node in graph.nodes:
         if node.op == "call_function" and traced_into(node.target):

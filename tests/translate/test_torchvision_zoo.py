@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from equivalence import state_dict
-from equivalence.translate import translate
+from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, torchvision_models
 
 TOL = 1e-4
