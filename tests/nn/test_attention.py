@@ -120,6 +120,9 @@ def test_gradients_match_torch(rng, batch_first):
 
 
 def test_state_dict_and_init_match_torch():
+    import jaxconv
+    torch.manual_seed(0)
+    jaxconv.manual_seed(0)
     for kw in ({}, {"kdim": 7, "vdim": 5, "add_bias_kv": True}, {"bias": False}):
         tm, jm = torch.nn.MultiheadAttention(E, H, **kw), nn.MultiheadAttention(E, H, **kw)
         ours, theirs = state_dict(jm), tm.state_dict()
@@ -128,8 +131,10 @@ def test_state_dict_and_init_match_torch():
             assert ours[name].shape == tuple(p.shape) and ours[name].dtype == np.float32
             if name.endswith("bias") and "bias_" not in name:
                 assert not ours[name].any()         # torch zeroes both projection biases
-            else:           # same distribution: compare the spread, not the draws
-                assert abs(ours[name].std() - p.std().item()) < 0.35 * p.std().item() + 1e-3
+            elif p.numel() >= 100:      # same distribution: compare the spread, not the draws
+                assert abs(ours[name].std() - p.std().item()) < 0.2 * p.std().item()
+            else:                       # bias_k / bias_v: 12 normal draws, xavier std 0.28
+                assert 0 < ours[name].std() < 1
 
 
 def test_dropout_in_training():

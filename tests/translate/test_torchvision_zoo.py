@@ -16,9 +16,6 @@ from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, torchvision_models
 
 TOL = 1e-4
-#: train mode normalises deep layers by the statistics of a 2-sample batch of 2x2 maps (8
-#: values), which amplifies float32 rounding: regnet_x_400mf reaches 1.02e-4 there.
-TRAIN_TOL = 1e-3
 _FULL = __import__("os").environ.get("ZOO_FULL") == "1"      # the quick models at full width too
 SMALL = (1, 3, 64, 64)
 CLIP = (1, 3, 8, 64, 64)
@@ -126,16 +123,19 @@ def test_translated_model_matches_torch(name, kind):
 
     if train is None:
         return
-    jm.train()          # torch's weights are the same: its copy was taken before eval()
-    x2 = torch.from_numpy(np.random.default_rng(1).standard_normal((2, *shape[1:])).astype(np.float32))
+    # float64: train mode normalises deep layers by the statistics of a 2-sample batch of
+    # small maps, which amplifies float32 rounding past 1e-3 in resnet152
+    train = train.double()
+    jt = translate(train, torch.zeros((2, *shape[1:]), dtype=torch.float64))
+    x2 = torch.from_numpy(np.random.default_rng(1).standard_normal((2, *shape[1:])))
     with torch.no_grad():
         expected = _outputs(train(x2))
-    got = _outputs(_run(jm, jnp.asarray(x2.numpy())))
-    for k in expected:      # normalised by the statistics of a few values: see TRAIN_TOL
-        assert relative_error(got[k], expected[k]) <= TRAIN_TOL, ("train", k)
-    after = state_dict(jm)
+    got = _outputs(_run(jt, jnp.asarray(x2.numpy())))
+    for k in expected:
+        assert relative_error(got[k], expected[k]) <= TOL, ("train", k)
+    after = state_dict(jt)
     for k, v in train.state_dict().items():
         if k.endswith("num_batches_tracked"):
             assert int(after[k]) == int(v), k
         elif k.endswith(("running_mean", "running_var")):
-            assert relative_error(after[k], v.numpy()) <= TRAIN_TOL, k
+            assert relative_error(after[k], v.numpy()) <= TOL, k
