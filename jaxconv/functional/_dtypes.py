@@ -44,11 +44,13 @@ def check_transpose_bias_dtype(fn: str, n: int, input, bias):
     bias in place with type promotion, so any bias that casts to the input's dtype within
     its kind (bool < integer < floating < complex) is accepted and the sum is cast back;
     float32 and complex inputs (oneDNN and the complex path) and every ``conv_transpose3d``
-    need the input's dtype exactly.
+    need the input's dtype exactly. So do float16 and bfloat16 inputs here: torch refuses
+    another bias dtype for them where oneDNN takes the half types (CPUs with AVX512-FP16) and
+    accepts it elsewhere; jaxconv refuses it everywhere, as on the newer CPUs.
     """
     if bias is None or _dtype(bias) == _dtype(input):
         return
-    strict = n == 3 or _dtype(input) in ("float32", "complex64", "complex128")
+    strict = n == 3 or _dtype(input) in ("float16", "bfloat16", "float32", "complex64", "complex128")
     if strict or _kind(bias.dtype) > _kind(input.dtype):
         raise TypeError(
             f"{fn}: input ({_dtype(input)}) and bias ({_dtype(bias)}) must have the same dtype"

@@ -126,6 +126,27 @@ case("unflatten-batch", S[1], lambda s, x: s.F.unflatten(x, 0, (0, 5)) if s.kind
 case("dropout-train", S[2], lambda s, x: s.F.dropout(x, 0.3, **s.kw), grad=False)
 case("dropout-p1", S[2], lambda s, x: s.F.dropout(x, 1.0, **s.kw))
 case("dropout-eval", S[2], lambda s, x: s.F.dropout(x, 0.3, False))
+case("scaled_dot_product_attention", S[2], lambda s, x: s.F.scaled_dot_product_attention(x, x, x))
+case("scaled_dot_product_attention-causal", S[2],
+     lambda s, x: s.F.scaled_dot_product_attention(x, x, x, is_causal=True))
+case("multi_head_attention_forward", (5, 0, 4), lambda s, x: s.F.multi_head_attention_forward(
+    x, x, x, 4, 2, s.p(12, 4), s.p(12), None, None, False, 0.0, s.p(4, 4), s.p(4),
+    training=False, need_weights=False)[0])
+
+
+def _stochastic_depth(s, x, p, mode, training):
+    if s.kind == J:
+        return s.F.stochastic_depth(x, p, mode, training, **(s.kw if training else {}))
+    from tests._zoo import torchvision_models
+
+    torchvision_models()
+    from torchvision.ops import stochastic_depth
+
+    return stochastic_depth(x, p, mode, training)
+
+
+case("stochastic_depth-row-train", S[2], lambda s, x: _stochastic_depth(s, x, 0.3, "row", True), grad=False)
+case("stochastic_depth-batch-eval", S[2], lambda s, x: _stochastic_depth(s, x, 0.3, "batch", False))
 # torch's pixel_unshuffle returns an empty input unchanged, (0, 2, 4, 6) here, and so the
 # backward of both fails on an empty batch. jaxconv gives the shape of a non-empty batch.
 case("pixel_shuffle", (0, 8, 3, 2), lambda s, x: s.F.pixel_shuffle(x, 2), grad=J)

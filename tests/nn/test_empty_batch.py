@@ -71,6 +71,9 @@ for act in ("CELU", "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Leak
 for act in ("Softmax", "Softmin", "LogSoftmax"):
     module(act, (1,), S[2])
 module("Sequential", (), S[2])  # built below: conv, batch norm, relu, pool, flatten, linear
+module("MultiheadAttention", (4, 2), (5, 0, 4))
+module("StochasticDepth", (0.3, "row"), S[2])  # torchvision.ops's
+module("DropPath", (0.3,), S[2])               # timm's
 # torch's PixelUnshuffle returns an empty input unchanged (a wrong shape): see
 # tests/functional/test_empty_batch.py; jaxconv gives the shape of a non-empty batch.
 module("PixelUnshuffle", (2,), (0, 2, 4, 6))
@@ -78,10 +81,24 @@ module("PixelUnshuffle", (2,), (0, 2, 4, 6))
 NOT_CALLED = {"Module", "ModuleList", "ModuleDict"}  # containers without a forward of their own
 
 
+def _library_module(name):
+    """torchvision's StochasticDepth and timm's DropPath, the twins of jaxconv's."""
+    from tests._zoo import timm
+
+    library = timm()   # imports torchvision too
+    if name == "DropPath":
+        return library.layers.DropPath
+    from torchvision.ops import StochasticDepth
+
+    return StochasticDepth
+
+
 def build(lib, name, args, kwargs):
     if name == "Sequential":
         return lib.Sequential(lib.Conv2d(6, 4, 3, padding=1), lib.BatchNorm2d(4), lib.ReLU(),
                               lib.AdaptiveAvgPool2d(2), lib.Flatten(), lib.Linear(16, 3))
+    if lib is torch.nn and name in ("StochasticDepth", "DropPath"):
+        return _library_module(name)(*args, **kwargs)
     return getattr(lib, name)(*args, **kwargs)
 
 
@@ -105,9 +122,14 @@ def _leaves(out):
     return out if isinstance(out, tuple) else (out,)
 
 
-@nnx.jit
-def _jit_call(m, x):
+def _call(m, x):
+    """``m(x)``; MultiheadAttention as self-attention, its output alone."""
+    if type(m).__name__ == "MultiheadAttention":
+        return m(x, x, x, need_weights=False)[0]
     return m(x)
+
+
+_jit_call = nnx.jit(_call)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
@@ -116,18 +138,18 @@ def test_empty_batch_module_matches_torch(name, args, kwargs, shape, torch_raise
     theirs = build(torch.nn, name, args, kwargs).train(training)
     _randomise(theirs)
     x = np.zeros(shape, np.float32)
-    for call in (lambda m, x: m(x), _jit_call):
+    for call in (_call, _jit_call):
         ours = build(nn, name, args, kwargs).train(training)
         load_state_dict(ours, theirs)
         if torch_raises:
             with pytest.raises(Exception):
-                build(torch.nn, name, args, kwargs).train(training)(torch.from_numpy(x))
+                _call(build(torch.nn, name, args, kwargs).train(training), torch.from_numpy(x))
             with pytest.raises(ValueError, match="empty batch"):
                 call(ours, x)
             continue
         twin = build(torch.nn, name, args, kwargs).train(training)
         twin.load_state_dict(theirs.state_dict())
-        expected = twin(torch.from_numpy(x))
+        expected = _call(twin, torch.from_numpy(x))
         if name == "PixelUnshuffle":  # the shape a batch of 1 gives, with N = 0
             expected = twin(torch.zeros((1,) + shape[1:])).new_zeros((0, 8, 2, 3))
         got = call(ours, x)
