@@ -1,7 +1,8 @@
 """Translate a torch model into jaxconv: readable Flax source, and a live module built from it.
 
 - :func:`translate_source` captures the model (:mod:`.capture`), maps every op through one
-  table (:mod:`.ops`, :mod:`.leaves`) and writes a standalone module (:mod:`.emit`) that
+  table (:mod:`.ops`, :mod:`.leaves`) and writes a standalone module (:mod:`.emit`,
+  :mod:`.source`) that
   imports jax, flax and jaxconv, never torch, and defines ``build(rngs=None)``.
 - :func:`translate` runs that very source, builds the model and loads torch's weights into it,
   so the source and the live module can never disagree.
@@ -13,7 +14,7 @@ import inspect
 
 from . import leaves, ops
 from .capture import capture
-from .emit import generate
+from .source import generate
 
 
 class TranslationError(ValueError):

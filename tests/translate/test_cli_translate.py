@@ -6,7 +6,6 @@ import sys
 
 import torch
 
-from tests.translate import _user
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 

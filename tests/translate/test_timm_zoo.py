@@ -10,7 +10,6 @@ torch.export fallback on the example input; the tf_* models are in ``test_hf_zoo
 """
 import copy
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

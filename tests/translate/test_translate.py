@@ -1,11 +1,11 @@
 """The translator on models written for the test: every construct a custom forward uses,
 train/eval, gradients, jit, the generated source on its own, errors and registration."""
-import copy
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -137,12 +137,11 @@ def test_generated_source_runs_without_torch():
     x = _input()
     with torch.no_grad():
         ref = tm(x)["logits"].numpy()
-    np.save_path = None
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys
         sys.modules["torch"] = None   # any import of torch now fails
         import numpy as np, jax.numpy as jnp
-        namespace = {{}}
+        namespace = {}
         exec(compile(open(sys.argv[1]).read(), "model.py", "exec"), namespace)
         model = namespace["build"]()
         import equivalence
@@ -150,7 +149,6 @@ def test_generated_source_runs_without_torch():
         model.eval()
         np.save(sys.argv[3], np.asarray(model(jnp.asarray(np.load(sys.argv[4])))["logits"]))
     """)
-    import tempfile, os
     with tempfile.TemporaryDirectory() as tmp:
         paths = [os.path.join(tmp, n) for n in ("model.py", "w.safetensors", "out.npy", "x.npy")]
         open(paths[0], "w").write(source)

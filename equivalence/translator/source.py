@@ -1,0 +1,125 @@
+"""The generated module as a whole: its header, one class per variant, and ``build()``.
+
+:func:`generate` names one class per torch class and forward variant (:func:`emit.variant`),
+writes each with :func:`emit.class_source`, and writes ``build()``, the expression that
+constructs the whole tree: every leaf from its torch instance's attributes, every traced
+module from its children and variable shapes (:class:`Builder`).
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from .capture import Part, Problem, rebind_in_place
+from .emit import (_IMPORTS, _RESERVED, Header, _constant_name, _dtype, _own_variables, _param,
+                   class_source, literal, variant)
+from .leaves import NOT_RANDOM, qualified_name
+
+_WIDTH = 100
+
+
+def _call_text(fn: str, args: list[str], width: int, depth: int) -> str:
+    one = f"{fn}({', '.join(args)})"
+    if len(one) + 4 * depth <= width and "\n" not in one:
+        return one
+    pad = "    " * (depth + 1)
+    return f"{fn}(\n" + "".join(f"{pad}{a},\n" for a in args) + "    " * depth + ")"
+
+
+class Builder:
+    """``build()``'s expression: the module tree, with each class and leaf constructed."""
+
+    def __init__(self, names: dict, header: Header, problems: list):
+        self.names, self.header, self.problems = names, header, problems
+
+    def leaf(self, part: Part) -> tuple[str, list[str]]:
+        leaf = part.leaf
+        cls = leaf.resolve()
+        fn = f"nn.{leaf.name}" if leaf.module == "jaxconv.nn" else leaf.name
+        if leaf.module != "jaxconv.nn":
+            self.header.imported(leaf.module, leaf.name)
+        try:
+            args, kwargs = leaf.call(part.module)
+        except TypeError as e:
+            self.problems.append(Problem(part.path, qualified_name(part.cls), str(e)))
+            return fn, []
+        dtype = next((t.dtype for t in part.module.state_dict().values()
+                      if t.is_floating_point()), torch.float32)
+        text = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
+        params = inspect.signature(cls.__init__).parameters
+        if dtype != torch.float32 and "dtype" in params:
+            text.append(f"dtype={_dtype(dtype)}")
+        if "rngs" in params and not any(w in leaf.name for w in NOT_RANDOM):
+            text.append("rngs=rngs")
+        return fn, text
+
+    def expr(self, part: Part, depth: int = 0) -> str:
+        """Source that constructs ``part`` and everything below it."""
+        if part.kind == "leaf":
+            fn, args = self.leaf(part)
+            return _call_text(fn, args, _WIDTH, depth)
+        children = [(n, self.expr(c, depth + 1)) for n, c in part.children if c is not None]
+        if part.kind in ("sequential", "list"):
+            if all(n == str(i) for i, (n, _) in enumerate(children)):
+                items = [e for _, e in children]
+            else:
+                items = ["{" + ", ".join(f"{n!r}: {e}" for n, e in children) + "}"]
+            if part.kind == "list":
+                items = ["[" + ", ".join(items) + "]"]
+            return _call_text(f"nn.{'Sequential' if part.kind == 'sequential' else 'ModuleList'}",
+                              items, _WIDTH, depth)
+        if part.kind == "dict":
+            items = ["{" + ", ".join(f"{n!r}: {e}" for n, e in children) + "}"]
+            return _call_text("nn.ModuleDict", items, _WIDTH, depth)
+        if variant(part) not in self.names:     # its forward did not trace (a problem already)
+            return "None"
+        args = [f"{_param(n)}={e}" for n, e in children]
+        m = part.module
+        params, buffers = _own_variables(m)
+        args += [f"{n}={tuple(t.shape)!r}" for n, t in params + buffers]
+        extra = [(n, t) for n, t in m._buffers.items() if t is not None and n in m._non_persistent_buffers_set]
+        args += [f"{n}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in extra]
+        args += [f"{_constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
+                 for k, v in part.constants.items()]
+        if "rngs=None" in self.names.get(("rngs", self.names[variant(part)]), ""):
+            args.append("rngs=rngs")
+        return _call_text(self.names[variant(part)], args, _WIDTH, depth)
+
+
+def generate(tree: Part, problems: list) -> str:
+    """The whole module source for ``tree``; problems found on the way are appended."""
+    parts = {p.path: p for p in tree.parts()}
+    for part in parts.values():     # before any variant key is taken: it rewires the graphs
+        for graph in part.graphs.values():
+            rebind_in_place(graph, part)
+    names, classes, header, taken = {}, [], Header(), set()
+    for part in tree.parts():
+        if part.kind != "traced" or not part.graphs:
+            continue
+        key = variant(part)
+        if key in names:
+            continue
+        base = part.cls.__name__ if part.cls.__name__.isidentifier() else "Module"
+        name, i = base, 1
+        while name in taken or name in _RESERVED:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        names[key] = name
+        text = class_source(name, part, parts, header, problems)
+        if "rngs=None" in text.split("def __call__")[0]:
+            names[("rngs", name)] = "rngs=None"
+        classes.append(text)
+    build = Builder(names, header, problems).expr(tree, 1)
+    head = [f'"""{tree.cls.__name__}, translated from ``{qualified_name(tree.cls)}`` by '
+            'equivalence.translate.', "",
+            "``build(rngs=None)`` returns the model with jaxconv's (torch's) default "
+            "initialisation, in train", "mode as torch builds it; load torch's weights with "
+            "``equivalence.load_state_dict(model, state_dict)``.", '"""', *_IMPORTS]
+    head += header.lines()
+    footer = ["def build(rngs=None):",
+              f'    """The translated ``{tree.cls.__name__}``; ``rngs``: an ``nnx.Rngs`` or '
+              'key for the parameters (the jaxconv stream when ``None``)."""',
+              f"    return {build}"]
+    return "\n".join(head) + "\n\n\n" + "\n\n\n".join(classes + ["\n".join(footer)]) + "\n"
