@@ -16,7 +16,7 @@ demo: $(VENV)/.installed  ## port the bundled example torch model and print the 
 test: $(VENV)/.installed  ## the whole test suite but the slow sweeps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-slow: $(VENV)/.installed  ## the long property-based sweeps alone
+test-slow: $(VENV)/.installed  ## the long property-based sweeps and the whole model zoo
 	$(PY) -m pytest -n 2 -m slow
 
 bench: $(VENV)/.installed  ## the side-by-side speed suite
