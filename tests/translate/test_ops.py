@@ -40,7 +40,7 @@ OPS = {
     "flatten": (lambda x, y: torch.flatten(x, 1) + y.flatten(start_dim=1), X, Y),
     "squeeze-unsqueeze": (lambda x, y: x.unsqueeze(2).squeeze(2) + y.unsqueeze(0).squeeze(0), X, Y),
     "expand": (lambda x, y: x[:, :1].expand(-1, 3, -1, -1) * y, X, Y),
-    "index-slice": (lambda x, y: x[:, 1:, ::2, None, -1] + y[..., 0, None, None], X, Y),
+    "index-slice": (lambda x, y: x[:, 1:, ::2, None, -1] + y[:1, :2, 1:3, None, 0] + y[..., None][0, 0, 0, -1, 0], X, Y),
     "mean-sum-amax-keepdim": (lambda x, y: x.mean(dim=1, keepdim=True) + y.sum(2, keepdim=True)
                               .amax(3, keepdim=True), X, Y),
     "interpolate": (lambda x, y: TF.interpolate(x, scale_factor=2, mode="bilinear",
