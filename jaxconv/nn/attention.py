@@ -10,10 +10,10 @@ from ..functional.attention import multi_head_attention_forward
 from ..functional.linear import _check_p
 from . import init
 from .linear import Linear
-from .module import Module
+from .module import Module, RandomInTraining
 
 
-class MultiheadAttention(Module):
+class MultiheadAttention(RandomInTraining, Module):
     """Multi-head attention with torch's parameters and call (``torch.nn.MultiheadAttention``).
 
     **Arguments:**
@@ -71,16 +71,7 @@ class MultiheadAttention(Module):
         else:
             self.bias_k = self.bias_v = None
         self.deterministic = False
-        self.rngs = nnx.Rngs(dropout=_rng.key_from(rngs, "dropout"))
-
-    @property
-    def training(self) -> bool:
-        """torch's ``training`` flag: ``not deterministic`` (settable, as in torch)."""
-        return not self.deterministic
-
-    @training.setter
-    def training(self, mode: bool):
-        self.deterministic = not mode
+        self.rngs = init.dropout_rngs(rngs)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "

@@ -7,7 +7,7 @@ from .. import _rng
 from ..functional.linear import (_check_p, dropout, dropout1d, dropout2d, dropout3d, flatten,
                                  linear, stochastic_depth, unflatten)
 from . import init
-from .module import Module
+from .module import Module, RandomInTraining
 
 
 class Linear(Module):
@@ -95,7 +95,7 @@ class Unflatten(Module):
         return unflatten(x, self.dim, self.unflattened_size)
 
 
-class Dropout(Module):
+class Dropout(RandomInTraining, Module):
     """Zero elements with probability ``p`` and scale the rest by ``1 / (1 - p)`` (``torch.nn.Dropout``).
 
     **Arguments:**
@@ -117,15 +117,6 @@ class Dropout(Module):
         self.p, self.inplace = p, inplace
         self.deterministic = False
         self.rngs = init.dropout_rngs(rngs)
-
-    @property
-    def training(self) -> bool:
-        """torch's ``training`` flag: ``not deterministic`` (settable, as in torch)."""
-        return not self.deterministic
-
-    @training.setter
-    def training(self, mode: bool):
-        self.deterministic = not mode
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"

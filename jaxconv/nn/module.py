@@ -69,6 +69,19 @@ def _indent(text: str) -> str:
     return text.replace("\n", "\n  ")
 
 
+class RandomInTraining:
+    """Mixin: torch's ``training`` flag for modules that draw masks, stored as nnx's
+    ``deterministic`` (``training = not deterministic``, settable as in torch)."""
+
+    @property
+    def training(self) -> bool:
+        return not self.deterministic
+
+    @training.setter
+    def training(self, mode: bool):
+        self.deterministic = not mode
+
+
 class Module(nnx.Module):
     """``flax.nnx.Module`` that prints like torch and switches mode like torch.
 

@@ -138,3 +138,48 @@ def test_dropout_p_zero_and_one(rng):
     x = randn(rng, 4, 5, dtype=np.float32)
     np.testing.assert_array_equal(nn.Dropout(0.0)(x), x)
     np.testing.assert_array_equal(nn.Dropout(1.0)(x), np.zeros_like(x))
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_stochastic_depth_drops_whole_samples_and_scales_survivors(mode):
+    """torchvision's rule: per sample (row) or for the whole batch, survivors / (1 - p)."""
+    from jaxconv import nn as jnn
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((64, 3, 2, 2)))
+    m = jnn.StochasticDepth(0.25, mode, rngs=jax.random.key(1))
+    y = np.asarray(m(x))
+    kept = np.abs(y).reshape(64, -1).max(axis=1) > 0
+    np.testing.assert_allclose(y[kept], np.asarray(x)[kept] / 0.75, rtol=1e-12)
+    assert (y[~kept] == 0).all()
+    if mode == "batch":
+        assert kept.all() or not kept.any()
+    else:
+        assert 0 < kept.sum() < 64
+    m.eval()
+    np.testing.assert_array_equal(np.asarray(m(x)), np.asarray(x))
+
+
+def test_drop_path_scale_by_keep():
+    """timm's DropPath: per sample; ``scale_by_keep=False`` leaves survivors as they are."""
+    from jaxconv import nn as jnn
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((64, 5)))
+    for scale, factor in ((True, 1 / 0.6), (False, 1.0)):
+        y = np.asarray(jnn.DropPath(0.4, scale_by_keep=scale, rngs=jax.random.key(2))(x))
+        kept = np.abs(y).max(axis=1) > 0
+        np.testing.assert_allclose(y[kept], np.asarray(x)[kept] * factor, rtol=1e-12)
+        assert 0 < kept.sum() < 64
+
+
+def test_stochastic_depth_refuses_a_bad_mode_as_torchvision_does():
+    from jaxconv import functional as jf
+    from tests._zoo import torchvision_models
+
+    torchvision_models()
+    from torchvision.ops import stochastic_depth
+
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="mode"):
+        stochastic_depth(torch.from_numpy(x), 0.5, "column", True)
+    with pytest.raises(ValueError, match="mode has to be either 'batch' or 'row'"):
+        jf.stochastic_depth(jnp.asarray(x), 0.5, "column", key=jax.random.key(0))
