@@ -16,17 +16,15 @@ from __future__ import annotations
 import torch
 
 from . import outputs
+from .ops import _register
 
 _ATEN: dict = {}
 _INT64_MAX = 2 ** 63 - 1
 
 
 def _op(*names):
-    def deco(fn):
-        for n in names:
-            _ATEN[n] = fn
-        return fn
-    return deco
+    """Register an emitter for these ATen overload names (the registrar of :mod:`.ops`)."""
+    return _register(_ATEN, *names)
 
 
 def _tup(v):

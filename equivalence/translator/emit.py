@@ -228,10 +228,17 @@ def _constant_name(target: str) -> str:
 
 
 def _own_variables(m: torch.nn.Module):
+    """A module's own ``(parameters, persistent buffers)`` as ``(name, tensor)`` lists."""
     persistent = [(n, t) for n, t in m._buffers.items()
                   if t is not None and n not in m._non_persistent_buffers_set]
     params = [(n, p) for n, p in m._parameters.items() if p is not None]
     return params, persistent
+
+
+def _non_persistent(m: torch.nn.Module):
+    """A module's own buffers that its state_dict leaves out: their values go in the source."""
+    return [(n, t) for n, t in m._buffers.items()
+            if t is not None and n in m._non_persistent_buffers_set]
 
 
 def variant(part: Part) -> str:
@@ -252,9 +259,7 @@ def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], lis
         for n, t in items:
             args.append(n)
             lines.append(f"self.{n} = {kind}(jnp.zeros({n}, {_dtype(t.dtype)}))")
-    extra = [(n, t) for n, t in m._buffers.items()
-             if t is not None and n in m._non_persistent_buffers_set]
-    for n, t in [*extra, *((_constant_name(k), v) for k, v in constants.items())]:
+    for n, t in [*_non_persistent(m), *((_constant_name(k), v) for k, v in constants.items())]:
         args.append(n)
         lines.append(f"self.{n} = nnx.Variable(jnp.asarray({n}, {_dtype(t.dtype)}))")
     return args, lines

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from .capture import Part, Problem, rebind_in_place
-from .emit import (_IMPORTS, _RESERVED, Header, _constant_name, _dtype, _own_variables, _param,
-                   class_source, literal, variant)
+from .emit import (_IMPORTS, _RESERVED, Header, _constant_name, _dtype, _non_persistent,
+                   _own_variables, _param, class_source, literal, variant)
 from .leaves import NOT_RANDOM, qualified_name
 
 _WIDTH = 100
@@ -79,8 +79,7 @@ class Builder:
         m = part.module
         params, buffers = _own_variables(m)
         args += [f"{n}={tuple(t.shape)!r}" for n, t in params + buffers]
-        extra = [(n, t) for n, t in m._buffers.items() if t is not None and n in m._non_persistent_buffers_set]
-        args += [f"{n}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in extra]
+        args += [f"{n}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
         args += [f"{_constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
                  for k, v in part.constants.items()]
         if "rngs=None" in self.names.get(("rngs", self.names[variant(part)]), ""):
