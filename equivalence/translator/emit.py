@@ -270,8 +270,10 @@ def _indent(lines, n=1):
     return [pad + line if line else line for line in lines]
 
 
-def class_source(name: str, part: Part, parts: dict, header: Header, problems: list) -> str:
-    """The source of the class that ``part`` (and every instance of its variant) runs."""
+def class_source(name: str, part: Part, parts: dict, header: Header,
+                 problems: list) -> tuple[str, bool]:
+    """The source of the class that ``part`` (and every instance of its variant) runs, and
+    whether its constructor takes ``rngs`` (it draws dropout masks of its own)."""
     children = [n for n, _ in part.children]
     var_args, var_lines = _variable_lines(part.module, part.constants)
     body = Body(part, parts, header, problems)
@@ -306,4 +308,4 @@ def class_source(name: str, part: Part, parts: dict, header: Header, problems: l
              *_indent(init or ["pass"], 2), "",
              f"    def __call__({', '.join(['self'] + params)}):",
              *_indent(call, 2)]
-    return "\n".join(lines)
+    return "\n".join(lines), body.needs_rng

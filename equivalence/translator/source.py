@@ -31,8 +31,9 @@ def _call_text(fn: str, args: list[str], width: int, depth: int) -> str:
 class Builder:
     """``build()``'s expression: the module tree, with each class and leaf constructed."""
 
-    def __init__(self, names: dict, header: Header, problems: list):
+    def __init__(self, names: dict, header: Header, problems: list, with_rngs: set):
         self.names, self.header, self.problems = names, header, problems
+        self.with_rngs = with_rngs      # classes whose constructor takes rngs
 
     def leaf(self, part: Part) -> tuple[str, list[str]]:
         leaf = part.leaf
@@ -82,7 +83,7 @@ class Builder:
         args += [f"{n}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
         args += [f"{_constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
                  for k, v in part.constants.items()]
-        if "rngs=None" in self.names.get(("rngs", self.names[variant(part)]), ""):
+        if self.names[variant(part)] in self.with_rngs:
             args.append("rngs=rngs")
         return _call_text(self.names[variant(part)], args, _WIDTH, depth)
 
@@ -93,7 +94,7 @@ def generate(tree: Part, problems: list) -> str:
     for part in parts.values():     # before any variant key is taken: it rewires the graphs
         for graph in part.graphs.values():
             rebind_in_place(graph, part)
-    names, classes, header, taken = {}, [], Header(), set()
+    names, classes, header, taken, with_rngs = {}, [], Header(), set(), set()
     for part in tree.parts():
         if part.kind != "traced" or not part.graphs:
             continue
@@ -106,11 +107,11 @@ def generate(tree: Part, problems: list) -> str:
             name, i = f"{base}_{i}", i + 1
         taken.add(name)
         names[key] = name
-        text = class_source(name, part, parts, header, problems)
-        if "rngs=None" in text.split("def __call__")[0]:
-            names[("rngs", name)] = "rngs=None"
+        text, takes_rngs = class_source(name, part, parts, header, problems)
+        if takes_rngs:
+            with_rngs.add(name)
         classes.append(text)
-    build = Builder(names, header, problems).expr(tree, 1)
+    build = Builder(names, header, problems, with_rngs).expr(tree, 1)
     head = [f'"""{tree.cls.__name__}, translated from ``{qualified_name(tree.cls)}`` by '
             'equivalence.translate.', "",
             "``build(rngs=None)`` returns the model with jaxconv's (torch's) default "
