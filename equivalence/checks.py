@@ -2,7 +2,7 @@
 
 - a *leaf* layer (no submodules) runs in jaxconv on torch's recorded input of that call, on
   absolute values (for the magnitude ``S``) and, with a cotangent, backwards; its error model
-  (:func:`equivalence.tolerance.kind_of`) turns that into tolerances. All leaf runs of a
+  (:func:`equivalence.tolerance.kind_for`) turns that into tolerances. All leaf runs of a
   comparison go through one ``jax.jit`` (:func:`run_leaves`).
 - a *composite* module runs its own code with each child call answered by torch's recorded
   output of that child (:func:`check_glue`); its output and the inputs its code hands to the
@@ -135,7 +135,7 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
     layer = tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
                                 output=np.asarray(run.output), magnitude=np.asarray(run.magnitude),
                                 train=train, **backward)
-    kind = tolerance.kind_of(sub)
+    kind = tolerance.kind_for(sub, torch_module)
     bounds = kind.model(layer)
     result = LeafResult(tolerance.errors(layer.output, expected,
                                          bounds.forward.tolerance(expected.dtype, c)))
@@ -150,11 +150,12 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
     return result
 
 
-def _glue_run(sub, call, children, scale: bool):
+def _glue_run(sub, call, children, scale: bool, first=None):
     """Run a composite's own code with its children answered by torch's recorded outputs.
 
     Returns ``(output, [(child call, (args, kwargs) the code passed)], problems)``; with
     ``scale`` the run is on absolute values (inputs and children's outputs), giving magnitudes.
+    ``first`` replaces the first input (a traced value, for gradients).
     """
     fn = np.abs if scale else None
     pending = list(children)
@@ -174,17 +175,34 @@ def _glue_run(sub, call, children, scale: bool):
         return hook
 
     with intercept({m: hook_for(n) for n, m in named_children(sub)}):
-        out = sub(*to_jax(call.args, fn), **to_jax(call.kwargs, fn))
+        args = to_jax(call.args, fn)
+        if first is not None:
+            args = (first, *args[1:])
+        out = sub(*args, **to_jax(call.kwargs, fn))
     if pending:
         problems.append("torch called " + ", ".join(repr(c.name) for c in pending)
                         + " which jaxconv's code did not call")
     return out, seen, problems
 
 
-def check_glue(sub, call, children, c: float) -> dict:
+def glue_floor(sub, torch_module, call, train: bool, c: float):
+    """The tolerance a composite's own code gets beyond the elementwise model's, or ``None``:
+    where its torch module is of a ``traced`` kind (timm's ``BatchNormAct2d`` computes its
+    batch norm in its own code), that kind's forward bound on torch's recorded input."""
+    kind = tolerance.kind_for(sub, torch_module)
+    if not kind.traced or first_array(call.args) is None:
+        return None
+    expected = first_array(call.out)
+    layer = tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
+                                output=expected, magnitude=None, train=train)
+    return kind.model(layer).forward.tolerance(expected.dtype, c)
+
+
+def check_glue(sub, call, children, c: float, floor=None) -> dict:
     """Check a composite module's own code (see the module docstring): the worst of its output
     and the inputs it hands to its children, as :func:`~equivalence.tolerance.errors` with a
-    ``note`` saying where; a call-structure problem fails the check."""
+    ``note`` saying where; a call-structure problem fails the check. ``floor``
+    (:func:`glue_floor`) raises the tolerance of every value of its shape."""
     out, seen, problems = _glue_run(nnx.clone(sub), call, children, scale=False)
     out_abs, seen_abs, _ = _glue_run(nnx.clone(sub), call, children, scale=True)
     operands = len(arrays(call.args)) + len(children)
@@ -197,7 +215,10 @@ def check_glue(sub, call, children, c: float) -> dict:
     worst, where = None, "output"
     for got, want, mag, what in targets:
         n = tolerance.reduction_ratio(sizes, want, operands)
-        err = tolerance.errors(np.asarray(got), want, tolerance.tolerance(np.asarray(mag), n, want.dtype, c))
+        tol = tolerance.tolerance(np.asarray(mag), n, want.dtype, c)
+        if floor is not None and np.shape(floor) == np.shape(want):
+            tol = np.maximum(tol, floor)
+        err = tolerance.errors(np.asarray(got), want, tol)
         if worst is None or err["ratio"] > worst["ratio"]:
             worst, where = err, what
     notes = problems + ([worst["note"]] if worst["note"] else [])
@@ -207,3 +228,58 @@ def check_glue(sub, call, children, c: float) -> dict:
         worst["ratio"] = float("inf")
     worst["note"] = "; ".join(notes)
     return worst
+
+
+def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train: bool) -> dict:
+    """Local gradients of the parameters a composite uses in its own code (ConvNeXt's layer
+    scale, the affine of timm's ``BatchNormAct2d``), as :class:`Grad` by the composite's names;
+    ``{}`` where that cannot be done locally. The composite's own local input gradient goes into
+    ``child_input_grads`` under its call's index, for its parent's check (calls are checked
+    children first).
+
+    The composite's code runs on torch's recorded input, its children answered by torch's
+    outputs, under ``jax.vjp``: the cotangent of its output is torch's, that of each child's
+    input the child's local input gradient (``child_input_grads`` by call index; every child
+    must have one). The bounds: for a ``traced`` kind its backward model, with the cotangents of
+    every value of the input's shape summed in absolute value (an upper bound of the one that
+    reaches the normalization's output); otherwise the elementwise model's, the same run on
+    absolute values with absolute cotangents."""
+    x, g_out = first_array(call.args), call.grad_out
+    if x is None or g_out is None or not np.issubdtype(x.dtype, np.floating) or any(
+            ch.index not in child_input_grads for ch in children):
+        return {}
+    child_names = {n for n, _ in named_children(sub)}
+    graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
+
+    def backward(p, scale):
+        def run(p, a):
+            out, seen, _ = _glue_run(nnx.merge(graphdef, p, rest), call, children, scale, first=a)
+            return first_array(out), [first_array(passed) for _, passed in seen]
+
+        f = np.abs if scale else (lambda a: a)
+        (out, passed), vjp = jax.vjp(run, p, jnp.asarray(f(x)))
+        cots = [child_input_grads[ch.index] for ch in children]
+        if out is None or any(a is None or np.shape(c) != a.shape for c, a in zip(cots, passed)):
+            return None, None, cots
+        grads, x_grad = vjp((jnp.asarray(f(g_out)).astype(out.dtype),
+                             [jnp.asarray(f(c)).astype(a.dtype) for c, a in zip(cots, passed)]))
+        return {n: v for n, v in _named_params(graphdef, grads, rest).items()
+                if n.split(".")[0] not in child_names}, np.asarray(x_grad), cots
+
+    own, x_grad, cots = backward(params, False)
+    if x_grad is not None:
+        child_input_grads[call.index] = x_grad
+    if not own:
+        return {}
+    kind = tolerance.kind_for(sub, torch_module)
+    if kind.traced:
+        cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [g_out, *cots] if np.shape(c) == x.shape),
+                        np.zeros(x.shape))
+        layer = tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
+                                    output=first_array(call.out), magnitude=None, train=train,
+                                    cotangent=cotangent, param_grads=own)
+        bounds = kind.model(layer).params
+    else:
+        mags, _, _ = backward(jax.tree.map(jnp.abs, params), True)
+        bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([g_out, *cots], v)) for k, v in own.items()}
+    return {k: Grad(v, bounds[k]) for k, v in own.items() if k in bounds}

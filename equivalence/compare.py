@@ -33,7 +33,7 @@ from jaxconv.nn import named_children, named_modules
 from . import tolerance as tol_mod
 from ._torch import require_torch
 from ._tree import first_array
-from .checks import LeafInput, check_glue, check_leaf, run_leaves
+from .checks import LeafInput, check_glue, check_leaf, glue_floor, glue_grads, run_leaves
 from .free_run import JaxRun, run_jax
 from .record import TorchCall, TorchRun, run_torch
 from .report import Report, Row
@@ -156,7 +156,12 @@ class _Comparison:
         if expected is None:
             return None
         if leaf is None:
-            err, check = check_glue(sub, cl, self.children.get(cl.index, []), self.c), "glue"
+            tmod, children = self.torch_named.get(cl.name), self.children.get(cl.index, [])
+            floor = glue_floor(sub, tmod, cl, self.train, self.c)
+            err, check = check_glue(sub, cl, children, self.c, floor), "glue"
+            if self.grads:
+                for pname, grad in glue_grads(sub, tmod, cl, children, self.input_grad_of, self.train).items():
+                    self._add(self.param_grads, f"{cl.name}.{pname}" if cl.name else pname, grad)
         else:
             result = check_leaf(sub, self.torch_named.get(cl.name), cl, *leaf, self.train, self.c)
             err, check = result.errors, "local"
@@ -178,6 +183,8 @@ class _Comparison:
         self.check_structure()
         ordered = sorted(self.calls, key=lambda cl: cl.order)
         leaves = self.leaf_results(ordered, progress)
+        self.input_grad_of = {k: np.asarray(run.input_grads[0]) for k, (leaf, run) in leaves.items()
+                              if leaf.cotangent is not None and run.input_grads}
         rows = []
         for k, cl in enumerate(ordered):
             if progress:

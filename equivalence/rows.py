@@ -59,7 +59,7 @@ def buffer_rows(torch_run, jax_module, jax_before: dict, torch_named: dict, call
         inputs = [first_array(cl.args) for cl in calls if cl.name == name]
         if not inputs or name not in jax_before:
             continue
-        model = tolerance.kind_of(jax_before[name]).buffers
+        model = tolerance.kind_for(jax_before[name], tmod).buffers
         if model is None:
             continue
         before = {n: np.asarray(v[...]).astype(np.float64) for n, v in named_variables(jax_before[name])}

@@ -1,33 +1,5 @@
-"""The tolerance policy: how far a correct float port may differ from torch, and one registry of
-per-layer error models that says what the policy means for each kind of layer.
-
-Every check compares one computation done by both sides on the *same* inputs (torch's recorded
-inputs; see :mod:`equivalence.compare`), so the only legitimate difference is rounding in that
-one computation. Its size follows the standard probabilistic rounding-error model of a sum of
-``n`` products (errors of about ``eps`` per operation, accumulating like a random walk):
-
-    |jax - torch|  <=  c * eps(dtype) * sqrt(n) * S        (elementwise)
-
-with ``S`` the magnitude of the computation (the op evaluated on absolute values) and ``n`` the
-number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model* of its kind
-(:func:`kind_of`; :func:`register` adds a kind). Each built-in model's docstring states its rule:
-
-- :func:`dot` (Conv*, ConvTranspose*, Linear): the layer with ``|weight|``, ``|bias|`` on
-  ``|x|``; ``n`` read from the weight's shape (:func:`fan`).
-- :func:`batchnorm`: ``|w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with torch's statistics;
-  ``n`` the elements each statistic averages (0 in eval) plus 4; the updated buffers too.
-- :func:`elementwise`, the fallback for every other layer and for a composite module's glue
-  code (a residual add): the op on absolute values; ``n`` the operand count or reduction ratio.
-- gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
-  ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
-
-NaN or inf at the same positions on both sides (inf of the same sign) is agreement: both ran
-the same computation into the same overflow or domain error. NaN or inf on one side only fails.
-
-``c`` (:data:`C`) was chosen by measurement (tests/equivalence/test_sensitivity.py): float32
-ports of the seed models reach at most a few percent of the tolerance while each planted bug
-exceeds it by orders of magnitude.
-"""
+"""The policy's formula, its comparison of two arrays, the registry of layer kinds and the
+elementwise and dot-product error models (see :mod:`equivalence.tolerance`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,8 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from ._torch import to_numpy
 
 #: The constant in ``c * eps * sqrt(n) * S``.
 C = 4.0
@@ -51,10 +21,12 @@ POLICY = (
     "is the rounding of that one layer; composite modules are checked on their own code (the "
     "children's outputs replaced by torch's), so errors never propagate into a later check. "
     "S = magnitude of the computation: |W|*|x|+|b| for conv/linear (the layer run on absolute "
-    "values), |w|(|x|+|mean|)/sqrt(var+eps)+|b| for BatchNorm (in training plus "
-    "|w||xhat|mean((|x|+|mean|)^2)/var for the batch variance), the op on absolute values otherwise; "
-    "n = number of terms summed per element (conv/linear: numel(weight)/out_channels, the fan-in "
-    "read from the weight's shape; BatchNorm: the statistic's reduction + 4; otherwise the pooling "
+    "values), |w|(|x|+|mean|)/sqrt(var+eps)+|b| for normalizations (BatchNorm, InstanceNorm, "
+    "GroupNorm, LayerNorm, RMSNorm, each with statistics over its own axes; with statistics of "
+    "the input, plus |w||xhat|mean((|x|+|mean|)^2)/var for the variance), the op on absolute "
+    "values otherwise; n = number of terms summed per element (conv/linear: numel(weight)/"
+    "out_channels, the fan-in read from the weight's shape; normalizations: the elements each "
+    "statistic averages + 4; otherwise the pooling "
     "ratio or operand count, at least 4). Gradients: S = the layer's vector-Jacobian product on "
     "absolute values with torch's |cotangent|, n its reduction length. NaN/inf at the same "
     "positions on both sides agrees; on one side only it fails. ratio = max(|jax - torch| / "
@@ -215,6 +187,7 @@ class Kind:
     when: Callable[[Any], bool] | None
     model: Model
     buffers: BufferModel | None = None
+    traced: bool = False
 
     def matches(self, obj) -> bool:
         """Whether ``obj`` (a module, a module class or a functional op) is of this kind."""
@@ -229,7 +202,7 @@ _KINDS: dict[str, Kind] = {}
 
 
 def register(kind: str, *, match=(), when=None, model: Model | None = None,
-             buffers: BufferModel | None = None):
+             buffers: BufferModel | None = None, traced: bool = False):
     """Register (or replace) the error model of a layer kind; without ``model``, a decorator.
 
     **Arguments:**
@@ -241,6 +214,10 @@ def register(kind: str, *, match=(), when=None, model: Model | None = None,
     - ``when``: optionally, a predicate ``when(obj) -> bool`` matching further objects.
     - ``model``: the :data:`Model` of a call.
     - ``buffers``: optionally, the :data:`BufferModel` of a training forward's buffer updates.
+    - ``traced``: the model reads only torch's module and the call's inputs (never
+      ``call.magnitude``), so it also bounds a torch module of this kind whose forward was
+      translated as code rather than matched to a jaxconv layer (timm's ``BatchNormAct2d``,
+      ``LayerNorm2d``): :func:`kind_for` then finds it by the torch module.
 
     The kind registered last is tried first; objects no kind matches get :data:`FALLBACK`.
     Returns ``model``.
@@ -257,11 +234,11 @@ def register(kind: str, *, match=(), when=None, model: Model | None = None,
         raise ValueError(f"the fallback kind {FALLBACK!r} matches whatever no other kind matches; "
                          f"it takes no match or when, got match={match!r}, when={when!r}")
     if model is None:
-        return lambda fn: register(kind, match=match, when=when, model=fn, buffers=buffers)
+        return lambda fn: register(kind, match=match, when=when, model=fn, buffers=buffers, traced=traced)
     if not callable(model):
         raise TypeError(f"model must be callable, got {model!r}")
     _KINDS.pop(kind, None)
-    _KINDS[kind] = Kind(kind, match, when, model, buffers)
+    _KINDS[kind] = Kind(kind, match, when, model, buffers, traced)
     return model
 
 
@@ -285,6 +262,17 @@ def kind_of(obj) -> Kind:
         if kind.name != FALLBACK and kind.matches(obj):
             return kind
     return _KINDS[FALLBACK]
+
+
+def kind_for(module, torch_module=None) -> Kind:
+    """The kind of a jaxconv layer; where that is the fallback, the kind of its torch module if
+    that kind is ``traced`` (a translated timm ``BatchNormAct2d`` is a normalization)."""
+    kind = kind_of(module)
+    if kind.name == FALLBACK and torch_module is not None:
+        theirs = kind_of(torch_module)
+        if theirs.traced:
+            return theirs
+    return kind
 
 
 # ----------------------------------------------------------------------------------------
@@ -332,75 +320,3 @@ def dot(call: LayerCall) -> LayerBounds:
     params = {k: Bound(call.param_magnitudes[k], n_w if k == "weight" else g.size // max(v.size, 1))
               for k, v in call.param_grads.items()}
     return LayerBounds(forward, params, Bound(call.input_magnitude, fan(call.module, for_input=True)))
-
-
-def _channel_axes(x):
-    """The axes a per-channel statistic reduces over, the shape that broadcasts it, its count."""
-    c = 1 if x.ndim > 1 else 0
-    shape = [1] * x.ndim
-    shape[c] = -1
-    return ((0,) + tuple(range(2, x.ndim)) if x.ndim > 1 else (0,)), shape, x.size // max(x.shape[c], 1)
-
-
-def _bn_stats(tmod, x, train):
-    """torch's BatchNorm statistics and affine parameters for input ``x`` (float64)."""
-    axes, shape, count = _channel_axes(x)
-    x64 = x.astype(np.float64)
-    if train or getattr(tmod, "running_mean", None) is None:
-        mean, var, m = x64.mean(axes), x64.var(axes), count
-    else:
-        mean, var, m = to_numpy(tmod.running_mean).astype(np.float64), \
-            to_numpy(tmod.running_var).astype(np.float64), 0
-    w = np.ones_like(mean) if getattr(tmod, "weight", None) is None else to_numpy(tmod.weight).astype(np.float64)
-    b = np.zeros_like(mean) if getattr(tmod, "bias", None) is None else to_numpy(tmod.bias).astype(np.float64)
-    r = lambda a: np.reshape(a, shape)  # noqa: E731
-    sigma = r(np.sqrt(var + tmod.eps))
-    return {"mean": r(mean), "sigma": sigma, "w": r(w), "b": r(b), "m": m, "axes": axes,
-            "xhat": (x64 - r(mean)) / sigma}
-
-
-def _bn_buffers(torch_module, inputs, before) -> dict:
-    """Per channel ``S = |previous| + mean|x|`` (running mean) or ``|previous| + mean((|x| +
-    |mean|)^2)`` (running variance), ``n`` the elements averaged; the counter must be equal."""
-    if getattr(torch_module, "running_mean", None) is None or not hasattr(torch_module, "momentum"):
-        return {}
-    s_mean, s_var, m = 0.0, 0.0, 1
-    for x in inputs:
-        x = x.astype(np.float64)
-        axes, _, m = _channel_axes(x)
-        mu = x.mean(axes, keepdims=True)
-        s_mean = s_mean + np.abs(x).mean(axes)
-        s_var = s_var + ((np.abs(x) + np.abs(mu)) ** 2).mean(axes) * m / max(m - 1, 1)
-    prev = lambda name: np.abs(before.get(name, 0.0))  # noqa: E731
-    return {"running_mean": Bound(prev("running_mean") + s_mean, m),
-            "running_var": Bound(prev("running_var") + s_var, m),
-            "num_batches_tracked": 0.5}
-
-
-@register("batchnorm", match="_BatchNorm", buffers=_bn_buffers,
-          when=lambda m: hasattr(m, "running_mean") and hasattr(m, "use_running_average"))
-def batchnorm(call: LayerCall) -> LayerBounds:
-    """``S = |w| (|x| + |mean|) / sigma + |b|`` with torch's statistics (batch statistics in
-    training, running ones in eval), plus in training ``|w| |xhat| mean((|x| + |mean|)^2) /
-    sigma^2`` (the variance's rounding, large when the batch varies little against its
-    magnitude); ``n`` the elements each statistic averages (0 in eval) + 4; gradients: the
-    same bound carried through BatchNorm's backward."""
-    x = call.inputs[0]
-    st = _bn_stats(call.torch_module, x, call.train)
-    spread = np.abs(x) + np.abs(st["mean"])
-    s = spread / st["sigma"]
-    if st["m"] > 0:   # a batch variance far below the data's square carries its rounding into xhat
-        s = s + np.abs(st["xhat"]) * (spread ** 2).mean(st["axes"], keepdims=True) / st["sigma"] ** 2
-    forward = Bound(np.abs(st["w"]) * s + np.abs(st["b"]), st["m"] + 4)
-    if call.cotangent is None:
-        return LayerBounds(forward)
-    ag, xh = np.abs(call.cotangent), np.abs(st["xhat"])
-    m_p = x.size // st["w"].size
-    scales = {"weight": (ag * xh).sum(st["axes"]), "bias": ag.sum(st["axes"])}
-    if st["m"] > 0:
-        sx = np.abs(st["w"]) / st["sigma"] * (ag + ag.mean(st["axes"], keepdims=True)
-                                              + xh * (xh * ag).mean(st["axes"], keepdims=True))
-    else:
-        sx = np.abs(st["w"]) / st["sigma"] * ag
-    return LayerBounds(forward, {k: Bound(scales[k], m_p) for k in call.param_grads},
-                       Bound(sx, st["m"] + 4))

@@ -1,0 +1,43 @@
+"""The tolerance policy: how far a correct float port may differ from torch, and one registry of
+per-layer error models that says what the policy means for each kind of layer.
+
+Every check compares one computation done by both sides on the *same* inputs (torch's recorded
+inputs; see :mod:`equivalence.compare`), so the only legitimate difference is rounding in that
+one computation. Its size follows the standard probabilistic rounding-error model of a sum of
+``n`` products (errors of about ``eps`` per operation, accumulating like a random walk):
+
+    |jax - torch|  <=  c * eps(dtype) * sqrt(n) * S        (elementwise)
+
+with ``S`` the magnitude of the computation (the op evaluated on absolute values) and ``n`` the
+number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model* of its kind
+(:func:`kind_of`; :func:`register` adds a kind). Each built-in model's docstring states its rule:
+
+- :func:`dot` (Conv*, ConvTranspose*, Linear): the layer with ``|weight|``, ``|bias|`` on
+  ``|x|``; ``n`` read from the weight's shape (:func:`fan`).
+- :func:`batchnorm` and :func:`normalization` (InstanceNorm, GroupNorm, LayerNorm, RMSNorm):
+  ``|w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with the layer's statistics over its own axes;
+  ``n`` the elements each statistic averages (0 with running statistics) plus 4; BatchNorm's
+  updated buffers too. Both also bound torch subclasses whose forward was translated as code
+  (timm's ``BatchNormAct2d`` and ``LayerNorm2d``; see :func:`kind_for`).
+- :func:`elementwise`, the fallback for every other layer and for a composite module's glue
+  code (a residual add): the op on absolute values; ``n`` the operand count or reduction ratio.
+- gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
+  ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
+
+NaN or inf at the same positions on both sides (inf of the same sign) is agreement: both ran
+the same computation into the same overflow or domain error. NaN or inf on one side only fails.
+
+``c`` (:data:`C`) was chosen by measurement (tests/equivalence/test_sensitivity.py): float32
+ports of the seed models reach at most a few percent of the tolerance while each planted bug
+exceeds it by orders of magnitude.
+"""
+from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, Bound, BufferModel, Kind, LayerBounds,
+                      LayerCall, Model, dot, elementwise, eps, errors, fan, kind_for, kind_of,
+                      kinds, max_difference, policy_text, reduction_ratio, register, tolerance,
+                      unregister)
+from .norms import batchnorm, normalization
+
+__all__ = ["C", "ELEMENTWISE_N", "FALLBACK", "POLICY", "Bound", "BufferModel", "Kind", "LayerBounds",
+           "LayerCall", "Model", "batchnorm", "dot", "elementwise", "eps", "errors", "fan",
+           "kind_for", "kind_of", "kinds", "max_difference", "normalization", "policy_text",
+           "reduction_ratio", "register", "tolerance", "unregister"]
