@@ -15,7 +15,8 @@ number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model*
 - :func:`dot` (Conv*, ConvTranspose*, Linear): the layer with ``|weight|``, ``|bias|`` on
   ``|x|``; ``n`` read from the weight's shape (:func:`fan`).
 - :func:`batchnorm` and :func:`normalization` (InstanceNorm, GroupNorm, LayerNorm, RMSNorm):
-  ``|w| (|x| + |mean|) / sqrt(var + eps) + |b|`` with the layer's statistics over its own axes;
+  ``|w| (|x| + mean|x|) / sqrt(var + eps) + |b|`` and a variance term (:mod:`.norms`), with
+  the layer's statistics over its own axes;
   ``n`` the elements each statistic averages (0 with running statistics) plus 4; BatchNorm's
   updated buffers too. Both also bound torch subclasses whose forward was translated as code
   (timm's ``BatchNormAct2d`` and ``LayerNorm2d``; see :func:`kind_for`).
