@@ -192,10 +192,15 @@ def glue_floor(sub, torch_module, call, train: bool, c: float):
     kind = tolerance.kind_for(sub, torch_module)
     if not kind.traced or first_array(call.args) is None:
         return None
-    expected = first_array(call.out)
-    layer = tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
-                                output=expected, magnitude=None, train=train)
-    return kind.model(layer).forward.tolerance(expected.dtype, c)
+    layer = _traced_call(sub, torch_module, call, train)
+    return kind.model(layer).forward.tolerance(layer.output.dtype, c)
+
+
+def _traced_call(sub, torch_module, call, train: bool, **backward) -> tolerance.LayerCall:
+    """The :class:`~equivalence.tolerance.LayerCall` a ``traced`` kind's model reads for a
+    composite: torch's module, recorded input and output, no magnitude."""
+    return tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
+                               output=first_array(call.out), magnitude=None, train=train, **backward)
 
 
 def check_glue(sub, call, children, c: float, floor=None) -> dict:
@@ -250,6 +255,7 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
         return {}
     child_names = {n for n, _ in named_children(sub)}
     graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
+    cots = [child_input_grads[ch.index] for ch in children]
 
     def backward(p, scale):
         def run(p, a):
@@ -258,15 +264,14 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
 
         f = np.abs if scale else (lambda a: a)
         (out, passed), vjp = jax.vjp(run, p, jnp.asarray(f(x)))
-        cots = [child_input_grads[ch.index] for ch in children]
         if out is None or any(a is None or np.shape(c) != a.shape for c, a in zip(cots, passed)):
-            return None, None, cots
+            return None, None
         grads, x_grad = vjp((jnp.asarray(f(g_out)).astype(out.dtype),
                              [jnp.asarray(f(c)).astype(a.dtype) for c, a in zip(cots, passed)]))
         return {n: v for n, v in _named_params(graphdef, grads, rest).items()
-                if n.split(".")[0] not in child_names}, np.asarray(x_grad), cots
+                if n.split(".")[0] not in child_names}, np.asarray(x_grad)
 
-    own, x_grad, cots = backward(params, False)
+    own, x_grad = backward(params, False)
     if x_grad is not None:
         child_input_grads[call.index] = x_grad
     if not own:
@@ -275,11 +280,9 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
     if kind.traced:
         cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [g_out, *cots] if np.shape(c) == x.shape),
                         np.zeros(x.shape))
-        layer = tolerance.LayerCall(module=sub, torch_module=torch_module, inputs=tuple(call.args),
-                                    output=first_array(call.out), magnitude=None, train=train,
-                                    cotangent=cotangent, param_grads=own)
+        layer = _traced_call(sub, torch_module, call, train, cotangent=cotangent, param_grads=own)
         bounds = kind.model(layer).params
     else:
-        mags, _, _ = backward(jax.tree.map(jnp.abs, params), True)
+        mags, _ = backward(jax.tree.map(jnp.abs, params), True)
         bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([g_out, *cots], v)) for k, v in own.items()}
     return {k: Grad(v, bounds[k]) for k, v in own.items() if k in bounds}

@@ -101,6 +101,7 @@ class _Comparison:
     structure: list = field(default_factory=list)
     param_grads: dict = field(default_factory=dict)  # local gradients by torch name
     input_grads: dict = field(default_factory=dict)  # local gradients by model input index
+    input_grad_of: dict = field(default_factory=dict)  # local input gradient by call index
 
     def __post_init__(self):
         self.calls = self.torch_run.finished()
@@ -183,8 +184,8 @@ class _Comparison:
         self.check_structure()
         ordered = sorted(self.calls, key=lambda cl: cl.order)
         leaves = self.leaf_results(ordered, progress)
-        self.input_grad_of = {k: np.asarray(run.input_grads[0]) for k, (leaf, run) in leaves.items()
-                              if leaf.cotangent is not None and run.input_grads}
+        self.input_grad_of.update({k: np.asarray(run.input_grads[0]) for k, (leaf, run) in leaves.items()
+                                   if leaf.cotangent is not None and run.input_grads})
         rows = []
         for k, cl in enumerate(ordered):
             if progress:

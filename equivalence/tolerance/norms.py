@@ -49,9 +49,19 @@ class Geometry:
         v = np.asarray(a).reshape(self.view)
         return np.broadcast_to(v.mean(self.axes, keepdims=True), v.shape).reshape(np.shape(a))
 
-    def count(self, x) -> int:
+    def count(self) -> int:
         """Elements each statistic averages (0 for running statistics)."""
         return 0 if self.running else int(np.prod([self.view[a] for a in self.axes]))
+
+
+def _batch_axes(x) -> tuple:
+    """The axes a per-channel batch statistic averages: all but the channel axis 1."""
+    return (0,) + tuple(range(2, x.ndim)) if x.ndim > 1 else (0,)
+
+
+def _module(call: LayerCall):
+    """torch's module of the call, or the jaxconv layer where there is none."""
+    return call.torch_module if call.torch_module is not None else call.module
 
 
 def _channel(x, axis: int) -> tuple:
@@ -63,7 +73,7 @@ def _channel(x, axis: int) -> tuple:
 def _batchnorm_geometry(m, x, train: bool) -> Geometry:
     """BatchNorm (and timm's BatchNormAct2d, torchvision's FrozenBatchNorm2d): per channel over
     the batch and spatial axes; running statistics in eval (always, for a frozen one)."""
-    axes = (0,) + tuple(range(2, x.ndim)) if x.ndim > 1 else (0,)
+    axes = _batch_axes(x)
     running = None
     mean = getattr(m, "running_mean", None)
     if mean is not None and not (train and hasattr(m, "momentum")):
@@ -96,10 +106,9 @@ def _eps(m, x) -> float:
     return float(np.finfo(x.dtype).eps) if eps is None else float(eps)
 
 
-def _bounds(call: LayerCall, geo: Geometry) -> LayerBounds:
-    """The forward bound of the module docstring, and with a cotangent the same bound carried
-    through the normalization's backward."""
-    m = call.torch_module if call.torch_module is not None else call.module
+def _bounds(call: LayerCall, m, geo: Geometry) -> LayerBounds:
+    """The forward bound of the module docstring for module ``m``, and with a cotangent the
+    same bound carried through the normalization's backward."""
     x = np.asarray(call.inputs[0], np.float64)
     if geo.running:
         mean, var = (np.reshape(a, geo.affine) for a in geo.running)
@@ -110,7 +119,7 @@ def _bounds(call: LayerCall, geo: Geometry) -> LayerBounds:
     w = np.ones(()) if w is None else w.reshape(geo.affine)
     b = np.zeros(()) if b is None else b.reshape(geo.affine)
     sigma = np.sqrt(var + _eps(m, call.inputs[0]))
-    count = geo.count(x)
+    count = geo.count()
     xhat = (x - mean) / sigma  # a computed mean is off by about eps mean|x|, a running one by nothing
     spread = np.abs(x) + (geo.average(np.abs(x)) if count else np.abs(mean))
     s = spread / sigma
@@ -139,7 +148,7 @@ def _bn_buffers(torch_module, inputs, before) -> dict:
     s_mean, s_var, m = 0.0, 0.0, 1
     for x in inputs:
         x = x.astype(np.float64)
-        axes = (0,) + tuple(range(2, x.ndim)) if x.ndim > 1 else (0,)
+        axes = _batch_axes(x)
         m = x.size // max(x.shape[1 if x.ndim > 1 else 0], 1)
         mu = x.mean(axes, keepdims=True)
         s_mean = s_mean + np.abs(x).mean(axes)
@@ -155,8 +164,8 @@ def _bn_buffers(torch_module, inputs, before) -> dict:
 def batchnorm(call: LayerCall) -> LayerBounds:
     """BatchNorm: statistics per channel over the batch and spatial axes (the batch's in
     training, the running ones in eval), bounded as the module docstring says."""
-    m = call.torch_module if call.torch_module is not None else call.module
-    return _bounds(call, _batchnorm_geometry(m, np.asarray(call.inputs[0]), call.train))
+    m = _module(call)
+    return _bounds(call, m, _batchnorm_geometry(m, np.asarray(call.inputs[0]), call.train))
 
 
 @register("normalization", match=("_InstanceNorm", "GroupNorm", "LayerNorm", "RMSNorm"),
@@ -166,5 +175,5 @@ def normalization(call: LayerCall) -> LayerBounds:
     and group), LayerNorm and RMSNorm (over the trailing ``normalized_shape`` axes, or the
     channel axis for timm's ``LayerNorm2d`` and a ``data_format='channels_first'`` module),
     bounded as the module docstring says."""
-    m = call.torch_module if call.torch_module is not None else call.module
-    return _bounds(call, _geometry(m, np.asarray(call.inputs[0]), call.train))
+    m = _module(call)
+    return _bounds(call, m, _geometry(m, np.asarray(call.inputs[0]), call.train))
