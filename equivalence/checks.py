@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxconv.nn import named_children
+from jaxconv.nn import named_children, named_modules
 from jaxconv.trace import intercept
 
 from . import tolerance
+from .tolerance import running
 from ._tree import arrays, first_array, to_jax
 from .state_dict import named_variables
 
@@ -29,24 +30,37 @@ from .state_dict import named_variables
 @dataclass
 class LeafInput:
     """A leaf layer split for a jitted run: a clone's graph, parameters and other state, torch's
-    recorded positional inputs and (with gradients) torch's gradient of the output."""
+    recorded positional array inputs, its other positional inputs (``static``: ``(position,
+    value)`` pairs, such as torchvision MaxViT's window size) and (with gradients) torch's
+    gradient of the output."""
 
     graphdef: Any
     params: Any
     rest: Any
     args: tuple
     cotangent: Any = None
+    static: tuple = ()
 
     @classmethod
     def of(cls, sub, call, grads: bool) -> LeafInput:
         """The input of ``sub``'s check for the recorded torch ``call``."""
         args = tuple(call.args)
-        if call.kwargs or not all(isinstance(a, np.ndarray) for a in args):
-            raise TypeError(f"{call.name}: only array positional inputs are supported, got "
-                            f"{[type(a).__name__ for a in args]} and kwargs {list(call.kwargs)}")
+        static = tuple((i, a) for i, a in enumerate(args) if not isinstance(a, np.ndarray))
+        if call.kwargs or not all(isinstance(a, (int, float, bool, str, type(None))) for _, a in static):
+            raise TypeError(f"{call.name}: only positional arrays and Python scalars are supported as "
+                            f"inputs, got {[type(a).__name__ for a in args]} and kwargs {list(call.kwargs)}")
         graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
         g = jnp.asarray(call.grad_out) if grads and call.grad_out is not None else None
-        return cls(graphdef, params, rest, tuple(jnp.asarray(a) for a in args), g)
+        arrays_in = tuple(jnp.asarray(a) for a in args if isinstance(a, np.ndarray))
+        return cls(graphdef, params, rest, arrays_in, g, static)
+
+    def full(self, arrays_in) -> tuple:
+        """The positional inputs: ``arrays_in`` with the static ones put back in place."""
+        out, it = [], iter(arrays_in)
+        fixed = dict(self.static)
+        for i in range(len(arrays_in) + len(fixed)):
+            out.append(fixed[i] if i in fixed else next(it))
+        return tuple(out)
 
 
 @jax.tree_util.register_dataclass
@@ -66,7 +80,7 @@ class LeafRun:
 
 def _leaf_run(graphdef, leaf: LeafInput) -> LeafRun:
     def run(p, a):
-        return first_array(nnx.merge(graphdef, p, jax.tree.map(lambda v: v, leaf.rest))(*a))
+        return first_array(nnx.merge(graphdef, p, jax.tree.map(lambda v: v, leaf.rest))(*leaf.full(a)))
 
     absp, absa = jax.tree.map(jnp.abs, leaf.params), jax.tree.map(jnp.abs, leaf.args)
     result = LeafRun(run(leaf.params, leaf.args), run(absp, absa))
@@ -83,11 +97,11 @@ def run_leaves(leaves: list) -> list:
     of one per layer)."""
     if not leaves:
         return []
-    graphdefs = [leaf.graphdef for leaf in leaves]
+    fixed = [(leaf.graphdef, leaf.static) for leaf in leaves]
     dynamic = [(leaf.params, leaf.rest, leaf.args, leaf.cotangent) for leaf in leaves]
 
     def f(dynamic):
-        return [_leaf_run(gd, LeafInput(gd, *dyn)) for gd, dyn in zip(graphdefs, dynamic)]
+        return [_leaf_run(gd, LeafInput(gd, *dyn, static=st)) for (gd, st), dyn in zip(fixed, dynamic)]
 
     return jax.jit(f)(dynamic)
 
@@ -108,11 +122,12 @@ class Grad:
 @dataclass
 class LeafResult:
     """A leaf check: the forward's :func:`~equivalence.tolerance.errors`, and with gradients the
-    local gradient of each parameter (by the layer's own names) and of the first input."""
+    local gradient of each parameter (by the layer's own names) and of each positional input
+    (``None`` where it is not an array)."""
 
     errors: dict
     param_grads: dict = field(default_factory=dict)
-    input_grad: Grad | None = None
+    input_grads: list = field(default_factory=list)
 
 
 def _named_params(graphdef, state, rest) -> dict:
@@ -146,43 +161,75 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
                              f"returned no gradient Bound for {missing}; with a cotangent it must "
                              f"bound every parameter gradient and the input gradient")
         result.param_grads = {k: Grad(v, bounds.params[k]) for k, v in layer.param_grads.items()}
-        result.input_grad = Grad(layer.input_grad, bounds.input)
+        others = iter(zip(run.input_grads[1:], run.input_magnitudes[1:]))
+        grads = [Grad(layer.input_grad, bounds.input)] + [  # further inputs: the elementwise model
+            Grad(np.asarray(g), tolerance.Bound(np.asarray(m), tolerance.reduction_ratio([layer.cotangent], g)))
+            for g, m in others]
+        it = iter(grads)
+        result.input_grads = [next(it) if isinstance(a, np.ndarray) else None for a in call.args]
     return result
 
 
-def _glue_run(sub, call, children, scale: bool, first=None):
+def _glue_values(call, children, fn=None) -> tuple:
+    """``(args, kwargs, children's outputs)`` of a recorded composite call as jax values
+    (``fn`` applied to every array first: ``np.abs`` for magnitudes)."""
+    return to_jax(call.args, fn), to_jax(call.kwargs, fn), [to_jax(c.out, fn) for c in children]
+
+
+def _glue_run(sub, call, children, values):
     """Run a composite's own code with its children answered by torch's recorded outputs.
 
-    Returns ``(output, [(child call, (args, kwargs) the code passed)], problems)``; with
-    ``scale`` the run is on absolute values (inputs and children's outputs), giving magnitudes.
-    ``first`` replaces the first input (a traced value, for gradients).
+    ``values``: :func:`_glue_values` (or traced stand-ins of the same structure). torch's
+    children of a call may be grandchildren in jaxconv's tree (``self.blocks[0](x)``, a
+    ModuleList never called itself); those are answered too, and a container called whole where
+    torch called its members one by one runs its own code to reach them. Returns ``(output,
+    [(child call, (args, kwargs) the code passed)], problems)``.
     """
-    fn = np.abs if scale else None
+    args, kwargs, answers = values
     pending = list(children)
     seen, problems = [], []
     prefix = f"{call.name}." if call.name else ""
+    hooked = {m: n for n, m in named_children(sub)}
+    below = dict(named_modules(sub))
+    hooked.update({below[c.name[len(prefix):]]: c.name[len(prefix):] for c in children
+                   if c.name[len(prefix):] in below})
 
     def hook_for(cname):
         def hook(self, cls, args, kwargs):
             full = prefix + cname
+            if pending and pending[0].name.startswith(full + "."):  # a container of the next child
+                return cls.__call__(self, *args, **kwargs)
             if not pending or pending[0].name != full:
                 want = pending[0].name if pending else "nothing"
                 problems.append(f"jaxconv called {full!r} where torch called {want!r}")
                 return cls.__call__(self, *args, **kwargs)
-            c = pending.pop(0)
-            seen.append((c, (args, kwargs)))
-            return to_jax(c.out, fn)
+            answer = answers[len(children) - len(pending)]
+            seen.append((pending.pop(0), (args, kwargs)))
+            return answer
         return hook
 
-    with intercept({m: hook_for(n) for n, m in named_children(sub)}):
-        args = to_jax(call.args, fn)
-        if first is not None:
-            args = (first, *args[1:])
-        out = sub(*args, **to_jax(call.kwargs, fn))
+    with intercept({m: hook_for(n) for m, n in hooked.items()}):
+        out = sub(*args, **kwargs)
     if pending:
         problems.append("torch called " + ", ".join(repr(c.name) for c in pending)
                         + " which jaxconv's code did not call")
     return out, seen, problems
+
+
+def _glue_bounds(sub, call, children):
+    """Running error bounds (:mod:`equivalence.tolerance.running`) of a composite's output and
+    of each array it hands to its children, ``[output, [per child [per array]]]``; ``None``
+    where the code has an op without a rule (or cannot be traced)."""
+    graphdef, state = nnx.split(nnx.clone(sub))
+
+    def code(state, values):
+        out, seen, _ = _glue_run(nnx.merge(graphdef, state), call, children, values)
+        return first_array(out), [arrays(passed) for _, passed in seen]
+
+    try:
+        return running.running_error(code, state, _glue_values(call, children))[1]
+    except running.Unsupported:
+        return None
 
 
 def glue_floor(sub, torch_module, call, train: bool, c: float):
@@ -203,24 +250,34 @@ def _traced_call(sub, torch_module, call, train: bool, **backward) -> tolerance.
                                output=first_array(call.out), magnitude=None, train=train, **backward)
 
 
+def _finite(a) -> np.ndarray:
+    """``a`` (float64) with non-finite entries (a bound that broke down) as 0."""
+    a = np.asarray(a, np.float64)
+    return np.where(np.isfinite(a), a, 0.0)
+
+
 def check_glue(sub, call, children, c: float, floor=None) -> dict:
     """Check a composite module's own code (see the module docstring): the worst of its output
     and the inputs it hands to its children, as :func:`~equivalence.tolerance.errors` with a
     ``note`` saying where; a call-structure problem fails the check. ``floor``
     (:func:`glue_floor`) raises the tolerance of every value of its shape."""
-    out, seen, problems = _glue_run(nnx.clone(sub), call, children, scale=False)
-    out_abs, seen_abs, _ = _glue_run(nnx.clone(sub), call, children, scale=True)
+    out, seen, problems = _glue_run(nnx.clone(sub), call, children, _glue_values(call, children))
+    out_abs, seen_abs, _ = _glue_run(nnx.clone(sub), call, children, _glue_values(call, children, np.abs))
+    bound, child_bounds = (None, []) if problems else _glue_bounds(sub, call, children) or (None, [])
     operands = len(arrays(call.args)) + len(children)
     sizes = arrays(call.args) + [a for child in children for a in arrays(child.out)]
-    targets = [(first_array(out), first_array(call.out), first_array(out_abs), "output")]
-    for (child, passed), (_, passed_abs) in zip(seen, seen_abs):
-        wanted = arrays((child.args, child.kwargs))
-        for got, want, mag in zip(arrays(passed), wanted, arrays(passed_abs)):
-            targets.append((got, want, mag, f"input of {child.name}"))
+    targets = [(first_array(out), first_array(call.out), first_array(out_abs), bound, "output")]
+    for k, ((child, passed), (_, passed_abs)) in enumerate(zip(seen, seen_abs)):
+        wanted, passed_bounds = arrays((child.args, child.kwargs)), list(child_bounds[k:k + 1])
+        for got, want, mag, e in zip(arrays(passed), wanted, arrays(passed_abs),
+                                     passed_bounds[0] if passed_bounds else [None] * len(wanted)):
+            targets.append((got, want, mag, e, f"input of {child.name}"))
     worst, where = None, "output"
-    for got, want, mag, what in targets:
+    for got, want, mag, e, what in targets:
         n = tolerance.reduction_ratio(sizes, want, operands)
         tol = tolerance.tolerance(np.asarray(mag), n, want.dtype, c)
+        if e is not None and np.shape(e) == np.shape(want):  # the running bound, where larger
+            tol = np.maximum(tol, c * _finite(e))
         if floor is not None and np.shape(floor) == np.shape(want):
             tol = np.maximum(tol, floor)
         err = tolerance.errors(np.asarray(got), want, tol)
@@ -237,52 +294,99 @@ def check_glue(sub, call, children, c: float, floor=None) -> dict:
 
 def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train: bool) -> dict:
     """Local gradients of the parameters a composite uses in its own code (ConvNeXt's layer
-    scale, the affine of timm's ``BatchNormAct2d``), as :class:`Grad` by the composite's names;
-    ``{}`` where that cannot be done locally. The composite's own local input gradient goes into
-    ``child_input_grads`` under its call's index, for its parent's check (calls are checked
-    children first).
+    scale, the affine of timm's ``BatchNormAct2d``, ``MultiheadAttention``'s projections), as
+    :class:`Grad` by the composite's names; ``{}`` where that cannot be done locally. The
+    composite's local gradients of its positional inputs go into ``child_input_grads`` under its
+    call's index (a list like :attr:`LeafResult.input_grads`), for its parent's check (calls are
+    checked children first).
 
-    The composite's code runs on torch's recorded input, its children answered by torch's
-    outputs, under ``jax.vjp``: the cotangent of its output is torch's, that of each child's
-    input the child's local input gradient (``child_input_grads`` by call index; every child
-    must have one). The bounds: for a ``traced`` kind its backward model, with the cotangents of
-    every value of the input's shape summed in absolute value (an upper bound of the one that
-    reaches the normalization's output); otherwise the elementwise model's, the same run on
-    absolute values with absolute cotangents."""
+    The composite's code runs on torch's recorded inputs, its children answered by torch's
+    outputs, under ``jax.vjp``: the cotangent of its output is torch's, that of each array a
+    child gets positionally that child's local input gradient (``child_input_grads``; every
+    child must have them). The bounds: the running error bound of that backward pass (the
+    children's input gradients carrying their own bounds), or where larger, for a ``traced``
+    kind its backward model with the cotangents of every value of the input's shape summed in
+    absolute value (an upper bound of the one that reaches the normalization's output),
+    otherwise the elementwise model's, the same run on absolute values with absolute cotangents."""
     x, g_out = first_array(call.args), call.grad_out
     if x is None or g_out is None or not np.issubdtype(x.dtype, np.floating) or any(
             ch.index not in child_input_grads for ch in children):
         return {}
-    child_names = {n for n, _ in named_children(sub)}
+    prefix = f"{call.name}." if call.name else ""
+    answered = {ch.name[len(prefix):] for ch in children}
     graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
-    cots = [child_input_grads[ch.index] for ch in children]
+    where = [i for i, a in enumerate(call.args) if isinstance(a, np.ndarray)]
+    cots = [[(j, g) for j, g in enumerate(child_input_grads[ch.index]) if isinstance(ch.args[j], np.ndarray)]
+            for ch in children]
+    if any(g is None for pairs in cots for _, g in pairs):
+        return {}
 
-    def backward(p, scale):
-        def run(p, a):
-            out, seen, _ = _glue_run(nnx.merge(graphdef, p, rest), call, children, scale, first=a)
-            return first_array(out), [first_array(passed) for _, passed in seen]
+    def vjp_of(f):
+        args, kwargs, answers = _glue_values(call, children, f)
 
-        f = np.abs if scale else (lambda a: a)
-        (out, passed), vjp = jax.vjp(run, p, jnp.asarray(f(x)))
-        if out is None or any(a is None or np.shape(c) != a.shape for c, a in zip(cots, passed)):
-            return None, None
-        grads, x_grad = vjp((jnp.asarray(f(g_out)).astype(out.dtype),
-                             [jnp.asarray(f(c)).astype(a.dtype) for c, a in zip(cots, passed)]))
+        def grads_of(p, xs, g, cs):
+            def run(p, xs):
+                full = list(args)
+                for i, a in zip(where, xs):
+                    full[i] = a
+                out, seen, _ = _glue_run(nnx.merge(graphdef, p, rest), call, children, (tuple(full), kwargs, answers))
+                passed = [[ps[0][j] if j < len(ps[0]) else None for j, _ in pairs]
+                          for (_, ps), pairs in zip(seen, cots)]
+                return first_array(out), passed
+
+            (out, passed), vjp = jax.vjp(run, p, xs)
+            if out is None or len(passed) != len(cs) or any(
+                    not isinstance(q, jax.Array) or np.shape(c) != q.shape for qs, ds in zip(passed, cs)
+                    for q, c in zip(qs, ds)):
+                raise _NoLocalGrad
+            return vjp((g.astype(out.dtype), [[c.astype(q.dtype) for q, c in zip(qs, ds)]
+                                              for qs, ds in zip(passed, cs)]))
+        return grads_of
+
+    def own_of(grads):
         return {n: v for n, v in _named_params(graphdef, grads, rest).items()
-                if n.split(".")[0] not in child_names}, np.asarray(x_grad)
+                if not any(n.startswith(f"{r}.") for r in answered)}
 
-    own, x_grad = backward(params, False)
-    if x_grad is not None:
-        child_input_grads[call.index] = x_grad
+    xs = [jnp.asarray(call.args[i]) for i in where]
+    values = [xs, jnp.asarray(g_out), [[jnp.asarray(g.value) for _, g in pairs] for pairs in cots]]
+    try:
+        grads, x_grads = vjp_of(None)(params, *values)
+    except _NoLocalGrad:
+        return {}
+    own = own_of(grads)
+    seeds = [None] * (len(jax.tree.leaves(params)) + len(xs) + 1) + [
+        g.bound.tolerance(g.value.dtype, 1.0) for pairs in cots for _, g in pairs]
+    try:
+        _, (e_grads, e_xs) = running.running_error(vjp_of(None), params, *values, errors=seeds)
+        e_own, e_xs = own_of(e_grads), [_finite(e) for e in e_xs]
+    except running.Unsupported:
+        e_own, e_xs = {}, [np.zeros(np.shape(a)) for a in xs]
+    it = iter(tolerance.Bound(e / tolerance.eps(a.dtype), 1) for e, a in zip(e_xs, xs))
+    child_input_grads[call.index] = [Grad(np.asarray(x_grads[where.index(i)]), next(it)) if i in where else None
+                                     for i in range(len(call.args))]
     if not own:
         return {}
+    flat_cots = [np.asarray(g.value) for pairs in cots for _, g in pairs]
     kind = tolerance.kind_for(sub, torch_module)
     if kind.traced:
-        cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [g_out, *cots] if np.shape(c) == x.shape),
+        cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [g_out, *flat_cots] if np.shape(c) == x.shape),
                         np.zeros(x.shape))
         layer = _traced_call(sub, torch_module, call, train, cotangent=cotangent, param_grads=own)
         bounds = kind.model(layer).params
     else:
-        mags, _ = backward(jax.tree.map(jnp.abs, params), True)
-        bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([g_out, *cots], v)) for k, v in own.items()}
-    return {k: Grad(v, bounds[k]) for k, v in own.items() if k in bounds}
+        abs_values = [[jnp.abs(a) for a in xs], jnp.abs(values[1]), [[jnp.abs(c) for c in cs] for cs in values[2]]]
+        mags = own_of(vjp_of(np.abs)(jax.tree.map(jnp.abs, params), *abs_values)[0])
+        bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([g_out, *flat_cots], v)) for k, v in own.items()}
+    return {k: Grad(v, _widest(bounds[k], e_own.get(k), v.dtype)) for k, v in own.items() if k in bounds}
+
+
+class _NoLocalGrad(Exception):
+    """The composite's code gives no array output, or hands a child something torch did not."""
+
+
+def _widest(bound: tolerance.Bound, error, dtype) -> tolerance.Bound:
+    """``bound``, or where a running error bound is larger that bound (as ``S`` with ``n = 1``)."""
+    if error is None:
+        return bound
+    s = np.abs(np.asarray(bound.scale, np.float64)) * np.sqrt(np.maximum(np.asarray(bound.n, np.float64), 1.0))
+    return tolerance.Bound(np.maximum(s, _finite(error) / tolerance.eps(dtype)), 1)

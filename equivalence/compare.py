@@ -20,6 +20,8 @@ How it works (one forward on each side, plus local re-runs of single jaxconv lay
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,8 +102,8 @@ class _Comparison:
     c: float
     structure: list = field(default_factory=list)
     param_grads: dict = field(default_factory=dict)  # local gradients by torch name
-    input_grads: dict = field(default_factory=dict)  # local gradients by model input index
-    input_grad_of: dict = field(default_factory=dict)  # local input gradient by call index
+    input_parts: dict = field(default_factory=dict)  # {model input index: {call index: local Grad}}
+    input_grad_of: dict = field(default_factory=dict)  # local input Grads by call index
 
     def __post_init__(self):
         self.calls = self.torch_run.finished()
@@ -113,10 +115,13 @@ class _Comparison:
         self.children: dict = {}
         for cl in self.calls:
             self.children.setdefault(cl.parent, []).append(cl)
+        self.parent_of = {cl.index: cl.parent for cl in self.calls}
 
     def check_structure(self) -> None:
         """Record every layer the two sides called a different number of times."""
         for name, outs in self.free.items():
+            if name not in self.count and any(n.startswith(f"{name}.") for n in self.count if n):
+                continue  # a container jaxconv calls whole where torch iterates its members
             if len(outs) != self.count.get(name, 0):
                 self.structure.append(f"{name or '(root)'}: torch called it {self.count.get(name, 0)} "
                                       f"time(s), jaxconv {len(outs)}")
@@ -163,16 +168,37 @@ class _Comparison:
             if self.grads:
                 for pname, grad in glue_grads(sub, tmod, cl, children, self.input_grad_of, self.train).items():
                     self._add(self.param_grads, f"{cl.name}.{pname}" if cl.name else pname, grad)
+                self._input_grad(cl, self.input_grad_of.get(cl.index))
         else:
             result = check_leaf(sub, self.torch_named.get(cl.name), cl, *leaf, self.train, self.c)
             err, check = result.errors, "local"
             for pname, grad in result.param_grads.items():
                 self._add(self.param_grads, f"{cl.name}.{pname}" if cl.name else pname, grad)
-            k = cl.input_ids[0] if cl.input_ids else None
-            if k is not None and result.input_grad is not None:
-                self._add(self.input_grads, k, result.input_grad)
+            if result.input_grads:
+                self.input_grad_of[cl.index] = result.input_grads
+                self._input_grad(cl, result.input_grads)
         return Row("layer", self.label(cl), cl.type, tuple(expected.shape),
                    e2e=self.end_to_end(cl, expected), check=check, **err)
+
+    def _input_grad(self, cl: TorchCall, grads) -> None:
+        """Count a call's local gradients of its inputs (a list by position) that are model
+        inputs. A composite's gradient already holds its descendants' (its code ran backwards on
+        their input gradients), so it replaces theirs."""
+        for k in {k for k in cl.input_ids if k is not None} if grads else ():
+            mine = [g for g, i in zip(grads, cl.input_ids) if i == k]
+            if any(g is None for g in mine):
+                continue
+            parts = self.input_parts.setdefault(k, {})
+            for index in [i for i in parts if self._inside(i, cl.index)]:
+                del parts[index]
+            parts[cl.index] = functools.reduce(operator.add, mine)
+
+    def _inside(self, index: int, ancestor: int) -> bool:
+        while index is not None:
+            index = self.parent_of.get(index)
+            if index == ancestor:
+                return True
+        return False
 
     @staticmethod
     def _add(acc, key, grad):
@@ -184,8 +210,6 @@ class _Comparison:
         self.check_structure()
         ordered = sorted(self.calls, key=lambda cl: cl.order)
         leaves = self.leaf_results(ordered, progress)
-        self.input_grad_of.update({k: np.asarray(run.input_grads[0]) for k, (leaf, run) in leaves.items()
-                                   if leaf.cotangent is not None and run.input_grads})
         rows = []
         for k, cl in enumerate(ordered):
             if progress:
@@ -196,7 +220,9 @@ class _Comparison:
         if progress:
             progress(len(ordered), len(ordered), "done")
         if self.grads:
-            rows += grad_rows(self.torch_run, self.jax_run, self.param_grads, self.input_grads, self.c)
+            input_grads = {k: functools.reduce(operator.add, parts.values())
+                           for k, parts in self.input_parts.items() if parts}
+            rows += grad_rows(self.torch_run, self.jax_run, self.param_grads, input_grads, self.c)
         if self.train:
             rows += buffer_rows(self.torch_run, self.jax_module, self.jax_named, self.torch_named,
                                 self.calls, self.c)

@@ -77,8 +77,9 @@ def run_torch(torch, module, inputs, cotangent_seed: int, grads: bool) -> TorchR
         c.out = torch_to_numpy(out, torch)
         c.done, c.order = True, finished[0]
         finished[0] += 1
-        if grads and isinstance(out, torch.Tensor) and out.requires_grad:
-            out.register_hook(lambda g, c=c: c.add_grad(g.detach().cpu().numpy().copy()))
+        main = first_tensor(out, torch) if grads and first_array(c.out) is not None else None
+        if main is not None and main.requires_grad:  # the first tensor: (out, weights) of attention
+            main.register_hook(lambda g, c=c: c.add_grad(g.detach().cpu().numpy().copy()))
 
     for _, m in module.named_modules():
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))

@@ -134,7 +134,8 @@ def _bounds(call: LayerCall, m, geo: Geometry) -> LayerBounds:
         terms, shape = (ag * xh, np.shape(w)) if name == "weight" else (ag, np.shape(b))
         shape = (1,) * (x.ndim - len(shape)) + shape
         axes = tuple(i for i, d in enumerate(shape) if d == 1)
-        params[name] = Bound(terms.sum(axes).reshape(np.shape(grad)), x.size // max(np.size(grad), 1))
+        n = x.size // max(np.size(grad), 1)  # terms summed; the weight's also carry xhat's rounding
+        params[name] = Bound(terms.sum(axes).reshape(np.shape(grad)), n + (count + 4 if name == "weight" else 0))
     agw = ag * np.abs(w)
     sx = (agw + geo.average(agw) + xh * geo.average(xh * agw)) / sigma if count else agw / sigma
     return LayerBounds(forward, params, Bound(sx, count + 4))

@@ -1,9 +1,10 @@
 """``equivalence.compare`` proves translated zoo models layer by layer, forward and gradients.
 
 LayerNorms and the normalizations a traced forward computes itself (timm's BatchNormAct2d and
-LayerNorm2d) are bounded by the normalization error models, and the parameters a composite uses
-in its own code (ConvNeXt's layer scale) get local gradients. Attention has no error model yet,
-so vision transformers are not here (see the README's translation section).
+LayerNorm2d) are bounded by the normalization error models, attention code (MultiheadAttention,
+Swin's and MaxViT's window attention) by the running error bound of the glue, and the parameters
+a composite uses in its own code (ConvNeXt's layer scale, attention projections) get local
+gradients. Small configurations of the transformers run in `make test`, the full ones are slow.
 """
 import numpy as np
 import pytest
@@ -21,7 +22,50 @@ def _timm(name):
     return lambda: timm().create_model(name, pretrained=False, num_classes=10)
 
 
+def _small(name):
+    def make():
+        torchvision_models()
+        from torchvision.models import maxvit, swin_transformer, vision_transformer
+
+        if name == "vit":
+            return vision_transformer.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
+                                                        hidden_dim=32, mlp_dim=64, num_classes=10)
+        if name == "swin":
+            return swin_transformer.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4],
+                                                    window_size=[4, 4], num_classes=10)
+        return maxvit.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[16, 32],
+                             block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    return make
+
+
+def _hf(name):
+    def make():
+        torchvision_models()  # transformers' image utilities import torchvision
+        import transformers as t
+
+        configs = {
+            "resnet": lambda: t.ResNetForImageClassification(t.ResNetConfig(
+                embedding_size=8, hidden_sizes=[8, 16], depths=[1, 2], layer_type="bottleneck", num_labels=5)),
+            "mobilenet_v1": lambda: t.MobileNetV1Model(t.MobileNetV1Config(depth_multiplier=0.25, image_size=32)),
+            "mobilenet_v2": lambda: t.MobileNetV2Model(t.MobileNetV2Config(depth_multiplier=0.25, image_size=32)),
+            "vit": lambda: t.ViTModel(t.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                  intermediate_size=64, image_size=32, patch_size=8)),
+        }
+        return configs[name]()
+    return make
+
+
 MODELS = {  # name: (factory, input side, in `make test`, with gradients)
+    "hf resnet": (_hf("resnet"), 32, False, True),
+    "hf mobilenet_v1": (_hf("mobilenet_v1"), 32, False, True),
+    "hf mobilenet_v2": (_hf("mobilenet_v2"), 32, False, True),
+    "hf vit": (_hf("vit"), 32, False, True),
+    "torchvision small vit": (_small("vit"), 32, True, True),
+    "torchvision small swin": (_small("swin"), 32, False, True),
+    "torchvision small maxvit": (_small("maxvit"), 32, False, True),
+    "torchvision vit_b_16": (_torchvision("vit_b_16"), 224, False, False),
+    "torchvision swin_t": (_torchvision("swin_t"), 224, False, False),
+    "torchvision maxvit_t": (_torchvision("maxvit_t"), 224, False, False),
     "torchvision resnet18": (_torchvision("resnet18"), 64, True, True),
     "torchvision mobilenet_v3_small": (_torchvision("mobilenet_v3_small"), 64, False, True),
     "torchvision efficientnet_b0": (_torchvision("efficientnet_b0"), 64, False, True),

@@ -1,0 +1,249 @@
+"""A running error bound: how far a jax function's float result may be from the exact one,
+carried op by op through its jaxpr (first order, worst case).
+
+Each value ``v`` carries an error bound ``e >= |computed v - exact v|``. An op adds its own
+rounding and passes on its inputs' errors:
+
+- sums of products (``dot_general``, ``conv_general_dilated``): ``sqrt(K) eps |a||b|`` of
+  rounding with ``K`` the terms summed (the policy's random-walk model), plus ``|a| e_b + e_a |b|``;
+- ``reduce_sum``, ``cumsum``, ``reduce_window_sum``: ``sqrt(n) eps sum|x|``, plus the sum of the errors;
+- other arithmetic: ``ulps * eps |out|`` (1 for ``add``/``mul``/``sqrt``, 2 for ``div``/``rsqrt``,
+  :data:`ELEMENTWISE_N` for ``exp``, ``tanh``, ``erf`` and the other library functions), plus
+  ``sum_i |d out / d x_i| e_i`` from the op's ``jvp``;
+- moves, selections and maxima (reshape, gather, ``select_n``, ``max``, ``reduce_max``, ...)
+  round nothing and pass on the same op applied to the errors (minima as maxima).
+
+So a softmax's sensitivity to its scores and an attention's to its softmax are in the bound,
+where running the code on absolute values misses them. Calls (``jit``, ``custom_jvp_call``,
+``custom_vjp_call``) are entered. An op with erroneous inputs and no rule raises
+:class:`Unsupported`; callers then keep their other bound.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from ._policy import ELEMENTWISE_N
+
+
+class Unsupported(Exception):
+    """An op the running bound has no rule for (its name is the message)."""
+
+
+#: The same op applied to the errors bounds the output's error (the op moves, selects, adds
+#: or takes maxima of its inputs); ``sub``/``neg``/minima map to the op that does that.
+_ON_ERRORS = {p: p for p in (
+    "reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims", "slice", "dynamic_slice",
+    "dynamic_update_slice", "gather", "concatenate", "pad", "rev", "copy", "copy_p", "select_n",
+    "reduce_sum", "reduce_max", "cumsum", "cummax", "reduce_window_sum", "reduce_window_max",
+    "convert_element_type", "add", "add_any", "max", "scatter-add", "scatter_add", "split",
+    "reduce_precision", "optimization_barrier", "sharding_constraint", "real", "tile",
+    "select_and_scatter_add", "stack", "unstack", "reduce")}
+_ON_ERRORS.update({"sub": jax.lax.add_p, "min": jax.lax.max_p, "reduce_min": jax.lax.reduce_max_p,
+                   "cummin": jax.lax.cummax_p, "reduce_window_min": jax.lax.reduce_window_max_p,
+                   "neg": None, "stop_gradient": None})
+
+#: Elementwise ops bounded by their derivative: ``sum_i |jvp along input i|``.
+_SMOOTH = {"mul", "div", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "erf", "erfc",
+           "erf_inv", "sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh",
+           "atanh", "atan2", "pow", "integer_pow", "sqrt", "rsqrt", "cbrt", "abs", "sign", "floor",
+           "ceil", "round", "clamp", "square", "rem", "nextafter", "lgamma", "digamma"}
+
+#: Rounding of an elementwise op, in ulps of its result.
+_ULPS = {"add": 1, "sub": 1, "add_any": 1, "mul": 1, "sqrt": 1, "square": 1, "div": 2, "rsqrt": 2,
+         "cbrt": 2, "rem": 1}
+_LIBRARY = {"exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "erf", "erfc", "erf_inv",
+            "sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh",
+            "atan2", "pow", "lgamma", "digamma"}
+
+_SUMS = {"reduce_sum", "cumsum", "reduce_window_sum", "reduce"}  # reduce: only when it adds
+_CALLS = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+          "custom_vjp_call_jaxpr", "remat", "checkpoint"}
+
+
+def _floating(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _eps(x) -> float:
+    return float(jnp.finfo(jnp.result_type(x)).eps)
+
+
+def _error_dtype(x):
+    return jnp.promote_types(jnp.result_type(x), jnp.float32)
+
+
+def _ulps(name: str, params) -> float:
+    if name == "integer_pow":
+        return float(abs(params["y"]))
+    if name == "convert_element_type":
+        return 1.0
+    return float(ELEMENTWISE_N if name in _LIBRARY else _ULPS.get(name, 0))
+
+
+def _bind(eqn, args):
+    out = eqn.primitive.bind(*args, **eqn.params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _bilinear_terms(eqn, vals, errs, out) -> jax.Array:
+    """``sqrt(K) eps |a||b| + |a| e_b + e_a |b|`` of a dot or convolution."""
+    a, b = vals
+    if eqn.primitive.name == "dot_general":
+        (contract, _), _ = eqn.params["dimension_numbers"]
+        k = math.prod(a.shape[d] for d in contract)
+    else:
+        rhs = eqn.params["dimension_numbers"].rhs_spec
+        k = math.prod(b.shape) // max(b.shape[rhs[0]], 1)
+    f = lambda x, y: _bind(eqn, (x, y))[0].astype(_error_dtype(out))  # noqa: E731
+    total = math.sqrt(max(k, 1)) * _eps(out) * f(jnp.abs(a), jnp.abs(b))
+    if errs[0] is not None:
+        total = total + f(errs[0].astype(a.dtype), jnp.abs(b))
+    if errs[1] is not None:
+        total = total + f(jnp.abs(a), errs[1].astype(b.dtype))
+    return total
+
+
+def _sum_length(eqn, x, out) -> int:
+    name = eqn.primitive.name
+    if name in ("reduce_sum", "reduce"):
+        return math.prod(x.shape[d] for d in eqn.params.get("axes", eqn.params.get("dimensions")))
+    if name == "cumsum":
+        return x.shape[eqn.params["axis"]]
+    return math.prod(eqn.params["window_dimensions"])
+
+
+#: Operands that select rather than carry values: kept as they are when the op runs on errors.
+_SELECTORS = {"select_and_scatter_add": (1,)}
+
+
+def _on_errors(eqn, vals, errs):
+    """The op applied to the errors (zeros where exact; integer operands, such as indices, and
+    selecting operands kept)."""
+    name = eqn.primitive.name
+    keep = _SELECTORS.get(name, ())
+    args = [v if i in keep or not _floating(v) else jnp.zeros_like(v) if e is None else e.astype(v.dtype)
+            for i, (v, e) in enumerate(zip(vals, errs))]
+    target = _ON_ERRORS[name]
+    if target is None:  # neg, stop_gradient: the error passes through
+        return [args[0]]
+    out = (eqn.primitive if target == name else target).bind(*args, **eqn.params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _smooth(eqn, vals, errs):
+    """``sum_i |d out / d x_i| e_i`` from one ``jvp`` per erroneous input."""
+    f = lambda *a: _bind(eqn, a)  # noqa: E731
+    zeros = [jnp.zeros_like(v) if _floating(v) else np.zeros(np.shape(v), jax.dtypes.float0)
+             for v in vals]
+    total = None
+    for i, e in enumerate(errs):
+        if e is None:
+            continue
+        tangents = list(zeros)
+        tangents[i] = e.astype(vals[i].dtype)
+        _, (t,) = jax.jvp(f, tuple(vals), tuple(tangents))
+        t = jnp.abs(t).astype(_error_dtype(t))
+        total = t if total is None else total + t
+    return [total]
+
+
+def _eqn(eqn, vals, errs):
+    """The values and errors of one equation's outputs."""
+    name = eqn.primitive.name
+    if name in _CALLS:
+        sub = next(eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr") if k in eqn.params)
+        closed = sub if isinstance(sub, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(sub, ())
+        return _run(closed.jaxpr, closed.consts, vals, errs)
+    if name == "reduce" and any(e.primitive.name != "add" for e in eqn.params["jaxpr"].jaxpr.eqns):
+        name = "reduce (not a sum)"
+    outs = _bind(eqn, vals)
+    floats = [_floating(o) for o in outs]
+    if not any(floats):
+        return outs, [None] * len(outs)
+    if all(e is None for e in errs) and name not in _SUMS | {"dot_general", "conv_general_dilated"} \
+            and not _ulps(name, eqn.params):
+        return outs, [None] * len(outs)
+    if name in ("dot_general", "conv_general_dilated"):
+        return outs, [_bilinear_terms(eqn, vals, errs, outs[0])]
+    if name in _ON_ERRORS:
+        moved = [None] * len(outs) if all(e is None for e in errs) else _on_errors(eqn, vals, errs)
+    elif name in _SMOOTH:
+        moved = [None] if all(e is None for e in errs) else _smooth(eqn, vals, errs)
+    elif all(e is None for e in errs):
+        moved = [None] * len(outs)
+    else:
+        raise Unsupported(name)
+    result = []
+    summed = _bind(eqn, [jnp.abs(v) for v in vals]) if name in _SUMS else None
+    for i, (out, e) in enumerate(zip(outs, moved)):
+        e = None if e is None else jnp.asarray(e).astype(_error_dtype(out))
+        if name in _SUMS:
+            n = _sum_length(eqn, vals[0], out)
+            own = math.sqrt(n) * _eps(out) * summed[i].astype(_error_dtype(out))
+        elif name == "convert_element_type" and (not _floating(vals[0]) or _eps(out) <= _eps(vals[0])):
+            own = None  # from an integer, or widening: exact
+        else:
+            ulps = _ulps(name, eqn.params)
+            own = ulps * _eps(out) * jnp.abs(out).astype(_error_dtype(out)) if ulps else None
+        result.append(own if e is None else e if own is None else e + own)
+    return outs, result
+
+
+def _run(jaxpr, consts, vals, errs):
+    env = {}
+
+    def read(v):
+        return (v.val, None) if isinstance(v, jcore.Literal) else env[v]
+
+    for var, c in zip(jaxpr.constvars, consts):
+        env[var] = (c, None)
+    for var, v, e in zip(jaxpr.invars, vals, errs):
+        env[var] = (v, e)
+    for eqn in jaxpr.eqns:
+        ins = [read(v) for v in eqn.invars]
+        outs, oerrs = _eqn(eqn, [v for v, _ in ins], [e for _, e in ins])
+        for var, o, e in zip(eqn.outvars, outs, oerrs):
+            env[var] = (o, e)
+    got = [read(v) for v in jaxpr.outvars]
+    return [v for v, _ in got], [e for _, e in got]
+
+
+def running_error(fn, *args, errors=None):
+    """``(outputs, errors)`` of ``fn(*args)``: its outputs, and for each array output a bound on
+    its distance from the exact result (the module docstring's rules), an array of its shape
+    (zeros where the output is exact, as integer outputs are).
+
+    **Arguments:**
+
+    - ``fn``: a jax-traceable function.
+    - ``*args``: its arguments, pytrees whose array leaves are taken as exact unless ``errors``
+      says otherwise; other leaves (ints, strings) are passed as they are.
+    - ``errors``: optionally, a list of error bounds (arrays, or ``None`` for exact), one per
+      array leaf of ``args`` in ``jax.tree_util`` order.
+
+    Raises :class:`Unsupported` naming an op on erroneous values without a rule.
+    """
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    where = [i for i, a in enumerate(leaves) if isinstance(a, (jax.Array, np.ndarray))]
+
+    def traced(*arrays):
+        full = list(leaves)
+        for i, a in zip(where, arrays):
+            full[i] = a
+        return fn(*jax.tree_util.tree_unflatten(tree, full))
+
+    inputs = [jnp.asarray(leaves[i]) for i in where]
+    closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
+    errs = [None if e is None else jnp.asarray(e) for e in errors] if errors is not None else [None] * len(inputs)
+    if len(errs) != len(inputs):
+        raise ValueError(f"errors: one per array input, {len(inputs)}, got {len(errs)}")
+    outs, oerrs = _run(closed.jaxpr, closed.consts, inputs, errs)
+    oerrs = [jnp.zeros(np.shape(o), _error_dtype(o) if _floating(o) else jnp.float32) if e is None
+             else jnp.broadcast_to(e, np.shape(o)) for o, e in zip(outs, oerrs)]
+    structure = jax.tree_util.tree_structure(shape)
+    return (jax.tree_util.tree_unflatten(structure, outs), jax.tree_util.tree_unflatten(structure, oerrs))
