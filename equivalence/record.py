@@ -80,6 +80,10 @@ def run_torch(torch, module, inputs, cotangent_seed: int, grads: bool) -> TorchR
         main = first_tensor(out, torch) if grads and first_array(c.out) is not None else None
         if main is not None and main.requires_grad:  # the first tensor: (out, weights) of attention
             main.register_hook(lambda g, c=c: c.add_grad(g.detach().cpu().numpy().copy()))
+            if main is out and out._is_view():
+                # an in-place op on a view (ReLU(inplace=True) after a Linear on a 4-d input)
+                # would rewrite its history and the hook would never run: hand on a copy
+                return out.clone()
 
     for _, m in module.named_modules():
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))

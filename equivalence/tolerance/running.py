@@ -42,7 +42,7 @@ _ON_ERRORS = {p: p for p in (
     "reduce_sum", "reduce_max", "cumsum", "cummax", "reduce_window_sum", "reduce_window_max",
     "convert_element_type", "add", "add_any", "max", "scatter-add", "scatter_add", "split",
     "reduce_precision", "optimization_barrier", "sharding_constraint", "real", "tile",
-    "select_and_scatter_add", "stack", "unstack", "reduce")}
+    "select_and_scatter_add", "stack", "unstack", "reduce", "scatter")}
 _ON_ERRORS.update({"sub": jax.lax.add_p, "min": jax.lax.max_p, "reduce_min": jax.lax.reduce_max_p,
                    "cummin": jax.lax.cummax_p, "reduce_window_min": jax.lax.reduce_window_max_p,
                    "neg": None, "stop_gradient": None})

@@ -104,3 +104,18 @@ def test_local_gradients_of_a_shared_layer_add_up():
     b = Grad(np.array([0.5, 0.5]), tolerance.Bound(np.array([3.0, 1.0]), 9))
     s = a + b
     assert s.value.tolist() == [1.5, -1.5] and s.bound.scale.tolist() == [4.0, 3.0] and s.bound.n == 9
+
+
+def test_gradient_of_a_view_output_rewritten_in_place_is_recorded():
+    # Linear on a 4-d input returns a view; ReLU(inplace=True) after it rewrites the view's history
+    torch.manual_seed(0)
+    model = tnn.Sequential(tnn.Linear(3, 5), tnn.ReLU(inplace=True), tnn.Linear(5, 2))
+    x = np.random.default_rng(0).standard_normal((2, 4, 4, 3)).astype(np.float32)
+    run = run_torch(torch, model, [x], 1, True)
+    calls = {c.name: c for c in run.finished()}
+    assert calls["0"].grad_out is not None and calls["0"].grad_out.shape == (2, 4, 4, 5)
+    relu_in = calls["0"].out
+    np.testing.assert_array_equal(calls["1"].out, np.maximum(relu_in, 0))  # torch's values unchanged
+    report = equivalence.compare(model, equivalence.translate(model, torch.from_numpy(x)), x, grads=True)
+    rows = {row.name: row for row in report.rows}
+    assert report.passed and "end-to-end" not in rows["0.weight"].note

@@ -36,7 +36,13 @@ def _pool_gelu(x):
     return F.max_pool2d(F.gelu(x), 3, 2) + F.avg_pool2d(x, 2, 1, ceil_mode=True)[..., :4, :4]
 
 
+def _scatter(x):
+    x = jnp.asarray(x)
+    return x.at[2:4].set(jnp.exp(x[:2])).at[0].add(x[5]).sum(0)
+
+
 CASES = {
+    "scatter and gather": (_scatter, [_normal(6, 5)]),
     "attention with peaked scores": (_attention, [_normal(2, 3, 40, 16, scale=3)] * 2 + [_normal(2, 3, 40, 16)]),
     "softmax, matmul, tanh": (_softmax_chain, [_normal(30, 30)]),
     "layer norm off centre": (_layer_norm, [_normal(4, 64)]),

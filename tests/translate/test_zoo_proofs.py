@@ -30,9 +30,11 @@ def _small(name):
         if name == "vit":
             return vision_transformer.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
                                                         hidden_dim=32, mlp_dim=64, num_classes=10)
-        if name == "swin":
+        if name.startswith("swin"):
+            v2 = {"block": swin_transformer.SwinTransformerBlockV2,
+                  "downsample_layer": swin_transformer.PatchMergingV2} if name == "swin_v2" else {}
             return swin_transformer.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4],
-                                                    window_size=[4, 4], num_classes=10)
+                                                    window_size=[4, 4], num_classes=10, **v2)
         return maxvit.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[16, 32],
                              block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
     return make
@@ -62,6 +64,7 @@ MODELS = {  # name: (factory, input side, in `make test`, with gradients)
     "hf vit": (_hf("vit"), 32, False, True),
     "torchvision small vit": (_small("vit"), 32, True, True),
     "torchvision small swin": (_small("swin"), 32, False, True),
+    "torchvision small swin_v2": (_small("swin_v2"), 32, False, True),
     "torchvision small maxvit": (_small("maxvit"), 32, False, True),
     "torchvision vit_b_16": (_torchvision("vit_b_16"), 224, False, False),
     "torchvision swin_t": (_torchvision("swin_t"), 224, False, False),
