@@ -89,3 +89,16 @@ def test_translation_is_proven_by_compare(name):
     report = equivalence.compare(tm, equivalence.translate(tm, x), x, grads=grads)
     assert report.passed, report.to_text()
     assert len(report.rows) > 10
+
+
+def test_swin_in_train_mode():
+    # a traced-into function's call must not be shadowed by the local it assigns (train branch)
+    torchvision_models()
+    from torchvision.models import swin_transformer
+
+    torch.manual_seed(0)
+    tm = swin_transformer.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2], num_heads=[2],
+                                          window_size=[4, 4], stochastic_depth_prob=0.0, num_classes=10)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32))
+    report = equivalence.compare(tm, equivalence.translate(tm, x), x, train=True)
+    assert report.passed and report.meta["train"], report.to_text()
