@@ -21,11 +21,22 @@ import sys
 import time
 
 
+class UsageError(SystemExit):
+    """A bad argument or input file: ``main`` prints ``error: <message>`` and exits with 2."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _load_factory(spec: str):
     """``'package.module:factory'`` -> the callable."""
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
-        raise SystemExit(f"error: expected 'module:factory', got {spec!r}")
+        raise UsageError(f"expected 'module:factory', got {spec!r}")
     if module.split(".")[0] in ("torchvision", "timm"):
         from ._torch import import_torchvision
 
@@ -33,10 +44,10 @@ def _load_factory(spec: str):
     try:
         obj = importlib.import_module(module)
     except ImportError as e:
-        raise SystemExit(f"error: cannot import {module!r} (from {spec!r}): {e}") from e
+        raise UsageError(f"cannot import {module!r} (from {spec!r}): {e}") from e
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise SystemExit(f"error: {module!r} has no attribute {attr!r} (from {spec!r})")
+            raise UsageError(f"{module!r} has no attribute {attr!r} (from {spec!r})")
         obj = getattr(obj, part)
     return obj
 
@@ -138,14 +149,26 @@ def _finish(report, args, out_dir=None) -> int:
 
 def _torch_model(args):
     """The torch model of ``--torch``, with ``--checkpoint`` loaded (strict) when given."""
-    from . import io
     from ._torch import to_torch
 
     model = _load_factory(args.torch)()
     if args.checkpoint:
-        weights = io.read(args.checkpoint)
-        model.load_state_dict({k: to_torch(v) for k, v in weights.items()}, strict=True)
+        weights = _read_checkpoint(args.checkpoint)
+        try:
+            model.load_state_dict({k: to_torch(v) for k, v in weights.items()}, strict=True)
+        except RuntimeError as e:  # torch's message lists the missing and unexpected keys
+            raise UsageError(f"--checkpoint {args.checkpoint} does not fit {args.torch}: {e}") from e
     return model
+
+
+def _read_checkpoint(path):
+    """``io.read(path)``, a missing or corrupt file as a :class:`UsageError` naming it."""
+    from . import io
+
+    try:
+        return io.read(path)
+    except (OSError, io.CheckpointError) as e:
+        raise UsageError(f"--checkpoint {path}: {e}") from e
 
 
 def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False, seed=0,
@@ -193,12 +216,16 @@ def _translate(args) -> int:
 def _run(args) -> int:
     from . import compare, io, load_state_dict, state_dict
     from ._torch import to_torch
+    from .state_dict import StateDictError
 
     torch_model = _load_factory(args.torch)()
     jax_model = _load_factory(args.jax)()
     if args.checkpoint:
-        weights = io.read(args.checkpoint)
-        load_state_dict(jax_model, weights, strict=True)  # first: its errors name the bad keys
+        weights = _read_checkpoint(args.checkpoint)
+        try:
+            load_state_dict(jax_model, weights, strict=True)  # first: its errors name the bad keys
+        except StateDictError as e:
+            raise UsageError(f"--checkpoint {args.checkpoint} does not fit {args.jax}: {e}") from e
         torch_model.load_state_dict({k: to_torch(v) for k, v in weights.items()}, strict=True)
     else:
         load_state_dict(jax_model, torch_model.state_dict(), strict=True)
@@ -247,4 +274,8 @@ def main(argv=None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    return _translate(args) if args.command == "translate" else _run(args)
+    try:
+        return _translate(args) if args.command == "translate" else _run(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

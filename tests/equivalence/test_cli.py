@@ -75,11 +75,13 @@ def test_check_compares_and_writes_only_what_is_asked(tmp_path, cifar_checkpoint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "cifar.pt"]
 
 
-def test_usage_errors():
-    with pytest.raises(SystemExit):
-        cli.main(["check", "--torch", "nocolon", "--jax", "a:b", "--input-shape", "1,2"])
-    with pytest.raises(SystemExit):
-        cli.main(["check", "--torch", "a:b", "--jax", "a:b", "--input-shape", "1,x"])
+def test_usage_errors(capsys):
+    assert cli.main(["check", "--torch", "nocolon", "--jax", "a:b", "--input-shape", "1,2"]) == 2
+    assert capsys.readouterr().err == "error: expected 'module:factory', got 'nocolon'\n"
+    assert cli.main(["check", "--torch", "a:b", "--jax", "a:b", "--input-shape", "1,2"]) == 2
+    assert "error: cannot import 'a' (from 'a:b')" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's own usage error
+        cli.main(["check", "--torch", "a:b", "--jax", "a:b", "--input-shape", "1,-2"])
     with pytest.raises(SystemExit, match="has no attribute"):
         cli._load_factory("equivalence.examples:nope")
 

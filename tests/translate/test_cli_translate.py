@@ -46,3 +46,21 @@ def test_an_untranslatable_model_exits_2_listing_the_ops(tmp_path):
                 "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "torch.fft.fft2" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_bad_checkpoint_exits_2_naming_it(tmp_path, capsys):
+    from equivalence import cli, examples
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    wrong = tmp_path / "wrong.pt"
+    torch.save(examples.cifar_net_torch().state_dict(), wrong)
+    cases = [(tmp_path / "missing.pt", "missing.pt"), (corrupt, "corrupt.safetensors"),
+             (wrong, "does not fit equivalence.examples:dcgan_generator_torch")]
+    for path, said in cases:
+        status = cli.main(["translate", "--torch", "equivalence.examples:dcgan_generator_torch",
+                           "--checkpoint", str(path), "--input-shape", "2,100,1,1",
+                           "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert status == 2 and err.startswith("error: --checkpoint") and said in err, err
+        assert "Traceback" not in err and not (tmp_path / "out").exists()
