@@ -150,6 +150,7 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
     try:
         m.train(mode)
         graph = _Tracer(m, specialised).trace(m)
+        _drop_asserts(graph)
         constants = {n.target: getattr(m, n.target) for n in graph.nodes
                      if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
         for name in constants:      # fx parks tensors made in forward on the root: take them back
@@ -163,6 +164,18 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
             if not registered[name]:
                 del m._modules[name]
                 object.__setattr__(m, name, None)
+
+
+def _drop_asserts(graph) -> None:
+    """Remove ``torch._assert`` calls and then what only they read (the condition's comparison
+    and shape pieces), so that no dead line is emitted; module calls and in-place ops stay."""
+    dead = [n for n in graph.nodes if n.op == "call_function" and n.target is torch._assert]
+    while dead:
+        node = dead.pop()
+        inputs = node.all_input_nodes
+        graph.erase_node(node)
+        dead += [i for i in inputs if not i.users and i not in dead and (
+            i.op == "call_function" or i.op == "call_method" and not i.target.endswith("_"))]
 
 
 def _in_place_call(node, part: Part) -> bool:

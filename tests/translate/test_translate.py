@@ -269,3 +269,23 @@ def test_functional_dropout_in_a_traced_forward_draws_from_the_modules_stream():
     assert (np.asarray(a) != np.asarray(b)).any()   # a fresh mask per call
     jm.eval()
     np.testing.assert_array_equal(np.asarray(jm(x)), y)
+
+
+class _Checked(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        torch._assert(h * 2 == w + 7, "odd shape")
+        return self.conv(x) * c
+
+
+def test_a_dropped_assert_leaves_no_dead_line():
+    x = torch.randn(1, 3, 9, 11)
+    src = translate_source(_Checked(), x)
+    assert "_assert" not in src and "== " not in src and "* 2" not in src and "+ 7" not in src, src
+    tm = _Checked()
+    y = translate(tm, x)(jnp.asarray(x.numpy()))
+    assert relative_error(y, tm(x).detach()) <= 1e-5
