@@ -1,6 +1,7 @@
 """Every torchvision classification, segmentation and video model, translated and run against
-torch: eval outputs within 1e-4 (float32, randomised BatchNorm), the state_dict bit-equal, and,
-for models without dropout, one train-mode step (outputs and BatchNorm buffers).
+torch: eval outputs within 1e-4 (float32, randomised BatchNorm), the state_dict bit-equal,
+``equivalence.compare`` passing layer by layer, and, for models without dropout, one train-mode
+step (outputs and BatchNorm buffers).
 
 The whole zoo is ``slow``; one small model per family runs by default."""
 import copy
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from equivalence import state_dict
+from equivalence import compare, state_dict
 from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, torchvision_models
 
@@ -120,6 +121,8 @@ def test_translated_model_matches_torch(name, kind):
         assert list(jm(jnp.asarray(x.numpy()))) == list(expected)
     for k in expected:
         assert relative_error(got[k], expected[k]) <= TOL, (k, relative_error(got[k], expected[k]))
+    report = compare(model, jm, x)      # and proven layer by layer
+    assert report.passed, report.to_text()
 
     if train is None:
         return
