@@ -161,10 +161,9 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
                              f"returned no gradient Bound for {missing}; with a cotangent it must "
                              f"bound every parameter gradient and the input gradient")
         result.param_grads = {k: Grad(v, bounds.params[k]) for k, v in layer.param_grads.items()}
-        others = iter(zip(run.input_grads[1:], run.input_magnitudes[1:]))
         grads = [Grad(layer.input_grad, bounds.input)] + [  # further inputs: the elementwise model
             Grad(np.asarray(g), tolerance.Bound(np.asarray(m), tolerance.reduction_ratio([layer.cotangent], g)))
-            for g, m in others]
+            for g, m in zip(run.input_grads[1:], run.input_magnitudes[1:])]
         it = iter(grads)
         result.input_grads = [next(it) if isinstance(a, np.ndarray) else None for a in call.args]
     return result
@@ -216,6 +215,12 @@ def _glue_run(sub, call, children, values):
     return out, seen, problems
 
 
+#: Why a running bound may not exist: an op without a rule, or code that branches on values
+#: (it runs eagerly, but cannot be traced to a jaxpr).
+_NO_RUNNING_BOUND = (running.Unsupported, jax.errors.ConcretizationTypeError,
+                     jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError)
+
+
 def _glue_bounds(sub, call, children):
     """Running error bounds (:mod:`equivalence.tolerance.running`) of a composite's output and
     of each array it hands to its children, ``[output, [per child [per array]]]``; ``None``
@@ -228,7 +233,7 @@ def _glue_bounds(sub, call, children):
 
     try:
         return running.running_error(code, state, _glue_values(call, children))[1]
-    except running.Unsupported:
+    except _NO_RUNNING_BOUND:
         return None
 
 
@@ -268,9 +273,9 @@ def check_glue(sub, call, children, c: float, floor=None) -> dict:
     sizes = arrays(call.args) + [a for child in children for a in arrays(child.out)]
     targets = [(first_array(out), first_array(call.out), first_array(out_abs), bound, "output")]
     for k, ((child, passed), (_, passed_abs)) in enumerate(zip(seen, seen_abs)):
-        wanted, passed_bounds = arrays((child.args, child.kwargs)), list(child_bounds[k:k + 1])
-        for got, want, mag, e in zip(arrays(passed), wanted, arrays(passed_abs),
-                                     passed_bounds[0] if passed_bounds else [None] * len(wanted)):
+        wanted = arrays((child.args, child.kwargs))
+        bounds = child_bounds[k] if k < len(child_bounds) else [None] * len(wanted)
+        for got, want, mag, e in zip(arrays(passed), wanted, arrays(passed_abs), bounds):
             targets.append((got, want, mag, e, f"input of {child.name}"))
     worst, where = None, "output"
     for got, want, mag, e, what in targets:
@@ -354,19 +359,27 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
     except _NoLocalGrad:
         return {}
     own = own_of(grads)
-    seeds = [None] * (len(jax.tree.leaves(params)) + len(xs) + 1) + [
-        g.bound.tolerance(g.value.dtype, 1.0) for pairs in cots for _, g in pairs]
+    child_errors = [g.bound.tolerance(g.value.dtype, 1.0) for pairs in cots for _, g in pairs]
+    seeds = [None] * (len(jax.tree.leaves(params)) + len(xs) + 1) + child_errors
+    flat_cots = [np.asarray(g.value) for pairs in cots for _, g in pairs]
+    abs_params = jax.tree.map(jnp.abs, params)
+    abs_values = [[jnp.abs(a) for a in xs], jnp.abs(values[1]), [[jnp.abs(c) for c in cs] for cs in values[2]]]
     try:
         _, (e_grads, e_xs) = running.running_error(vjp_of(None), params, *values, errors=seeds)
         e_own, e_xs = own_of(e_grads), [_finite(e) for e in e_xs]
-    except running.Unsupported:
-        e_own, e_xs = {}, [np.zeros(np.shape(a)) for a in xs]
+    except _NO_RUNNING_BOUND:  # the absolute-valued backward: its own rounding, and the children's carried
+        it = iter(child_errors)
+        carried = [[jnp.asarray(next(it)) for _ in cs] for cs in values[2]]
+        _, mags = vjp_of(np.abs)(abs_params, *abs_values)
+        _, spread = vjp_of(np.abs)(abs_params, abs_values[0], jnp.zeros_like(values[1]), carried)
+        e_own = {}
+        e_xs = [tolerance.eps(a.dtype) * np.sqrt(tolerance.reduction_ratio([g_out, *flat_cots], a)) * np.asarray(m)
+                + np.asarray(p) for m, p, a in zip(mags, spread, xs)]
     it = iter(tolerance.Bound(e / tolerance.eps(a.dtype), 1) for e, a in zip(e_xs, xs))
     child_input_grads[call.index] = [Grad(np.asarray(x_grads[where.index(i)]), next(it)) if i in where else None
                                      for i in range(len(call.args))]
     if not own:
         return {}
-    flat_cots = [np.asarray(g.value) for pairs in cots for _, g in pairs]
     kind = tolerance.kind_for(sub, torch_module)
     if kind.traced:
         cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [g_out, *flat_cots] if np.shape(c) == x.shape),
@@ -374,8 +387,7 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
         layer = _traced_call(sub, torch_module, call, train, cotangent=cotangent, param_grads=own)
         bounds = kind.model(layer).params
     else:
-        abs_values = [[jnp.abs(a) for a in xs], jnp.abs(values[1]), [[jnp.abs(c) for c in cs] for cs in values[2]]]
-        mags = own_of(vjp_of(np.abs)(jax.tree.map(jnp.abs, params), *abs_values)[0])
+        mags = own_of(vjp_of(np.abs)(abs_params, *abs_values)[0])
         bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([g_out, *flat_cots], v)) for k, v in own.items()}
     return {k: Grad(v, _widest(bounds[k], e_own.get(k), v.dtype)) for k, v in own.items() if k in bounds}
 

@@ -61,6 +61,7 @@ _LIBRARY = {"exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "erf", "
             "atan2", "pow", "lgamma", "digamma"}
 
 _SUMS = {"reduce_sum", "cumsum", "reduce_window_sum", "reduce"}  # reduce: only when it adds
+_BILINEAR = {"dot_general", "conv_general_dilated"}
 _CALLS = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
           "custom_vjp_call_jaxpr", "remat", "checkpoint"}
 
@@ -108,7 +109,7 @@ def _bilinear_terms(eqn, vals, errs, out) -> jax.Array:
     return total
 
 
-def _sum_length(eqn, x, out) -> int:
+def _sum_length(eqn, x) -> int:
     name = eqn.primitive.name
     if name in ("reduce_sum", "reduce"):
         return math.prod(x.shape[d] for d in eqn.params.get("axes", eqn.params.get("dimensions")))
@@ -162,20 +163,18 @@ def _eqn(eqn, vals, errs):
     if name == "reduce" and any(e.primitive.name != "add" for e in eqn.params["jaxpr"].jaxpr.eqns):
         name = "reduce (not a sum)"
     outs = _bind(eqn, vals)
-    floats = [_floating(o) for o in outs]
-    if not any(floats):
-        return outs, [None] * len(outs)
-    if all(e is None for e in errs) and name not in _SUMS | {"dot_general", "conv_general_dilated"} \
+    exact = all(e is None for e in errs)
+    if not any(_floating(o) for o in outs) or exact and name not in _SUMS | _BILINEAR \
             and not _ulps(name, eqn.params):
         return outs, [None] * len(outs)
-    if name in ("dot_general", "conv_general_dilated"):
+    if name in _BILINEAR:
         return outs, [_bilinear_terms(eqn, vals, errs, outs[0])]
-    if name in _ON_ERRORS:
-        moved = [None] * len(outs) if all(e is None for e in errs) else _on_errors(eqn, vals, errs)
-    elif name in _SMOOTH:
-        moved = [None] if all(e is None for e in errs) else _smooth(eqn, vals, errs)
-    elif all(e is None for e in errs):
+    if exact:
         moved = [None] * len(outs)
+    elif name in _ON_ERRORS:
+        moved = _on_errors(eqn, vals, errs)
+    elif name in _SMOOTH:
+        moved = _smooth(eqn, vals, errs)
     else:
         raise Unsupported(name)
     result = []
@@ -183,7 +182,7 @@ def _eqn(eqn, vals, errs):
     for i, (out, e) in enumerate(zip(outs, moved)):
         e = None if e is None else jnp.asarray(e).astype(_error_dtype(out))
         if name in _SUMS:
-            n = _sum_length(eqn, vals[0], out)
+            n = _sum_length(eqn, vals[0])
             own = math.sqrt(n) * _eps(out) * summed[i].astype(_error_dtype(out))
         elif name == "convert_element_type" and (not _floating(vals[0]) or _eps(out) <= _eps(vals[0])):
             own = None  # from an integer, or widening: exact

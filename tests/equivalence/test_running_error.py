@@ -87,3 +87,34 @@ def test_an_op_without_a_rule_is_named():
         running_error(lambda x: jnp.sort(jnp.exp(x)), x)
     out, err = running_error(lambda x: jnp.sort(x), x)  # exact inputs: nothing to carry
     assert np.all(np.asarray(err) == 0)
+
+
+def test_code_branching_on_values_is_still_compared():
+    # eager jax may branch on values, a jaxpr may not: the check keeps its absolute-value bound
+    import torch
+
+    import equivalence
+    from jaxconv import nn as jnn
+
+    class TorchBranch(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) + x if bool(x.sum() > -1e9) else x
+
+    class JaxBranch(jnn.Module):
+        def __init__(self):
+            self.conv = jnn.Conv2d(2, 2, 3, padding=1)
+
+        def __call__(self, x):
+            return self.conv(x) + x if bool(x.sum() > -1e9) else x
+
+    torch.manual_seed(0)
+    tm, jm = TorchBranch(), JaxBranch()
+    equivalence.load_state_dict(jm, tm.state_dict())
+    report = equivalence.compare(tm, jm, (2, 2, 5, 5), grads=True, jit=False)
+    assert report.passed, report.to_text()
+    jm.conv.weight[...] = jm.conv.weight[...] * (1 + 1e-3)
+    assert not equivalence.compare(tm, jm, (2, 2, 5, 5), jit=False).passed
