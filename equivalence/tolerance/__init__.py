@@ -22,6 +22,9 @@ number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model*
   (timm's ``BatchNormAct2d`` and ``LayerNorm2d``; see :func:`kind_for`).
 - :func:`elementwise`, the fallback for every other layer and for a composite module's glue
   code (a residual add): the op on absolute values; ``n`` the operand count or reduction ratio.
+  A composite's code also gets its running error bound (:mod:`.running`: each op's rounding
+  carried through the code's jaxpr, which sees a softmax's sensitivity to its scores), the
+  larger of the two counting.
 - gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
   ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
 
