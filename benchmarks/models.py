@@ -180,3 +180,19 @@ def copy_torch_state(torch_model, jax_model):
             raise ValueError(f"{name}: torch shape {new.shape} != jaxconv shape {old.shape}")
         var[...] = new.astype(old.dtype)
     return jax_model
+
+
+def build(name, quick, batch, torch_device, shape=None):
+    """``(torch model, its channels_last copy, jaxconv copy, input)`` for a row of the suite;
+    quick mode uses width 8 and one block per stage. The input is a float32 numpy array of
+    shape ``(batch, *shape)``, by default the model's full or quick input shape."""
+    tcls, jcls, shapes = MODELS[name]
+    size = dict(width=8, blocks=1) if quick else {}
+    torch.manual_seed(0)
+    tmodel = tcls(**size).to(torch_device)
+    jmodel = copy_torch_state(tmodel, jcls(**size))
+    tmodel_cl = tcls(**size).to(torch_device)
+    tmodel_cl.load_state_dict(tmodel.state_dict())
+    tmodel_cl = tmodel_cl.to(memory_format=torch.channels_last)
+    x = np.random.default_rng(1).standard_normal((batch, *(shape or shapes["quick" if quick else "full"])))
+    return tmodel, tmodel_cl, jmodel, x.astype(np.float32)

@@ -23,11 +23,11 @@ def table(result) -> str:
             f"torch={env['torch_device']}  batch={result['batch']}  rounds={result['rounds']}  "
             f"load={env.get('load_average_start')}\nmedian ms per call; ratio = jaxconv / best torch, "
             "jaxconv / best plain lax; compile = jaxconv lower+compile s\n")
-    cols = f"{'case':<28}" + "".join(f"{i:>10}" for i in impls) + f"{'vs torch':>10}{'vs lax':>8}{'compile':>9}"
+    cols = f"{'case':<34}" + "".join(f"{i:>10}" for i in impls) + f"{'vs torch':>10}{'vs lax':>8}{'compile':>9}"
     lines = [head, cols, "-" * len(cols)]
     for r in result["cases"]:
         med = r["median_s"]
-        line = f"{r['case']:<28}" + "".join(f"{_fmt_time(med.get(i)):>10}" for i in impls)
+        line = f"{r['case']:<34}" + "".join(f"{_fmt_time(med.get(i)):>10}" for i in impls)
         lax = r.get("jaxconv_vs_best_lax")
         line += f"{r['jaxconv_vs_best_torch']:>10.2f}" + (f"{lax:>8.2f}" if lax else f"{'-':>8}")
         line += f"{r['compile_s'].get('jaxconv', float('nan')):>9.2f}"
@@ -70,7 +70,7 @@ def write_png(result, path) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("time / best of torch NCHW and channels_last (log; < 1 is faster than torch)")
     env = result["environment"]
-    ax.set_title(f"{env['device_kind']} ({env['jax_platform']}), batch {result['batch']}, float32")
+    ax.set_title(f"{env['device_kind']} ({env['jax_platform']}), batch {result['batch']}, float32 (*_bf16*: bfloat16)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -113,6 +114,31 @@ def _summarise(name, group, times, compile_s, errors, per_item=None):
     return row
 
 
+def torch_step(m, inp, ctx=contextlib.nullcontext):
+    """A torch training step of ``m`` on ``inp`` (forward under ``ctx()``, backward of the mean)
+    returning ``(loss, gradient of the first parameter)``."""
+    params = list(m.parameters())
+
+    def f():
+        for p in params:
+            p.grad = None
+        with ctx():
+            loss = m(inp).mean()
+        loss.backward()
+        return _block((loss, params[0].grad))
+    return f
+
+
+def grad_of(grads, name):
+    """The entry of an nnx gradient state at torch parameter name ``name``, as numpy."""
+    from flax import nnx
+
+    g = grads
+    for part in name.split("."):
+        g = g[part] if not part.isdigit() or part in g else g[int(part)]
+    return np.asarray(g[...] if isinstance(g, nnx.Variable) else g)
+
+
 def translation_time(quick: bool) -> dict:
     """Seconds to translate torchvision's resnet50 (capture + source + build, no compile)."""
     from equivalence._torch import import_torchvision
@@ -189,16 +215,8 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
 
     from . import models as M
 
-    tcls, jcls, shapes = M.MODELS[name]
-    size = dict(width=8, blocks=1) if quick else {}
-    torch.manual_seed(0)
-    tmodel = tcls(**size).to(torch_device)
-    jmodel = M.copy_torch_state(tmodel, jcls(**size))
+    tmodel, tmodel_cl, jmodel, x = M.build(name, quick, batch, torch_device)
     translated = translate(tmodel)      # the same torch model through equivalence.translate
-    tmodel_cl = tcls(**size).to(torch_device)
-    tmodel_cl.load_state_dict(tmodel.state_dict())
-    tmodel_cl = tmodel_cl.to(memory_format=torch.channels_last)
-    x = np.random.default_rng(1).standard_normal((batch, *shapes["quick" if quick else "full"])).astype(np.float32)
     tx = torch.from_numpy(x).to(torch_device)
     tx_cl = tx.contiguous(memory_format=torch.channels_last)
     xj = jnp.asarray(x)
@@ -237,16 +255,6 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     first = next(iter(tmodel.parameters()))
     first_name = next(iter(dict(tmodel.named_parameters())))
 
-    def torch_step(m, inp):
-        params = list(m.parameters())
-
-        def f():
-            for p in params:
-                p.grad = None
-            loss = m(inp).mean()
-            loss.backward()
-            return _block((loss, params[0].grad))
-        return f
     prev = _tf32(False)
     t_loss, t_grad = torch_step(tmodel, tx)()
     ref_loss, ref_grad = t_loss.item(), first.grad.cpu().numpy()
@@ -261,11 +269,7 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
         step_c = jax.jit(step).lower(params, rest, xj).compile()
         compile_s[impl] = time.perf_counter() - t0
         loss, grads = step_c(params, rest, xj)
-        *path, leaf = first_name.split(".")
-        g = grads
-        for part in path + [leaf]:
-            g = g[part] if not part.isdigit() or part in g else g[int(part)]
-        g = np.asarray(g[...] if isinstance(g, nnx.Variable) else g)
+        g = grad_of(grads, first_name)
         errors[impl] = max(_check(f"{name}_train_step", f"{impl} (loss)", np.array([float(loss)]),
                                   np.array([ref_loss]), tol),
                            _check(f"{name}_train_step", f"{impl} (grad of {first_name})", g,
@@ -315,6 +319,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     import torch
 
     from . import cases as C
+    from . import low_precision as LP
     from . import report
 
     torch_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -328,19 +333,23 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     layer_list = [c for c in C.layer_cases(quick, batch) if not only or any(o in c.name for o in only)]
     model_list = [m for m in ("resnet18", "mobilenet_v2", "dcgan_generator")
                   if not only or any(o in m for o in only)]
-    bar = Progress(len(layer_list) * rounds + len(model_list) * 2 * rounds, progress)
+    bf16_list = [(m, mode) for m in ("resnet18",) for mode in LP.MODES
+                 if not only or any(o in f"{m}_{mode}" for o in only)]
+    bar = Progress((len(layer_list) + 2 * len(model_list) + 2 * len(bf16_list)) * rounds, progress)
     rows = []
     for case in layer_list:
         rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
     for name in model_list:
         rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
+    for name, mode in bf16_list:  # tolerances from bfloat16's epsilon and the depth
+        rows.extend(LP.run_model(name, mode, quick, batch, torch_device, rounds, min_time, bar))
     bar.close()
     translation = translation_time(quick) if not only or "translate" in only else None
     try:
         env["load_average_end"] = os.getloadavg()
     except OSError:  # pragma: no cover
         pass
-    result = {"quick": quick, "batch": batch, "rounds": rounds, "dtype": "float32",
+    result = {"quick": quick, "batch": batch, "rounds": rounds, "dtype": "float32 (rows named *_bf16*: bfloat16)",
               "date": _dt.datetime.now().isoformat(timespec="seconds"), "environment": env, "cases": rows,
               "translation": translation}
     out_dir = out_dir or os.path.join(os.path.dirname(__file__), "results")

@@ -52,6 +52,24 @@ def to_numpy(value) -> np.ndarray:
     return np.array(value)
 
 
+def numpy_dtype(dtype) -> np.dtype:
+    """A numpy dtype from a name (``'bfloat16'``, ``'float16'``, ...), a numpy or jnp dtype, an
+    ``ml_dtypes`` type or a torch dtype (``torch.bfloat16``). Raises ``TypeError`` naming it.
+
+    **Arguments:**
+
+    - ``dtype``: the dtype in any of those forms.
+    """
+    import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy)
+
+    name = str(dtype).removeprefix("torch.") if type(dtype).__module__.startswith("torch") else dtype
+    name = {"half": "float16", "float": "float32", "double": "float64"}.get(name, name)
+    try:
+        return np.dtype(name)
+    except TypeError:
+        raise TypeError(f"dtype must name a numpy, jax or torch dtype, got dtype={dtype!r}") from None
+
+
 def c_contiguous(array: np.ndarray) -> np.ndarray:
     """``array`` in C order, copied only if it is not (0-d arrays stay 0-d, unlike
     ``np.ascontiguousarray``, which would turn ``num_batches_tracked`` into shape ``(1,)``)."""

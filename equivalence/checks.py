@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +117,10 @@ class Grad:
 
     def __add__(self, other: Grad) -> Grad:
         """Two calls' gradients: values and magnitudes add, the longer length counts."""
-        return Grad(self.value + other.value, tolerance.Bound(self.bound.scale + other.bound.scale,
-                                                              np.maximum(self.bound.n, other.bound.n)))
+        dtypes = [d for d in (self.bound.dtype, other.bound.dtype) if d is not None]
+        return Grad(self.value + other.value, tolerance.Bound(
+            self.bound.scale + other.bound.scale, np.maximum(self.bound.n, other.bound.n),
+            dtype=tolerance.compute_dtype(*dtypes) if dtypes else None))
 
 
 @dataclass
@@ -153,16 +157,19 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
     kind = tolerance.kind_for(sub, torch_module)
     bounds = kind.model(layer)
     result = LeafResult(tolerance.errors(layer.output, expected,
-                                         bounds.forward.tolerance(expected.dtype, c)))
+                                         bounds.forward.tolerance(expected.dtype, c, value=expected)))
     if layer.cotangent is not None:
         missing = sorted(set(layer.param_grads) - set(bounds.params)) + (["input"] if bounds.input is None else [])
         if missing:
             raise ValueError(f"{call.name or '(root)'}: the error model of layer kind {kind.name!r} "
                              f"returned no gradient Bound for {missing}; with a cotangent it must "
                              f"bound every parameter gradient and the input gradient")
-        result.param_grads = {k: Grad(v, bounds.params[k]) for k, v in layer.param_grads.items()}
-        grads = [Grad(layer.input_grad, bounds.input)] + [  # further inputs: the elementwise model
-            Grad(np.asarray(g), tolerance.Bound(np.asarray(m), tolerance.reduction_ratio([layer.cotangent], g)))
+        # computed in the output's dtype at least (a float32 weight's gradient under autocast)
+        at = functools.partial(dataclasses.replace, dtype=expected.dtype)
+        result.param_grads = {k: Grad(v, at(bounds.params[k])) for k, v in layer.param_grads.items()}
+        grads = [Grad(layer.input_grad, at(bounds.input))] + [  # further inputs: the elementwise model
+            Grad(np.asarray(g), tolerance.Bound(np.asarray(m), tolerance.reduction_ratio([layer.cotangent], g),
+                                                dtype=expected.dtype))
             for g, m in zip(run.input_grads[1:], run.input_magnitudes[1:])]
         it = iter(grads)
         result.input_grads = [next(it) if isinstance(a, np.ndarray) else None for a in call.args]
@@ -245,7 +252,7 @@ def glue_floor(sub, torch_module, call, train: bool, c: float):
     if not kind.traced or first_array(call.args) is None:
         return None
     layer = _traced_call(sub, torch_module, call, train)
-    return kind.model(layer).forward.tolerance(layer.output.dtype, c)
+    return kind.model(layer).forward.tolerance(layer.output.dtype, c, value=layer.output)
 
 
 def _traced_call(sub, torch_module, call, train: bool, **backward) -> tolerance.LayerCall:
@@ -280,7 +287,7 @@ def check_glue(sub, call, children, c: float, floor=None) -> dict:
     worst, where = None, "output"
     for got, want, mag, e, what in targets:
         n = tolerance.reduction_ratio(sizes, want, operands)
-        tol = tolerance.tolerance(np.asarray(mag), n, want.dtype, c)
+        tol = tolerance.tolerance(np.asarray(mag), n, want.dtype, c, rounding=want)
         if e is not None and np.shape(e) == np.shape(want):  # the running bound, where larger
             tol = np.maximum(tol, c * _finite(e))
         if floor is not None and np.shape(floor) == np.shape(want):

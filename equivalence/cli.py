@@ -127,6 +127,8 @@ def _common(s):
     s.add_argument("--grads", action="store_true", help="also compare gradients")
     s.add_argument("--train", action="store_true", help="compare in training mode (default eval)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    s.add_argument("--autocast", choices=("bfloat16", "float16"),
+                   help="compare under torch.autocast / jaxconv.autocast in this dtype (weights as they are)")
     s.add_argument("--json", metavar="PATH", help="write the certificate as JSON")
     s.add_argument("--plot", metavar="PATH", help="write a PNG of per-layer error vs tolerance")
     s.add_argument("--quiet", action="store_true", help="print only the verdict line")
@@ -172,7 +174,7 @@ def _read_checkpoint(path):
 
 
 def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False, seed=0,
-                 progress=None):
+                 progress=None, autocast=None):
     """Translate ``torch_model``, write ``model.py`` and ``model.safetensors`` to ``out_dir`` and
     return the :func:`~equivalence.compare` report of the translation against torch."""
     import numpy as np
@@ -197,7 +199,7 @@ def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False,
           f"{os.path.join(out_dir, 'model.py')} ({source.count(chr(10))} lines, "
           f"{source.count(chr(10) + 'class ')} classes), weights {os.path.join(out_dir, 'model.safetensors')}")
     return compare(torch_model, model, input_shape, grads=grads, seed=seed, train=train,
-                   progress=progress)
+                   progress=progress, autocast=autocast)
 
 
 def _translate(args) -> int:
@@ -205,7 +207,7 @@ def _translate(args) -> int:
 
     try:
         report = translate_to(_torch_model(args), args.input_shape, args.out, train=args.train,
-                              grads=args.grads, seed=args.seed,
+                              grads=args.grads, seed=args.seed, autocast=args.autocast,
                               progress=_Progress(sys.stderr.isatty()))
     except TranslationError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -234,7 +236,7 @@ def _run(args) -> int:
     compared = state_dict(jax_model)
     torch_model.train(args.train)
     report = compare(torch_model, jax_model, args.input_shape, grads=args.grads, seed=args.seed,
-                     train=args.train, progress=_Progress(sys.stderr.isatty()))
+                     train=args.train, autocast=args.autocast, progress=_Progress(sys.stderr.isatty()))
     out_dir = getattr(args, "out", None)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)

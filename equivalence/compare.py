@@ -27,19 +27,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import jaxconv
 from jaxconv.nn import named_children, named_modules
 
 from . import tolerance as tol_mod
-from ._torch import require_torch
+from ._torch import numpy_dtype, require_torch, to_numpy
 from ._tree import first_array
 from .checks import LeafInput, check_glue, check_leaf, glue_floor, glue_grads, run_leaves
 from .free_run import JaxRun, run_jax
 from .record import TorchCall, TorchRun, run_torch
 from .report import Report, Row
 from .rows import buffer_rows, grad_rows
+from .state_dict import named_variables
 
 
 @contextlib.contextmanager
@@ -62,23 +65,47 @@ def _pinned_precision(torch):
         torch.set_float32_matmul_precision(old[2])
 
 
-def _draw_inputs(inputs, seed, dtype, torch):
-    """The inputs as numpy arrays (standard-normal data drawn for shapes) and their description."""
+def _draw_inputs(inputs, seed, dtype):
+    """The inputs as numpy arrays (standard-normal data drawn for shapes, float32 unless
+    ``dtype``) and their description."""
     rng = np.random.default_rng(seed)
     arrays, shapes = [], []
     for x in inputs:
         if isinstance(x, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in x):
-            a = rng.standard_normal(tuple(int(d) for d in x)).astype(dtype or np.float32)
-            origin = "drawn"
-        elif isinstance(x, torch.Tensor):
-            a, origin = x.detach().cpu().numpy().copy(), "given"
+            a, origin = rng.standard_normal(tuple(int(d) for d in x)).astype(np.float32), "drawn"
         else:
-            a, origin = np.array(x), "given"
+            a, origin = to_numpy(x), "given"
         if dtype is not None:
             a = a.astype(dtype)
         arrays.append(a)
         shapes.append({"shape": list(a.shape), "dtype": str(a.dtype), "origin": origin})
     return arrays, shapes
+
+
+def _check_dtypes(torch_module, jax_module) -> None:
+    """Raise ``TypeError`` naming the floating parameters and buffers whose dtypes differ."""
+    theirs = {n: str(v.dtype).removeprefix("torch.") for n, v in torch_module.state_dict().items()
+              if v.is_floating_point()}
+    ours = {n: v[...].dtype for n, v in named_variables(jax_module)}
+    bad = [f"{n} (torch {d}, jaxconv {ours[n]})" for n, d in theirs.items()
+           if n in ours and jnp.issubdtype(ours[n], jnp.inexact) and str(ours[n]) != d]
+    if bad:
+        raise TypeError(
+            f"compare: the two models' weights must have the same dtypes, got {len(bad)} that "
+            f"differ: {', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}; load them with "
+            f"load_state_dict(..., dtype=...) or cast the torch model (.to(dtype))")
+
+
+def _autocast_contexts(torch, torch_module, autocast):
+    """``(torch's, jaxconv's)`` autocast contexts for ``autocast`` (a dtype, or ``None``: off)."""
+    if autocast is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+    dtype = numpy_dtype(autocast).name
+    if dtype not in ("bfloat16", "float16"):
+        raise ValueError(f"compare: autocast must be bfloat16 or float16 (torch's autocast dtypes), "
+                         f"got autocast={autocast!r}")
+    device = next((p.device.type for p in torch_module.parameters()), "cpu")
+    return torch.autocast(device, dtype=getattr(torch, dtype)), jaxconv.autocast(dtype)
 
 
 def _is_leaf(module) -> bool:
@@ -178,7 +205,7 @@ class _Comparison:
                 self.input_grad_of[cl.index] = result.input_grads
                 self._input_grad(cl, result.input_grads)
         return Row("layer", self.label(cl), cl.type, tuple(expected.shape),
-                   e2e=self.end_to_end(cl, expected), check=check, **err)
+                   e2e=self.end_to_end(cl, expected), check=check, dtype=str(expected.dtype), **err)
 
     def _input_grad(self, cl: TorchCall, grads) -> None:
         """Count a call's local gradients of its inputs (a list by position) that are model
@@ -231,7 +258,7 @@ class _Comparison:
 
 def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 0, dtype=None,
             train: bool | None = None, c: float = tol_mod.C, jit: bool = True,
-            progress=None) -> Report:
+            progress=None, autocast=None) -> Report:
     """Run a torch module and its jaxconv twin on the same inputs and check every layer.
 
     **Arguments:**
@@ -243,11 +270,19 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
     - ``grads``: also compare gradients of ``sum(output * cotangent)`` (a cotangent drawn from
       ``seed``) with respect to the inputs and every parameter, by torch name.
     - ``seed``: seed of the drawn inputs and cotangent (recorded in the report).
-    - ``dtype``: cast the inputs to this dtype (drawn inputs are float32 by default).
+    - ``dtype``: cast the inputs to this dtype (drawn inputs are float32 by default): a name
+      (``'bfloat16'``), a numpy/jnp dtype or a torch dtype. The two models' floating weights
+      must have the same dtypes (a ``TypeError`` names those that differ).
     - ``train``: the mode both run in; ``None`` takes the torch module's ``training`` flag.
     - ``c``: the tolerance policy's constant (see :mod:`equivalence.tolerance`).
     - ``jit``: run the free-running jaxconv forward under one ``jax.jit``.
     - ``progress``: an optional callable ``progress(done, total, label)``.
+    - ``autocast``: ``'bfloat16'`` or ``'float16'`` (any dtype form) runs torch under
+      ``torch.autocast`` on its device and jaxconv under :func:`jaxconv.autocast`.
+
+    Each row is checked in its compute dtype (the ``dtype`` column): the output's, or for a
+    gradient the lower precision of the gradient's and its layer's output (a float32
+    parameter's gradient under bfloat16 autocast is checked as bfloat16).
 
     Train-mode BatchNorm buffers are updated once on each side, as one training forward would.
     A model's main output, the one the cotangent multiplies, is its first array in
@@ -262,16 +297,21 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
         jax_module.train()
     else:
         jax_module.eval()
-    arrays, shapes = _draw_inputs(inputs, seed, dtype, torch)
+    _check_dtypes(torch_module, jax_module)
+    arrays, shapes = _draw_inputs(inputs, seed, None if dtype is None else numpy_dtype(dtype))
     meta = {"seed": seed, "inputs": shapes, "train": train, "grads": grads,
+            "autocast": None if autocast is None else numpy_dtype(autocast).name,
             "torch_type": type(torch_module).__name__, "jax_type": type(jax_module).__name__}
     jax_named = dict(named_modules(nnx.clone(jax_module)))
+    torch_cast, jax_cast = _autocast_contexts(torch, torch_module, autocast)
     with _pinned_precision(torch) as precision:
-        torch_run = run_torch(torch, torch_module, arrays, seed + 1, grads)
-        jax_run = run_jax(jax_module, arrays, torch_run.cotangent, grads, jit)
-        comparison = _Comparison(torch_run, jax_run, jax_module, jax_named,
-                                 dict(torch_module.named_modules()), grads, train, c)
-        rows = comparison.rows(progress)
+        with torch_cast:
+            torch_run = run_torch(torch, torch_module, arrays, seed + 1, grads)
+        with jax_cast:
+            jax_run = run_jax(jax_module, arrays, torch_run.cotangent, grads, jit)
+            comparison = _Comparison(torch_run, jax_run, jax_module, jax_named,
+                                     dict(torch_module.named_modules()), grads, train, c)
+            rows = comparison.rows(progress)
     meta["precision"] = precision
     meta["seconds"] = round(time.perf_counter() - start, 3)
     return Report(rows=rows, meta=meta, c=c, structure=comparison.structure)

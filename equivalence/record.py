@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._torch import to_numpy, to_torch
 from ._tree import first_array, first_tensor, torch_to_numpy
 
 
@@ -62,7 +63,7 @@ def run_torch(torch, module, inputs, cotangent_seed: int, grads: bool) -> TorchR
     ``grads``, backpropagate ``sum(output * cotangent)``, the cotangent drawn from ``cotangent_seed``."""
     calls, stack, handles, finished = [], [], [], [0]
     names = {id(m): n for n, m in module.named_modules()}
-    model_inputs = [torch.from_numpy(x.copy()).requires_grad_(grads) for x in inputs]
+    model_inputs = [to_torch(x.copy()).requires_grad_(grads) for x in inputs]
     input_ids = {id(x): i for i, x in enumerate(model_inputs)}
 
     def pre(mod, args, kwargs):
@@ -79,7 +80,7 @@ def run_torch(torch, module, inputs, cotangent_seed: int, grads: bool) -> TorchR
         finished[0] += 1
         main = first_tensor(out, torch) if grads and first_array(c.out) is not None else None
         if main is not None and main.requires_grad:  # the first tensor: (out, weights) of attention
-            main.register_hook(lambda g, c=c: c.add_grad(g.detach().cpu().numpy().copy()))
+            main.register_hook(lambda g, c=c: c.add_grad(to_numpy(g)))
             if main is out and out._is_view():
                 # an in-place op on a view (ReLU(inplace=True) after a Linear on a 4-d input)
                 # would rewrite its history and the hook would never run: hand on a copy
@@ -98,10 +99,9 @@ def run_torch(torch, module, inputs, cotangent_seed: int, grads: bool) -> TorchR
         main = first_array(run.out)
         run.cotangent = np.random.default_rng(cotangent_seed).standard_normal(main.shape).astype(main.dtype)
         module.zero_grad(set_to_none=True)
-        (first_tensor(out, torch) * torch.from_numpy(run.cotangent)).sum().backward()
-        run.param_grads = {n: p.grad.detach().cpu().numpy().copy()
-                           for n, p in module.named_parameters() if p.grad is not None}
-        run.input_grads = [x.grad.detach().cpu().numpy().copy() if x.grad is not None
-                           else np.zeros(x.shape, x.detach().numpy().dtype) for x in model_inputs]
-    run.buffers = {n: b.detach().cpu().numpy().copy() for n, b in module.named_buffers()}
+        (first_tensor(out, torch) * to_torch(run.cotangent)).sum().backward()
+        run.param_grads = {n: to_numpy(p.grad) for n, p in module.named_parameters() if p.grad is not None}
+        run.input_grads = [to_numpy(x.grad) if x.grad is not None else np.zeros(x.shape, a.dtype)
+                           for x, a in zip(model_inputs, inputs)]
+    run.buffers = {n: to_numpy(b) for n, b in module.named_buffers()}
     return run

@@ -19,7 +19,8 @@ class Row:
     ``err_at``; when both sides agree exactly everywhere (``ratio`` 0), the largest tolerance
     of the check; ``nan`` when there is nothing to compare with. ``check``: ``'local'`` (a leaf
     on torch's inputs) or ``'glue'`` (a composite's own code); ``e2e``: the free-running
-    difference, for information.
+    difference, for information; ``dtype``: the dtype it was checked in (see
+    :mod:`equivalence.tolerance`).
     """
 
     section: str
@@ -34,6 +35,7 @@ class Row:
     check: str = ""
     e2e: float | None = None
     err_at: float | None = None  # the error at the element with the worst ratio (where ``tol`` is)
+    dtype: str = ""  # the dtype the check's tolerance is computed in
 
     @property
     def passed(self) -> bool:
@@ -73,14 +75,14 @@ def _finite(x):
     return x if math.isfinite(x) else str(x)
 
 
-_HEAD = ("", "name", "type", "shape", "max abs", "max rel", "tol", "ratio", "end-to-end")
-_LEFT = 4  # the first four columns are text, aligned left; the numbers align right
+_HEAD = ("", "name", "type", "shape", "dtype", "max abs", "max rel", "tol", "ratio", "end-to-end")
+_LEFT = 5  # the first five columns are text, aligned left; the numbers align right
 
 
 def _cells(r: Row) -> tuple:
     """The text cells of one row of the table."""
     return ("ok" if r.passed else "FAIL", r.name, r.type + (" [code]" if r.check == "glue" else ""),
-            "x".join(map(str, r.shape)) or "()", f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+            "x".join(map(str, r.shape)) or "()", r.dtype, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
             f"{r.tol:.2e}", f"{r.ratio:.2e}", "" if r.e2e is None else f"{r.e2e:.2e}")
 
 
@@ -147,7 +149,8 @@ class Report:
         m = self.meta
         lines = [f"equivalence: {m.get('torch_type')} (torch) vs {m.get('jax_type')} (jaxconv), "
                  f"{'train' if m.get('train') else 'eval'} mode, seed {m.get('seed')}, inputs "
-                 + ", ".join(f"{tuple(i['shape'])} {i['dtype']}" for i in m.get("inputs", []))]
+                 + ", ".join(f"{tuple(i['shape'])} {i['dtype']}" for i in m.get("inputs", []))
+                 + (f", autocast {m['autocast']}" if m.get("autocast") else "")]
         widths = _widths(self.rows)
         titles = {"layer": "forward, per layer (local check on torch's inputs)",
                   "grad": "gradients of sum(output * cotangent)",
@@ -184,12 +187,14 @@ class Report:
             "inputs": self.meta.get("inputs"),
             "mode": "train" if self.meta.get("train") else "eval",
             "grads": self.meta.get("grads"),
+            "autocast": self.meta.get("autocast"),
             "models": {"torch": self.meta.get("torch_type"), "jax": self.meta.get("jax_type")},
             "versions": _versions(),
             "devices": _devices(),
             "precision": self.meta.get("precision"),
             "policy": {"text": self.policy, "c": self.c,
-                       "formula": "c * eps(dtype) * sqrt(n) * S"},
+                       "formula": "c * eps(dtype) * sqrt(n) * S",
+                       "formula_reduced": f"{tol_mod.ROUNDING:g} * eps(dtype) * R + c * eps(float32) * sqrt(n) * S"},
             "structure": list(self.structure),
             "worst_ratio": _finite(self.worst_ratio()),
             "seconds": self.meta.get("seconds"),

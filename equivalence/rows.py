@@ -41,8 +41,9 @@ def grad_rows(torch_run, jax_run, local_params: dict, local_inputs: dict, c: flo
             err["note"] = "; ".join(filter(None, [err["note"], "end-to-end only (not used by a leaf layer)"]))
         else:
             err = tolerance.errors(local.value, want, local.bound.tolerance(want.dtype, c))
+        dtype = want.dtype if local is None else local.bound.checked_dtype(want.dtype)
         rows.append(Row("grad", name, typ, tuple(want.shape), e2e=_max_diff(free, want),
-                        check="local", **err))
+                        check="local", dtype=str(dtype), **err))
     return rows
 
 
@@ -73,7 +74,7 @@ def buffer_rows(torch_run, jax_module, jax_before: dict, torch_named: dict, call
             if got is None:
                 rows.append(_missing("buffer", full, type(tmod).__name__, tuple(want.shape), "buffer"))
                 continue
-            tol = bound.tolerance(want.dtype, c) if isinstance(bound, tolerance.Bound) else bound
-            rows.append(Row("buffer", full, type(tmod).__name__, tuple(want.shape),
+            tol = bound.tolerance(want.dtype, c, value=want) if isinstance(bound, tolerance.Bound) else bound
+            rows.append(Row("buffer", full, type(tmod).__name__, tuple(want.shape), dtype=str(want.dtype),
                             **tolerance.errors(got, want, tol)))
     return rows

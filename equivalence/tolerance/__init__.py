@@ -35,13 +35,14 @@ the same computation into the same overflow or domain error. NaN or inf on one s
 ports of the seed models reach at most a few percent of the tolerance while each planted bug
 exceeds it by orders of magnitude.
 """
-from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, Bound, BufferModel, Kind, LayerBounds,
-                      LayerCall, Model, dot, elementwise, eps, errors, fan, kind_for, kind_of,
+from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, REDUCED, ROUNDING, Bound, BufferModel,
+                      Kind, LayerBounds, LayerCall, Model, compute_dtype, dot, elementwise, eps,
+                      errors, fan, kind_for, kind_of,
                       kinds, max_difference, policy_text, reduction_ratio, register, tolerance,
                       unregister)
 from .norms import batchnorm, normalization
 
-__all__ = ["C", "ELEMENTWISE_N", "FALLBACK", "POLICY", "Bound", "BufferModel", "Kind", "LayerBounds",
-           "LayerCall", "Model", "batchnorm", "dot", "elementwise", "eps", "errors", "fan",
+__all__ = ["C", "ELEMENTWISE_N", "FALLBACK", "POLICY", "REDUCED", "ROUNDING", "Bound", "BufferModel",
+           "Kind", "LayerBounds", "LayerCall", "Model", "batchnorm", "compute_dtype", "dot", "elementwise", "eps", "errors", "fan",
            "kind_for", "kind_of", "kinds", "max_difference", "normalization", "policy_text",
            "reduction_ratio", "register", "tolerance", "unregister"]

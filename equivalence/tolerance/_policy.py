@@ -35,27 +35,55 @@ POLICY = (
     "NaN/inf at the same "
     "positions on both sides agrees; on one side only it fails. ratio = max(|jax - torch| / "
     "tolerance); a check passes when ratio <= 1. The 'end-to-end' column is the free-running "
-    "difference (jaxconv on its own inputs), for information."
+    "difference (jaxconv on its own inputs), for information. float16/bfloat16 rows (the dtype "
+    "column: the output's, or for a gradient the lower precision of it and its layer's output) "
+    "accumulate in float32 and round once: tolerance = {r:g} * eps(dtype) * R + c * eps(float32) * "
+    "sqrt(n) * S, R = |torch's value| (S for normalizations, whose reduced torch kernels round "
+    "their scale and shift; S * taps for float16 transposed convs, which torch sums in float16); "
+    "their gradients, which torch's reduced backward kernels partly accumulate in the reduced "
+    "dtype, get c * eps(dtype) * sqrt(n) * S."
 )
+
+
+#: Ulps of the value by which two float16/bfloat16 results that each round a float32
+#: accumulation once may differ: half an ulp on each side, doubled for a kernel that rounds
+#: twice (a bias added after the rounded product).
+ROUNDING = 2.0
+
+REDUCED = frozenset({"float16", "bfloat16"})
 
 
 def policy_text(c: float = C) -> str:
     """The policy as one paragraph, for reports and certificates."""
-    return POLICY.format(c=c)
+    return POLICY.format(c=c, r=ROUNDING)
 
 
-def _float_dtype(dtype) -> np.dtype:
+def _finfo(dtype):
+    """``finfo`` of a floating dtype (``ml_dtypes``' for bfloat16), float32's for other dtypes."""
+    import ml_dtypes
+
     dtype = np.dtype(dtype)
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
+    return ml_dtypes.finfo(dtype if dtype.name in REDUCED or np.issubdtype(dtype, np.floating)
+                           else np.float32)
 
 
 def eps(dtype) -> float:
-    """Machine epsilon of a floating dtype (float32 for integer or unknown dtypes)."""
-    return float(np.finfo(_float_dtype(dtype)).eps)
+    """Machine epsilon of a floating dtype, bfloat16 included (float32's for integer or unknown dtypes)."""
+    return float(_finfo(dtype).eps)
 
 
-def tolerance(scale, n, dtype, c: float = C) -> np.ndarray:
+def compute_dtype(*dtypes) -> np.dtype:
+    """The least precise of the given floating dtypes (largest eps): the dtype a value computed
+    from all of them was rounded to (``None`` entries are skipped)."""
+    return max((np.dtype(d) for d in dtypes if d is not None), key=eps)
+
+
+def tolerance(scale, n, dtype, c: float = C, rounding=None) -> np.ndarray:
     """``c * eps(dtype) * sqrt(n) * scale`` (elementwise, float64), floored at the smallest normal.
+
+    With ``rounding`` and a float16/bfloat16 ``dtype``, the model of a computation accumulated
+    in float32 and rounded once: ``ROUNDING * eps(dtype) * |rounding| + c * eps(float32) *
+    sqrt(n) * scale``.
 
     **Arguments:**
 
@@ -63,10 +91,15 @@ def tolerance(scale, n, dtype, c: float = C) -> np.ndarray:
     - ``n``: reduction length (scalar or array broadcastable to ``scale``).
     - ``dtype``: the dtype the computation ran in.
     - ``c``: the policy constant.
+    - ``rounding``: the magnitude the final rounding applies to (torch's value, array).
     """
     scale = np.abs(np.asarray(scale, np.float64))
     n = np.maximum(np.asarray(n, np.float64), 1.0)
-    return c * eps(dtype) * np.sqrt(n) * scale + float(np.finfo(_float_dtype(dtype)).tiny)
+    tiny = float(_finfo(dtype).tiny)
+    if rounding is not None and np.dtype(dtype).name in REDUCED:
+        rounded = ROUNDING * eps(dtype) * np.abs(np.asarray(rounding, np.float64))
+        return rounded + c * eps(np.float32) * np.sqrt(n) * scale + tiny
+    return c * eps(dtype) * np.sqrt(n) * scale + tiny
 
 
 def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> float:
@@ -132,14 +165,28 @@ def errors(actual, expected, tol) -> dict:
 
 @dataclass(frozen=True)
 class Bound:
-    """The error model of one computation: its magnitude ``scale`` (``S``) and length ``n``."""
+    """The error model of one computation: its magnitude ``scale`` (``S``) and length ``n``.
+
+    ``rounding``: for float16/bfloat16, the magnitude the final rounding applies to where it
+    is not the checked value (a normalization's ``S``). ``dtype``: the dtype it was computed
+    in where less precise than the value's (a float32 parameter's gradient under autocast).
+    """
 
     scale: Any
     n: Any
+    rounding: Any = None
+    dtype: Any = None
 
-    def tolerance(self, dtype, c: float = C) -> np.ndarray:
-        """``c * eps(dtype) * sqrt(n) * S`` (see :func:`tolerance`)."""
-        return tolerance(self.scale, self.n, dtype, c)
+    def tolerance(self, dtype, c: float = C, value=None) -> np.ndarray:
+        """The :func:`tolerance` of a value of ``dtype`` (computed in :attr:`dtype` where set).
+        ``value``: torch's result of a forward, whose rounding bounds a reduced dtype's (see
+        :func:`tolerance`); without it (gradients) the full ``c * eps * sqrt(n) * S``."""
+        rounding = value if self.rounding is None else self.rounding
+        return tolerance(self.scale, self.n, self.checked_dtype(dtype), c, rounding)
+
+    def checked_dtype(self, dtype) -> np.dtype:
+        """The dtype a value of ``dtype`` is checked in: the less precise of it and :attr:`dtype`."""
+        return compute_dtype(dtype, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -317,6 +364,11 @@ def dot(call: LayerCall) -> LayerBounds:
     for the input gradient; ``numel(g) / out_channels`` (batch x output positions) for weight
     and bias gradients."""
     forward = Bound(call.magnitude, fan(call.module))
+    if "Transpose" in type(call.module).__name__ and np.dtype(call.output.dtype) == np.float16:
+        # torch's CPU float16 transposed conv (col2im, where oneDNN has no float16) adds each
+        # output's kernel taps in float16
+        taps = int(np.prod(call.module.weight.shape[2:]))
+        forward = Bound(call.magnitude, fan(call.module), rounding=taps * np.abs(call.magnitude))
     if call.cotangent is None:
         return LayerBounds(forward)
     g, y = call.cotangent, call.output

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._torch import to_numpy
 from ._policy import Bound, LayerBounds, LayerCall, register
+from ._policy import eps as machine_eps
 
 #: torch LayerNorm subclasses that normalize over the channel axis of an ``(N, C, *)`` input.
 CHANNELS_FIRST = {"LayerNorm2d", "LayerNormAct2d", "LayerNorm3d"}
@@ -103,7 +104,7 @@ def _geometry(m, x, train: bool) -> Geometry:
 
 def _eps(m, x) -> float:
     eps = getattr(m, "eps", None)
-    return float(np.finfo(x.dtype).eps) if eps is None else float(eps)
+    return machine_eps(x.dtype) if eps is None else float(eps)
 
 
 def _bounds(call: LayerCall, m, geo: Geometry) -> LayerBounds:
@@ -125,7 +126,8 @@ def _bounds(call: LayerCall, m, geo: Geometry) -> LayerBounds:
     s = spread / sigma
     if count:  # a variance far below the data's square carries its rounding into xhat
         s = s + np.abs(xhat) * geo.average(spread ** 2) / sigma ** 2
-    forward = Bound(np.abs(w) * s + np.abs(b), count + 4)
+    scale = np.abs(w) * s + np.abs(b)
+    forward = Bound(scale, count + 4, rounding=scale)  # reduced torch rounds scale and shift
     if call.cotangent is None:
         return LayerBounds(forward)
     ag, xh = np.abs(call.cotangent), np.abs(xhat)

@@ -33,7 +33,7 @@ _USER: dict = {}
 
 #: Python operators: ``operator.X`` -> infix (or prefix) form.
 _BINARY = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
-           operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.matmul: "@",
+           operator.floordiv: "//", operator.mod: "%", operator.pow: "**",
            operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=",
            operator.gt: ">", operator.ge: ">=", operator.and_: "&", operator.or_: "|",
            operator.xor: "^", operator.iadd: "+", operator.isub: "-", operator.imul: "*",
@@ -66,6 +66,8 @@ for _op, _sym in _BINARY.items():
     _FUNCTIONS[_op] = _binary(_sym)
 for _op, _sym in _UNARY.items():
     _FUNCTIONS[_op] = _unary(_sym)
+# ``a @ b`` as T.matmul: torch's precision and jaxconv.autocast, which jnp's ``@`` has not.
+_FUNCTIONS[operator.matmul] = lambda e, a, b: f"T.matmul({e.fmt(a)}, {e.fmt(b)})"
 
 
 def _index(e, idx) -> str:

@@ -392,6 +392,6 @@ def adaptive_output_size(output_size, size, fn: str) -> tuple[int, ...]:
 
 # The dtype rules (torch's "... should be the same" and its mixed-precision norms) live in
 # their own file to keep this one short; they are part of this namespace.
-from ._dtypes import (NORM_INPUT_DTYPES, REDUCED_FLOATS, check_floating,  # noqa: E402,F401
-                      check_instance_norm_dtypes, check_norm_dtypes, check_same_dtype,
-                      check_transpose_bias_dtype)
+from ._dtypes import (NORM_INPUT_DTYPES, REDUCED_FLOATS, accumulator,  # noqa: E402,F401
+                      check_floating, check_instance_norm_dtypes, check_norm_dtypes,
+                      check_same_dtype, check_transpose_bias_dtype, in_opmath, opmath)

@@ -16,12 +16,15 @@ def check_same_dtype(fn: str, input, **others):
     """torch's "... should be the same": every given array in ``others`` has ``input``'s dtype.
 
     ``None`` entries (an absent bias) are skipped. Raises ``TypeError`` naming the first
-    argument whose dtype differs, and both dtypes.
+    argument whose dtype differs, and both dtypes (pointing a float16/bfloat16 and float32 mix
+    to ``jaxconv.autocast``).
     """
     for name, v in others.items():
         if v is not None and _dtype(v) != _dtype(input):
+            mixed = {_dtype(input), _dtype(v)} in ({"bfloat16", "float32"}, {"float16", "float32"})
             raise TypeError(
                 f"{fn}: input ({_dtype(input)}) and {name} ({_dtype(v)}) must have the same dtype"
+                + (" (for mixed precision, run it under jaxconv.autocast)" if mixed else "")
             )
 
 
@@ -60,6 +63,29 @@ def check_transpose_bias_dtype(fn: str, n: int, input, bias):
 
 REDUCED_FLOATS = ("float16", "bfloat16")
 NORM_INPUT_DTYPES = REDUCED_FLOATS + ("float32", "float64")
+
+
+def opmath(dtype):
+    """The dtype torch's CPU kernels compute and accumulate a ``dtype`` op in (its ``opmath_type``):
+    float32 for float16 and bfloat16, ``dtype`` itself otherwise. Results are rounded to
+    ``dtype`` once, at the end."""
+    return np.dtype(np.float32) if str(np.dtype(dtype)) in REDUCED_FLOATS else np.dtype(dtype)
+
+
+def accumulator(dtype):
+    """``preferred_element_type`` for a ``lax`` conv or dot of ``dtype`` operands: float32 for
+    float16/bfloat16 (torch's accumulator), ``None`` (the operands' dtype) otherwise."""
+    acc = opmath(dtype)
+    return None if acc == np.dtype(dtype) else acc
+
+
+def in_opmath(fn, x, *args, **kwargs):
+    """``fn(x, ...)`` computed in :func:`opmath` of ``x``'s dtype and rounded back once, as torch's
+    elementwise and reduction kernels do for float16/bfloat16 (no-op for other dtypes)."""
+    acc = opmath(x.dtype)
+    if acc == np.dtype(x.dtype):
+        return fn(x, *args, **kwargs)
+    return fn(x.astype(acc), *args, **kwargs).astype(x.dtype)
 
 
 def check_norm_dtypes(fn: str, input, **params):

@@ -81,10 +81,13 @@ def depthwise(x, weight, stride, pads, dilation):
     times the taps of that phase, interleaved back; the weight gradient is one variadic reduction that
     reads the padded input and the output gradient once for all k*k taps. Forward-mode
     differentiation (``jax.jvp``) of a depthwise conv is therefore not available.
+
+    float16/bfloat16 operands are computed in float32 (:func:`~._dtypes.opmath`); the caller
+    rounds the result.
     """
     c_out = weight.shape[0]
     m = c_out // x.shape[1]
-    dtype = jnp.result_type(x, weight)
+    dtype = _args.opmath(jnp.result_type(x, weight))  # float16/bfloat16 products are exact in float32
     if m > 1:
         x = jnp.repeat(x, m, axis=1)
     return _depthwise(x.astype(dtype), weight[:, 0].astype(dtype), tuple(stride),
@@ -137,11 +140,11 @@ def _depthwise(x, w, stride, pads, dilation):
     kernel = w.shape[1:]
     out = _args.window_count(x.shape[2:], pads, kernel, stride, dilation)
     xph = _phase_split(x, pads, stride, _phase_rows(x.shape, kernel, stride, pads, dilation, out))
-    acc = None
+    total = None
     for taps, r, q in _taps(kernel, stride, dilation):
         term = _phase_slice(xph, r, q, out) * _per_channel(w, taps)
-        acc = term if acc is None else acc + term
-    return acc
+        total = term if total is None else total + term
+    return total
 
 
 def _depthwise_fwd(x, w, stride, pads, dilation):
@@ -187,11 +190,12 @@ _depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 # ---------------------------------------------------------------------------- pointwise
-def pointwise(x, weight, stride, precision=None):
+def pointwise(x, weight, stride, precision=None, acc=None):
     """1x1 conv (no padding, ``groups == 1``) as one matrix product in channels-first layout.
 
     ``y[n, o, *p] = sum_c w[o, c] * x[n, c, *(s*p)]``: subsample by the stride, then contract
-    channels with a batched matrix product; no transposes around it.
+    channels with a batched matrix product; no transposes around it. ``acc``: the
+    ``preferred_element_type`` (float32 for float16/bfloat16).
     """
     if any(s > 1 for s in stride):
         x = x[(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
@@ -203,15 +207,16 @@ def pointwise(x, weight, stride, precision=None):
         # one (o, c) @ (c, S) product per sample: output and both gradients come out in
         # (N, C, S) layout without transposes (2-4x faster at 56x56 and 112x112)
         wb = jnp.broadcast_to(w, (n_batch, *w.shape))
-        y = lax.dot_general(wb, x, (((2,), (1,)), ((0,), (0,))), precision=precision)
+        y = lax.dot_general(wb, x, (((2,), (1,)), ((0,), (0,))), precision=precision,
+                            preferred_element_type=acc)
     else:
         # small images: one (o, c) @ (c, N*S) product is better than N small ones
-        y = jnp.matmul(w, x, precision=precision)
+        y = jnp.matmul(w, x, precision=precision, preferred_element_type=acc)
     return y.reshape(n_batch, weight.shape[0], *spatial)
 
 
 # ---------------------------------------------------------------------------- phase
-def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None):
+def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None, acc=None):
     r"""Strided transposed conv (``groups == 1``, ``dilation == 1``) by sub-pixel phases.
 
     Per dimension, the uncropped output index ``q = o + p`` collects ``x[i] * w[k]`` with
@@ -237,7 +242,7 @@ def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None):
     # Number of phase rows needed to cover o + p for every output o.
     rows = [-(-(p + o) // s) for p, o, s in zip(padding, out_size, stride)]
     pads = [(kk - 1, r - i) for kk, r, i in zip(kc, rows, x.shape[2:])]
-    z = conv_nhwc(jnp.moveaxis(x, 1, -1), rhs, (1,) * n, pads, (1,) * n, precision)
+    z = conv_nhwc(jnp.moveaxis(x, 1, -1), rhs, (1,) * n, pads, (1,) * n, precision, acc)
     # z: (N, *rows, r..., c_out) with the last axis flattened
     N = x.shape[0]
     z = z.reshape(N, *rows, *stride, c_out)
@@ -251,7 +256,7 @@ def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None):
 
 
 # ---------------------------------------------------------------------------- fast kernel gradient
-def conv_nhwc(x, rhs, stride, pads, dilation, precision=None):
+def conv_nhwc(x, rhs, stride, pads, dilation, precision=None, acc=None):
     """``lax.conv_general_dilated`` (NHWC / HWIO, ``groups == 1``) with a faster weight gradient.
 
     The value is XLA's conv. Its derivative is given as a custom JVP whose part linear in
@@ -262,52 +267,54 @@ def conv_nhwc(x, rhs, stride, pads, dilation, precision=None):
     whole output, measured 15-70x slower for even kernels. With fewer than ``_TAPS_MIN_CIN``
     input channels (a network's first conv), or a kernel odd in every dimension, XLA's own
     gradient is the faster one and is kept. Symbolic-zero tangents are skipped (no conv of zeros for an undifferentiated input).
+    ``acc``: the ``preferred_element_type`` (float32 for float16/bfloat16 operands).
     """
-    args = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision)
+    args = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision, acc)
     if x.shape[-1] < _TAPS_MIN_CIN or all(k % 2 for k in rhs.shape[:x.ndim - 2]):
         return _plain_conv(x, rhs, *args)
     return _conv_nhwc(x, rhs, *args)
 
 
-def _plain_conv(x, rhs, stride, pads, dilation, precision):
+def _plain_conv(x, rhs, stride, pads, dilation, precision, acc):
     return lax.conv_general_dilated(x, rhs, stride, pads, rhs_dilation=dilation,
                                     dimension_numbers=_args.dimension_numbers(x.ndim - 2),
-                                    precision=precision)
+                                    precision=precision, preferred_element_type=acc)
 
 
-def _taps_matmul(x, rhs, stride, pads, dilation, precision):
+def _taps_matmul(x, rhs, stride, pads, dilation, precision, acc):
     """The same conv as a sum over kernel taps of ``(N*P, C_in) @ (C_in, C_out)`` products."""
     n = x.ndim - 2
     xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
     kernel = rhs.shape[:n]
     out = _args.window_count(x.shape[1:-1], pads, kernel, stride, dilation)
-    acc = None
+    total = None
     for taps in itertools.product(*(range(k) for k in kernel)):
         start = (0, *(t * d for t, d in zip(taps, dilation)), 0)
         limit = (xp.shape[0], *(t * d + (o - 1) * s + 1 for t, d, o, s in zip(taps, dilation, out, stride)),
                  xp.shape[-1])
         piece = lax.slice(xp, start, limit, (1, *stride, 1))
-        term = lax.dot_general(piece, rhs[taps], (((n + 1,), (0,)), ((), ())), precision=precision)
-        acc = term if acc is None else acc + term
-    return acc
+        term = lax.dot_general(piece, rhs[taps], (((n + 1,), (0,)), ((), ())), precision=precision,
+                               preferred_element_type=acc)
+        total = term if total is None else total + term
+    return total
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_nhwc(x, rhs, stride, pads, dilation, precision):
-    return _plain_conv(x, rhs, stride, pads, dilation, precision)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_nhwc(x, rhs, stride, pads, dilation, precision, acc):
+    return _plain_conv(x, rhs, stride, pads, dilation, precision, acc)
 
 
-def _conv_nhwc_jvp(stride, pads, dilation, precision, primals, tangents):
+def _conv_nhwc_jvp(stride, pads, dilation, precision, acc, primals, tangents):
     x, rhs = primals
     dx, drhs = tangents
-    y = _plain_conv(x, rhs, stride, pads, dilation, precision)
+    y = _plain_conv(x, rhs, stride, pads, dilation, precision, acc)
     # Symbolic zeros are skipped: a network's first conv has no input tangent, and a zero
     # tangent instantiated here would cost a whole forward conv of zeros.
     terms = []
     if not isinstance(dx, SymbolicZero):
-        terms.append(_plain_conv(dx, rhs, stride, pads, dilation, precision))
+        terms.append(_plain_conv(dx, rhs, stride, pads, dilation, precision, acc))
     if not isinstance(drhs, SymbolicZero):
-        terms.append(_taps_matmul(x, drhs, stride, pads, dilation, precision))
+        terms.append(_taps_matmul(x, drhs, stride, pads, dilation, precision, acc))
     if not terms:
         return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, terms)

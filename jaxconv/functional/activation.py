@@ -6,9 +6,13 @@ pass gradient only strictly inside their linear region, ``hardswish`` takes the 
 branches (0 and 1) at -3 and 3, ``leaky_relu``/``prelu``/``elu`` take the negative
 branch at 0, and ``softplus`` is the identity where ``beta * x > threshold``. NaN inputs
 propagate. ``inplace=`` is accepted and ignored (JAX arrays are immutable).
+
+On float16/bfloat16 input the smooth activations and softmax compute in float32 and round
+once (:func:`_in_float32`), as torch's CPU kernels do.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -16,10 +20,20 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._autocast import cast
 from . import _args
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _in_float32(fn):
+    """``fn`` computed in torch's opmath dtype (float32 for float16/bfloat16 input) and rounded
+    back once (:func:`~._dtypes.in_opmath`)."""
+    @functools.wraps(fn)
+    def wrapper(input, *args, **kwargs):
+        return _args.in_opmath(fn, input, *args, **kwargs)
+    return wrapper
 
 
 def relu(input, inplace: bool = False):
@@ -45,6 +59,7 @@ def relu6(input, inplace: bool = False):
     return hardtanh(input, 0.0, 6.0)
 
 
+@_in_float32
 def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False):
     """``x`` where ``x > 0``, else ``negative_slope * x`` (``F.leaky_relu``)."""
     return jnp.where(input > 0, input, input * jnp.asarray(negative_slope, input.dtype))
@@ -58,6 +73,7 @@ def prelu(input, weight):
     - ``input``: any shape; its channel dimension is dim 1 (size 1 for a 0-D or 1-D input).
     - ``weight``: a scalar or 1-D array with 1 or ``C`` entries.
     """
+    input, weight = cast("prelu", input, weight)
     if weight.ndim > 1:
         raise ValueError(
             f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.ndim}"
@@ -84,16 +100,19 @@ def _elu(x, alpha, scale=1.0, input_scale=1.0):
     return jnp.where(x > 0, x * scale, neg * scale)
 
 
+@_in_float32
 def elu(input, alpha: float = 1.0, inplace: bool = False):
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)`` (``F.elu``)."""
     return _elu(input, alpha)
 
 
+@_in_float32
 def selu(input, inplace: bool = False):
     """``scale * elu(x, alpha)`` with torch's constants (``F.selu``)."""
     return _elu(input, _SELU_ALPHA, _SELU_SCALE)
 
 
+@_in_float32
 def celu(input, alpha: float = 1.0, inplace: bool = False):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`` (``F.celu``); ``alpha`` must not be 0."""
     if alpha == 0:
@@ -101,6 +120,7 @@ def celu(input, alpha: float = 1.0, inplace: bool = False):
     return _elu(input, alpha, 1.0, 1.0 / alpha)
 
 
+@_in_float32
 def gelu(input, approximate: str = "none"):
     """GELU: ``x * Phi(x)`` with the exact erf form by default (``F.gelu``).
 
@@ -117,16 +137,19 @@ def gelu(input, approximate: str = "none"):
     return 0.5 * input * (1 + jnp.tanh(inner))
 
 
+@_in_float32
 def silu(input, inplace: bool = False):
     """``x * sigmoid(x)`` (``F.silu``)."""
     return input * jax.nn.sigmoid(input)
 
 
+@_in_float32
 def mish(input, inplace: bool = False):
     """``x * tanh(softplus(x))`` (``F.mish``)."""
     return input * jnp.tanh(jax.nn.softplus(input))
 
 
+@_in_float32
 def hardswish(input, inplace: bool = False):
     """``x * relu6(x + 3) / 6`` (``F.hardswish``); gradient 0 up to -3, ``x/3 + 1/2`` on
     ``(-3, 3)``, 1 from 3 on (torch's choice at the knees)."""
@@ -134,22 +157,26 @@ def hardswish(input, inplace: bool = False):
                      jnp.where(input < 3, input * (input + 3) / 6, input))
 
 
+@_in_float32
 def hardsigmoid(input, inplace: bool = False):
     """``relu6(x + 3) / 6`` (``F.hardsigmoid``); gradient ``1/6`` strictly inside ``(-3, 3)``."""
     zero, one = jnp.zeros((), input.dtype), jnp.ones((), input.dtype)
     return jnp.where(input <= -3, zero, jnp.where(input >= 3, one, (input + 3) / 6))
 
 
+@_in_float32
 def sigmoid(input):
     """``1 / (1 + exp(-x))`` (``F.sigmoid``)."""
     return jax.nn.sigmoid(input)
 
 
+@_in_float32
 def tanh(input):
     """Hyperbolic tangent (``F.tanh``)."""
     return jnp.tanh(input)
 
 
+@_in_float32
 def softplus(input, beta: float = 1.0, threshold: float = 20.0):
     """``log(1 + exp(beta * x)) / beta``, and ``x`` where ``beta * x > threshold`` (``F.softplus``)."""
     bx = input * beta
@@ -179,18 +206,18 @@ def softmax(input, dim=None, _stacklevel: int = 3, dtype=None):
     """
     d = _softmax_dim("softmax", input.ndim, dim)
     x = _softmax_input(input, dtype)
-    return jax.nn.softmax(x, axis=d) if x.ndim else jnp.ones_like(x)
+    return _args.in_opmath(jax.nn.softmax, x, axis=d) if x.ndim else jnp.ones_like(x)
 
 
 def softmin(input, dim=None, _stacklevel: int = 3, dtype=None):
     """``softmax(-x)`` along ``dim`` (``F.softmin``)."""
     d = _softmax_dim("softmin", input.ndim, dim)
     x = _softmax_input(input, dtype)
-    return jax.nn.softmax(-x, axis=d) if x.ndim else jnp.ones_like(x)
+    return _args.in_opmath(jax.nn.softmax, -x, axis=d) if x.ndim else jnp.ones_like(x)
 
 
 def log_softmax(input, dim=None, _stacklevel: int = 3, dtype=None):
     """``x - logsumexp(x)`` along ``dim`` (``F.log_softmax``); arguments as ``softmax``."""
     d = _softmax_dim("log_softmax", input.ndim, dim)
     x = _softmax_input(input, dtype)
-    return jax.nn.log_softmax(x, axis=d) if x.ndim else jnp.zeros_like(x)
+    return _args.in_opmath(jax.nn.log_softmax, x, axis=d) if x.ndim else jnp.zeros_like(x)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._autocast import cast
 from . import _args
 from .pooling import _finish, _gather_max, _max_order, _pick_max
 
@@ -32,7 +33,7 @@ def _gather_bins(v, axis, length, out, fill):
 
 
 def _adaptive_input(x, output_size, n, fn):
-    x, unbatched = _args.check_input(x, n, fn)
+    x, unbatched = _args.check_input(cast(fn, x)[0], n, fn)
     if n == 1 and isinstance(output_size, (tuple, list)) and any(o is None for o in output_size):
         raise TypeError(f"{fn}: output_size must be an int or a tuple of 1 int, got {output_size!r}")
     size = tuple(x.shape[2:])
@@ -41,12 +42,12 @@ def _adaptive_input(x, output_size, n, fn):
 
 def _adaptive_avg_poolnd(x, output_size, *, n, fn):
     x, unbatched, size, out = _adaptive_input(x, output_size, n, fn)
-    total, count = x, np.ones((), np.int64)
+    total, count = x.astype(_args.opmath(x.dtype)), np.ones((), np.int64)  # float32 sums
     for axis, (length, o) in enumerate(zip(size, out), start=2):
         total = _gather_bins(total, axis, length, o, 0).sum(axis=axis + 1)
         start, end = _args.adaptive_bins(length, o)
         count = np.multiply.outer(count, end - start)
-    return _finish(total / jnp.asarray(count, x.dtype), unbatched)
+    return _finish((total / jnp.asarray(count, total.dtype)).astype(x.dtype), unbatched)
 
 
 def _adaptive_max_poolnd(x, output_size, return_indices, *, n, fn):

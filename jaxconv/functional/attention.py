@@ -9,6 +9,8 @@ The math, as torch's reference (``_scaled_dot_product_attention_math``) computes
 with ``scale = 1 / sqrt(E)`` by default, the causal mask ``tril(ones(L, S))`` aligned at
 the top left (query ``i`` sees keys ``0..i`` even when ``L != S``), and torch's "safe"
 softmax: a row whose scores are all ``-inf`` (fully masked) gives zeros, not NaN.
+float16/bfloat16 attention is computed in float32 and rounded once, as torch's CPU kernel
+accumulates (within one ulp of the output's magnitude of it).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from .._autocast import cast
 from . import _args
 from .conv import DEFAULT_PRECISION
 from .linear import dropout
@@ -74,8 +77,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     - ``enable_gqa``: repeat each key/value head ``Hq / Hk`` times along dim -3 (grouped-query).
     - ``dropout_key``: a ``jax.random`` key (keyword-only: ``key`` is the key tensor, as in torch).
     """
-    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    query, key, value = cast(FN, jnp.asarray(query), jnp.asarray(key), jnp.asarray(value))
     _check(query, key, value, attn_mask, is_causal, enable_gqa)
+    dtype = query.dtype
+    query, key, value = (a.astype(_args.opmath(dtype)) for a in (query, key, value))
     L, S = query.shape[-2], key.shape[-2]
     if enable_gqa:
         key = jnp.repeat(key, query.shape[-3] // key.shape[-3], axis=-3)
@@ -106,7 +111,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
         if dropout_key is None:
             raise ValueError(f"{FN}: dropout_p={dropout_p} > 0 needs a dropout_key (a jax.random key)")
         weight = dropout(weight, dropout_p, key=dropout_key)
-    return jnp.matmul(weight, value, precision=DEFAULT_PRECISION)
+    return jnp.matmul(weight, value, precision=DEFAULT_PRECISION).astype(dtype)
+
+
+def _bmm(a, b):
+    """``a @ b`` accumulated in float32 for float16/bfloat16 and rounded once (torch's bmm)."""
+    out = jnp.matmul(a, b, precision=DEFAULT_PRECISION, preferred_element_type=_args.accumulator(a.dtype))
+    return out.astype(a.dtype)
 
 
 MHA = "multi_head_attention_forward"
@@ -187,15 +198,14 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     if is_causal and attn_mask is None:
         raise ValueError(f"{MHA}: need attn_mask if specifying the is_causal hint")
     head = E // num_heads
-    dtype = query.dtype
-    key_padding_mask = _float_mask(key_padding_mask, "key_padding_mask", dtype)
-    attn_mask = _float_mask(attn_mask, "attn_mask", dtype)
+    q, k, v = _in_projection(query, key, value, E, in_proj_weight, in_proj_bias,
+                             use_separate_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight)
+    key_padding_mask = _float_mask(key_padding_mask, "key_padding_mask", q.dtype)
+    attn_mask = _float_mask(attn_mask, "attn_mask", q.dtype)
     if is_causal and key_padding_mask is None and not need_weights:
         attn_mask = None        # torch then lets sdpa build the causal mask itself
     else:
         is_causal = False
-    q, k, v = _in_projection(query, key, value, E, in_proj_weight, in_proj_bias,
-                             use_separate_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight)
     if attn_mask is not None and attn_mask.ndim == 2:
         attn_mask = attn_mask[None]
     if bias_k is not None and bias_v is not None:
@@ -226,17 +236,16 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     if not training:
         dropout_p = 0.0
     if need_weights:
-        scores = jnp.matmul(q * math.sqrt(1.0 / head), jnp.swapaxes(k, -2, -1),
-                            precision=DEFAULT_PRECISION)
+        scores = _bmm(q * math.sqrt(1.0 / head), jnp.swapaxes(k, -2, -1))
         if attn_mask is not None:
             scores = scores + attn_mask
-        weights = jax.nn.softmax(scores, axis=-1)
+        weights = _args.in_opmath(jax.nn.softmax, scores, axis=-1)
         dropped = weights
         if dropout_p > 0:
             if dropout_key is None:
                 raise ValueError(f"{MHA}: dropout_p={dropout_p} > 0 needs a dropout_key")
             dropped = dropout(weights, dropout_p, key=dropout_key)
-        out = jnp.matmul(dropped, v, precision=DEFAULT_PRECISION)
+        out = _bmm(dropped, v)
         weights = weights.reshape(N, num_heads, L, S)
         if average_attn_weights:
             weights = weights.mean(axis=1)

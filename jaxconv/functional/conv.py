@@ -5,12 +5,17 @@ Inputs and weights use torch's layouts: input ``(N, C, *spatial)`` or unbatched
 ``(in, out/groups, *k)``. Internally the computation runs channels-last (NHWC / HWIO
 dimension numbers), which XLA's CPU and GPU backends prefer; the transposes around each
 conv cancel between consecutive layers inside ``jax.jit``.
+
+float16 and bfloat16 convolutions accumulate in float32 (``preferred_element_type``), add the
+bias in float32 and round once, as torch's CPU kernels do; under :func:`jaxconv.autocast` their
+inputs are cast first, as ``torch.autocast`` casts them.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import lax
 
+from .._autocast import cast
 from . import _args, _lowering
 
 DEFAULT_PRECISION = lax.Precision.HIGHEST
@@ -25,16 +30,18 @@ def _channels_first(x):
     return jnp.moveaxis(x, -1, 1)
 
 
-def _finish(y_nhwc, bias, unbatched):
+def _finish(y_nhwc, bias, unbatched, dtype):
+    """Add the bias at the accumulator's (or a wider bias's) precision, round once to ``dtype``."""
     if bias is not None:
-        y_nhwc = (y_nhwc + bias).astype(y_nhwc.dtype)  # a wider bias adds at its precision, as torch
-    y = _channels_first(y_nhwc)
+        y_nhwc = y_nhwc + bias
+    y = _channels_first(y_nhwc.astype(dtype))
     return y[0] if unbatched else y
 
 
-def _finish_nchw(y, bias, unbatched):
+def _finish_nchw(y, bias, unbatched, dtype):
     if bias is not None:
-        y = (y + bias.reshape((-1,) + (1,) * (y.ndim - 2))).astype(y.dtype)
+        y = y + bias.reshape((-1,) + (1,) * (y.ndim - 2))
+    y = y.astype(dtype)
     return y[0] if unbatched else y
 
 
@@ -56,6 +63,7 @@ def _check_weight_groups(weight, groups, fn: str, which: str):
 
 
 def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision, fn):
+    x, weight, bias = cast(fn, x, weight, bias)
     _check_weight(weight, n, fn)
     stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
     dilation = _args.positive(_args.ntuple(dilation, n, "dilation"), "dilation")
@@ -71,22 +79,23 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
     )
     _args.check_bias(bias, out_channels, weight.shape)
     _args.check_same_dtype(fn, x, weight=weight, bias=bias)
+    dtype, acc = x.dtype, _args.accumulator(x.dtype)
     lowering = _lowering.pick_conv(x.shape, weight.shape, pads, groups)
     if lowering == "depthwise":
-        return _finish_nchw(_lowering.depthwise(x, weight, stride, pads, dilation), bias, unbatched)
+        return _finish_nchw(_lowering.depthwise(x, weight, stride, pads, dilation), bias, unbatched, dtype)
     if lowering == "pointwise":
-        return _finish_nchw(_lowering.pointwise(x, weight, stride, precision), bias, unbatched)
+        return _finish_nchw(_lowering.pointwise(x, weight, stride, precision, acc), bias, unbatched, dtype)
     rhs = jnp.moveaxis(weight, (0, 1), (-1, -2))  # (out, in/g, *k) -> (*k, in/g, out)
     if groups == 1:  # same forward; a faster weight gradient (see _lowering.conv_nhwc)
-        return _finish(_lowering.conv_nhwc(_channels_last(x), rhs, stride, pads, dilation, precision),
-                       bias, unbatched)
+        y = _lowering.conv_nhwc(_channels_last(x), rhs, stride, pads, dilation, precision, acc)
+        return _finish(y, bias, unbatched, dtype)
     y = lax.conv_general_dilated(
         _channels_last(x), rhs,
         window_strides=stride, padding=pads, rhs_dilation=dilation,
         dimension_numbers=_args.dimension_numbers(n), feature_group_count=groups,
-        precision=precision,
+        precision=precision, preferred_element_type=acc,
     )
-    return _finish(y, bias, unbatched)
+    return _finish(y, bias, unbatched, dtype)
 
 
 def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -106,6 +115,7 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
 
     The output size is then ``(in-1)*s - 2p + d*(k-1) + output_padding + 1``.
     """
+    x, weight, bias = cast(fn, x, weight, bias)
     _check_weight(weight, n, fn)
     stride = _args.positive(_args.ntuple(stride, n, "stride"), "stride")
     dilation = _args.positive(_args.ntuple(dilation, n, "dilation"), "dilation")
@@ -130,9 +140,10 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
     _args.check_bias(bias, out_channels, weight.shape)
     _args.check_same_dtype(fn, x, weight=weight)
     _args.check_transpose_bias_dtype(fn, n, x, bias)
+    dtype, acc = x.dtype, _args.accumulator(x.dtype)
     if _lowering.pick_conv_transpose(stride, dilation, groups) == "phase":
-        y = _lowering.conv_transpose_phase(x, weight, stride, padding, out_size, precision)
-        return _finish_nchw(y, bias, unbatched)
+        y = _lowering.conv_transpose_phase(x, weight, stride, padding, out_size, precision, acc)
+        return _finish_nchw(y, bias, unbatched, dtype)
     k_axes = tuple(range(2, n + 2))
     w = jnp.flip(weight, k_axes).reshape(groups, in_channels // groups, out_per_group, *kernel)
     w = jnp.moveaxis(w, (0, 1, 2), (-2, -3, -1))  # -> (*k, in/g, g, out/g)
@@ -145,9 +156,9 @@ def _conv_transposend(x, weight, bias, stride, padding, output_padding, groups, 
         _channels_last(x), rhs,
         window_strides=(1,) * n, padding=pads, lhs_dilation=stride, rhs_dilation=dilation,
         dimension_numbers=_args.dimension_numbers(n), feature_group_count=groups,
-        precision=precision,
+        precision=precision, preferred_element_type=acc,
     )
-    return _finish(y, bias, unbatched)
+    return _finish(y, bias, unbatched, dtype)
 
 
 _CONV_ARGS = """

@@ -12,6 +12,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 
+from .._autocast import cast
 from . import _args
 from .conv import DEFAULT_PRECISION
 
@@ -26,7 +27,11 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
       which drops the last axis.
     - ``bias``: optional, broadcastable to ``(out_features,)``.
     - ``precision``: ``lax.Precision`` of the matmul; full float32 precision by default.
+
+    float16/bfloat16 products accumulate in float32 with the bias and round once (torch's CPU
+    ``addmm``); under :func:`jaxconv.autocast` the operands are cast first.
     """
+    input, weight, bias = cast("linear", input, weight, bias)
     if weight.ndim not in (1, 2):
         raise ValueError(f"linear: weight must be 1D or 2D, got weight of shape {tuple(weight.shape)}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[-1]:
@@ -38,7 +43,8 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
             f"in_features of weight {tuple(weight.shape)}"
         )
     _args.check_same_dtype("linear", input, weight=weight, bias=bias)
-    y = jnp.matmul(input, weight.T, precision=precision)
+    y = jnp.matmul(input, weight.T, precision=precision,
+                   preferred_element_type=_args.accumulator(input.dtype))
     if bias is not None:
         try:
             jnp.broadcast_shapes(bias.shape, y.shape)
@@ -48,7 +54,7 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
                 f"shape {tuple(y.shape)}"
             ) from None
         y = y + bias
-    return y
+    return y.astype(input.dtype)
 
 
 def flatten(input, start_dim: int = 0, end_dim: int = -1):

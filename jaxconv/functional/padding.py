@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax import lax
 
+from .._autocast import cast
 from . import _args
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
@@ -51,6 +52,8 @@ def pad(input, pad: Sequence[int], mode: str = "constant", value=None):
             f"input: {len(pad)} pad entries need a {k + 1}D or {k + 2}D input, got shape "
             f"{tuple(input.shape)}"
         )
+    if mode != "circular":  # torch's reflection_pad{k}d / replication_pad{k}d (autocast: float32)
+        (input,) = cast(f"{'reflection' if mode == 'reflect' else 'replication'}_pad{k}d", input)
     return pad_pairs(input, pairs, mode)
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._autocast import cast
 from . import _args
 
 _FOLD_TAPS = 32
@@ -147,7 +148,7 @@ def _max_pool_reduce(x, size, out, k, s, p, d):
 
 
 def _max_poolnd(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, *, n, fn):
-    x, unbatched = _args.check_input(x, n, fn)
+    x, unbatched = _args.check_input(cast(fn, x)[0], n, fn)
     k, s, p, d = _args.pool_args(n, kernel_size, stride, padding, dilation, fn)
     size = tuple(x.shape[2:])
     out = _args.pool_output_size(size, k, s, p, d, ceil_mode)
@@ -179,7 +180,7 @@ def _avg_divisor(size, out, k, s, p, count_include_pad, divisor_override):
 
 def _avg_poolnd(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                 *, n, fn):
-    x, unbatched = _args.check_input(x, n, fn)
+    x, unbatched = _args.check_input(cast(fn, x)[0], n, fn)
     k, s, p, d = _args.pool_args(n, kernel_size, stride, padding, 1, fn)
     if divisor_override is not None:
         if not _args.is_int(divisor_override):
@@ -189,15 +190,16 @@ def _avg_poolnd(x, kernel_size, stride, padding, ceil_mode, count_include_pad, d
     size = tuple(x.shape[2:])
     out = _args.pool_output_size(size, k, s, p, d, ceil_mode)
     _args.check_pool_output(size, out, fn)
-    xp = _pad_to_windows(x, size, out, k, s, p, d, 0)
-    total = lax.reduce_window(xp, np.zeros((), x.dtype), lax.add, (1, 1, *k), (1, 1, *s), "VALID")
+    acc = _args.opmath(x.dtype)  # float16/bfloat16 windows sum in float32 and round once
+    xp = _pad_to_windows(x, size, out, k, s, p, d, 0).astype(acc)
+    total = lax.reduce_window(xp, np.zeros((), acc), lax.add, (1, 1, *k), (1, 1, *s), "VALID")
     divisor = _avg_divisor(size, out, k, s, p, count_include_pad, divisor_override)
-    divisor = jnp.asarray(divisor, x.dtype)
+    divisor = jnp.asarray(divisor, acc)
     if jnp.issubdtype(x.dtype, jnp.integer):
         y = lax.div(total, jnp.broadcast_to(divisor, total.shape))  # truncates, as torch does
     else:
         y = total / divisor
-    return _finish(y, unbatched)
+    return _finish(y.astype(x.dtype), unbatched)
 
 
 def _lp_poolnd(x, norm_type, kernel_size, stride, ceil_mode, *, n, fn):
@@ -210,10 +212,14 @@ def _lp_poolnd(x, norm_type, kernel_size, stride, ceil_mode, *, n, fn):
     if norm_type == -float("inf"):
         return -_max_poolnd(-jnp.abs(x), kernel_size, stride, 0, 1, ceil_mode, False, n=n, fn=fn)
     k = _args.positive(_args.ntuple(kernel_size, n, "kernel_size"), "kernel_size")
-    powered = x ** norm_type
+    # The result has the dtype of torch's inner avg_pool (float32 for 3-d under autocast);
+    # float16/bfloat16 are computed in float32 and rounded once.
+    dtype = cast(f"avg_pool{n}d", x)[0].dtype
+    powered = x.astype(_args.opmath(dtype)) ** norm_type
     out = _avg_poolnd(powered, kernel_size, stride, 0, ceil_mode, True, None, n=n, fn=fn)
     # torch: (sign(out) * relu(|out|)) * prod(k), then the 1/p power (NaN for negative sums).
-    return (jnp.sign(out) * jax.nn.relu(jnp.abs(out)) * int(np.prod(k))) ** (1.0 / norm_type)
+    out = (jnp.sign(out) * jax.nn.relu(jnp.abs(out)) * int(np.prod(k))) ** (1.0 / norm_type)
+    return out.astype(dtype)
 
 
 _MAX_ARGS = """

@@ -75,6 +75,19 @@ def test_check_compares_and_writes_only_what_is_asked(tmp_path, cifar_checkpoint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "cifar.pt"]
 
 
+def test_check_under_autocast(tmp_path, cifar_checkpoint):
+    ckpt, _ = cifar_checkpoint
+    js = tmp_path / "c.json"
+    proc = _run("check", "--torch", "equivalence.examples:cifar_net_torch",
+                "--jax", "equivalence.examples:cifar_net_jax", "--checkpoint", str(ckpt),
+                "--input-shape", "1,3,32,32", "--json", str(js), "--autocast", "bfloat16")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "autocast bfloat16" in proc.stdout.splitlines()[0]
+    cert = json.loads(js.read_text())
+    assert cert["verdict"] == "PASS" and cert["autocast"] == "bfloat16"
+    assert "bfloat16" in {r["dtype"] for r in cert["rows"]}
+
+
 def test_usage_errors(capsys):
     assert cli.main(["check", "--torch", "nocolon", "--jax", "a:b", "--input-shape", "1,2"]) == 2
     assert capsys.readouterr().err == "error: expected 'module:factory', got 'nocolon'\n"
