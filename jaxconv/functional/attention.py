@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from .._autocast import cast
 from . import _args
 from .conv import DEFAULT_PRECISION
-from .linear import dropout
+from .linear import dropout, product
 
 FN = "scaled_dot_product_attention"
 
@@ -116,8 +116,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
 
 def _bmm(a, b):
     """``a @ b`` accumulated in float32 for float16/bfloat16 and rounded once (torch's bmm)."""
-    out = jnp.matmul(a, b, precision=DEFAULT_PRECISION, preferred_element_type=_args.accumulator(a.dtype))
-    return out.astype(a.dtype)
+    return product(a, b).astype(a.dtype)
 
 
 MHA = "multi_head_attention_forward"

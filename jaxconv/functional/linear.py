@@ -17,6 +17,12 @@ from . import _args
 from .conv import DEFAULT_PRECISION
 
 
+def product(a, b, precision=DEFAULT_PRECISION):
+    """``a @ b`` accumulated in the accumulator of the operands' dtype (float32 for
+    float16/bfloat16, :func:`~._dtypes.accumulator`), not yet rounded to it."""
+    return jnp.matmul(a, b, precision=precision, preferred_element_type=_args.accumulator(a.dtype))
+
+
 def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
     """``x @ weight.T + bias`` over the last axis (``F.linear``).
 
@@ -43,8 +49,7 @@ def linear(input, weight, bias=None, *, precision=DEFAULT_PRECISION):
             f"in_features of weight {tuple(weight.shape)}"
         )
     _args.check_same_dtype("linear", input, weight=weight, bias=bias)
-    y = jnp.matmul(input, weight.T, precision=precision,
-                   preferred_element_type=_args.accumulator(input.dtype))
+    y = product(input, weight.T, precision)
     if bias is not None:
         try:
             jnp.broadcast_shapes(bias.shape, y.shape)

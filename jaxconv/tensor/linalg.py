@@ -13,17 +13,13 @@ import jax.numpy as jnp
 from .._autocast import cast
 from ..functional._dtypes import accumulator
 from ..functional.conv import DEFAULT_PRECISION
+from ..functional.linear import product
 from . import _parse
 from .shape import expand
 
 
 def _shapes(fn, a, b):
     return f"{fn}: {'x'.join(map(str, a.shape))} and {'x'.join(map(str, b.shape))}"
-
-
-def _product(a, b):
-    """``a @ b`` in the accumulator's dtype (float32 for float16/bfloat16), not yet rounded."""
-    return jnp.matmul(a, b, precision=DEFAULT_PRECISION, preferred_element_type=accumulator(a.dtype))
 
 
 def matmul(input, other):
@@ -43,13 +39,13 @@ def matmul(input, other):
     except ValueError:
         raise ValueError(f"matmul: batch dims must broadcast, got input of shape {a.shape} and "
                          f"other of shape {b.shape}") from None
-    return _product(a, b).astype(a.dtype)
+    return product(a, b).astype(a.dtype)
 
 
 def mm(input, mat2):
     """``(n, m) @ (m, p)`` (``torch.mm``)."""
-    product, dtype = _mm("mm", input, mat2)
-    return product.astype(dtype)
+    out, dtype = _mm("mm", input, mat2)
+    return out.astype(dtype)
 
 
 def _mm(fn, input, mat2):
@@ -61,13 +57,13 @@ def _mm(fn, input, mat2):
     _parse.check_same_dtype(fn, a, mat2=b)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"{fn}: shapes cannot be multiplied ({_shapes('input, mat2', a, b)})")
-    return _product(a, b), a.dtype
+    return product(a, b), a.dtype
 
 
 def bmm(input, mat2):
     """``(b, n, m) @ (b, m, p)``, no broadcasting (``torch.bmm``)."""
-    product, dtype = _bmm("bmm", input, mat2)
-    return product.astype(dtype)
+    out, dtype = _bmm("bmm", input, mat2)
+    return out.astype(dtype)
 
 
 def _bmm(fn, input, mat2):
@@ -80,7 +76,7 @@ def _bmm(fn, input, mat2):
     if b.shape[:2] != (a.shape[0], a.shape[2]):
         raise ValueError(f"{fn}: expected the first two dims of mat2 to be {[a.shape[0], a.shape[2]]}, "
                          f"got mat2 of shape {b.shape} for input of shape {a.shape}")
-    return _product(a, b), a.dtype
+    return product(a, b), a.dtype
 
 
 def _scaled_add(fn, input, product, dtype, beta, alpha):
