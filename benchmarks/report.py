@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "translated", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox")
+IMPL_ORDER = ("jaxconv", "jaxconv_cl", "translated", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox")
 
 
 def slug(env) -> str:
@@ -33,6 +33,8 @@ def table(result) -> str:
         line += f"{r['compile_s'].get('jaxconv', float('nan')):>9.2f}"
         if "translated_vs_handwritten" in r:
             line += f"   translated/hand-written {r['translated_vs_handwritten']:.2f}"
+        if "jaxconv_vs_flax" in r:
+            line += "   / flax: " + " ".join(f"{k} {v:.2f}" for k, v in r["jaxconv_vs_flax"].items())
         if "items_per_s" in r:
             ips = r["items_per_s"]
             line += f"   img/s jaxconv {ips['jaxconv']:.1f} torch {ips['torch']:.1f} cl {ips['torch_cl']:.1f}"
@@ -81,15 +83,17 @@ def write_png(result, path) -> str:
 def markdown(result) -> str:
     """A Markdown table of a run: median ms and the two ratios per case."""
     lines = ["| case | jaxconv ms | torch NCHW ms | torch channels_last ms | best plain lax ms | "
-             "jaxconv / best torch | jaxconv / best lax |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "jaxconv / best torch | jaxconv / best lax | jaxconv / flax | channels_last / flax |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["cases"]:
         med = r["median_s"]
         lax = [med[k] for k in ("lax_nchw", "lax_nhwc") if k in med]
         lax_s = f"{min(lax) * 1e3:.2f}" if lax else "-"
         ratio_lax = f"{r['jaxconv_vs_best_lax']:.2f}" if "jaxconv_vs_best_lax" in r else "-"
+        vs_flax = r.get("jaxconv_vs_flax", {})
+        flax_s = " | ".join(f"{vs_flax[k]:.2f}" if k in vs_flax else "-" for k in ("jaxconv", "jaxconv_cl"))
         lines.append(f"| {r['case']} | {med['jaxconv'] * 1e3:.2f} | {med['torch'] * 1e3:.2f} | "
-                     f"{med['torch_cl'] * 1e3:.2f} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} |")
+                     f"{med['torch_cl'] * 1e3:.2f} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} | {flax_s} |")
     return "\n".join(lines)
 
 

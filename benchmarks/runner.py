@@ -109,6 +109,9 @@ def _summarise(name, group, times, compile_s, errors, per_item=None):
         row["jaxconv_vs_best_lax"] = med["jaxconv"] / min(med[k] for k in lax_keys)
     if "translated" in med:
         row["translated_vs_handwritten"] = med["translated"] / med["jaxconv"]
+    if "flax_nnx" in med and row["group"].startswith("model"):
+        row["jaxconv_vs_flax"] = {k: med[k] / med["flax_nnx"] for k in ("jaxconv", "jaxconv_cl", "translated")
+                                  if k in med}
     if per_item:
         row["items_per_s"] = {k: per_item / v for k, v in med.items()}
     return row
@@ -211,33 +214,40 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     import torch
     from flax import nnx
 
+    import jaxconv
     from equivalence import translate
 
+    from . import flax_models as FM
     from . import models as M
 
     tmodel, tmodel_cl, jmodel, x = M.build(name, quick, batch, torch_device)
     translated = translate(tmodel)      # the same torch model through equivalence.translate
+    fmodel = FM.load_torch(tmodel, FM.FLAX_MODELS[name](**(dict(width=8, blocks=1) if quick else {})))
     tx = torch.from_numpy(x).to(torch_device)
     tx_cl = tx.contiguous(memory_format=torch.channels_last)
     xj = jnp.asarray(x)
+    xj_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
+    # impl: (model, input, wrap); jaxconv_cl is jaxconv under jaxconv.channels_last
+    jax_impls = {"jaxconv": (jmodel, xj, None), "jaxconv_cl": (jmodel, xj, jaxconv.channels_last),
+                 "translated": (translated, xj, None), "flax_nnx": (fmodel, xj_nhwc, None)}
     rows = []
 
     # forward, eval mode
-    tmodel.eval(), tmodel_cl.eval(), jmodel.eval()
+    for m in (tmodel, tmodel_cl, jmodel, translated, fmodel):
+        m.eval()
     prev = _tf32(False)
     with torch.no_grad():
         ref = tmodel(tx).cpu().numpy()
     _tf32(prev)
-    translated.eval()
     compile_s, errors, runners = {}, {}, {}
-    for impl, model in (("jaxconv", jmodel), ("translated", translated)):
+    for impl, (model, inp, wrap) in jax_impls.items():
         gd, state = nnx.split(model)
-        fwd = jax.jit(lambda s, x, gd=gd: nnx.merge(gd, s)(x))
+        fwd = lambda s, x, gd=gd: nnx.merge(gd, s)(x)  # noqa: E731
         t0 = time.perf_counter()
-        fwd_c = fwd.lower(state, xj).compile()
+        fwd_c = jax.jit(wrap(fwd) if wrap else fwd).lower(state, inp).compile()
         compile_s[impl] = time.perf_counter() - t0
-        errors[impl] = _check(f"{name}_forward", impl, fwd_c(state, xj), ref, tol)
-        runners[impl] = lambda f=fwd_c, s=state: _block(f(s, xj))
+        errors[impl] = _check(f"{name}_forward", impl, FM.nchw(fwd_c(state, inp), impl), ref, tol)
+        runners[impl] = lambda f=fwd_c, s=state, inp=inp: _block(f(s, inp))
 
     def torch_fwd(m, inp):
         def f():
@@ -251,7 +261,8 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     rows.append(_summarise(f"{name}_forward", "model forward", times, compile_s, errors, per_item=batch))
 
     # training step: forward + backward of mean(output), train mode (batch statistics)
-    tmodel.train(), tmodel_cl.train(), jmodel.train(), translated.train()
+    for m in (tmodel, tmodel_cl, jmodel, translated, fmodel):
+        m.train()
     first = next(iter(tmodel.parameters()))
     first_name = next(iter(dict(tmodel.named_parameters())))
 
@@ -260,21 +271,22 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     ref_loss, ref_grad = t_loss.item(), first.grad.cpu().numpy()
     _tf32(prev)
     compile_s, errors, runners = {}, {}, {}
-    for impl, model in (("jaxconv", jmodel), ("translated", translated)):
+    for impl, (model, inp, wrap) in jax_impls.items():
         gd, params, rest = nnx.split(model, nnx.Param, ...)
 
         def step(p, r, x, gd=gd):
             return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(nnx.merge(gd, p, r))
         t0 = time.perf_counter()
-        step_c = jax.jit(step).lower(params, rest, xj).compile()
+        step_c = jax.jit(wrap(step) if wrap else step).lower(params, rest, inp).compile()
         compile_s[impl] = time.perf_counter() - t0
-        loss, grads = step_c(params, rest, xj)
-        g = grad_of(grads, first_name)
+        loss, grads = step_c(params, rest, inp)
+        g = grad_of(grads, FM.param_name(first_name, fmodel) if impl == "flax_nnx" else first_name)
+        g = FM.oihw(g) if impl == "flax_nnx" else g
         errors[impl] = max(_check(f"{name}_train_step", f"{impl} (loss)", np.array([float(loss)]),
                                   np.array([ref_loss]), tol),
                            _check(f"{name}_train_step", f"{impl} (grad of {first_name})", g,
                                   ref_grad, tol * 10))
-        runners[impl] = lambda f=step_c, p=params, r=rest: _block(f(p, r, xj))
+        runners[impl] = lambda f=step_c, p=params, r=rest, inp=inp: _block(f(p, r, inp))
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
         l_, g_ = torch_step(m, inp)()
         errors[impl] = max(_check(f"{name}_train_step", impl, np.array([l_.item()]), np.array([ref_loss]), tol),

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -45,8 +46,9 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
             assert row["group"].startswith("model") and row["items_per_s"]["jaxconv"] > 0
             tol = low_precision.tolerance(models.TorchResNet18(width=8, blocks=1)) * np.sqrt(2)
         elif row["group"].startswith("model"):
-            assert impls == {"jaxconv", "translated", "torch", "torch_cl"}
+            assert impls == {"jaxconv", "jaxconv_cl", "translated", "flax_nnx", "torch", "torch_cl"}
             assert row["translated_vs_handwritten"] > 0
+            assert set(row["jaxconv_vs_flax"]) == {"jaxconv", "jaxconv_cl", "translated"}
         elif row["group"] == "batchnorm":  # equinox's BatchNorm needs a named axis: not run
             assert impls == LAYER_IMPLS - {"equinox"}
         else:
@@ -81,3 +83,14 @@ def test_models_match_torch_parameter_counts():
     # the hand-written torch models have torchvision's / the DCGAN paper's sizes
     counts = {name: sum(p.numel() for p in tcls().parameters()) for name, (tcls, _, _) in models.MODELS.items()}
     assert counts == {"resnet18": 11_689_512, "mobilenet_v2": 3_504_872, "dcgan_generator": 3_576_704}
+
+
+def test_flax_models_have_the_torch_models_parameter_counts():
+    from flax import nnx
+
+    from benchmarks import flax_models
+
+    for name, (tcls, _, _) in models.MODELS.items():
+        tmodel, fmodel = tcls(width=8, blocks=1), flax_models.FLAX_MODELS[name](width=8, blocks=1)
+        n_flax = sum(v.size for v in jax.tree_util.tree_leaves(nnx.state(fmodel, nnx.Param)))
+        assert n_flax == sum(p.numel() for p in tmodel.parameters()), name

@@ -32,10 +32,11 @@ SPECIAL = {
     "s3d": ((1, 3, 16, 224, 224), {}), "mvit_v1_b": (FULL_CLIP, {}), "mvit_v2_s": (FULL_CLIP, {}),
 }
 #: one small model per family, run by default (the rest are ``slow``): vgg11 (130M
-#: parameters) and maxvit_t (224x224 only) take most of a minute each on one core, so slow too.
+#: parameters) and maxvit_t (224x224 only) take most of a minute each on one core, so slow too,
+#: and swin_t (over a minute; vit_b_32 keeps a transformer in the quick run).
 QUICK = {"resnet18", "densenet121", "efficientnet_b0", "mobilenet_v3_small",
          "regnet_x_400mf", "squeezenet1_1", "shufflenet_v2_x0_5", "mnasnet0_5", "googlenet",
-         "convnext_tiny", "vit_b_32", "swin_t", "lraspp_mobilenet_v3_large", "r3d_18"}
+         "convnext_tiny", "vit_b_32", "lraspp_mobilenet_v3_large", "r3d_18"}
 #: the quick run builds slim twins of the same classes (same code paths, fewer channels).
 SLIM = {"densenet121": lambda tvm: tvm.DenseNet(growth_rate=8, block_config=(2, 2, 2, 2),
                                                  num_init_features=16, num_classes=10),

@@ -1,0 +1,304 @@
+"""Keep activations channels-last between layers: :func:`channels_last` defers every transpose.
+
+jaxconv's ops take and return torch's ``(N, C, *spatial)`` layout and run their convolutions
+channels-last, so a model's jaxpr holds a transpose into NHWC before each conv and one back
+after it, with the BatchNorm, ReLU and residual adds in between in NCHW. XLA:CPU does not
+move transposes through those ops, and each one costs a pass over the activation.
+
+:func:`channels_last` re-runs a function's jaxpr with every transpose deferred: a value is
+carried as ``(physical array, perm)`` with ``physical = transpose(logical, perm)``. A
+transpose only changes the perm. Elementwise ops, reductions, windows, pads, slices,
+concatenations, reshapes that keep groups of axes together, convolutions and matrix products
+run on the physical array with their axis parameters renumbered. Any other op gets its operands
+in their logical layout. Only axes are relabelled, so the values are those of the function,
+up to the order of floating-point sums.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from jax import lax
+from jax.extend import core as jcore
+
+__all__ = ["channels_last"]
+
+_ELEMENTWISE = frozenset("""
+    abs acos acosh add add_any and asin asinh atan atan2 atanh cbrt ceil clamp convert_element_type
+    copy copy_p cos cosh div eq erf erf_inv erfc exp exp2 expm1 floor ge gt imag integer_pow
+    is_finite le lgamma digamma log log1p logistic lt max min mul ne neg nextafter not or pow
+    real reduce_precision rem round rsqrt select_n sign sin sinh sqrt square sub tan tanh xor
+""".split())
+_REDUCE = frozenset("reduce_sum reduce_max reduce_min reduce_prod reduce_and reduce_or reduce_xor "
+                    "argmax argmin".split())
+_WINDOW = frozenset("reduce_window_sum reduce_window_max reduce_window_min reduce_window "
+                    "select_and_gather_add select_and_scatter_add".split())
+_WINDOW_PARAMS = ("window_dimensions", "window_strides", "padding", "base_dilation", "window_dilation")
+_CUMULATIVE = frozenset("cumsum cumprod cummax cummin cumlogsumexp".split())
+_INLINE = {"jit": "jaxpr", "pjit": "jaxpr", "custom_jvp_call": "call_jaxpr",
+           "custom_vjp_call": "call_jaxpr", "custom_vjp_call_jaxpr": "fun_jaxpr",
+           "remat2": "jaxpr", "checkpoint": "jaxpr", "closed_call": "call_jaxpr"}
+
+
+class _Value:
+    """``phys = transpose(logical, perm)``; ``perm is None`` for the logical layout."""
+    __slots__ = ("phys", "perm")
+
+    def __init__(self, phys, perm=None):
+        self.phys = phys
+        self.perm = None if perm is None or tuple(perm) == tuple(range(len(perm))) else tuple(perm)
+
+
+def _inverse(perm):
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+def _in_layout(v, perm):
+    """``v``'s physical array laid out as ``perm`` (``None``: logical)."""
+    if v.perm == perm:
+        return v.phys
+    n = np.ndim(v.phys)
+    src = _inverse(v.perm or range(n))
+    q = tuple(src[a] for a in (perm or range(n)))
+    return v.phys if q == tuple(range(n)) else lax.transpose(v.phys, q)
+
+
+def _logical(v):
+    return _in_layout(v, None)
+
+
+def _renumber(perm, drop):
+    """The perm left when physical axes ``drop`` are removed (logical axes renumbered)."""
+    keep = [a for k, a in enumerate(perm) if k not in drop]
+    rank = {a: i for i, a in enumerate(sorted(keep))}
+    return tuple(rank[a] for a in keep)
+
+
+def _bind(eqn, args, **params):
+    out = eqn.primitive.bind(*args, **{**eqn.params, **params})
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+# ----------------------------------------------------------------------------- rules
+def _elementwise(eqn, ins, perm):
+    rank = len(perm)
+    args = [_in_layout(v, perm) if np.ndim(v.phys) == rank else v.phys for v in ins]
+    return [_Value(o, perm) for o in _bind(eqn, args)]
+
+
+def _permuted(eqn, ins, perm, names):
+    """Ops whose per-axis parameters ``names`` follow the axes: windows, pads, slices."""
+    args = [_in_layout(v, perm) if np.ndim(v.phys) == len(perm) else v.phys for v in ins]
+    params = {k: tuple(eqn.params[k][a] for a in perm) for k in names if eqn.params.get(k) is not None}
+    return [_Value(o, perm) for o in _bind(eqn, args, **params)]
+
+
+def _transpose(eqn, ins, perm):
+    """Deferred: only the perm changes."""
+    (v,) = ins
+    back = _inverse(eqn.params["permutation"])
+    return [_Value(v.phys, tuple(back[a] for a in (v.perm or range(np.ndim(v.phys)))))]
+
+
+def _reduce(eqn, ins, perm):
+    inv = _inverse(perm)
+    axes = tuple(sorted(inv[a] for a in eqn.params["axes"]))
+    return [_Value(o, _renumber(perm, axes)) for o in _bind(eqn, [ins[0].phys], axes=axes)]
+
+
+def _squeeze(eqn, ins, perm):
+    inv = _inverse(perm)
+    dims = tuple(sorted(inv[a % len(perm)] for a in eqn.params["dimensions"]))
+    return [_Value(o, _renumber(perm, dims)) for o in _bind(eqn, [ins[0].phys], dimensions=dims)]
+
+
+def _one_axis(key):
+    def rule(eqn, ins, perm):
+        args = [_in_layout(v, perm) for v in ins]
+        return [_Value(o, perm) for o in _bind(eqn, args, **{key: _inverse(perm)[eqn.params[key]]})]
+    return rule
+
+
+def _rev(eqn, ins, perm):
+    inv = _inverse(perm)
+    dims = tuple(sorted(inv[a] for a in eqn.params["dimensions"]))
+    return [_Value(o, perm) for o in _bind(eqn, [ins[0].phys], dimensions=dims)]
+
+
+def _broadcast(eqn, ins, perm):
+    (v,) = ins
+    shape = eqn.params["shape"]
+    if v.perm is None or len(shape) != np.ndim(v.phys):
+        return None  # rank-changing broadcasts of a deferred value: take the logical layout
+    return [_Value(o, perm) for o in _bind(eqn, [v.phys], shape=tuple(shape[a] for a in perm))]
+
+
+def _groups(src, dst):
+    """Split a reshape ``src -> dst`` into ``(src axes, dst axes)`` groups of equal size, or None."""
+    if 0 in src or not src or not dst:
+        return None
+    groups, i, j = [], 0, 0
+    while i < len(src) and j < len(dst):
+        gi, gj, a, b = [i], [j], src[i], dst[j]
+        i, j = i + 1, j + 1
+        while a != b:
+            if a < b and i < len(src):
+                a, i = a * src[i], i + 1
+                gi.append(i - 1)
+            elif b < a and j < len(dst):
+                b, j = b * dst[j], j + 1
+                gj.append(j - 1)
+            else:
+                return None
+        groups.append((gi, gj))
+    # trailing size-1 axes join the last group
+    groups[-1][0].extend(range(i, len(src)))
+    groups[-1][1].extend(range(j, len(dst)))
+    return groups
+
+
+def _reshape(eqn, ins, perm):
+    """A reshape that merges or splits axes adjacent in the physical layout as well."""
+    (v,) = ins
+    src = eqn.invars[0].aval.shape
+    dst = tuple(eqn.params["new_sizes"])
+    groups = _groups(src, dst)
+    if groups is None or eqn.params.get("dimensions") is not None:
+        return None
+    inv = _inverse(perm)
+    order = []
+    for gi, gj in groups:
+        pos = [inv[a] for a in gi]
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            return None
+        order.append((pos[0], gj))
+    new_perm = [a for _, gj in sorted(order) for a in gj]
+    shape = tuple(dst[a] for a in new_perm)
+    return [_Value(o, new_perm) for o in _bind(eqn, [v.phys], new_sizes=shape)]
+
+
+def _conv(eqn, ins, perm):
+    lhs, rhs = ins
+    dn = eqn.params["dimension_numbers"]
+    il = _inverse(lhs.perm or range(np.ndim(lhs.phys)))
+    ir = _inverse(rhs.perm or range(np.ndim(rhs.phys)))
+    dn = lax.ConvDimensionNumbers(tuple(il[a] for a in dn.lhs_spec), tuple(ir[a] for a in dn.rhs_spec),
+                                  dn.out_spec)
+    return [_Value(o) for o in _bind(eqn, [lhs.phys, rhs.phys], dimension_numbers=dn)]
+
+
+def _dot(eqn, ins, perm):
+    """``dot_general`` on the physical operands; the output keeps their free axes' order.
+
+    When only the right operand is deferred (a weight times an activation), the product is
+    taken the other way round, so that the activation's layout carries through."""
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    lhs, rhs = ins
+    swap = lhs.perm is None and rhs.perm is not None
+    sides = [(lhs, lc, lb), (rhs, rc, rb)]
+    if swap:
+        sides.reverse()
+    phys, contract, batch, free_logical, free_phys = [], [], [], [], []
+    for v, c, b in sides:
+        n = np.ndim(v.phys)
+        p = v.perm or tuple(range(n))
+        inv = _inverse(p)
+        phys.append(v.phys)
+        contract.append(tuple(inv[a] for a in c))
+        batch.append(tuple(inv[a] for a in b))
+        free = [a for a in range(n) if a not in c and a not in b]
+        free_logical.append(free)
+        free_phys.append([p[k] for k in range(n) if p[k] in free])
+    nb = len(lb)
+    # logical output: batch, lhs free (sorted), rhs free (sorted)
+    offset = {0: nb, 1: nb + len(free_logical[0])}
+    if swap:
+        offset = {0: nb + len(free_logical[1]), 1: nb}
+    new_perm = list(range(nb))
+    for side in (0, 1):
+        new_perm += [offset[side] + free_logical[side].index(a) for a in free_phys[side]]
+    dn = ((contract[0], contract[1]), (batch[0], batch[1]))
+    return [_Value(o, new_perm) for o in _bind(eqn, phys, dimension_numbers=dn)]
+
+
+def _barrier(eqn, ins, perm):
+    return [_Value(o, v.perm) for o, v in zip(_bind(eqn, [v.phys for v in ins]), ins)]
+
+
+_RULES = {
+    "reshape": _reshape, "squeeze": _squeeze, "rev": _rev,
+    "broadcast_in_dim": _broadcast, "conv_general_dilated": _conv, "dot_general": _dot,
+    "optimization_barrier": _barrier, "concatenate": _one_axis("dimension"), "split": _one_axis("axis"),
+    "pad": functools.partial(_permuted, names=("padding_config",)),
+    "slice": functools.partial(_permuted, names=("start_indices", "limit_indices", "strides")),
+    **{n: _reduce for n in _REDUCE},
+    **{n: functools.partial(_permuted, names=_WINDOW_PARAMS) for n in _WINDOW},
+    **{n: _one_axis("axis") for n in _CUMULATIVE},
+}
+
+
+def _apply(eqn, ins):
+    name = eqn.primitive.name
+    if name in _INLINE:
+        sub = eqn.params[_INLINE[name]]
+        closed = sub if isinstance(sub, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(sub, ())
+        return _run(closed.jaxpr, closed.consts, ins)
+    if name == "transpose":
+        return _transpose(eqn, ins, None)
+    perm = next((v.perm for v in ins if v.perm is not None), None)
+    rule = _elementwise if name in _ELEMENTWISE else _RULES.get(name)
+    if perm is not None and rule is not None:
+        out = rule(eqn, ins, perm)
+        if out is not None:
+            return out
+    return [_Value(o) for o in _bind(eqn, [_logical(v) for v in ins])]
+
+
+def _run(jaxpr, consts, args):
+    env = {}
+
+    def read(var):
+        return _Value(var.val) if isinstance(var, jcore.Literal) else env[var]
+
+    env.update((v, _Value(c)) for v, c in zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for eqn in jaxpr.eqns:
+        env.update(zip(eqn.outvars, _apply(eqn, [read(v) for v in eqn.invars])))
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _evaluate(f, args):
+    """``f(*args)`` evaluated through its jaxpr with the transposes deferred."""
+    flat, tree = jax.tree_util.tree_flatten(args)
+    closed, out_shape = jax.make_jaxpr(lambda *leaves: f(*tree.unflatten(leaves)),
+                                       return_shape=True)(*flat)
+    out = [_logical(v) for v in _run(closed.jaxpr, closed.consts, [_Value(a) for a in flat])]
+    return jax.tree_util.tree_structure(out_shape).unflatten(out)
+
+
+def channels_last(f):
+    """``f`` with every transpose deferred until an op needs the logical layout.
+
+    The result computes ``f``'s values (up to the order of floating-point sums) and is
+    meant to be jitted: ``jax.jit(channels_last(forward))``. Between jaxconv's layers the
+    activations stay channels-last, as in a model written for NHWC. ``f`` takes and returns
+    pytrees of arrays; with Flax NNX, split the module and merge it inside ``f``.
+
+    Differentiate inside ``f`` (a whole training step) or outside it: ``jax.grad`` and
+    ``jax.vjp`` of the result give ``f``'s derivatives, with the transposes of their backward pass
+    deferred too. Forward-mode derivatives (``jax.jvp``) of the result are not available. Control
+    flow (``cond``, ``scan``, ``while``) runs with its operands in their logical layout.
+    """
+    @jax.custom_vjp
+    def wrapped(*args):
+        return _evaluate(f, args)
+
+    def fwd(*args):
+        return _evaluate(lambda *a: jax.vjp(f, *a), args)
+
+    def bwd(vjp, ct):
+        return _evaluate(lambda v, c: v(c), (vjp, ct))
+
+    wrapped.defvjp(fwd, bwd)
+    return functools.wraps(f)(wrapped)

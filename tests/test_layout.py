@@ -1,0 +1,129 @@
+"""jaxconv.channels_last: the same values and derivatives, with the activations' transposes gone."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+import jaxconv
+import jaxconv.functional as F
+from benchmarks import models as M
+from jaxconv.layout import _groups
+
+
+def _randomise_bn(tmodel):
+    g = torch.Generator().manual_seed(3)
+    for m in tmodel.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g))
+            m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.2)
+            m.weight.data.copy_(torch.randn(c, generator=g))
+            m.bias.data.copy_(torch.randn(c, generator=g))
+
+
+def _model(name):
+    tcls, jcls, _ = M.MODELS[name]
+    torch.manual_seed(0)
+    tmodel = tcls(width=8, blocks=1)
+    _randomise_bn(tmodel)
+    x = np.random.default_rng(1).standard_normal((2, *(M.MODELS[name][2]["quick"]))).astype(np.float32)
+    return M.copy_torch_state(tmodel, jcls(width=8, blocks=1)), jnp.asarray(x)
+
+
+def _activation_transposes(fn, *args):
+    """Transposes in ``fn``'s jaxpr other than those of parameters and of the input."""
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    params = set(jaxpr.invars[:-1])
+    return [e for e in jaxpr.eqns if e.primitive.name == "transpose" and e.invars[0] not in params
+            and e.invars[0] is not jaxpr.invars[-1]]
+
+
+def _close(a, b, tol=2e-5):
+    """Every leaf within ``tol`` of ``b``'s, relative to the leaf's largest magnitude: a wrong
+    axis is off by O(1); reordered float32 sums are not."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(la) == len(lb)
+    for u, v in zip(la, lb):
+        u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+        assert u.shape == v.shape
+        assert np.max(np.abs(u - v), initial=0) <= tol * max(np.max(np.abs(v), initial=0), 1.0)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "dcgan_generator"])
+def test_forward_values_and_no_activation_transposes(name):
+    model, x = _model(name)
+    model.eval()
+    gd, state = nnx.split(model)
+
+    def forward(s, x):
+        return nnx.merge(gd, s)(x)
+
+    fast = jaxconv.channels_last(forward)
+    _close(jax.jit(fast)(state, x), forward(state, x))
+    before, after = _activation_transposes(forward, state, x), _activation_transposes(fast, state, x)
+    assert len(before) > 2
+    # what is left: the output back to torch's layout (and a classifier's flatten)
+    assert len(after) <= 2, [e.params for e in after]
+
+
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])
+def test_training_step_inside_matches(name):
+    model, x = _model(name)
+    model.train()
+    gd, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def step(p, r, x):
+        m = nnx.merge(gd, p, r)
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean(m(x) ** 2))(m)
+        return loss, grads, nnx.state(m, nnx.BatchStat)
+
+    l1, g1, stats1 = jax.jit(jaxconv.channels_last(step))(params, rest, x)
+    l0, g0, stats0 = step(params, rest, x)  # eagerly: updates ``rest`` in place, so second
+    # batch statistics of 2 samples at 1x1 make the gradients ill-conditioned: jit alone moves
+    # them by ~1e-4 of their size (relative to the eager run)
+    _close(l1, l0)
+    _close(stats1, stats0)
+    _close(g1, g0, tol=1e-3)
+
+
+def test_grad_outside_keeps_the_derivatives_of_f():
+    # relu(relu(x)) sees exact zeros: its derivative there is 0 (torch's), not max's 1/2
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 3, 6, 5)).astype(np.float32))
+    w = jnp.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+
+    def f(x, w):
+        y = F.relu(F.relu(F.conv2d(x, w, padding=1)))
+        return jnp.sum(F.max_pool2d(y, 2, 2) * jnp.arange(4.0).reshape(1, 4, 1, 1))
+
+    want = jax.grad(f, (0, 1))(x, w)
+    got = jax.jit(jax.grad(jaxconv.channels_last(f), (0, 1)))(x, w)
+    _close(got, want)
+    _close(jax.vmap(jaxconv.channels_last(f), (0, None))(x[:, None], w), jax.vmap(f, (0, None))(x[:, None], w))
+
+
+def test_ops_without_a_rule_see_the_logical_layout():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 5, 4, 3)).astype(np.float32))
+
+    def f(x):
+        y = jnp.moveaxis(x, 1, -1) * 2.0          # deferred
+        y = jnp.sort(jnp.moveaxis(y, -1, 1), 1)  # sort along channels: no rule
+        z = jnp.cumsum(y, 2) + jnp.flip(y, 3)
+        return z.reshape(2, 5, 12), jnp.concatenate([y, z], 1)[:, ::2, 1:], jnp.max(y, (0, 2))
+
+    _close(jaxconv.channels_last(f)(x), f(x))
+
+
+@pytest.mark.parametrize("src,dst,want", [
+    ((2, 3, 4), (6, 4), [([0, 1], [0]), ([2], [1])]),
+    ((2, 12), (2, 3, 4), [([0], [0]), ([1], [1, 2])]),
+    ((1, 6), (6,), [([0, 1], [0])]),
+    ((6,), (6, 1), [([0], [0, 1])]),
+    ((4, 6), (6, 4), [([0, 1], [0, 1])]),
+    ((2, 3), (3, 5), None),
+])
+def test_reshape_groups(src, dst, want):
+    assert _groups(src, dst) == want
