@@ -80,21 +80,22 @@ def _bind(eqn, args, **params):
     return list(out) if eqn.primitive.multiple_results else [out]
 
 
+def _physical_axes(perm, axes):
+    """Logical axes ``axes`` (negative ones counted from the end) as sorted physical axes."""
+    inv = _inverse(perm)
+    return tuple(sorted(inv[a % len(perm)] for a in axes))
+
+
 # ----------------------------------------------------------------------------- rules
-def _elementwise(eqn, ins, perm):
-    rank = len(perm)
-    args = [_in_layout(v, perm) if np.ndim(v.phys) == rank else v.phys for v in ins]
-    return [_Value(o, perm) for o in _bind(eqn, args)]
-
-
-def _permuted(eqn, ins, perm, names):
-    """Ops whose per-axis parameters ``names`` follow the axes: windows, pads, slices."""
+def _permuted(eqn, ins, perm, names=()):
+    """Ops whose per-axis parameters ``names`` follow the axes: elementwise ops (none),
+    windows, pads, slices. Scalar operands pass as they are."""
     args = [_in_layout(v, perm) if np.ndim(v.phys) == len(perm) else v.phys for v in ins]
     params = {k: tuple(eqn.params[k][a] for a in perm) for k in names if eqn.params.get(k) is not None}
     return [_Value(o, perm) for o in _bind(eqn, args, **params)]
 
 
-def _transpose(eqn, ins, perm):
+def _transpose(eqn, ins):
     """Deferred: only the perm changes."""
     (v,) = ins
     back = _inverse(eqn.params["permutation"])
@@ -102,14 +103,12 @@ def _transpose(eqn, ins, perm):
 
 
 def _reduce(eqn, ins, perm):
-    inv = _inverse(perm)
-    axes = tuple(sorted(inv[a] for a in eqn.params["axes"]))
+    axes = _physical_axes(perm, eqn.params["axes"])
     return [_Value(o, _renumber(perm, axes)) for o in _bind(eqn, [ins[0].phys], axes=axes)]
 
 
 def _squeeze(eqn, ins, perm):
-    inv = _inverse(perm)
-    dims = tuple(sorted(inv[a % len(perm)] for a in eqn.params["dimensions"]))
+    dims = _physical_axes(perm, eqn.params["dimensions"])
     return [_Value(o, _renumber(perm, dims)) for o in _bind(eqn, [ins[0].phys], dimensions=dims)]
 
 
@@ -121,15 +120,14 @@ def _one_axis(key):
 
 
 def _rev(eqn, ins, perm):
-    inv = _inverse(perm)
-    dims = tuple(sorted(inv[a] for a in eqn.params["dimensions"]))
+    dims = _physical_axes(perm, eqn.params["dimensions"])
     return [_Value(o, perm) for o in _bind(eqn, [ins[0].phys], dimensions=dims)]
 
 
 def _broadcast(eqn, ins, perm):
     (v,) = ins
     shape = eqn.params["shape"]
-    if v.perm is None or len(shape) != np.ndim(v.phys):
+    if len(shape) != np.ndim(v.phys):
         return None  # rank-changing broadcasts of a deferred value: take the logical layout
     return [_Value(o, perm) for o in _bind(eqn, [v.phys], shape=tuple(shape[a] for a in perm))]
 
@@ -245,9 +243,9 @@ def _apply(eqn, ins):
         closed = sub if isinstance(sub, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(sub, ())
         return _run(closed.jaxpr, closed.consts, ins)
     if name == "transpose":
-        return _transpose(eqn, ins, None)
+        return _transpose(eqn, ins)
     perm = next((v.perm for v in ins if v.perm is not None), None)
-    rule = _elementwise if name in _ELEMENTWISE else _RULES.get(name)
+    rule = _permuted if name in _ELEMENTWISE else _RULES.get(name)
     if perm is not None and rule is not None:
         out = rule(eqn, ins, perm)
         if out is not None:
