@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .runner import _block, _check, _summarise, _tf32, _time_rounds, grad_of, torch_step
+from .measure import block, check, grad_of, summarise, tf32, time_rounds, torch_step
 
 MODES = ("bf16_autocast", "bf16")
 EPS = 2.0 ** -7  # bfloat16's machine epsilon: 8 significant bits
@@ -97,11 +97,11 @@ def run_model(name, mode, quick, batch, torch_device, rounds, min_time, progress
     def torch_fwd(m, inp):
         def f():
             with torch.no_grad(), tctx():
-                return _block(m(inp))
+                return block(m(inp))
         return f
-    prev = _tf32(False)
+    prev = tf32(False)
     ref = to_np(torch_fwd(tmodel, tx)())
-    _tf32(prev)
+    tf32(prev)
     gd, state = nnx.split(jmodel)
 
     def fwd(s, x):
@@ -110,21 +110,21 @@ def run_model(name, mode, quick, batch, torch_device, rounds, min_time, progress
     t0 = time.perf_counter()
     fwd_c = jax.jit(fwd).lower(state, xj).compile()
     compile_s = {"jaxconv": time.perf_counter() - t0}
-    errors = {"jaxconv": _check(f"{row}_forward", "jaxconv", fwd_c(state, xj), ref, tol)}
-    runners = {"jaxconv": lambda: _block(fwd_c(state, xj))}
+    errors = {"jaxconv": check(f"{row}_forward", "jaxconv", fwd_c(state, xj), ref, tol)}
+    runners = {"jaxconv": lambda: block(fwd_c(state, xj))}
     for impl, m, inp in tmodels:
         runners[impl] = torch_fwd(m, inp)
-        errors[impl] = _check(f"{row}_forward", impl, to_np(runners[impl]()), ref, tol)
-    times = _time_rounds(runners, rounds, min_time, progress, f"{row} forward")
-    rows.append(_summarise(f"{row}_forward", "model forward bf16", times, compile_s, errors, per_item=batch))
+        errors[impl] = check(f"{row}_forward", impl, to_np(runners[impl]()), ref, tol)
+    times = time_rounds(runners, rounds, min_time, progress, f"{row} forward")
+    rows.append(summarise(f"{row}_forward", "model forward bf16", times, compile_s, errors, per_item=batch))
 
     # training step: forward + backward of mean(output), train mode (batch statistics)
     tmodel.train(), tmodel_cl.train(), jmodel.train()
     first_name = next(iter(dict(tmodel.named_parameters())))
 
-    prev = _tf32(False)
+    prev = tf32(False)
     ref_loss, ref_grad = (to_np(t) for t in torch_step(tmodel, tx, tctx)())
-    _tf32(prev)
+    tf32(prev)
     gd, params, rest = nnx.split(jmodel, nnx.Param, ...)
 
     def step(p, r, x):
@@ -135,15 +135,15 @@ def run_model(name, mode, quick, batch, torch_device, rounds, min_time, progress
     compile_s = {"jaxconv": time.perf_counter() - t0}
     loss, grads = step_c(params, rest, xj)
     results = {"jaxconv": (np.asarray(loss, np.float64), grad_of(grads, first_name))}
-    runners = {"jaxconv": lambda: _block(step_c(params, rest, xj))}
+    runners = {"jaxconv": lambda: block(step_c(params, rest, xj))}
     for impl, m, inp in tmodels:
         runners[impl] = torch_step(m, inp, tctx)
         results[impl] = tuple(to_np(t) for t in runners[impl]())
-    errors = {impl: max(_check(f"{row}_train_step", f"{impl} (loss)", lo.reshape(1), ref_loss.reshape(1), tol),
-                        _check(f"{row}_train_step", f"{impl} (grad of {first_name})", g, ref_grad,
+    errors = {impl: max(check(f"{row}_train_step", f"{impl} (loss)", lo.reshape(1), ref_loss.reshape(1), tol),
+                        check(f"{row}_train_step", f"{impl} (grad of {first_name})", g, ref_grad,
                                tol * math.sqrt(2)))
               for impl, (lo, g) in results.items()}
-    times = _time_rounds(runners, rounds, min_time, progress, f"{row} train step")
-    rows.append(_summarise(f"{row}_train_step", "model train step bf16", times, compile_s, errors,
+    times = time_rounds(runners, rounds, min_time, progress, f"{row} train step")
+    rows.append(summarise(f"{row}_train_step", "model train step bf16", times, compile_s, errors,
                            per_item=batch))
     return rows

@@ -182,16 +182,21 @@ def copy_torch_state(torch_model, jax_model):
     return jax_model
 
 
+def size(quick: bool) -> dict:
+    """Constructor arguments of the model's size: width 8 and one block per stage when quick."""
+    return dict(width=8, blocks=1) if quick else {}
+
+
 def build(name, quick, batch, torch_device, shape=None):
     """``(torch model, its channels_last copy, jaxconv copy, input)`` for a row of the suite;
     quick mode uses width 8 and one block per stage. The input is a float32 numpy array of
     shape ``(batch, *shape)``, by default the model's full or quick input shape."""
     tcls, jcls, shapes = MODELS[name]
-    size = dict(width=8, blocks=1) if quick else {}
+    kwargs = size(quick)
     torch.manual_seed(0)
-    tmodel = tcls(**size).to(torch_device)
-    jmodel = copy_torch_state(tmodel, jcls(**size))
-    tmodel_cl = tcls(**size).to(torch_device)
+    tmodel = tcls(**kwargs).to(torch_device)
+    jmodel = copy_torch_state(tmodel, jcls(**kwargs))
+    tmodel_cl = tcls(**kwargs).to(torch_device)
     tmodel_cl.load_state_dict(tmodel.state_dict())
     tmodel_cl = tmodel_cl.to(memory_format=torch.channels_last)
     x = np.random.default_rng(1).standard_normal((batch, *(shape or shapes["quick" if quick else "full"])))

@@ -2,144 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import os
 import platform
-import statistics
-import sys
 import time
 
 import numpy as np
 
-TORCH_IMPLS = ("torch", "torch_cl")
-
-
-class MismatchError(AssertionError):
-    """An implementation disagreed with torch: the suite stops rather than time it."""
-
-
-# ----------------------------------------------------------------------------- helpers
-def _block(out):
-    import jax
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        if out.is_cuda:
-            torch.cuda.synchronize()
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        if out[0].is_cuda:
-            torch.cuda.synchronize()
-        return out
-    return jax.block_until_ready(out)
-
-
-class Progress:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.done, self.enabled = max(total, 1), 0, enabled
-
-    def step(self, label: str):
-        self.done += 1
-        if self.enabled:
-            width = 30
-            fill = int(width * self.done / self.total)
-            sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {label[:40]:<40}")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
-def _check(name, impl, got, ref, tol):
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if got.shape != ref.shape:
-        raise MismatchError(f"{name}/{impl}: output shape {got.shape} != torch's {ref.shape}")
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    err = float(np.max(np.abs(got - ref))) / scale
-    if not err <= tol:
-        raise MismatchError(f"{name}/{impl}: max error {err:.3g} (relative to max|torch| = {scale:.3g}) "
-                            f"exceeds {tol:g}")
-    return err
-
-
-def _time_rounds(runners: dict, rounds: int, min_time: float, progress=None, label=""):
-    """Interleaved timing: each round times every implementation once, in a rotated order.
-
-    ``runners`` maps impl -> zero-argument callable (blocks until done). Each measurement
-    repeats the call enough times to last ``min_time``; returns impl -> list of seconds/call.
-    """
-    reps = {}
-    for impl, f in runners.items():  # calibrate
-        t0 = time.perf_counter()
-        f()
-        dt = time.perf_counter() - t0
-        reps[impl] = max(1, int(min_time / max(dt, 1e-6)))
-    times = {impl: [] for impl in runners}
-    names = list(runners)
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for impl in order:
-            f, n = runners[impl], reps[impl]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                f()
-            times[impl].append((time.perf_counter() - t0) / n)
-        if progress is not None:
-            progress.step(f"{label} round {r + 1}/{rounds}")
-    return times
-
-
-def _summarise(name, group, times, compile_s, errors, per_item=None):
-    med = {k: statistics.median(v) for k, v in times.items()}
-    best_torch = min(med[k] for k in TORCH_IMPLS if k in med)
-    lax_keys = [k for k in ("lax_nchw", "lax_nhwc") if k in med]
-    row = {
-        "case": name, "group": group,
-        "median_s": med, "rounds_s": times, "compile_s": compile_s, "max_rel_error_vs_torch": errors,
-        "agrees_with_torch": {k: True for k in times},
-        "ratio_vs_best_torch": {k: v / best_torch for k, v in med.items()},
-        "jaxconv_vs_best_torch": med["jaxconv"] / best_torch,
-    }
-    if lax_keys:
-        row["jaxconv_vs_best_lax"] = med["jaxconv"] / min(med[k] for k in lax_keys)
-    if "translated" in med:
-        row["translated_vs_handwritten"] = med["translated"] / med["jaxconv"]
-    if "flax_nnx" in med and row["group"].startswith("model"):
-        row["jaxconv_vs_flax"] = {k: med[k] / med["flax_nnx"] for k in ("jaxconv", "jaxconv_cl", "translated")
-                                  if k in med}
-    if per_item:
-        row["items_per_s"] = {k: per_item / v for k, v in med.items()}
-    return row
-
-
-def torch_step(m, inp, ctx=contextlib.nullcontext):
-    """A torch training step of ``m`` on ``inp`` (forward under ``ctx()``, backward of the mean)
-    returning ``(loss, gradient of the first parameter)``."""
-    params = list(m.parameters())
-
-    def f():
-        for p in params:
-            p.grad = None
-        with ctx():
-            loss = m(inp).mean()
-        loss.backward()
-        return _block((loss, params[0].grad))
-    return f
-
-
-def grad_of(grads, name):
-    """The entry of an nnx gradient state at torch parameter name ``name``, as numpy."""
-    from flax import nnx
-
-    g = grads
-    for part in name.split("."):
-        g = g[part] if not part.isdigit() or part in g else g[int(part)]
-    return np.asarray(g[...] if isinstance(g, nnx.Variable) else g)
+from .measure import TORCH_IMPLS, Progress, block, check, grad_of, summarise, tf32, time_rounds, torch_step
 
 
 def translation_time(quick: bool) -> dict:
@@ -168,43 +38,31 @@ def run_layer(case, rng, torch_device, rounds, min_time, tol, progress):
     impls = C.build(case, rng, torch_device)
     f_ref, a_ref, conv_ref = impls["torch"]
     with torch.no_grad():
-        torch_tf32 = _tf32(False)
+        torch_tf32 = tf32(False)
         ref = conv_ref(f_ref(*a_ref))
-        _tf32(torch_tf32)
+        tf32(torch_tf32)
     runners, compile_s, errors = {}, {}, {}
     for impl, (f, args, to_nchw) in impls.items():
         t0 = time.perf_counter()
         if impl in TORCH_IMPLS:
             with torch.no_grad():
-                out = _block(f(*args))
+                out = block(f(*args))
             fn = f
         else:
             fn = f.lower(*args).compile() if hasattr(f, "lower") else f
             compile_s[impl] = time.perf_counter() - t0
-            out = _block(fn(*args))
-        errors[impl] = _check(case.name, impl, to_nchw(out), ref, tol)
+            out = block(fn(*args))
+        errors[impl] = check(case.name, impl, to_nchw(out), ref, tol)
 
         def run(fn=fn, args=args, impl=impl):
             if impl in TORCH_IMPLS:
                 with torch.no_grad():
-                    return _block(fn(*args))
-            return _block(fn(*args))
+                    return block(fn(*args))
+            return block(fn(*args))
         runners[impl] = run
     del jax
-    times = _time_rounds(runners, rounds, min_time, progress, case.name)
-    return _summarise(case.name, case.group, times, compile_s, errors)
-
-
-def _tf32(enabled):
-    """Set torch's TF32 switches; return the previous setting (a no-op without CUDA)."""
-    import torch
-
-    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if isinstance(enabled, tuple):
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = enabled
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    return prev
+    times = time_rounds(runners, rounds, min_time, progress, case.name)
+    return summarise(case.name, case.group, times, compile_s, errors)
 
 
 # ----------------------------------------------------------------------------- models
@@ -222,7 +80,7 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
 
     tmodel, tmodel_cl, jmodel, x = M.build(name, quick, batch, torch_device)
     translated = translate(tmodel)      # the same torch model through equivalence.translate
-    fmodel = FM.load_torch(tmodel, FM.FLAX_MODELS[name](**(dict(width=8, blocks=1) if quick else {})))
+    fmodel = FM.load_torch(tmodel, FM.FLAX_MODELS[name](**M.size(quick)))
     tx = torch.from_numpy(x).to(torch_device)
     tx_cl = tx.contiguous(memory_format=torch.channels_last)
     xj = jnp.asarray(x)
@@ -235,10 +93,10 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     # forward, eval mode
     for m in (tmodel, tmodel_cl, jmodel, translated, fmodel):
         m.eval()
-    prev = _tf32(False)
+    prev = tf32(False)
     with torch.no_grad():
         ref = tmodel(tx).cpu().numpy()
-    _tf32(prev)
+    tf32(prev)
     compile_s, errors, runners = {}, {}, {}
     for impl, (model, inp, wrap) in jax_impls.items():
         gd, state = nnx.split(model)
@@ -246,19 +104,19 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
         t0 = time.perf_counter()
         fwd_c = jax.jit(wrap(fwd) if wrap else fwd).lower(state, inp).compile()
         compile_s[impl] = time.perf_counter() - t0
-        errors[impl] = _check(f"{name}_forward", impl, FM.nchw(fwd_c(state, inp), impl), ref, tol)
-        runners[impl] = lambda f=fwd_c, s=state, inp=inp: _block(f(s, inp))
+        errors[impl] = check(f"{name}_forward", impl, FM.nchw(fwd_c(state, inp), impl), ref, tol)
+        runners[impl] = lambda f=fwd_c, s=state, inp=inp: block(f(s, inp))
 
     def torch_fwd(m, inp):
         def f():
             with torch.no_grad():
-                return _block(m(inp))
+                return block(m(inp))
         return f
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
-        errors[impl] = _check(f"{name}_forward", impl, torch_fwd(m, inp)().float().cpu().numpy(), ref, tol)
+        errors[impl] = check(f"{name}_forward", impl, torch_fwd(m, inp)().float().cpu().numpy(), ref, tol)
     runners.update(torch=torch_fwd(tmodel, tx), torch_cl=torch_fwd(tmodel_cl, tx_cl))
-    times = _time_rounds(runners, rounds, min_time, progress, f"{name} forward")
-    rows.append(_summarise(f"{name}_forward", "model forward", times, compile_s, errors, per_item=batch))
+    times = time_rounds(runners, rounds, min_time, progress, f"{name} forward")
+    rows.append(summarise(f"{name}_forward", "model forward", times, compile_s, errors, per_item=batch))
 
     # training step: forward + backward of mean(output), train mode (batch statistics)
     for m in (tmodel, tmodel_cl, jmodel, translated, fmodel):
@@ -266,10 +124,10 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     first = next(iter(tmodel.parameters()))
     first_name = next(iter(dict(tmodel.named_parameters())))
 
-    prev = _tf32(False)
+    prev = tf32(False)
     t_loss, t_grad = torch_step(tmodel, tx)()
     ref_loss, ref_grad = t_loss.item(), first.grad.cpu().numpy()
-    _tf32(prev)
+    tf32(prev)
     compile_s, errors, runners = {}, {}, {}
     for impl, (model, inp, wrap) in jax_impls.items():
         gd, params, rest = nnx.split(model, nnx.Param, ...)
@@ -282,18 +140,18 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
         loss, grads = step_c(params, rest, inp)
         g = grad_of(grads, FM.param_name(first_name, fmodel) if impl == "flax_nnx" else first_name)
         g = FM.oihw(g) if impl == "flax_nnx" else g
-        errors[impl] = max(_check(f"{name}_train_step", f"{impl} (loss)", np.array([float(loss)]),
+        errors[impl] = max(check(f"{name}_train_step", f"{impl} (loss)", np.array([float(loss)]),
                                   np.array([ref_loss]), tol),
-                           _check(f"{name}_train_step", f"{impl} (grad of {first_name})", g,
+                           check(f"{name}_train_step", f"{impl} (grad of {first_name})", g,
                                   ref_grad, tol * 10))
-        runners[impl] = lambda f=step_c, p=params, r=rest, inp=inp: _block(f(p, r, inp))
+        runners[impl] = lambda f=step_c, p=params, r=rest, inp=inp: block(f(p, r, inp))
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
         l_, g_ = torch_step(m, inp)()
-        errors[impl] = max(_check(f"{name}_train_step", impl, np.array([l_.item()]), np.array([ref_loss]), tol),
-                           _check(f"{name}_train_step", impl, g_.float().cpu().numpy(), ref_grad, tol * 10))
+        errors[impl] = max(check(f"{name}_train_step", impl, np.array([l_.item()]), np.array([ref_loss]), tol),
+                           check(f"{name}_train_step", impl, g_.float().cpu().numpy(), ref_grad, tol * 10))
     runners.update(torch=torch_step(tmodel, tx), torch_cl=torch_step(tmodel_cl, tx_cl))
-    times = _time_rounds(runners, rounds, min_time, progress, f"{name} train step")
-    rows.append(_summarise(f"{name}_train_step", "model train step", times, compile_s, errors, per_item=batch))
+    times = time_rounds(runners, rounds, min_time, progress, f"{name} train step")
+    rows.append(summarise(f"{name}_train_step", "model train step", times, compile_s, errors, per_item=batch))
     return rows
 
 

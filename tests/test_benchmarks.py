@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import cases, low_precision, models, runner
+from benchmarks import cases, low_precision, measure, models, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYER_IMPLS = {"jaxconv", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox"}
@@ -72,11 +72,11 @@ def test_bf16_tolerance_follows_depth():
 
 def test_mismatch_fails_loudly():
     ref = np.arange(12.0).reshape(3, 4)
-    runner._check("case", "impl", ref + 1e-6, ref, 1e-3)
-    with pytest.raises(runner.MismatchError, match="case/impl: max error"):
-        runner._check("case", "impl", ref + 0.1 * np.eye(3, 4), ref, 1e-3)
-    with pytest.raises(runner.MismatchError, match="shape"):
-        runner._check("case", "impl", ref.T, ref, 1e-3)
+    measure.check("case", "impl", ref + 1e-6, ref, 1e-3)
+    with pytest.raises(measure.MismatchError, match="case/impl: max error"):
+        measure.check("case", "impl", ref + 0.1 * np.eye(3, 4), ref, 1e-3)
+    with pytest.raises(measure.MismatchError, match="shape"):
+        measure.check("case", "impl", ref.T, ref, 1e-3)
 
 
 def test_models_match_torch_parameter_counts():
