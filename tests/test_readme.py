@@ -1,17 +1,56 @@
-"""The README's Python examples run, in order, in one fresh interpreter."""
-import re
+"""The README's Python examples run, each block on its own, and print what the README says they
+print (the convention is in ``tests/_readme.py`` and the README's Tests section)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests import _readme
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_examples_run(tmp_path):
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) >= 10
-    script = "\n".join(f"# --- README block {i}\n{b}" for i, b in enumerate(blocks))
-    (tmp_path / "readme_examples.py").write_text(script)
-    proc = subprocess.run([sys.executable, "readme_examples.py"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+def test_readme_blocks_print_what_they_state(tmp_path):
+    readme = ROOT / "README.md"
+    results = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_readme.py"), str(readme), str(results)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(results.read_text())
+    assert len(report) >= 10
+    problems = [f"README.md:{p['line']}: " + "; ".join(f"{k}: {p[k]!r}" for k in p if k != "line")
+                for block in report for p in block["problems"]]
+    assert not problems, "\n".join(problems)
+    assert sum(block["checked"] for block in report) >= 50     # printed lines compared
+
+
+@pytest.mark.parametrize("printed, want, ok", [
+    ("(2, 6, 9, 8)\n", "(2, 6, 9, 8)", True),
+    ("(2, 6, 9, 8)\n", "(2, 6, 9, 9)", False),
+    ("PASS: 34 checks, worst ratio 0.1\n", "PASS: ...", True),
+    ("FAIL: 34 checks, worst ratio 3.1\n", "PASS: ...", False),
+    ("(20, 33, 26, 100) 2.4e-06\n", "(20, 33, 26, 100) ~1e-6", True),
+    ("(20, 33, 26, 100) 2.4e-04\n", "(20, 33, 26, 100) ~1e-6", False),
+    ("(20, 33, 26, 100) nan\n", "(20, 33, 26, 100) ~1e-6", False),
+    ("[[12 14]\n [22 24]]\n", "[[12 14] [22 24]]", True),
+])
+def test_the_comparison_can_fail(printed, want, ok):
+    assert _readme.matches(printed, want) is ok
+
+
+def test_expected_output_is_read_from_the_statement_and_the_comments_below():
+    import ast
+
+    code = ("x = 1  # a note, not output\n"
+            "print(x)  # 1 -- the note is not compared\n"
+            "print([x] * 3)\n"
+            "# [1, 1, 1]\n"
+            "\n"
+            "# the next statement's description\n"
+            "print(2)\n")
+    stmts = ast.parse(code).body
+    assert [_readme.expected(code, s) for s in stmts] == ["a note, not output", "1", "[1, 1, 1]", None]
+    problems, checked = _readme.run_block("<test>", 1, code)
+    assert checked == 2 and [p["line"] for p in problems] == [7] and "no expected output" in problems[0]["error"]
