@@ -53,7 +53,6 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
             assert impls == LAYER_IMPLS - {"equinox"}
         else:
             assert impls == LAYER_IMPLS
-        assert all(row["agrees_with_torch"][i] for i in impls)
         assert all(row["max_rel_error_vs_torch"][i] <= tol for i in impls)
         assert all(np.isfinite(v) and v > 0 for v in row["median_s"].values())
         assert row["jaxconv_vs_best_torch"] > 0

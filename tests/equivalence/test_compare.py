@@ -40,7 +40,18 @@ def test_seed_models_forward_and_grads(name, shape, kwargs, train):
         for n, b in tm.named_buffers():
             np.testing.assert_allclose(np.asarray(equivalence.state_dict(jm)[n]), b.numpy(),
                                        rtol=1e-5, atol=1e-6)
-    assert jm.training if hasattr(jm, "training") else True
+    # compare leaves both models in the mode it ran them in
+    modes = _modes(jm)
+    assert len(modes) == sum(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout)) for m in tm.modules())
+    assert modes == [train] * len(modes) and tm.training == train
+
+
+def _modes(jm):
+    """The train flags of ``jm``'s mode-dependent layers (BatchNorm, Dropout), in order."""
+    from jaxconv.nn import named_modules
+
+    return [not m.use_running_average if hasattr(m, "use_running_average") else not m.deterministic
+            for _, m in named_modules(jm) if hasattr(m, "use_running_average") or hasattr(m, "deterministic")]
 
 
 def test_mode_follows_torch_and_shared_layer_compared_per_call():
