@@ -208,6 +208,13 @@ def read(path) -> OrderedDict:
     return fmt.read(path)
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, then setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write(weights: Mapping, path, metadata: Mapping[str, str] | None = None) -> None:
     """Write a flat mapping of names to arrays to ``path`` as a checkpoint torch can load.
 
@@ -232,3 +239,4 @@ def write(weights: Mapping, path, metadata: Mapping[str, str] | None = None) -> 
                                   path, key)
         arrays[key] = value if isinstance(value, np.ndarray) else to_numpy(value)
     fmt.write(arrays, path, metadata)
+    os.chmod(path, 0o666 & ~_umask())      # safetensors' atomic write leaves its temp file's 0600

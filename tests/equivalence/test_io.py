@@ -162,3 +162,15 @@ def test_import_and_safetensors_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "<All keys matched successfully>" in result.stdout
     assert result.stdout.count("ImportError: ") == 3
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_honour_the_umask(tmp_path, suffix, umask):
+    # safetensors writes a private temporary file and renames it: the mode must still be umask's
+    old = os.umask(umask)
+    try:
+        equivalence.io.write({"w": np.arange(3.0)}, tmp_path / f"w{suffix}")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / f"w{suffix}").st_mode & 0o777 == 0o666 & ~umask
