@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 import jaxconv
+from jaxconv.functional.conv import DEFAULT_PRECISION
 from jaxconv.nn import named_children, named_modules
 
 from . import tolerance as tol_mod
@@ -59,7 +60,7 @@ def _pinned_precision(torch):
                    "torch.backends.cudnn.allow_tf32": False,
                    "torch.float32_matmul_precision": "highest",
                    "jax_default_matmul_precision": "highest",
-                   "jaxconv.conv_precision": "HIGHEST"}
+                   "jaxconv.conv_precision": DEFAULT_PRECISION.name}
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old[:2]
         torch.set_float32_matmul_precision(old[2])

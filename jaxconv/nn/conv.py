@@ -17,8 +17,9 @@ class _ConvNd(Module):
     _transposed = False
 
     def _setup(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-               groups, bias, padding_mode, dtype, rngs, output_padding=0):
+               groups, bias, padding_mode, dtype, rngs, precision, output_padding=0):
         n, name = self._n, type(self).__name__
+        self.precision = precision
         groups = _args.check_groups(groups, in_channels, out_channels)
         in_channels, out_channels = int(in_channels), int(out_channels)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
@@ -58,6 +59,8 @@ class _ConvNd(Module):
             s += ", bias=False"
         if self.padding_mode != "zeros":
             s += f", padding_mode={self.padding_mode}"
+        if self.precision != F.DEFAULT_PRECISION:
+            s += f", precision={self.precision}"
         return s
 
     def _bias(self):
@@ -69,7 +72,7 @@ class _Conv(_ConvNd):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 dtype=None, *, rngs=None):
+                 dtype=None, *, precision=F.DEFAULT_PRECISION, rngs=None):
         """Builds a ``Conv{1,2,3}d`` with torch's arguments.
 
         **Arguments:**
@@ -81,6 +84,8 @@ class _Conv(_ConvNd):
         - ``bias``: learn a ``(out_channels,)`` bias.
         - ``padding_mode``: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
         - ``dtype``: parameter dtype (float32 when ``None``).
+        - ``precision``: the ``lax.Precision`` of the convolution; full float32 by default
+          (``lax.Precision.DEFAULT`` lets GPUs and TPUs use faster, reduced-precision passes).
         - ``rngs``: ``nnx.Rngs`` (its ``params`` stream) or a key; ``None`` draws from the
           stream seeded by ``jaxconv.manual_seed``.
 
@@ -88,15 +93,17 @@ class _Conv(_ConvNd):
         initialised as torch does (kaiming-uniform, ``a=sqrt(5)``).
         """
         self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                    bias, padding_mode, dtype, rngs)
+                    bias, padding_mode, dtype, rngs, precision)
 
     def __call__(self, x):
+        """``x`` ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)`` -> ``(N, C_out,
+        *spatial_out)`` (or unbatched), with torch's output sizes (``F.conv_output_size``)."""
         n, padding = self._n, self.padding
         if self.padding_mode != "zeros":
             _args.check_input(x, n, type(self).__name__)
             x, padding = pad_pairs(x, self._pairs, self.padding_mode), 0
         return F._convnd(x, self.weight[...], self._bias(), self.stride, padding, self.dilation,
-                         self.groups, n=n, precision=F.DEFAULT_PRECISION, fn=f"conv{n}d")
+                         self.groups, n=n, precision=self.precision, fn=f"conv{n}d")
 
 
 class _ConvTranspose(_ConvNd):
@@ -110,7 +117,7 @@ class _ConvTranspose(_ConvNd):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
-                 padding_mode: str = "zeros", dtype=None, *, rngs=None):
+                 padding_mode: str = "zeros", dtype=None, *, precision=F.DEFAULT_PRECISION, rngs=None):
         """Builds a ``ConvTranspose{1,2,3}d`` with torch's arguments.
 
         **Arguments:** as the conv modules, plus ``output_padding`` (extra size on the high side,
@@ -121,9 +128,12 @@ class _ConvTranspose(_ConvNd):
         and ``bias`` ``(out_channels,)``; torch's init takes ``fan_in = out_channels/groups * prod(k)``.
         """
         self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                    bias, padding_mode, dtype, rngs, output_padding)
+                    bias, padding_mode, dtype, rngs, precision, output_padding)
 
     def __call__(self, x, output_size=None):
+        """``x`` ``(N, C_in, *spatial)`` or unbatched -> ``(N, C_out, *spatial_out)``;
+        ``output_size`` (spatial sizes or the full shape) picks the output padding that
+        reaches it."""
         output_padding = self.output_padding
         if output_size is not None:
             x_checked, _ = _args.check_input(x, self._n, type(self).__name__)
@@ -133,7 +143,7 @@ class _ConvTranspose(_ConvNd):
         n = self._n
         return F._conv_transposend(x, self.weight[...], self._bias(), self.stride, self.padding,
                                    output_padding, self.groups, self.dilation, n=n,
-                                   precision=F.DEFAULT_PRECISION, fn=f"conv_transpose{n}d")
+                                   precision=self.precision, fn=f"conv_transpose{n}d")
 
 
 class Conv1d(_Conv):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flax import nnx
 
 from .. import _rng
+from ..functional.conv import DEFAULT_PRECISION
 from ..functional.linear import (_check_p, dropout, dropout1d, dropout2d, dropout3d, flatten,
                                  linear, stochastic_depth, unflatten)
 from . import init
@@ -18,6 +19,8 @@ class Linear(Module):
     - ``in_features``, ``out_features``: sizes of the last input / output axis.
     - ``bias``: learn a ``(out_features,)`` bias.
     - ``dtype``: parameter dtype (float32 when ``None``).
+    - ``precision``: the ``lax.Precision`` of the product; full float32 by default
+      (``lax.Precision.DEFAULT`` lets GPUs and TPUs use faster, reduced-precision passes).
     - ``rngs``: ``nnx.Rngs`` (its ``params`` stream) or a key; ``None`` draws from the
       stream seeded by ``jaxconv.manual_seed``.
 
@@ -26,19 +29,21 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None,
-                 *, rngs=None):
-        self.in_features, self.out_features = in_features, out_features
+                 *, precision=DEFAULT_PRECISION, rngs=None):
+        self.in_features, self.out_features, self.precision = in_features, out_features, precision
         weight, b = init.torch_default(_rng.key_from(rngs), (out_features, in_features),
                                        out_features if bias else None, dtype)
         self.weight = nnx.Param(weight)
         self.bias = nnx.Param(b) if bias else None
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        s = f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return s + (f", precision={self.precision}" if self.precision != DEFAULT_PRECISION else "")
 
     def __call__(self, x):
-        return linear(x, self.weight[...], None if self.bias is None else self.bias[...])
+        """``x`` ``(*, in_features)`` -> ``(*, out_features)``."""
+        return linear(x, self.weight[...], None if self.bias is None else self.bias[...],
+                      precision=self.precision)
 
 
 class Identity(Module):

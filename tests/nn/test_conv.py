@@ -335,3 +335,17 @@ def test_conv_transpose_bad_output_size(rng, output_size, match):
         torch.nn.ConvTranspose2d(2, 6, 3, stride=2)(t(x), output_size=list(output_size))
     with pytest.raises(ValueError, match=match):
         nn.ConvTranspose2d(2, 6, 3, stride=2)(x, output_size=output_size)
+
+
+@pytest.mark.parametrize("make", [lambda **k: nn.Conv2d(3, 4, 3, **k), lambda **k: nn.ConvTranspose2d(3, 4, 3, **k),
+                                  lambda **k: nn.Linear(5, 3, **k)])
+def test_modules_take_a_precision(make):
+    # full float32 by default (as torch computes); lax.Precision.DEFAULT on request, like Flax's
+    from jax import lax
+
+    x = jnp.ones((1, 3, 5, 5) if not isinstance(make(), nn.Linear) else (2, 5), jnp.float32)
+    for precision in (lax.Precision.HIGHEST, lax.Precision.DEFAULT):
+        m = make() if precision == lax.Precision.HIGHEST else make(precision=precision)
+        jaxpr = str(jax.make_jaxpr(m)(x))
+        assert f"precision=(Precision.{precision.name}, Precision.{precision.name})" in jaxpr, jaxpr
+        assert ("precision=" in repr(m)) == (precision != lax.Precision.HIGHEST)
