@@ -125,3 +125,16 @@ def test_sampling_is_split_into_resize_and_rearrange():
     assert F.interpolate is resize.interpolate
     for name in ("pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "unfold", "fold"):
         assert getattr(F, name) is getattr(rearrange, name)
+
+
+def test_every_module_documents_its_call():
+    import flax.nnx
+
+    def own_call(cls):      # the __call__ this class runs, if jaxconv defines it
+        owner = next((k for k in cls.__mro__ if "__call__" in vars(k)), object)
+        return vars(owner)["__call__"] if owner.__module__.startswith("jaxconv") else None
+
+    classes = [c for c in vars(J).values()
+               if inspect.isclass(c) and issubclass(c, flax.nnx.Module) and own_call(c)]
+    assert len(classes) > 60
+    assert [c.__name__ for c in classes if not (own_call(c).__doc__ or "").strip()] == []

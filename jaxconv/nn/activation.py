@@ -33,6 +33,7 @@ class _Activation(Module):
         return {f: getattr(self, f) for f in self._fields}
 
     def __call__(self, x):
+        """The activation of ``x`` elementwise (any shape): same shape and dtype."""
         return self._fn(x, **self._kwargs())
 
 
@@ -237,6 +238,7 @@ class PReLU(Module):
         return f"num_parameters={self.num_parameters}"
 
     def __call__(self, x):
+        """``max(0, x) + weight * min(0, x)``; ``weight`` is one value or one per channel (axis 1)."""
         return F.prelu(x, self.weight[...])
 
 

@@ -68,6 +68,7 @@ class Sequential(_Indexed):
         return Sequential(OrderedDict(items))
 
     def __call__(self, x):
+        """``x`` through every child in order; returns the last child's output."""
         for module in self:
             x = module(x)
         return x

@@ -53,6 +53,7 @@ class Identity(Module):
         pass
 
     def __call__(self, x):
+        """Returns ``x`` unchanged."""
         return x
 
 
@@ -69,6 +70,7 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
     def __call__(self, x):
+        """``x`` with dims ``start_dim..end_dim`` merged into one."""
         return flatten(x, self.start_dim, self.end_dim)
 
 
@@ -97,6 +99,7 @@ class Unflatten(Module):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
     def __call__(self, x):
+        """``x`` with dim ``dim`` split into ``unflattened_size``."""
         return unflatten(x, self.dim, self.unflattened_size)
 
 
@@ -127,6 +130,8 @@ class Dropout(RandomInTraining, Module):
         return f"p={self.p}, inplace={self.inplace}"
 
     def __call__(self, x):
+        """In training, zeros elements (or channels) with probability ``p`` and scales the rest by
+        ``1/(1-p)``, drawing from the ``dropout`` stream; in eval, ``x``."""
         if self.deterministic or self.p == 0:
             return self._fn(x, self.p, False)
         return self._fn(x, self.p, True, key=self.rngs.dropout())
@@ -165,6 +170,8 @@ class StochasticDepth(Dropout):
         return f"p={self.p}, mode={self.mode}"
 
     def __call__(self, x):
+        """In training, drops whole rows (or the batch) with probability ``p``, rescaling the kept ones
+        as torchvision does; in eval, ``x``."""
         key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
         return stochastic_depth(x, self.p, self.mode, not self.deterministic, key=key)
 
@@ -181,6 +188,8 @@ class DropPath(Dropout):
         return f"drop_prob={round(self.drop_prob, 3):0.3f}"
 
     def __call__(self, x):
+        """In training, drops each sample's path with probability ``drop_prob`` (scaled by ``1/(1-p)``
+        when ``scale_by_keep``), as timm does; in eval, ``x``."""
         key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
         return stochastic_depth(x, self.p, "row", not self.deterministic, self.scale_by_keep,
                                 key=key)

@@ -103,6 +103,8 @@ class _BatchNorm(_NormBase):
             raise ValueError(f"{type(self).__name__}: expected {want} input (got {x.ndim}D input)")
 
     def __call__(self, x):
+        """Normalises ``x`` ``(N, C, *)`` per channel: with the batch statistics in training (updating
+        the running buffers in place), with the running ones in eval."""
         self._check_input_dim(x)
         training = not self.use_running_average
         update = training and self.track_running_stats
@@ -143,6 +145,8 @@ class _InstanceNorm(_NormBase):
                          bias=bias, rngs=rngs)
 
     def __call__(self, x):
+        """Normalises each sample's channels of ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``
+        over their spatial dims (running statistics as BatchNorm's when tracked)."""
         n, name = self._n, type(self).__name__
         ndim = getattr(x, "ndim", None)
         if ndim not in (n + 1, n + 2):
@@ -199,6 +203,8 @@ class GroupNorm(Module):
                 f"bias={self.bias is not None}")
 
     def __call__(self, x):
+        """Normalises ``x`` ``(N, C, *)`` over each group of ``C / num_groups`` channels and the rest
+        of the dims, then applies the per-channel affine."""
         return F.group_norm(x, self.num_groups, None if self.weight is None else self.weight[...],
                             None if self.bias is None else self.bias[...], self.eps)
 
@@ -235,6 +241,8 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
     def __call__(self, x):
+        """Normalises ``x`` over its last ``len(normalized_shape)`` dims, then applies the elementwise
+        affine."""
         return F.layer_norm(x, self.normalized_shape,
                             None if self.weight is None else self.weight[...],
                             None if self.bias is None else self.bias[...], self.eps)
@@ -263,6 +271,8 @@ class RMSNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
     def __call__(self, x):
+        """Divides ``x`` by the root mean square over its last ``len(normalized_shape)`` dims, then
+        scales by ``weight``."""
         return F.rms_norm(x, self.normalized_shape,
                           None if self.weight is None else self.weight[...], self.eps)
 
@@ -281,6 +291,8 @@ class LocalResponseNorm(Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
     def __call__(self, x):
+        """Divides ``x`` ``(N, C, *)`` by ``(k + alpha * mean of squares over size neighbouring
+        channels) ** beta``."""
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 
 

@@ -42,6 +42,8 @@ class _PadNd(Module):
         return f"{self.padding}"
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched, padded by ``padding`` (last dim first) in this
+        module's mode."""
         return pad(x, self.padding, self._mode)
 
 
@@ -57,6 +59,7 @@ class _ConstantPadNd(_PadNd):
         return f"padding={self.padding}, value={self.value}"
 
     def __call__(self, x):
+        """``x`` padded by ``padding`` (last dim first) with ``value``; negative pads crop."""
         return pad(x, self.padding, "constant", self.value)
 
 
@@ -73,6 +76,7 @@ class _CircularPadNd(_PadNd):
     _mode = "circular"
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched, padded circularly by ``padding`` (last dim first)."""
         if x.ndim not in (self._n + 1, self._n + 2):
             raise ValueError(
                 f"{type(self).__name__}: expected {self._n + 1}D or {self._n + 2}D input "

@@ -41,6 +41,8 @@ class _MaxPoolNd(Module):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched -> the window maxima, with torch's output sizes;
+        with ``return_indices``, also torch's flat indices into each plane."""
         return _max_poolnd(x, self.kernel_size, self.stride, self.padding, self.dilation,
                            self.ceil_mode, self.return_indices, n=self._n, fn=f"max_pool{self._n}d")
 
@@ -84,6 +86,8 @@ class _AvgPoolNd(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched -> the window means, with torch's divisor
+        (``count_include_pad``, ``divisor_override``)."""
         n = self._n
         return _avg_poolnd(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                            self.count_include_pad, None if n == 1 else self.divisor_override,
@@ -109,6 +113,8 @@ class _AdaptiveAvgPoolNd(Module):
         return f"output_size={self.output_size}"
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched -> ``output_size`` means over torch's overlapping
+        bins."""
         return _adaptive_avg_poolnd(x, self.output_size, n=self._n, fn=f"adaptive_avg_pool{self._n}d")
 
 
@@ -132,6 +138,8 @@ class _AdaptiveMaxPoolNd(Module):
         return f"output_size={self.output_size}"
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched -> ``output_size`` maxima over torch's bins (and
+        their indices with ``return_indices``)."""
         return _adaptive_max_poolnd(x, self.output_size, self.return_indices, n=self._n,
                                     fn=f"adaptive_max_pool{self._n}d")
 
@@ -160,6 +168,8 @@ class _LPPoolNd(Module):
                 f"stride={self.stride}, ceil_mode={self.ceil_mode}")
 
     def __call__(self, x):
+        """``x`` ``(N, C, *spatial)`` or unbatched -> ``(sum of x ** norm_type over each window) ** (1
+        / norm_type)``."""
         return _lp_poolnd(x, self.norm_type, self.kernel_size, self.stride, self.ceil_mode,
                           n=self._n, fn=f"lp_pool{self._n}d")
 

@@ -31,6 +31,8 @@ class Upsample(Module):
         self.recompute_scale_factor = recompute_scale_factor
 
     def __call__(self, input):
+        """``input`` ``(N, C, *spatial)`` resized to ``size`` or by ``scale_factor`` in ``mode``
+        (``F.interpolate``)."""
         return interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
                              recompute_scale_factor=self.recompute_scale_factor)
 
@@ -80,6 +82,7 @@ class PixelShuffle(Module):
         self.upscale_factor = upscale_factor
 
     def __call__(self, input):
+        """``(*, C r^2, H, W)`` -> ``(*, C, H r, W r)`` (depth to space)."""
         return pixel_shuffle(input, self.upscale_factor)
 
     def extra_repr(self) -> str:
@@ -98,6 +101,7 @@ class PixelUnshuffle(Module):
         self.downscale_factor = downscale_factor
 
     def __call__(self, input):
+        """``(*, C, H r, W r)`` -> ``(*, C r^2, H, W)`` (space to depth)."""
         return pixel_unshuffle(input, self.downscale_factor)
 
     def extra_repr(self) -> str:
@@ -116,6 +120,8 @@ class ChannelShuffle(Module):
         self.groups = groups
 
     def __call__(self, input):
+        """``(N, C, *)`` with its channels regrouped: ``groups`` groups interleaved, as ShuffleNet
+        does."""
         return channel_shuffle(input, self.groups)
 
     def extra_repr(self) -> str:
@@ -135,6 +141,8 @@ class Unfold(Module):
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
 
     def __call__(self, input):
+        """``(N, C, *spatial)`` -> ``(N, C * prod(kernel_size), L)``: every sliding block as a column
+        (im2col)."""
         return unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
@@ -157,6 +165,8 @@ class Fold(Module):
         self.dilation, self.padding, self.stride = dilation, padding, stride
 
     def __call__(self, input):
+        """``(N, C * prod(kernel_size), L)`` -> ``(N, C, *output_size)``: columns summed back into
+        place (col2im)."""
         return fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
