@@ -1,8 +1,17 @@
-"""Test configuration: x64 for float64 references, hypothesis profiles, a seeded rng fixture."""
+"""Test configuration: x64 for float64 references, hypothesis profiles, a seeded rng fixture,
+and JAX's persistent compilation cache."""
 import os
 import zlib
 
-import jax
+# Compiled programs are cached across runs (and by the subprocesses the tests start, which read
+# the same variables) in a folder outside the checkout; JAXCONV_TEST_CACHE= (empty) turns it off.
+_CACHE = os.environ.get("JAXCONV_TEST_CACHE", os.path.expanduser("~/.cache/jaxconv/jax-compilation"))
+if _CACHE:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))   # bytes; least recently used go
+
+import jax  # noqa: E402 - after the cache settings it reads
 
 # float64 references need x64; every float32 test passes float32 arrays explicitly.
 jax.config.update("jax_enable_x64", True)
