@@ -76,20 +76,33 @@ def summary(model, input_size, *, batch_size: int = 1, dtype=jnp.float32) -> Sum
     sizes = [tuple(input_size)] if all(isinstance(s, int) for s in input_size) else [tuple(s) for s in input_size]
     specs = [jax.ShapeDtypeStruct((batch_size, *s), dtype) for s in sizes]
     graphdef, state = nnx.split(model)
-    depth = {name: name.count(".") for name, _ in named_modules(model)}
     found = []
 
     def run(state, *xs):
         m = nnx.merge(graphdef, state)
         with record_calls(m) as calls:
             out = m(*xs)
-        found.extend((c.name, c.type.__name__, _shape(c.output)) for c in calls)
+        found.extend((c.name, c.type.__name__, _shape(c.output), c.parent) for c in calls)
         return out
 
     jax.eval_shape(run, state, *specs)
     params = {name: count_params(m) for name, m in named_modules(model)}
-    rows = tuple(Row(n, t, s, params[n], depth[n]) for n, t, s in found)
+    depths: list[int] = []
+    for name, _, _, parent in found:
+        depths.append(_depth(name, None if parent is None else found[parent][0],
+                             None if parent is None else depths[parent]))
+    rows = tuple(Row(n, t, s, params[n], d) for (n, t, s, _), d in zip(found, depths))
     return Summary(type(model).__name__, tuple(sizes), rows, count_params(model))
+
+
+def _depth(name: str, parent: str | None, parent_depth: int | None) -> int:
+    """A row's indentation: its name's depth, shifted where it runs inside a call it is not
+    named under (a shared module, named by its first path, called from another parent)."""
+    if parent is None:
+        return name.count(".")
+    if name.startswith(f"{parent}."):
+        return parent_depth + name.count(".") - parent.count(".")
+    return parent_depth + 1
 
 
 def _shape(out):

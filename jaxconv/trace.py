@@ -107,26 +107,34 @@ def intercept(hooks: dict):
 
 @dataclass
 class Call:
-    """One call of a named submodule: its name, class, positional inputs and output."""
+    """One call of a named submodule: its name, class, positional inputs and output, and
+    ``parent``, the index of the recorded call it happened in (``None`` at the top)."""
 
     name: str
     type: type
     inputs: tuple = ()
     output: Any = None
     kwargs: dict = field(default_factory=dict)
+    parent: int | None = None
 
 
 @contextlib.contextmanager
 def record_calls(model, include_root: bool = False):
     """Within the block, every call of a named submodule of ``model`` is appended to the
-    yielded list as a :class:`Call`, in the order the calls start."""
+    yielded list as a :class:`Call`, in the order the calls start. A module reachable by
+    several paths is named by its first (as torch's hooks name it)."""
     calls: list[Call] = []
+    running: list[int] = []
 
     def recorder(name):
         def hook(module, cls, args, kwargs):
-            call = Call(name, cls, args, None, kwargs)
+            call = Call(name, cls, args, None, kwargs, running[-1] if running else None)
+            running.append(len(calls))
             calls.append(call)  # the slot is taken at call start: rows follow call order
-            call.output = cls.__call__(module, *args, **kwargs)
+            try:
+                call.output = cls.__call__(module, *args, **kwargs)
+            finally:
+                running.pop()
             return call.output
         return hook
 

@@ -80,3 +80,27 @@ def test_summary_of_a_multi_input_model_and_a_tuple_output():
 ])
 def test_calculator_helpers_match_torch(fn, args, torch_fn):
     assert fn(*args) == tuple(torch_fn().shape[2:])
+
+
+def test_a_shared_module_is_named_by_its_first_path_and_indented_where_it_runs():
+    class Block(nn.Module):
+        def __init__(self, pos):
+            self.pos = pos                 # one module in both blocks
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def __call__(self, x):
+            return self.conv(self.pos(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            self.pos = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1))   # its first path
+            self.blocks = nn.ModuleList([Block(self.pos), Block(self.pos)])
+
+        def __call__(self, x):
+            return self.blocks[1](self.blocks[0](x))
+
+    s = jaxconv.summary(Net(), (2, 5, 5))
+    assert [(r.name, r.depth) for r in s.rows] == [
+        ("blocks.0", 1), ("pos", 2), ("pos.0", 3), ("blocks.0.conv", 2),
+        ("blocks.1", 1), ("pos", 2), ("pos.0", 3), ("blocks.1.conv", 2)]
+    assert s.total_params == 38 + 2 * 6 and s.row("blocks.1").params == 38 + 6   # as torch counts

@@ -26,6 +26,8 @@ class TorchShared(torch.nn.Module):
 
 def test_named_modules_lists_a_shared_module_once_like_torch():
     assert [n for n, _ in nn.named_modules(Shared())] == [n for n, _ in TorchShared().named_modules()] == ["", "conv", "out"]
+    every = [n for n, _ in TorchShared().named_modules(remove_duplicate=False)]
+    assert [n for n, _ in Shared().named_modules(remove_duplicate=False)] == every == ["", "conv", "again", "out"]
 
 
 def test_record_calls_in_call_order_eagerly_and_under_jit_and_restores_classes():

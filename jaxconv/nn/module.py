@@ -36,18 +36,22 @@ def named_children(module) -> Iterator[tuple[str, nnx.Module]]:
     return ((name, value) for name, value in attribute_items(module) if isinstance(value, nnx.Module))
 
 
-def named_modules(module, prefix: str = "", _seen=None) -> Iterator[tuple[str, nnx.Module]]:
+def named_modules(module, prefix: str = "", remove_duplicate: bool = True,
+                  _seen=None) -> Iterator[tuple[str, nnx.Module]]:
     """``module`` itself (named ``prefix``) and every submodule, depth first, dotted names.
 
-    As in torch, a module reachable by several paths is listed once, under its first name.
+    As in torch, a module reachable by several paths (one module object assigned to several
+    parents, or twice to one) is listed once, under its first name; with
+    ``remove_duplicate=False`` it is listed under every path, as ``state_dict`` names it.
     """
     _seen = set() if _seen is None else _seen
     if id(module) in _seen:
         return
-    _seen.add(id(module))
+    if remove_duplicate:
+        _seen.add(id(module))
     yield prefix, module
     for name, child in named_children(module):
-        yield from named_modules(child, f"{prefix}.{name}" if prefix else name, _seen)
+        yield from named_modules(child, f"{prefix}.{name}" if prefix else name, remove_duplicate, _seen)
 
 
 class _ConstructorSignature:
@@ -138,8 +142,8 @@ class Module(nnx.Module):
     def named_children(self):
         return named_children(self)
 
-    def named_modules(self, prefix: str = ""):
-        return named_modules(self, prefix)
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
+        return named_modules(self, prefix, remove_duplicate)
 
     def children(self):
         return (m for _, m in named_children(self))
