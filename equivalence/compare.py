@@ -23,7 +23,7 @@ import contextlib
 import functools
 import operator
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -128,6 +128,7 @@ class _Comparison:
     grads: bool
     train: bool
     c: float
+    torch_paths: list = field(default_factory=list)  # named_modules(remove_duplicate=False)
     structure: list = field(default_factory=list)
     param_grads: dict = field(default_factory=dict)  # local gradients by torch name
     input_parts: dict = field(default_factory=dict)  # {model input index: {call index: local Grad}}
@@ -144,6 +145,21 @@ class _Comparison:
         for cl in self.calls:
             self.children.setdefault(cl.parent, []).append(cl)
         self.parent_of = {cl.index: cl.parent for cl in self.calls}
+        first: dict = {}    # a shared module's further paths -> its first, which names its calls
+        self.first_path = {path: first.setdefault(id(m), path) for path, m in self.torch_paths}
+        self.first_path = {p: f for p, f in self.first_path.items() if p != f}
+
+    def children_of(self, cl: TorchCall) -> list:
+        """torch's calls inside ``cl``, a shared module that torch names by a path outside
+        ``cl``'s module renamed to the path by which ``cl``'s module reaches it
+        (``blocks.1.cpe`` for ``blocks.0.cpe`` called by ``blocks.1``), as its code calls it."""
+        prefix = f"{cl.name}." if cl.name else ""
+        local: dict = {}
+        for path, first in self.first_path.items():
+            if path.startswith(prefix) and not first.startswith(prefix):
+                local.setdefault(first, path)
+        return [replace(ch, name=local[ch.name]) if ch.name in local else ch
+                for ch in self.children.get(cl.index, [])]
 
     def check_structure(self) -> None:
         """Record every layer the two sides called a different number of times."""
@@ -190,7 +206,7 @@ class _Comparison:
         if expected is None:
             return None
         if leaf is None:
-            tmod, children = self.torch_named.get(cl.name), self.children.get(cl.index, [])
+            tmod, children = self.torch_named.get(cl.name), self.children_of(cl)
             floor = glue_floor(sub, tmod, cl, self.train, self.c)
             err, check = check_glue(sub, cl, children, self.c, floor), "glue"
             if self.grads:
@@ -311,7 +327,8 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
         with jax_cast:
             jax_run = run_jax(jax_module, arrays, torch_run.cotangent, grads, jit)
             comparison = _Comparison(torch_run, jax_run, jax_module, jax_named,
-                                     dict(torch_module.named_modules()), grads, train, c)
+                                     dict(torch_module.named_modules()), grads, train, c,
+                                     list(torch_module.named_modules(remove_duplicate=False)))
             rows = comparison.rows(progress)
     meta["precision"] = precision
     meta["seconds"] = round(time.perf_counter() - start, 3)

@@ -29,7 +29,12 @@ from .leaves import Leaf, leaf_for, qualified_name
 
 @dataclass(eq=False)
 class Part:
-    """One torch module instance and how it is translated."""
+    """One torch module instance and how it is translated.
+
+    A module object reachable by several paths (one positional encoding called by every block
+    of a stage, or one module registered under two names) is one part: ``path`` is its first
+    path, the name torch's ``named_modules()`` gives it, and ``aliases`` its others.
+    """
 
     path: str
     module: torch.nn.Module
@@ -40,17 +45,28 @@ class Part:
     optional: frozenset = frozenset()               # children that may be None in this class
     constants: dict = field(default_factory=dict)   # fx tensor constants: name -> tensor
     functions: dict = field(default_factory=dict)   # call node -> functions.Traced
+    aliases: list = field(default_factory=list)     # further paths of a shared module
 
     @property
     def cls(self):
         return type(self.module)
 
-    def parts(self):
-        """This part and every part below it, depth first."""
+    @property
+    def paths(self) -> list[str]:
+        """Every path of this module: ``path``, then the ``aliases``."""
+        return [self.path, *self.aliases]
+
+    def parts(self, _seen=None):
+        """This part and every part below it, depth first, each once (a shared one where
+        its first path reaches it)."""
+        _seen = set() if _seen is None else _seen
+        if self in _seen:
+            return
+        _seen.add(self)
         yield self
         for _, child in self.children:
             if child is not None:
-                yield from child.parts()
+                yield from child.parts(_seen)
 
 
 @dataclass(frozen=True)
@@ -112,14 +128,47 @@ def _kind(m) -> tuple[str, Leaf | None]:
     return "traced", None
 
 
-def _tree(m, path: str) -> Part:
-    kind, leaf = _kind(m)
-    part = Part(path, m, kind, leaf)
-    if kind != "leaf":
+def _tree(m, path: str, seen: dict) -> Part:
+    """The part of ``m`` at ``path``, and below it; ``seen``: the parts made so far, by module.
+    A module met again is not captured again: ``path`` becomes an alias of its part (and the
+    paths below it aliases of its children's parts)."""
+    part = seen.get(m)
+    if part is not None:
+        if any(path.startswith(f"{p}.") for p in part.paths):     # a module inside itself
+            return part
+        part.aliases.append(path)
+    else:
+        part = seen[m] = Part(path, m, *_kind(m))
+    if part.kind != "leaf":
         for name, child in m._modules.items():
             if child is not None:
-                part.children.append((name, _tree(child, f"{path}.{name}" if path else name)))
+                child_part = _tree(child, f"{path}.{name}" if path else name, seen)
+                if path == part.path:
+                    part.children.append((name, child_part))
     return part
+
+
+def _trace_order(traced: list) -> list:
+    """``traced`` (depth first) reordered so that every part comes after the parts that call
+    it by any of its paths: their graphs give its call sites (:func:`callsite.specialise`)."""
+    at = {path: p for p in traced for path in p.paths}
+    order, done = [], set()
+
+    def visit(part):
+        if part in done:
+            return
+        done.add(part)
+        for path in part.paths:
+            pieces = path.split(".")
+            for k in range(len(pieces)):
+                caller = at.get(".".join(pieces[:k]))
+                if caller is not None:
+                    visit(caller)
+        order.append(part)
+
+    for p in traced:
+        visit(p)
+    return order
 
 
 _TRACER_FILES = ("/torch/fx/", "/torch/overrides.py", "/torch/_tensor.py", "/torch/_jit_internal.py")
@@ -237,13 +286,36 @@ def _absent_nodes(graph, names):
                      and n.args and isinstance(n.args[0], fx.Node))
 
 
+def _calls(part: Part, sites: dict) -> list:
+    """The call sites of ``part`` by all its paths (``sites``: :func:`callsite.record`'s)."""
+    return [site for path in part.paths for site in sites.get(path, {}).values()] or [
+        callsite.DEFAULT_SITE]
+
+
+def _one_convention(part: Part, sites: dict, problems: list) -> bool:
+    """Whether ``part``'s call sites agree on the constants they pass, so that a graph captured
+    from one call (torch.export's) computes every call; where not, its problem says which
+    arguments differ (a shared module called with ``flag=True`` by one parent, ``False`` by
+    another)."""
+    per_call = [callsite.specialise(part.module, [c]) for c in _calls(part, sites)]
+    values = {k: [s.get(k, callsite.TENSOR) for s in per_call] for s in per_call for k in s}
+    differ = {k: v for k, v in values.items() if any(type(x) is not type(v[0]) or x != v[0] for x in v)}
+    if not differ:
+        return True
+    old = next(q for q in problems if q.path == part.path)
+    text = "; ".join(f"{k} is {' or '.join(dict.fromkeys(map(repr, v)))}" for k, v in differ.items())
+    problems[problems.index(old)] = Problem(
+        old.path, old.cls, f"{old.what}; its call sites pass different constants ({text}), so "
+        "no one graph captured from a call computes them all", old.line)
+    return False
+
+
 def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) -> frozenset:
     """Trace ``part`` in both modes; returns the ``optional`` children it was traced without.
     ``sites``: the call sites recorded so far (:func:`callsite.record`), this part's added."""
     m = part.module
     absent = tuple(sorted(n for n in optional if getattr(m, n, 0) is None))
-    calls = list(sites[part.path].values()) if part.path in sites else [callsite.DEFAULT_SITE]
-    specialised = callsite.specialise(m, calls) if part.path else {}
+    specialised = callsite.specialise(m, _calls(part, sites)) if part.path else {}
     try:
         graphs = {}
         for mode in (True, False):
@@ -274,8 +346,8 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
     Calls of plain Python functions (``torch.fx.wrap``-ed) are traced into
     (:mod:`.functions`), which needs ``example_inputs`` to run ``root`` on.
     """
-    tree = _tree(root, "")
-    traced = [p for p in tree.parts() if p.kind == "traced"]
+    tree = _tree(root, "", {})
+    traced = _trace_order([p for p in tree.parts() if p.kind == "traced"])
     present: dict[type, set] = {}
     for p in traced:
         present.setdefault(p.cls, set()).update(n for n, _ in p.children)
@@ -285,7 +357,7 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
     for p in traced:
         optional[p.cls] = (optional.get(p.cls, frozenset())
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))
-    failed = [p for p in traced if not p.graphs]
+    failed = [p for p in traced if not p.graphs and _one_convention(p, sites, problems)]
     if failed:
         from .export import fallback
         fallback(root, failed, example_inputs, problems)

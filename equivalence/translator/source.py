@@ -7,7 +7,9 @@ module from its children and variable shapes (:class:`Builder`).
 """
 from __future__ import annotations
 
+import collections
 import inspect
+import keyword
 
 import numpy as np
 import torch
@@ -29,11 +31,32 @@ def _call_text(fn: str, args: list[str], width: int, depth: int) -> str:
 
 
 class Builder:
-    """``build()``'s expression: the module tree, with each class and leaf constructed."""
+    """``build()``'s expression: the module tree, with each class and leaf constructed.
 
-    def __init__(self, names: dict, header: Header, problems: list, with_rngs: set):
+    A shared module (a child of several parents, or of one under two names) is constructed
+    once, bound to a local named after its first path (``bindings``, each after those it
+    uses), and passed to each parent by that name: the built tree holds one object, as torch's.
+    """
+
+    def __init__(self, names: dict, header: Header, problems: list, with_rngs: set,
+                 shared=frozenset(), taken=frozenset()):
         self.names, self.header, self.problems = names, header, problems
         self.with_rngs = with_rngs      # classes whose constructor takes rngs
+        self.shared = shared            # parts that several parents (or names) take
+        self.taken = set(taken)         # module-level names a local must not shadow
+        self.bindings: list[str] = []   # ``name = expression`` of each shared module
+        self._bound: dict = {}          # shared part -> its local
+
+    def _local(self, path: str) -> str:
+        """A fresh local for the module at ``path``: ``blocks.0.cpe`` -> ``blocks_0_cpe``."""
+        base = path.replace(".", "_")
+        if not base.isidentifier() or keyword.iskeyword(base):
+            base = "_" + "".join(c if c.isalnum() else "_" for c in base)
+        name, i = base, 1
+        while name in self.taken:
+            name, i = f"{base}_{i}", i + 1
+        self.taken.add(name)
+        return name
 
     def leaf(self, part: Part) -> tuple[str, list[str]]:
         leaf = part.leaf
@@ -57,7 +80,16 @@ class Builder:
         return fn, text
 
     def expr(self, part: Part, depth: int = 0) -> str:
-        """Source that constructs ``part`` and everything below it."""
+        """Source that constructs ``part`` and everything below it (a shared part: its local)."""
+        if part not in self.shared:
+            return self._construct(part, depth)
+        if part not in self._bound:
+            text = self._construct(part, 1)
+            self._bound[part] = self._local(part.path)
+            self.bindings.append(f"{self._bound[part]} = {text}")
+        return self._bound[part]
+
+    def _construct(self, part: Part, depth: int) -> str:
         if part.kind == "leaf":
             fn, args = self.leaf(part)
             return _call_text(fn, args, _WIDTH, depth)
@@ -90,8 +122,8 @@ class Builder:
 
 def generate(tree: Part, problems: list) -> str:
     """The whole module source for ``tree``; problems found on the way are appended."""
-    parts = {p.path: p for p in tree.parts()}
-    for part in parts.values():     # before any variant key is taken: it rewires the graphs
+    parts = {path: p for p in tree.parts() for path in p.paths}
+    for part in tree.parts():       # before any variant key is taken: it rewires the graphs
         for graph in part.graphs.values():
             rebind_in_place(graph, part)
     names, classes, header, taken, with_rngs = {}, [], Header(), set(), set()
@@ -111,7 +143,12 @@ def generate(tree: Part, problems: list) -> str:
         if takes_rngs:
             with_rngs.add(name)
         classes.append(text)
-    build = Builder(names, header, problems, with_rngs).expr(tree, 1)
+    leaf_names = {p.leaf.name for p in tree.parts() if p.kind == "leaf"}
+    uses = collections.Counter(c for p in tree.parts() for _, c in p.children if c is not None)
+    builder = Builder(names, header, problems, with_rngs, {p for p, n in uses.items() if n > 1},
+                      _RESERVED | set(names.values()) | leaf_names | set(header.defs)
+                      | {n for imported in header.imports.values() for n in imported})
+    build = builder.expr(tree, 1)
     head = [f'"""{tree.cls.__name__}, translated from ``{qualified_name(tree.cls)}`` by '
             'equivalence.translate.', "",
             "``build(rngs=None)`` returns the model with jaxconv's (torch's) default "
@@ -121,5 +158,5 @@ def generate(tree: Part, problems: list) -> str:
     footer = ["def build(rngs=None):",
               f'    """The translated ``{tree.cls.__name__}``; ``rngs``: an ``nnx.Rngs`` or '
               'key for the parameters (the jaxconv stream when ``None``)."""',
-              f"    return {build}"]
+              *(f"    {line}" for line in builder.bindings), f"    return {build}"]
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join(classes + ["\n".join(footer)]) + "\n"

@@ -18,8 +18,8 @@ def _torchvision(name):
     return lambda: torchvision_models().get_model(name)
 
 
-def _timm(name):
-    return lambda: timm().create_model(name, pretrained=False, num_classes=10)
+def _timm(name, **kwargs):
+    return lambda: timm().create_model(name, pretrained=False, num_classes=10, **kwargs)
 
 
 def _small(name):
@@ -76,6 +76,7 @@ MODELS = {  # name: (factory, input side, in `make test`, with gradients)
     "timm resnet18d": (_timm("resnet18d"), 64, False, True),
     "timm convnext_atto": (_timm("convnext_atto"), 64, False, True),
     "timm tf_efficientnet_b0": (_timm("tf_efficientnet_b0"), 64, False, True),
+    "timm coat_lite_tiny": (_timm("coat_lite_tiny", img_size=32), 32, False, True),  # shared modules
 }
 
 
