@@ -17,3 +17,5 @@ from .linear import (dropout, dropout1d, dropout2d, dropout3d, flatten, linear,
                      stochastic_depth, unflatten)
 from .normalization import (batch_norm, group_norm, instance_norm, layer_norm,
                             local_response_norm, rms_norm)
+from .recurrent import (gru, gru_cell, lstm, lstm_cell, rnn_relu, rnn_relu_cell, rnn_tanh,
+                        rnn_tanh_cell)

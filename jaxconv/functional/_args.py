@@ -390,8 +390,10 @@ def adaptive_output_size(output_size, size, fn: str) -> tuple[int, ...]:
     return tuple(int(o) for o in out)
 
 
-# The dtype rules (torch's "... should be the same" and its mixed-precision norms) live in
-# their own file to keep this one short; they are part of this namespace.
+# The dtype rules (torch's "... should be the same", mixed-precision norms) and the recurrent
+# layers' rules live in their own files to keep this one short; they are part of this namespace.
 from ._dtypes import (NORM_INPUT_DTYPES, REDUCED_FLOATS, accumulator,  # noqa: E402,F401
                       check_floating, check_instance_norm_dtypes, check_norm_dtypes,
                       check_same_dtype, check_transpose_bias_dtype, in_opmath, opmath)
+from ._rnn_args import (GATES, MODES, check_cell, check_nonlinearity,  # noqa: E402,F401
+                        check_rnn_config, rnn_layers)
