@@ -8,6 +8,7 @@ import ast
 import inspect
 import pickle
 import pydoc
+import typing
 
 import pytest
 import torch
@@ -27,7 +28,8 @@ CLASSES = [f"{name}{n}d" for n in (1, 2, 3) for name in (
     "Conv", "ConvTranspose", "BatchNorm", "InstanceNorm", "MaxPool", "AvgPool", "AdaptiveAvgPool",
     "AdaptiveMaxPool", "LPPool", "ZeroPad", "ConstantPad", "ReflectionPad", "ReplicationPad",
     "CircularPad")] + ["ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid",
-                       "Sigmoid", "Tanh", "GroupNorm"]
+                       "Sigmoid", "Tanh", "GroupNorm", "RNN", "LSTM", "GRU", "RNNCell",
+                       "LSTMCell", "GRUCell"]
 
 
 def _torch_function_params(name):
@@ -72,8 +74,13 @@ def test_functions_are_defined_where_they_live_with_a_docstring(name):
 
 
 def _torch_class_params(cls):
-    return [(name, default) for name, default in _positional(inspect.signature(cls))
-            if name not in ("device", "dtype")]
+    sig = inspect.signature(cls)
+    if any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+        # RNN, LSTM, GRU take (*args, **kwargs); their documented signature is an overload
+        named = [inspect.signature(o) for o in typing.get_overloads(cls.__init__)
+                 if "input_size" in inspect.signature(o).parameters]
+        sig = named[0].replace(parameters=list(named[0].parameters.values())[1:]) if named else sig
+    return [(name, default) for name, default in _positional(sig) if name not in ("device", "dtype")]
 
 
 @pytest.mark.parametrize("name", CLASSES)

@@ -20,6 +20,9 @@ number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model*
   ``n`` the elements each statistic averages (0 with running statistics) plus 4; BatchNorm's
   updated buffers too. Both also bound torch subclasses whose forward was translated as code
   (timm's ``BatchNormAct2d`` and ``LayerNorm2d``; see :func:`kind_for`).
+- :func:`recurrent` (RNN, LSTM, GRU and their cells): ``S`` the layer's sampled rounding error
+  over ``eps`` (:mod:`.sampled`: every op's rounding with a random sign, carried through the
+  layer's signed linearization over the whole sequence), ``n = 1``; the same for gradients.
 - :func:`elementwise`, the fallback for every other layer and for a composite module's glue
   code (a residual add): the op on absolute values; ``n`` the operand count or reduction ratio.
   A composite's code also gets its running error bound (:mod:`.running`: each op's rounding
@@ -41,8 +44,9 @@ from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, REDUCED, ROUNDING, Bou
                       kinds, max_difference, policy_text, reduction_ratio, register, tolerance,
                       unregister)
 from .norms import batchnorm, normalization
+from .recurrence import recurrent
 
 __all__ = ["C", "ELEMENTWISE_N", "FALLBACK", "POLICY", "REDUCED", "ROUNDING", "Bound", "BufferModel",
            "Kind", "LayerBounds", "LayerCall", "Model", "batchnorm", "compute_dtype", "dot", "elementwise", "eps", "errors", "fan",
-           "kind_for", "kind_of", "kinds", "max_difference", "normalization", "policy_text",
+           "kind_for", "kind_of", "kinds", "max_difference", "normalization", "policy_text", "recurrent",
            "reduction_ratio", "register", "tolerance", "unregister"]

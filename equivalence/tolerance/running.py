@@ -15,8 +15,10 @@ rounding and passes on its inputs' errors:
 
 So a softmax's sensitivity to its scores and an attention's to its softmax are in the bound,
 where running the code on absolute values misses them. Calls (``jit``, ``custom_jvp_call``,
-``custom_vjp_call``) are entered. An op with erroneous inputs and no rule raises
-:class:`Unsupported`; callers then keep their other bound.
+``custom_vjp_call``) are entered. A ``scan`` (a recurrent layer's loop over time, and its
+transpose in a backward pass) runs these rules on its body step by step, the carry's bound
+carried with it. An op with erroneous inputs and no rule raises :class:`Unsupported`; callers
+then keep their other bound.
 """
 from __future__ import annotations
 
@@ -94,19 +96,60 @@ def _bind(eqn, args):
 def _bilinear_terms(eqn, vals, errs, out) -> jax.Array:
     """``sqrt(K) eps |a||b| + |a| e_b + e_a |b|`` of a dot or convolution."""
     a, b = vals
-    if eqn.primitive.name == "dot_general":
-        (contract, _), _ = eqn.params["dimension_numbers"]
-        k = math.prod(a.shape[d] for d in contract)
-    else:
-        rhs = eqn.params["dimension_numbers"].rhs_spec
-        k = math.prod(b.shape) // max(b.shape[rhs[0]], 1)
     f = lambda x, y: _bind(eqn, (x, y))[0].astype(_error_dtype(out))  # noqa: E731
-    total = math.sqrt(max(k, 1)) * _eps(out) * f(jnp.abs(a), jnp.abs(b))
+    total = own_rounding(eqn, vals, [out])[0]
     if errs[0] is not None:
         total = total + f(errs[0].astype(a.dtype), jnp.abs(b))
     if errs[1] is not None:
         total = total + f(jnp.abs(a), errs[1].astype(b.dtype))
     return total
+
+
+def _terms(eqn, a, b) -> int:
+    """``K``, the terms a dot or convolution sums per output element."""
+    if eqn.primitive.name == "dot_general":
+        (contract, _), _ = eqn.params["dimension_numbers"]
+        return math.prod(a.shape[d] for d in contract)
+    rhs = eqn.params["dimension_numbers"].rhs_spec
+    return math.prod(b.shape) // max(b.shape[rhs[0]], 1)
+
+
+def _name(eqn) -> str:
+    """The primitive's name; a ``reduce`` whose body does more than add is not a sum."""
+    name = eqn.primitive.name
+    if name == "reduce" and any(e.primitive.name != "add" for e in eqn.params["jaxpr"].jaxpr.eqns):
+        return "reduce (not a sum)"
+    return name
+
+
+def own_rounding(eqn, vals, outs) -> list:
+    """The rounding one equation adds to each of its outputs ``outs`` (computed from ``vals``),
+    by the module docstring's rules: an array of the output's shape, or ``None`` where the op is
+    exact (moves, selections, integer results, widening conversions)."""
+    name = _name(eqn)
+    if name in _BILINEAR:
+        a, b = vals
+        out = outs[0]
+        mag = _bind(eqn, (jnp.abs(a), jnp.abs(b)))[0].astype(_error_dtype(out))
+        return [math.sqrt(max(_terms(eqn, a, b), 1)) * _eps(out) * mag]
+    if name in _SUMS:
+        n = _sum_length(eqn, vals[0])
+        summed = _bind(eqn, [jnp.abs(v) for v in vals])
+        return [math.sqrt(n) * _eps(o) * s.astype(_error_dtype(o)) if _floating(o) else None
+                for o, s in zip(outs, summed)]
+    if name == "convert_element_type" and (not _floating(vals[0]) or _eps(outs[0]) <= _eps(vals[0])):
+        return [None]  # from an integer, or widening: exact
+    ulps = _ulps(name, eqn.params)
+    return [ulps * _eps(o) * jnp.abs(o).astype(_error_dtype(o)) if ulps and _floating(o) else None
+            for o in outs]
+
+
+def called_jaxpr(eqn):
+    """The ``ClosedJaxpr`` a call equation (``jit``, ``custom_jvp_call``, ...) runs, else ``None``."""
+    if eqn.primitive.name not in _CALLS:
+        return None
+    sub = next(eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr") if k in eqn.params)
+    return sub if isinstance(sub, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(sub, ())
 
 
 def _sum_length(eqn, x) -> int:
@@ -153,15 +196,45 @@ def _smooth(eqn, vals, errs):
     return [total]
 
 
+def _scan(eqn, vals, errs):
+    """A ``scan``'s values and errors: its body's rules run in a ``lax.scan`` of their own whose
+    carry holds the values and their bounds (zeros for an exact floating carry, so that every
+    step sees the same structure); the bounds of the stacked outputs come out stacked."""
+    p = eqn.params
+    nc, nk = p["num_consts"], p["num_carry"]
+    body = p["jaxpr"]
+    consts, const_errs = vals[:nc], errs[:nc]
+
+    def zero(v, e):
+        return jnp.zeros(np.shape(v), _error_dtype(v)) if e is None and _floating(v) else e
+
+    def fixed(v, e, like):  # the error of a new carry in the structure and dtype of ``like``
+        return None if like is None else (jnp.zeros_like(like) if e is None else
+                                          jnp.broadcast_to(e, np.shape(v)).astype(like.dtype))
+
+    carry = (list(vals[nc:nc + nk]), [zero(v, e) for v, e in zip(vals[nc:nc + nk], errs[nc:nc + nk])])
+
+    def step(carry, x):
+        (c, ce), (xv, xe) = carry, x
+        outs, oerrs = _run(body.jaxpr, body.consts, consts + c + xv, const_errs + ce + xe)
+        new_c = outs[:nk]
+        new_ce = [fixed(v, e, like) for v, e, like in zip(new_c, oerrs[:nk], ce)]
+        return (new_c, new_ce), (outs[nk:], oerrs[nk:])
+
+    (c, ce), (ys, ye) = jax.lax.scan(step, carry, (list(vals[nc + nk:]), list(errs[nc + nk:])),
+                                     length=p["length"], reverse=p["reverse"], unroll=p["unroll"])
+    return c + ys, ce + ye
+
+
 def _eqn(eqn, vals, errs):
     """The values and errors of one equation's outputs."""
     name = eqn.primitive.name
-    if name in _CALLS:
-        sub = next(eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr") if k in eqn.params)
-        closed = sub if isinstance(sub, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(sub, ())
+    if name == "scan":
+        return _scan(eqn, vals, errs)
+    closed = called_jaxpr(eqn)
+    if closed is not None:
         return _run(closed.jaxpr, closed.consts, vals, errs)
-    if name == "reduce" and any(e.primitive.name != "add" for e in eqn.params["jaxpr"].jaxpr.eqns):
-        name = "reduce (not a sum)"
+    name = _name(eqn)
     outs = _bind(eqn, vals)
     exact = all(e is None for e in errs)
     if not any(_floating(o) for o in outs) or exact and name not in _SUMS | _BILINEAR \
@@ -178,17 +251,8 @@ def _eqn(eqn, vals, errs):
     else:
         raise Unsupported(name)
     result = []
-    summed = _bind(eqn, [jnp.abs(v) for v in vals]) if name in _SUMS else None
-    for i, (out, e) in enumerate(zip(outs, moved)):
+    for out, e, own in zip(outs, moved, own_rounding(eqn, vals, outs)):
         e = None if e is None else jnp.asarray(e).astype(_error_dtype(out))
-        if name in _SUMS:
-            n = _sum_length(eqn, vals[0])
-            own = math.sqrt(n) * _eps(out) * summed[i].astype(_error_dtype(out))
-        elif name == "convert_element_type" and (not _floating(vals[0]) or _eps(out) <= _eps(vals[0])):
-            own = None  # from an integer, or widening: exact
-        else:
-            ulps = _ulps(name, eqn.params)
-            own = ulps * _eps(out) * jnp.abs(out).astype(_error_dtype(out)) if ulps else None
         result.append(own if e is None else e if own is None else e + own)
     return outs, result
 

@@ -64,7 +64,8 @@ class Leaf:
 def attribute_arguments(cls, torch_module, values=None) -> tuple[tuple, dict]:
     """``cls``'s constructor arguments read from ``torch_module``'s same-named attributes.
 
-    A ``bias`` flag is read as "the module has a bias"; a parameter without an attribute
+    A ``bias`` flag is read as "the module has a bias" (or as torch's own flag, where the module
+    keeps one: ``LSTM.bias``); a parameter without an attribute
     (PReLU's ``init``, ...) is left to its default, or taken from ``values``. Required
     parameters go positionally, the others by keyword when they differ from the default.
     """
@@ -76,7 +77,8 @@ def attribute_arguments(cls, torch_module, values=None) -> tuple[tuple, dict]:
         if name in values:
             value = values[name]
         elif name == "bias" and p.default in (True, False):
-            value = getattr(torch_module, "bias", None) is not None
+            value = getattr(torch_module, "bias", None)
+            value = value if isinstance(value, bool) else value is not None  # the flag, or the tensor
         elif hasattr(torch_module, name):
             value = getattr(torch_module, name)
         elif p.default is not _EMPTY:

@@ -28,11 +28,17 @@ def _array(x, name: str, what: str):
 
 def _uniform_params(owner, names_shapes, hidden_size, dtype, rngs):
     """Set each ``(name, shape)`` as an ``nnx.Param`` drawn from torch's ``U(-1/sqrt(hidden),
-    1/sqrt(hidden))``, in order (torch's ``reset_parameters`` of every recurrent module)."""
+    1/sqrt(hidden))``, in order (torch's ``reset_parameters`` of every recurrent module). One
+    draw for all of them, cut into the parameters: one compilation, not one per shape."""
     bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
-    keys = jax.random.split(_rng.key_from(rngs), max(len(names_shapes), 1))
-    for k, (name, shape) in zip(keys, names_shapes):
-        setattr(owner, name, nnx.Param(init.uniform(k, shape, -bound, bound, dtype)))
+    sizes = [math.prod(shape) for _, shape in names_shapes]
+    flat = init.uniform(_rng.key_from(rngs), (sum(sizes),), -bound, bound, dtype)
+    try:  # cut in numpy where the draw is concrete (eager slices would compile one by one)
+        flat = np.asarray(flat)
+    except jax.errors.TracerArrayConversionError:  # built under a trace (nnx.eval_shape, jit)
+        pass
+    for (name, shape), start, size in zip(names_shapes, np.cumsum([0] + sizes), sizes):
+        setattr(owner, name, nnx.Param(jnp.asarray(flat[start:start + size].reshape(shape))))
 
 
 class RNNBase(RandomInTraining, Module):
