@@ -32,9 +32,9 @@ from .state_dict import named_variables
 @dataclass
 class LeafInput:
     """A leaf layer split for a jitted run: a clone's graph, parameters and other state, torch's
-    recorded positional array inputs, its other positional inputs (``static``: ``(position,
-    value)`` pairs, such as torchvision MaxViT's window size) and (with gradients) torch's
-    gradient of the output."""
+    recorded positional array inputs (the array leaves of ``structure``: an LSTM's ``(h_0, c_0)``
+    is a tuple), the others (``static``: ``(leaf position, value)`` pairs, such as torchvision
+    MaxViT's window size) and (with gradients) torch's gradient of the output."""
 
     graphdef: Any
     params: Any
@@ -42,19 +42,21 @@ class LeafInput:
     args: tuple
     cotangent: Any = None
     static: tuple = ()
+    structure: Any = None
 
     @classmethod
     def of(cls, sub, call, grads: bool) -> LeafInput:
         """The input of ``sub``'s check for the recorded torch ``call``."""
-        args = tuple(call.args)
-        static = tuple((i, a) for i, a in enumerate(args) if not isinstance(a, np.ndarray))
-        if call.kwargs or not all(isinstance(a, (int, float, bool, str, type(None))) for _, a in static):
-            raise TypeError(f"{call.name}: only positional arrays and Python scalars are supported as "
-                            f"inputs, got {[type(a).__name__ for a in args]} and kwargs {list(call.kwargs)}")
+        leaves, structure = jax.tree_util.tree_flatten(tuple(call.args))
+        static = tuple((i, a) for i, a in enumerate(leaves) if not isinstance(a, np.ndarray))
+        if call.kwargs or not all(isinstance(a, (int, float, bool, str)) for _, a in static):
+            raise TypeError(f"{call.name}: only positional arrays (or tuples of them) and Python "
+                            f"scalars are supported as inputs, got "
+                            f"{[type(a).__name__ for a in call.args]} and kwargs {list(call.kwargs)}")
         graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
         g = jnp.asarray(call.grad_out) if grads and call.grad_out is not None else None
-        arrays_in = tuple(jnp.asarray(a) for a in args if isinstance(a, np.ndarray))
-        return cls(graphdef, params, rest, arrays_in, g, static)
+        arrays_in = tuple(jnp.asarray(a) for a in leaves if isinstance(a, np.ndarray))
+        return cls(graphdef, params, rest, arrays_in, g, static, structure)
 
     def full(self, arrays_in) -> tuple:
         """The positional inputs: ``arrays_in`` with the static ones put back in place."""
@@ -62,7 +64,7 @@ class LeafInput:
         fixed = dict(self.static)
         for i in range(len(arrays_in) + len(fixed)):
             out.append(fixed[i] if i in fixed else next(it))
-        return tuple(out)
+        return tuple(out) if self.structure is None else jax.tree_util.tree_unflatten(self.structure, out)
 
 
 @jax.tree_util.register_dataclass
@@ -99,11 +101,12 @@ def run_leaves(leaves: list) -> list:
     of one per layer)."""
     if not leaves:
         return []
-    fixed = [(leaf.graphdef, leaf.static) for leaf in leaves]
+    fixed = [(leaf.graphdef, leaf.static, leaf.structure) for leaf in leaves]
     dynamic = [(leaf.params, leaf.rest, leaf.args, leaf.cotangent) for leaf in leaves]
 
     def f(dynamic):
-        return [_leaf_run(gd, LeafInput(gd, *dyn, static=st)) for (gd, st), dyn in zip(fixed, dynamic)]
+        return [_leaf_run(gd, LeafInput(gd, *dyn, static=st, structure=sd))
+                for (gd, st, sd), dyn in zip(fixed, dynamic)]
 
     return jax.jit(f)(dynamic)
 
@@ -171,8 +174,8 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
             Grad(np.asarray(g), tolerance.Bound(np.asarray(m), tolerance.reduction_ratio([layer.cotangent], g),
                                                 dtype=expected.dtype))
             for g, m in zip(run.input_grads[1:], run.input_magnitudes[1:])]
-        it = iter(grads)
-        result.input_grads = [next(it) if isinstance(a, np.ndarray) else None for a in call.args]
+        starts = np.cumsum([0] + [len(arrays(a)) for a in call.args])  # grads: one per array leaf
+        result.input_grads = [grads[k] if isinstance(a, np.ndarray) else None for a, k in zip(call.args, starts)]
     return result
 
 

@@ -17,7 +17,7 @@ class CRNN(torch.nn.Module):
         self.features = torch.nn.Sequential(
             torch.nn.Conv2d(1, channels, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
         self.rnn = rnn
-        width = rnn.hidden_size * (2 if rnn.bidirectional else 1)
+        width = (getattr(rnn, "proj_size", 0) or rnn.hidden_size) * (2 if rnn.bidirectional else 1)
         self.head = torch.nn.Linear(width, classes)
 
     def forward(self, x):
@@ -37,9 +37,9 @@ def _model(kind, **kw):
 X = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 8, 16)).astype(np.float32))
 
 
-def _planted(jm, name, index, delta):
+def _planted(jm, name, index, delta, layer="rnn"):
     """Move one element of a parameter of the translated model's recurrent layer."""
-    p = getattr(jm.rnn, name)
+    p = getattr(getattr(jm, layer), name)
     p[...] = p[...].at[index].add(delta)
 
 
@@ -85,3 +85,34 @@ def test_recurrent_models_are_proven_with_gradients(kind, kw):
     bad = equivalence.compare(tm, jm, X, grads=True)
     failed = {r.name for r in bad.rows if r.ratio > 1}
     assert "rnn" in failed and "rnn.weight_hh_l0" in failed, bad.to_text()
+
+
+class Seq2Seq(torch.nn.Module):
+    """An encoder's final (h, c) handed to a decoder LSTM, its h to a GRU: states as inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.LSTM(6, 8, batch_first=True)
+        self.dec = torch.nn.LSTM(6, 8, batch_first=True)
+        self.gru = torch.nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x):
+        _, (h, c) = self.enc(x)
+        y, _ = self.dec(x.flip(1), (h, c))
+        z, hn = self.gru(y, h)
+        return z + hn.transpose(0, 1)
+
+
+@pytest.mark.slow
+def test_states_passed_between_layers_are_checked():
+    # forward only: compare's local gradients follow a leaf's first output, and here the final
+    # states, the other outputs, carry gradient too
+    torch.manual_seed(0)
+    tm, x = Seq2Seq().eval(), torch.randn(2, 5, 6)
+    jm = equivalence.translate(tm, x)
+    report = equivalence.compare(tm, jm, x)
+    assert report.passed, report.to_text()
+    assert {r.name for r in report.rows} >= {"enc", "dec", "gru"}
+    _planted(jm, "bias_ih_l0", 3, 1e-3, layer="dec")
+    bad = equivalence.compare(tm, jm, x)
+    assert [r.name for r in bad.rows if r.ratio > 1][:1] == ["dec"]
