@@ -78,7 +78,8 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.startswith("gru") else c
+                                  for c in CASES])
 def test_modules_match_torch(rng, case):
     name, kw = CASES[case]
     tm, jm = _pair(rng, name, IN, HID, **kw)
