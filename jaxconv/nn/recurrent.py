@@ -12,6 +12,7 @@ from flax import nnx
 
 from .. import _rng
 from ..functional import _args, recurrent as F
+from ..functional.conv import DEFAULT_PRECISION
 from . import init
 from .module import Module, RandomInTraining
 
@@ -47,7 +48,8 @@ class RNNBase(RandomInTraining, Module):
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, proj_size: int = 0, dtype=None, *, rngs=None):
+                 bidirectional: bool = False, proj_size: int = 0, dtype=None, *,
+                 precision=DEFAULT_PRECISION, rngs=None):
         name = type(self).__name__
         if mode not in _args.MODES:
             raise ValueError(f"{name}: Unrecognized RNN mode {mode!r}, expected one of {list(_args.MODES)}")
@@ -56,6 +58,7 @@ class RNNBase(RandomInTraining, Module):
         self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
         self.num_layers, self.bias, self.batch_first = int(num_layers), bias, batch_first
         self.dropout, self.bidirectional, self.proj_size = float(dropout), bool(bidirectional), int(proj_size)
+        self.precision = precision
         gates = _args.GATES[_args.MODES[mode]] * self.hidden_size
         out = self.proj_size or self.hidden_size
         dirs = 2 if self.bidirectional else 1
@@ -88,7 +91,7 @@ class RNNBase(RandomInTraining, Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += f", bidirectional={self.bidirectional}"
-        return s
+        return s + (f", precision={self.precision}" if self.precision != DEFAULT_PRECISION else "")
 
     @property
     def _flat_weights(self) -> list:
@@ -147,7 +150,8 @@ class RNNBase(RandomInTraining, Module):
         fn = getattr(F, _args.MODES[self.mode])
         output, *states = fn(input, hx if lstm else hx[0], self._flat_weights, self.bias,
                              self.num_layers, self.dropout, training, self.bidirectional,
-                             self.batch_first, key=self.rngs.dropout() if drop else None)
+                             self.batch_first, key=self.rngs.dropout() if drop else None,
+                             precision=self.precision)
         if not batched:
             output, states = jnp.squeeze(output, batch_dim), [s[:, 0] for s in states]
         return output, tuple(states) if lstm else states[0]
@@ -168,6 +172,7 @@ class RNN(RNNBase):
     - ``dropout``: dropout on the output of every layer but the last, in training.
     - ``bidirectional``: a second, reverse direction per layer (``..._reverse`` parameters).
     - ``dtype``: parameter dtype (float32 when ``None``).
+    - ``precision``: the ``lax.Precision`` of the matmuls; full float32 by default.
     - ``rngs``: ``nnx.Rngs`` or a key (its ``params`` and ``dropout`` streams); ``None`` draws
       from the stream seeded by ``jaxconv.manual_seed``.
 
@@ -178,11 +183,12 @@ class RNN(RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, dtype=None, *, rngs=None):
+                 dropout: float = 0.0, bidirectional: bool = False, dtype=None, *,
+                 precision=DEFAULT_PRECISION, rngs=None):
         self.nonlinearity = _args.check_nonlinearity(nonlinearity, "RNN")
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype=dtype, rngs=rngs)
+                         dtype=dtype, precision=precision, rngs=rngs)
 
 
 class LSTM(RNNBase):
@@ -199,9 +205,9 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype=None, *, rngs=None):
+                 proj_size: int = 0, dtype=None, *, precision=DEFAULT_PRECISION, rngs=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype=dtype, rngs=rngs)
+                         bidirectional, proj_size, dtype=dtype, precision=precision, rngs=rngs)
 
 
 class GRU(RNNBase):
@@ -215,9 +221,9 @@ class GRU(RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=None, *, rngs=None):
+                 dtype=None, *, precision=DEFAULT_PRECISION, rngs=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, rngs=rngs)
+                         bidirectional, dtype=dtype, precision=precision, rngs=rngs)
 
 
 class RNNCellBase(Module):
@@ -228,8 +234,9 @@ class RNNCellBase(Module):
     _states = 1
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int, dtype=None,
-                 *, rngs=None):
+                 *, precision=DEFAULT_PRECISION, rngs=None):
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.precision = precision
         rows = num_chunks * hidden_size
         params = [("weight_ih", (rows, input_size)), ("weight_hh", (rows, hidden_size))]
         if bias:
@@ -244,7 +251,7 @@ class RNNCellBase(Module):
             s += f", bias={self.bias}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             s += f", nonlinearity={self.nonlinearity}"
-        return s
+        return s + (f", precision={self.precision}" if self.precision != DEFAULT_PRECISION else "")
 
     def __call__(self, input, hx=None):
         """One step (torch's ``forward``).
@@ -278,7 +285,8 @@ class RNNCellBase(Module):
             hx = (jnp.zeros((input.shape[0], self.hidden_size), input.dtype),) * self._states
         bias = (None, None) if self.bias_ih is None else (self.bias_ih[...], self.bias_hh[...])
         fn = getattr(F, f"{self._mode}_cell")
-        out = fn(input, hx if self._states == 2 else hx[0], self.weight_ih[...], self.weight_hh[...], *bias)
+        out = fn(input, hx if self._states == 2 else hx[0], self.weight_ih[...], self.weight_hh[...], *bias,
+                 precision=self.precision)
         if not batched:
             out = tuple(o[0] for o in out) if self._states == 2 else out[0]
         return out
@@ -288,15 +296,16 @@ class RNNCell(RNNCellBase):
     """An Elman RNN cell, ``h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)`` (``torch.nn.RNNCell``).
 
     **Arguments:** ``input_size``, ``hidden_size``; ``bias``; ``nonlinearity``: ``'tanh'`` or
-    ``'relu'``; ``dtype``; ``rngs`` (its ``params`` stream, or a key). Parameters drawn from
+    ``'relu'``; ``dtype``; ``precision`` (of the matmuls, full float32 by default); ``rngs`` (its
+    ``params`` stream, or a key). Parameters drawn from
     ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`` as torch's.
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", dtype=None, *, rngs=None):
+                 nonlinearity: str = "tanh", dtype=None, *, precision=DEFAULT_PRECISION, rngs=None):
         self.nonlinearity = _args.check_nonlinearity(nonlinearity, "RNNCell")
         self._mode = f"rnn_{nonlinearity}"
-        super().__init__(input_size, hidden_size, bias, 1, dtype, rngs=rngs)
+        super().__init__(input_size, hidden_size, bias, 1, dtype, precision=precision, rngs=rngs)
 
 
 class LSTMCell(RNNCellBase):
@@ -311,8 +320,8 @@ class LSTMCell(RNNCellBase):
     _mode, _states = "lstm", 2
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=None, *,
-                 rngs=None):
-        super().__init__(input_size, hidden_size, bias, 4, dtype, rngs=rngs)
+                 precision=DEFAULT_PRECISION, rngs=None):
+        super().__init__(input_size, hidden_size, bias, 4, dtype, precision=precision, rngs=rngs)
 
 
 class GRUCell(RNNCellBase):
@@ -326,5 +335,5 @@ class GRUCell(RNNCellBase):
     _mode = "gru"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=None, *,
-                 rngs=None):
-        super().__init__(input_size, hidden_size, bias, 3, dtype, rngs=rngs)
+                 precision=DEFAULT_PRECISION, rngs=None):
+        super().__init__(input_size, hidden_size, bias, 3, dtype, precision=precision, rngs=rngs)
