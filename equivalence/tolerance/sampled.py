@@ -78,9 +78,10 @@ def _linearized(eqn, vals, tans):
     return outs, [t.astype(_error_dtype(o)) if _floating(o) else None for o, t in zip(outs, touts)]
 
 
-def _scan(eqn, vals, tans, key):
-    """A ``scan``: the body's rule in a ``lax.scan`` whose carry holds values and errors (zeros
-    for an exact floating carry, so that every step sees one structure), a key per step."""
+def _scan(eqn, vals, tans, salt):
+    """A ``scan`` nested in traced code: the body's rule in a ``lax.scan`` whose carry holds
+    values and errors (zeros for an exact floating carry, so that every step sees one
+    structure), a salt per step."""
     p = eqn.params
     nc, nk = p["num_consts"], p["num_carry"]
     body = p["jaxpr"]
@@ -94,7 +95,7 @@ def _scan(eqn, vals, tans, key):
     def step(carry, x):
         (c, ct), (xv, xt, i) = carry, x
         outs, otans = _run(body.jaxpr, body.consts, consts + c + xv, const_tans + ct + xt,
-                           _fold(key, i))
+                           _fold(salt, i))
         new_ct = [None if like is None else jnp.zeros_like(like) if t is None else
                   jnp.broadcast_to(t, np.shape(like)).astype(like.dtype)
                   for t, like in zip(otans[:nk], ct)]
@@ -119,13 +120,15 @@ def _extremum(eqn, vals, tans):
     return _bind(eqn, vals), [-out if eqn.primitive.name == "min" else out]
 
 
-def _eqn(eqn, vals, tans, key):
+def _eqn(eqn, vals, tans, salt):
+    """One equation's values and errors: the errors it receives, linearized, plus its own
+    rounding with random signs."""
     name = eqn.primitive.name
     if name == "scan":
-        return _scan(eqn, vals, tans, key)
+        return _scan(eqn, vals, tans, salt)
     closed = called_jaxpr(eqn)
     if closed is not None:
-        return _run(closed.jaxpr, closed.consts, vals, tans, key)
+        return _run(closed.jaxpr, closed.consts, vals, tans, salt)
     if name in ("max", "min") and any(t is not None for t in tans) and all(map(_floating, vals)):
         return _extremum(eqn, vals, tans)
     outs, touts = _linearized(eqn, vals, tans)
@@ -133,13 +136,14 @@ def _eqn(eqn, vals, tans, key):
     result = []
     for j, (o, t, own) in enumerate(zip(outs, touts, own_rounding(eqn, vals, outs))):
         if own is not None:
-            own = own * _signs(_fold(key, j), np.shape(o), own.dtype)
+            own = own * _signs(_fold(salt, j), np.shape(o), own.dtype)
         result.append(own if t is None else t if own is None else t + own)
     return outs, result
 
 
-def _run(jaxpr, consts, vals, tans, key, rule=_eqn):
-    """Values and errors of a jaxpr's outputs, each equation's by ``rule`` with its own salt."""
+def _run(jaxpr, consts, vals, tans, salt):
+    """Values and errors of a jaxpr's outputs (traced: inside a compiled stretch or step), each
+    equation with its own salt."""
     env = {}
 
     def read(v):
@@ -151,7 +155,7 @@ def _run(jaxpr, consts, vals, tans, key, rule=_eqn):
         env[var] = (v, t)
     for i, eqn in enumerate(jaxpr.eqns):
         ins = [read(v) for v in eqn.invars]
-        outs, otans = rule(eqn, [v for v, _ in ins], [t for _, t in ins], _fold(key, i))
+        outs, otans = _eqn(eqn, [v for v, _ in ins], [t for _, t in ins], _fold(salt, i))
         for var, o, t in zip(eqn.outvars, outs, otans):
             env[var] = (o, t)
     got = [read(v) for v in jaxpr.outvars]
