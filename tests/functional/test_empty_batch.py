@@ -167,6 +167,26 @@ for name, kw in (("relu", {}), ("relu6", {}), ("hardtanh", {"min_val": -0.5, "ma
     case(f"{name}-{'-'.join(map(str, kw.values())) or 'default'}", S[2],
          lambda s, x, name=name, kw=kw: getattr(s.F, name)(x, **kw))
 
+
+
+def _recurrent(name, gates, cell=False):
+    """ATen's recurrences (``torch.lstm`` and the rest; the cells with ``(0, 6)`` inputs)."""
+    def f(s, x):
+        ns = JF if s.kind == J else torch
+        zeros = (lambda *k: jnp.zeros(k)) if s.kind == J else (lambda *k: torch.zeros(k, dtype=torch.float64))
+        weights = [s.p(gates * 4, 6), s.p(gates * 4, 4), s.p(gates * 4), s.p(gates * 4)]
+        h = zeros(*(0, 4) if cell else (1, 0, 4))
+        hx = (h, zeros(*h.shape)) if name.startswith("lstm") else h
+        if cell:
+            return getattr(ns, name)(x, hx, *weights)
+        return getattr(ns, name)(x, hx, weights, True, 1, 0.0, False, False, False)[0]
+    return f
+
+
+for _name, _gates in (("lstm", 4), ("gru", 3), ("rnn_tanh", 1), ("rnn_relu", 1)):
+    case(_name, (5, 0, 6), _recurrent(_name, _gates))
+    case(f"{_name}_cell", (0, 6), _recurrent(f"{_name}_cell", _gates, cell=True))
+
 PUBLIC = {n for n in dir(JF) if not n.startswith("_") and callable(getattr(JF, n))}
 HELPERS = {"conv_output_size", "conv_transpose_output_size", "pool_output_size"}
 

@@ -78,7 +78,12 @@ module("DropPath", (0.3,), S[2])               # timm's
 # tests/functional/test_empty_batch.py; jaxconv gives the shape of a non-empty batch.
 module("PixelUnshuffle", (2,), (0, 2, 4, 6))
 
-NOT_CALLED = {"Module", "ModuleList", "ModuleDict"}  # containers without a forward of their own
+for rnn in ("LSTM", "GRU", "RNN"):
+    module(rnn, (6, 4), (5, 0, 6), num_layers=2)
+    module(f"{rnn}Cell", (6, 4), (0, 6))
+
+NOT_CALLED = {"Module", "ModuleList", "ModuleDict",  # containers without a forward of their own
+              "RNNBase", "RNNCellBase"}              # the recurrent layers' bases
 
 
 def _library_module(name):
@@ -119,7 +124,10 @@ def _randomise(theirs):
 
 
 def _leaves(out):
-    return out if isinstance(out, tuple) else (out,)
+    """The arrays of an output, nested tuples (an LSTM's ``(output, (h, c))``) flattened."""
+    if not isinstance(out, tuple):
+        return (out,)
+    return tuple(leaf for o in out for leaf in _leaves(o))
 
 
 def _call(m, x):
