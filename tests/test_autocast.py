@@ -14,6 +14,7 @@ import jaxconv.functional as JF
 from equivalence._torch import to_numpy
 from jaxconv import _autocast, nn
 from jaxconv import tensor as T
+from tests.functional._loss_cases import LOW_PRECISION as LOSSES  # (torch op, jaxconv op, build)
 
 DTYPES = {"bfloat16": (torch.bfloat16, 2.0 ** -7), "float16": (torch.float16, 2.0 ** -10)}
 
@@ -70,67 +71,10 @@ CASES = {
 BLOCKWISE = {"scaled_dot_product_attention"}
 
 
-def _logits(r):
-    return r.standard_normal((6, 5)).astype(np.float32) * 3
-
-
-def _probs(r, *shape):
-    return r.uniform(0.05, 0.95, shape or (6, 5)).astype(np.float32)
-
-
-def _labels(r, *shape):
-    return r.integers(0, 5, shape or (6,))
-
-
-# name: (torch loss, jaxconv loss, rng -> numpy arguments); floating ones are cast to the test's
-# input dtype, integer ones (class indices, lengths) kept. The names after a '-' are variants.
-LOSSES = {
-    "cross_entropy": (TF.cross_entropy, JF.cross_entropy, lambda r: [_logits(r), _labels(r)]),
-    "cross_entropy-probabilities": (lambda x, t: TF.cross_entropy(x, t, label_smoothing=0.1),
-                                    lambda x, t: JF.cross_entropy(x, t, label_smoothing=0.1),
-                                    lambda r: [_logits(r), _probs(r)]),
-    "nll_loss": (TF.nll_loss, JF.nll_loss, lambda r: [-_probs(r), _labels(r)]),
-    "binary_cross_entropy": (TF.binary_cross_entropy, JF.binary_cross_entropy, lambda r: [_probs(r), _probs(r)]),
-    "binary_cross_entropy_with_logits": (TF.binary_cross_entropy_with_logits, JF.binary_cross_entropy_with_logits,
-                                         lambda r: [_logits(r), _probs(r)]),
-    "kl_div": (lambda x, t: TF.kl_div(x, t, reduction="batchmean"), lambda x, t: JF.kl_div(x, t, reduction="batchmean"),
-               lambda r: [-_probs(r), _probs(r)]),
-    "mse_loss": (TF.mse_loss, JF.mse_loss, lambda r: [_logits(r), _logits(r)]),
-    "mse_loss-weight": (lambda x, t, w: TF.mse_loss(x, t, weight=w), lambda x, t, w: JF.mse_loss(x, t, weight=w),
-                        lambda r: [_logits(r), _logits(r), _probs(r)]),
-    "l1_loss": (TF.l1_loss, JF.l1_loss, lambda r: [_logits(r), _logits(r)]),
-    "l1_loss-weight": (lambda x, t, w: TF.l1_loss(x, t, weight=w), lambda x, t, w: JF.l1_loss(x, t, weight=w),
-                       lambda r: [_logits(r), _logits(r), _probs(r)]),
-    "smooth_l1_loss": (TF.smooth_l1_loss, JF.smooth_l1_loss, lambda r: [_logits(r), _logits(r)]),
-    "huber_loss": (lambda x, t, w: TF.huber_loss(x, t, weight=w), lambda x, t, w: JF.huber_loss(x, t, weight=w),
-                   lambda r: [_logits(r), _logits(r), _probs(r)]),
-    "poisson_nll_loss": (TF.poisson_nll_loss, JF.poisson_nll_loss, lambda r: [_logits(r) / 3, _probs(r) * 4]),
-    "gaussian_nll_loss": (TF.gaussian_nll_loss, JF.gaussian_nll_loss, lambda r: [_logits(r), _logits(r), _probs(r)]),
-    "soft_margin_loss": (TF.soft_margin_loss, JF.soft_margin_loss, lambda r: [_logits(r), np.sign(_logits(r))]),
-    "multilabel_soft_margin_loss": (TF.multilabel_soft_margin_loss, JF.multilabel_soft_margin_loss,
-                                    lambda r: [_logits(r), _probs(r)]),
-    "multilabel_margin_loss": (TF.multilabel_margin_loss, JF.multilabel_margin_loss,
-                               lambda r: [_logits(r), np.where(np.arange(5) < 2, _labels(r, 6, 5), -1)]),
-    "multi_margin_loss": (TF.multi_margin_loss, JF.multi_margin_loss, lambda r: [_logits(r), _labels(r)]),
-    "margin_ranking_loss": (TF.margin_ranking_loss, JF.margin_ranking_loss,
-                            lambda r: [_logits(r)[:, 0], _logits(r)[:, 0], np.sign(_logits(r)[:, 0])]),
-    "hinge_embedding_loss": (TF.hinge_embedding_loss, JF.hinge_embedding_loss,
-                             lambda r: [_logits(r), np.sign(_logits(r))]),
-    "cosine_embedding_loss": (TF.cosine_embedding_loss, JF.cosine_embedding_loss,
-                              lambda r: [_logits(r), _logits(r), np.sign(_logits(r)[:, 0])]),
-    "triplet_margin_loss": (TF.triplet_margin_loss, JF.triplet_margin_loss, lambda r: [_logits(r) for _ in range(3)]),
-    "triplet_margin_with_distance_loss": (TF.triplet_margin_with_distance_loss, JF.triplet_margin_with_distance_loss,
-                                          lambda r: [_logits(r) for _ in range(3)]),
-    "pairwise_distance": (TF.pairwise_distance, JF.pairwise_distance, lambda r: [_logits(r), _logits(r)]),
-    "ctc_loss": (TF.ctc_loss, JF.ctc_loss,
-                 lambda r: [np.log(r.dirichlet(np.ones(5), (7, 2))).astype(np.float32), _labels(r, 2, 3) % 4 + 1,
-                            np.array([7, 6]), np.array([3, 2])]),
-}
-
-
 def test_every_listed_op_is_checked():
     """The lists in jaxconv._autocast cannot drift from torch's without a case here failing."""
     assert _autocast.LOWER | _autocast.FLOAT32 <= set(CASES) | set(LOSSES)
+
 
 
 @pytest.mark.parametrize("dtype,input_dtype", [

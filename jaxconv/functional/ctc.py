@@ -190,6 +190,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0,
     if log_probs.ndim not in (2, 3):
         raise ValueError(f"{fn}: log_probs must be (T, N, C) or unbatched (T, C), got log_probs of "
                          f"shape {tuple(log_probs.shape)}")
+    if log_probs.size == 0:
+        raise ValueError(f"{fn}: log_probs must not be empty (an empty batch or no steps or "
+                         f"classes), got log_probs of shape {tuple(log_probs.shape)}")
     unbatched = log_probs.ndim == 2
     steps, num_classes = log_probs.shape[0], log_probs.shape[-1]
     batch = 1 if unbatched else log_probs.shape[1]

@@ -329,7 +329,12 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_fu
     fn = "triplet_margin_with_distance_loss"
     reduction = L.reduction(fn, reduction, alias=False)
     _triplet_checks(fn, anchor, positive, negative, margin)
-    distance = pairwise_distance if distance_function is None else distance_function
+    if distance_function is None:     # float16/bfloat16: the distances too in float32, rounded once
+        acc, dtype = _compute_dtype(anchor, positive, negative)
+        anchor, positive, negative = (x.astype(acc) for x in (anchor, positive, negative))
+        distance = pairwise_distance
+    else:
+        distance, dtype = distance_function, None
     swapped = distance(positive, negative) if swap else None
-    return _triplet(distance(anchor, positive), distance(anchor, negative), swapped, margin,
-                    reduction)
+    out = _triplet(distance(anchor, positive), distance(anchor, negative), swapped, margin, reduction)
+    return out if dtype is None else out.astype(dtype)

@@ -45,6 +45,65 @@ def _kinked(rng, beta):
     return x, y
 
 
+def _f32_logits(r):
+    return r.standard_normal((6, 5)).astype(np.float32) * 3
+
+
+def _f32_probs(r, *shape):
+    return r.uniform(0.05, 0.95, shape or (6, 5)).astype(np.float32)
+
+
+def _f32_labels(r, *shape):
+    return r.integers(0, 5, shape or (6,))
+
+
+# The losses in low precision: name: (torch loss, jaxconv loss, rng -> numpy arguments), float32
+# or integer; floating ones are cast to the dtype under test, integer ones (class indices,
+# lengths) kept. Names after a '-' are variants. (tests/test_autocast.py, test_loss_edges.py)
+LOW_PRECISION = {
+    "cross_entropy": (TF.cross_entropy, F.cross_entropy, lambda r: [_f32_logits(r), _f32_labels(r)]),
+    "cross_entropy-probabilities": (lambda x, t: TF.cross_entropy(x, t, label_smoothing=0.1),
+                                    lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+                                    lambda r: [_f32_logits(r), _f32_probs(r)]),
+    "nll_loss": (TF.nll_loss, F.nll_loss, lambda r: [-_f32_probs(r), _f32_labels(r)]),
+    "binary_cross_entropy": (TF.binary_cross_entropy, F.binary_cross_entropy, lambda r: [_f32_probs(r), _f32_probs(r)]),
+    "binary_cross_entropy_with_logits": (TF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+                                         lambda r: [_f32_logits(r), _f32_probs(r)]),
+    "kl_div": (lambda x, t: TF.kl_div(x, t, reduction="batchmean"), lambda x, t: F.kl_div(x, t, reduction="batchmean"),
+               lambda r: [-_f32_probs(r), _f32_probs(r)]),
+    "mse_loss": (TF.mse_loss, F.mse_loss, lambda r: [_f32_logits(r), _f32_logits(r)]),
+    "mse_loss-weight": (lambda x, t, w: TF.mse_loss(x, t, weight=w), lambda x, t, w: F.mse_loss(x, t, weight=w),
+                        lambda r: [_f32_logits(r), _f32_logits(r), _f32_probs(r)]),
+    "l1_loss": (TF.l1_loss, F.l1_loss, lambda r: [_f32_logits(r), _f32_logits(r)]),
+    "l1_loss-weight": (lambda x, t, w: TF.l1_loss(x, t, weight=w), lambda x, t, w: F.l1_loss(x, t, weight=w),
+                       lambda r: [_f32_logits(r), _f32_logits(r), _f32_probs(r)]),
+    "smooth_l1_loss": (TF.smooth_l1_loss, F.smooth_l1_loss, lambda r: [_f32_logits(r), _f32_logits(r)]),
+    "huber_loss": (lambda x, t, w: TF.huber_loss(x, t, weight=w), lambda x, t, w: F.huber_loss(x, t, weight=w),
+                   lambda r: [_f32_logits(r), _f32_logits(r), _f32_probs(r)]),
+    "poisson_nll_loss": (TF.poisson_nll_loss, F.poisson_nll_loss, lambda r: [_f32_logits(r) / 3, _f32_probs(r) * 4]),
+    "gaussian_nll_loss": (TF.gaussian_nll_loss, F.gaussian_nll_loss, lambda r: [_f32_logits(r), _f32_logits(r), _f32_probs(r)]),
+    "soft_margin_loss": (TF.soft_margin_loss, F.soft_margin_loss, lambda r: [_f32_logits(r), np.sign(_f32_logits(r))]),
+    "multilabel_soft_margin_loss": (TF.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss,
+                                    lambda r: [_f32_logits(r), _f32_probs(r)]),
+    "multilabel_margin_loss": (TF.multilabel_margin_loss, F.multilabel_margin_loss,
+                               lambda r: [_f32_logits(r), np.where(np.arange(5) < 2, _f32_labels(r, 6, 5), -1)]),
+    "multi_margin_loss": (TF.multi_margin_loss, F.multi_margin_loss, lambda r: [_f32_logits(r), _f32_labels(r)]),
+    "margin_ranking_loss": (TF.margin_ranking_loss, F.margin_ranking_loss,
+                            lambda r: [_f32_logits(r)[:, 0], _f32_logits(r)[:, 0], np.sign(_f32_logits(r)[:, 0])]),
+    "hinge_embedding_loss": (TF.hinge_embedding_loss, F.hinge_embedding_loss,
+                             lambda r: [_f32_logits(r), np.sign(_f32_logits(r))]),
+    "cosine_embedding_loss": (TF.cosine_embedding_loss, F.cosine_embedding_loss,
+                              lambda r: [_f32_logits(r), _f32_logits(r), np.sign(_f32_logits(r)[:, 0])]),
+    "triplet_margin_loss": (TF.triplet_margin_loss, F.triplet_margin_loss, lambda r: [_f32_logits(r) for _ in range(3)]),
+    "triplet_margin_with_distance_loss": (TF.triplet_margin_with_distance_loss, F.triplet_margin_with_distance_loss,
+                                          lambda r: [_f32_logits(r) for _ in range(3)]),
+    "pairwise_distance": (TF.pairwise_distance, F.pairwise_distance, lambda r: [_f32_logits(r), _f32_logits(r)]),
+    "ctc_loss": (TF.ctc_loss, F.ctc_loss,
+                 lambda r: [np.log(r.dirichlet(np.ones(5), (7, 2))).astype(np.float32), _f32_labels(r, 2, 3) % 4 + 1,
+                            np.array([7, 6]), np.array([3, 2])]),
+}
+
+
 CASES = {}
 #: Variants of a case already in the default run (``slow``).
 SLOW = {"cross_entropy-probabilities-kdim", "nll_loss-kdim", "gaussian_nll_loss-broadcast",

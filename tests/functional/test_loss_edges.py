@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as TF
 
 import jaxconv.functional as F
-from tests.functional._loss_cases import assert_matches
+from equivalence._torch import to_numpy
+from tests.functional._loss_cases import LOW_PRECISION, assert_matches
+from tests.functional.test_low_precision import REDUCED, assert_rounded_once
 
 
 def _grad(jfn, tfn, *args, diff=(0,)):
@@ -89,18 +91,9 @@ EMPTY = [
     ("cross_entropy", lambda F, a, i, r: F.cross_entropy(a(0, 4), i(0), reduction=r)),
     ("cross_entropy-probabilities", lambda F, a, i, r: F.cross_entropy(a(0, 4), a(0, 4), reduction=r)),
     ("nll_loss-kdim", lambda F, a, i, r: F.nll_loss(a(0, 4, 3), i(0, 3), reduction=r)),
-    ("binary_cross_entropy", lambda F, a, i, r: F.binary_cross_entropy(a(0, 3), a(0, 3), reduction=r)),
-    ("binary_cross_entropy_with_logits",
-     lambda F, a, i, r: F.binary_cross_entropy_with_logits(a(0, 3), a(0, 3), reduction=r)),
     ("kl_div-batchmean", lambda F, a, i, r: F.kl_div(a(0, 3), a(0, 3),
                                                     reduction="batchmean" if r == "mean" else r)),
     ("mse_loss", lambda F, a, i, r: F.mse_loss(a(0, 3), a(0, 3), reduction=r)),
-    ("smooth_l1_loss", lambda F, a, i, r: F.smooth_l1_loss(a(0, 3), a(0, 3), reduction=r)),
-    ("poisson_nll_loss", lambda F, a, i, r: F.poisson_nll_loss(a(0, 3), a(0, 3), reduction=r)),
-    ("gaussian_nll_loss", lambda F, a, i, r: F.gaussian_nll_loss(a(0, 3), a(0, 3), a(0, 3), reduction=r)),
-    ("multilabel_soft_margin_loss",
-     lambda F, a, i, r: F.multilabel_soft_margin_loss(a(0, 3), a(0, 3), reduction=r)),
-    ("cosine_embedding_loss", lambda F, a, i, r: F.cosine_embedding_loss(a(0, 3), a(0, 3), a(0), reduction=r)),
     ("triplet_margin_loss", lambda F, a, i, r: F.triplet_margin_loss(a(0, 3), a(0, 3), a(0, 3), reduction=r)),
     # torch's kernels return uninitialised memory for these two reductions: jaxconv's are NaN and 0
     ("multi_margin_loss", lambda F, a, i, r: F.multi_margin_loss(a(0, 3), i(0), reduction=r)),
@@ -111,7 +104,8 @@ _GARBAGE = {"multi_margin_loss", "multilabel_margin_loss"}
 
 @pytest.mark.parametrize("name,call", EMPTY, ids=[c[0] for c in EMPTY])
 def test_empty_batch(name, call):
-    """'mean' of nothing is NaN, 'sum' is 0, 'none' is empty, as in torch."""
+    """'mean' of nothing is NaN, 'sum' is 0, 'none' is empty, as in torch (the losses whose
+    reductions have their own code; the shapes of every loss: test_empty_batch.py)."""
     arrays = ((F, lambda *s: jnp.zeros(s), lambda *s: jnp.zeros(s, jnp.int64)),
               (TF, lambda *s: torch.zeros(s, dtype=torch.float64), lambda *s: torch.zeros(s, dtype=torch.long)))
     for reduction in ("none", "sum", "mean"):
@@ -175,3 +169,29 @@ def test_under_jit_values_that_cannot_be_checked_give_nan(rng):
     bce = jax.jit(lambda p: F.binary_cross_entropy(p, jnp.full(3, 0.5), reduction="none"))(jnp.array([0.5, 1.5, -0.5]))
     assert np.isfinite(bce[0]) and np.isnan(bce[1:]).all()
     assert np.isnan(jax.jit(F.gaussian_nll_loss)(x[0], x[1], jnp.array([1.0, -1.0, 1.0, 1.0])))
+
+
+@pytest.mark.parametrize("dtype", REDUCED)
+def test_reduced_dtypes_compute_in_float32_and_round_once(rng, dtype):
+    """float16/bfloat16 arguments (no autocast): every loss returns torch's dtype (the input's;
+    where torch has no such kernel, the input's too) and the float64 result of the same rounded
+    arguments, rounded once. One jit for all the losses."""
+    t_dtype = REDUCED[dtype][0]
+    cases = {name: [torch.from_numpy(a).to(t_dtype) if a.dtype.kind == "f" else torch.from_numpy(a)
+                    for a in build(rng)] for name, (_, _, build) in LOW_PRECISION.items()}
+    got = jax.jit(lambda args: {name: LOW_PRECISION[name][1](*a) for name, a in args.items()})(
+        {name: [jnp.asarray(to_numpy(a)) for a in args] for name, args in cases.items()})
+    for name, args in cases.items():
+        t_op = LOW_PRECISION[name][0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = t_op(*[a.double() if a.is_floating_point() else a for a in args]).numpy()
+            try:
+                want = str(t_op(*args).dtype).removeprefix("torch.")
+            except (RuntimeError, NotImplementedError):     # no float16/bfloat16 CPU kernel
+                want = dtype
+        assert str(got[name].dtype) == want, name
+        try:
+            assert_rounded_once(got[name], reference, dtype)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from None
