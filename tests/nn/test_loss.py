@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 import equivalence
 import jaxconv.nn as nn
@@ -122,3 +123,17 @@ def test_pairwise_distance_module(rng):
     theirs, ours = torch.nn.PairwiseDistance(p=3, eps=1e-3, keepdim=True), nn.PairwiseDistance(p=3, eps=1e-3, keepdim=True)
     assert repr(ours) == repr(theirs) and ours.norm == theirs.norm
     assert_matches(ours(x, y), theirs(torch.from_numpy(x), torch.from_numpy(y)).numpy())
+
+
+@pytest.mark.parametrize("name,kw,args", [
+    ("CrossEntropyLoss", {"weight": W, "label_smoothing": 0.1}, lambda: [np.zeros((0, C)), np.zeros(0, np.int64)]),
+    ("BCEWithLogitsLoss", {"pos_weight": W}, lambda: [np.zeros((0, C)), np.zeros((0, C))]),
+    ("TripletMarginWithDistanceLoss", {}, lambda: [np.zeros((0, C))] * 3),
+])
+def test_empty_batch_under_nnx_jit(name, kw, args):
+    """An empty batch: 'mean' is NaN as in torch; the buffers are unchanged."""
+    theirs, ours = _build(name, kw)
+    got = nnx.jit(lambda m, *a: m(*a))(ours, *[jnp.asarray(a) for a in args()])
+    assert np.isnan(got) and np.isnan(theirs(*[torch.from_numpy(a) for a in args()]).item())
+    for key, value in equivalence.state_dict(ours).items():
+        np.testing.assert_array_equal(value, theirs.state_dict()[key].numpy())
