@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "jaxconv_cl", "translated", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox")
+IMPL_ORDER = ("jaxconv", "jaxconv_cl", "translated", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox",
+              "optax")
 
 
 def slug(env) -> str:
@@ -31,6 +32,8 @@ def table(result) -> str:
         lax = r.get("jaxconv_vs_best_lax")
         line += f"{r['jaxconv_vs_best_torch']:>10.2f}" + (f"{lax:>8.2f}" if lax else f"{'-':>8}")
         line += f"{r['compile_s'].get('jaxconv', float('nan')):>9.2f}"
+        if "jaxconv_vs_optax" in r:
+            line += f"   jaxconv/optax {r['jaxconv_vs_optax']:.2f}"
         if "translated_vs_handwritten" in r:
             line += f"   translated/hand-written {r['translated_vs_handwritten']:.2f}"
         if "jaxconv_vs_flax" in r:
@@ -92,8 +95,9 @@ def markdown(result) -> str:
         ratio_lax = f"{r['jaxconv_vs_best_lax']:.2f}" if "jaxconv_vs_best_lax" in r else "-"
         vs_flax = r.get("jaxconv_vs_flax", {})
         flax_s = " | ".join(f"{vs_flax[k]:.2f}" if k in vs_flax else "-" for k in ("jaxconv", "jaxconv_cl"))
+        cl = f"{med['torch_cl'] * 1e3:.2f}" if "torch_cl" in med else "-"
         lines.append(f"| {r['case']} | {med['jaxconv'] * 1e3:.2f} | {med['torch'] * 1e3:.2f} | "
-                     f"{med['torch_cl'] * 1e3:.2f} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} | {flax_s} |")
+                     f"{cl} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} | {flax_s} |")
     return "\n".join(lines)
 
 

@@ -189,6 +189,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     import torch
 
     from . import cases as C
+    from . import losses as LS
     from . import low_precision as LP
     from . import report
 
@@ -205,10 +206,14 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
                   if not only or any(o in m for o in only)]
     bf16_list = [(m, mode) for m in ("resnet18",) for mode in LP.MODES
                  if not only or any(o in f"{m}_{mode}" for o in only)]
-    bar = Progress((len(layer_list) + 2 * len(model_list) + 2 * len(bf16_list)) * rounds, progress)
+    loss_list = [r for r in ("cross_entropy_ls",) if not only or any(o in r for o in only)]
+    bar = Progress((len(layer_list) + len(loss_list) + 2 * len(model_list) + 2 * len(bf16_list)) * rounds,
+                   progress)
     rows = []
     for case in layer_list:
         rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
+    for _ in loss_list:
+        rows.append(LS.run_cross_entropy(quick, rng, torch_device, rounds, min_time, tol, bar))
     for name in model_list:
         rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     for name, mode in bf16_list:  # tolerances from bfloat16's epsilon and the depth

@@ -3,7 +3,7 @@
 Inside ``with jaxconv.autocast(jnp.bfloat16):`` (or ``jnp.float16``) the ops torch's CPU
 autocast runs in low precision (:data:`LOWER`: convs, transposed convs, linear, the matrix
 products, prelu, attention) cast their floating inputs to that dtype, and the ops it runs in
-float32 (:data:`FLOAT32`: 3-d pooling, reflection and replication padding, ...) cast them to
+float32 (:data:`FLOAT32`: 3-d pooling, reflection and replication padding, most losses) cast them to
 float32. float64 inputs are never cast, as in torch. Every other op runs in its inputs' dtype,
 accumulating in float32 (a BatchNorm after a bfloat16 conv takes its bfloat16 output and
 float32 parameters and returns bfloat16). Parameters stay as stored.
@@ -29,11 +29,17 @@ LOWER = frozenset({
     "scaled_dot_product_attention",
 })
 
-#: Ops torch's CPU autocast runs in float32.
+#: Ops torch's CPU autocast runs in float32. Of the losses, the ones written in Python in torch
+#: (``gaussian_nll_loss``, ``multilabel_soft_margin_loss``, ``triplet_margin_with_distance_loss``,
+#: and ``mse_loss`` / ``l1_loss`` given a ``weight``) are not cast; ``huber_loss`` is, weight or not.
 FLOAT32 = frozenset({
     "avg_pool3d", "max_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool3d",
     "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d",
     "replication_pad3d",
+    "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "kl_div", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "poisson_nll_loss",
+    "soft_margin_loss", "multilabel_margin_loss", "multi_margin_loss", "margin_ranking_loss",
+    "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "ctc_loss",
 })
 
 DTYPES = ("bfloat16", "float16")

@@ -24,16 +24,30 @@ FUNCTIONS = [f"{name}{n}d" for n in (1, 2, 3) for name in (
     "lp_pool")] + ["interpolate", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "unfold",
                    "fold", "pad", "group_norm"]
 
+LOSS_FUNCTIONS = [
+    "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+    "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss", "gaussian_nll_loss",
+    "soft_margin_loss", "multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_margin_loss",
+    "margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss",
+    "triplet_margin_with_distance_loss", "ctc_loss", "pairwise_distance"]
+FUNCTIONS += LOSS_FUNCTIONS
+
 CLASSES = [f"{name}{n}d" for n in (1, 2, 3) for name in (
     "Conv", "ConvTranspose", "BatchNorm", "InstanceNorm", "MaxPool", "AvgPool", "AdaptiveAvgPool",
     "AdaptiveMaxPool", "LPPool", "ZeroPad", "ConstantPad", "ReflectionPad", "ReplicationPad",
     "CircularPad")] + ["ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid",
                        "Sigmoid", "Tanh", "GroupNorm", "RNN", "LSTM", "GRU", "RNNCell",
-                       "LSTMCell", "GRUCell"]
+                       "LSTMCell", "GRUCell"] + [
+    "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss",
+    "SmoothL1Loss", "HuberLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss",
+    "MultiLabelSoftMarginLoss", "MultiLabelMarginLoss", "MultiMarginLoss", "MarginRankingLoss",
+    "HingeEmbeddingLoss", "CosineEmbeddingLoss", "TripletMarginLoss", "TripletMarginWithDistanceLoss",
+    "CTCLoss", "PairwiseDistance"]
 
 
 def _torch_function_params(name):
-    """``[(name, default)]`` of a torch.nn.functional function, builtins included."""
+    """``[(name, default)]`` of a torch.nn.functional function's positional parameters, builtins
+    included."""
     fn = getattr(TF, name)
     if name.startswith(("max_pool", "adaptive_max_pool")):  # boolean_dispatch hides them
         fn = getattr(TF, f"{name}_with_indices")
@@ -45,7 +59,7 @@ def _torch_function_params(name):
         names = [a.arg for a in sig.args]
         defaults = [_EMPTY] * (len(names) - len(sig.defaults)) + [ast.literal_eval(d) for d in sig.defaults]
         return list(zip(names, defaults))
-    return [(p.name, p.default) for p in sig.parameters.values()]
+    return _positional(sig)
 
 
 def _positional(sig):
@@ -71,6 +85,28 @@ def test_functions_are_defined_where_they_live_with_a_docstring(name):
     rendered = pydoc.render_doc(fn, renderer=pydoc.plaintext)
     params = list(inspect.signature(fn).parameters)
     assert all(p in rendered for p in params[1:])  # the signature line and the argument docs
+
+
+@pytest.mark.parametrize("name", LOSS_FUNCTIONS)
+def test_losses_have_torchs_keyword_only_parameters_too(name):
+    """All parameters with their kinds: torch's keyword-only ones stay keyword-only."""
+    def params(sig):
+        return [(p.name, p.default, p.kind == p.KEYWORD_ONLY) for p in sig.parameters.values()]
+
+    try:
+        theirs = params(inspect.signature(getattr(TF, name)))
+    except (TypeError, ValueError):   # a builtin (pairwise_distance): positional only
+        theirs = [(n, d, False) for n, d in _torch_function_params(name)]
+    assert params(inspect.signature(getattr(F, name))) == theirs
+
+
+@pytest.mark.parametrize("name", [c for c in CLASSES if c.endswith("Loss")])
+def test_loss_modules_have_torchs_keyword_only_parameters_too(name):
+    def params(sig):
+        return [(p.name, p.default, p.kind == p.KEYWORD_ONLY) for p in sig.parameters.values()
+                if p.name not in ("device", "dtype")]
+
+    assert params(inspect.signature(getattr(J, name))) == params(inspect.signature(getattr(torch.nn, name)))
 
 
 def _torch_class_params(cls):
@@ -99,7 +135,8 @@ def test_modules_are_classes_defined_where_they_live_with_a_docstring(name):
     assert f"torch.nn.{name}" in inspect.getdoc(cls)
     params = list(inspect.signature(cls).parameters)
     if params:  # help() prints the constructor's signature (pydoc leaves out an empty one)
-        assert f" {name}({params[0]}" in pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        doc = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        assert f" {name}({params[0]}" in doc or f" {name}(*, {params[0]}" in doc
 
 
 def test_help_shows_the_shared_argument_docs():

@@ -14,6 +14,7 @@ import jaxconv.functional as JF
 from equivalence._torch import to_numpy
 from jaxconv import _autocast, nn
 from jaxconv import tensor as T
+from tests.functional._loss_cases import LOW_PRECISION as LOSSES  # (torch op, jaxconv op, build)
 
 DTYPES = {"bfloat16": (torch.bfloat16, 2.0 ** -7), "float16": (torch.float16, 2.0 ** -10)}
 
@@ -72,7 +73,32 @@ BLOCKWISE = {"scaled_dot_product_attention"}
 
 def test_every_listed_op_is_checked():
     """The lists in jaxconv._autocast cannot drift from torch's without a case here failing."""
-    assert _autocast.LOWER | _autocast.FLOAT32 <= set(CASES)
+    assert _autocast.LOWER | _autocast.FLOAT32 <= set(CASES) | set(LOSSES)
+
+
+
+@pytest.mark.parametrize("dtype,input_dtype", [
+    ("bfloat16", "reduced"),
+    pytest.param("float16", "reduced", marks=pytest.mark.slow),
+    pytest.param("bfloat16", "float32", marks=pytest.mark.slow),
+    pytest.param("float16", "float32", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_follows_torch_autocast(rng, name, dtype, input_dtype):
+    """Each loss's output dtype is torch's under its autocast (float32 for the ones it lists,
+    the inputs' for the others: reduced inputs tell them apart), the value within an ulp."""
+    t_op, j_op, build = LOSSES[name]
+    t_dtype, eps = DTYPES[dtype]
+    args = [torch.from_numpy(a) for a in build(rng)]
+    args = [a.to(t_dtype) if a.is_floating_point() and input_dtype == "reduced" else a for a in args]
+    with torch.autocast("cpu", dtype=t_dtype):
+        want = t_op(*args)
+    with jaxconv.autocast(dtype):
+        got = jax.jit(j_op)(*[jnp.asarray(to_numpy(a)) for a in args])
+    assert str(got.dtype) == str(want.dtype).removeprefix("torch.")
+    theirs = to_numpy(want).astype(np.float64)
+    ulp = eps if want.dtype != torch.float32 else 2.0 ** -23
+    tol = ulp * np.abs(theirs) + 64 * 2.0 ** -23 * float(np.max(np.abs(theirs)))
+    assert np.all(np.abs(np.asarray(got).astype(np.float64) - theirs) <= tol)
 
 
 def _args(rng, shapes, dtype=torch.float32):

@@ -19,3 +19,13 @@ from .normalization import (batch_norm, group_norm, instance_norm, layer_norm,
                             local_response_norm, rms_norm)
 from .recurrent import (gru, gru_cell, lstm, lstm_cell, rnn_relu, rnn_relu_cell, rnn_tanh,
                         rnn_tanh_cell)
+from .distance import pairwise_distance
+from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+                     kl_div, nll_loss)
+from .regression_losses import (gaussian_nll_loss, huber_loss, l1_loss, mse_loss,
+                                poisson_nll_loss, smooth_l1_loss)
+from .margin_losses import (cosine_embedding_loss, hinge_embedding_loss, margin_ranking_loss,
+                            multi_margin_loss, multilabel_margin_loss,
+                            multilabel_soft_margin_loss, soft_margin_loss, triplet_margin_loss,
+                            triplet_margin_with_distance_loss)
+from .ctc import ctc_loss

@@ -187,6 +187,35 @@ for _name, _gates in (("lstm", 4), ("gru", 3), ("rnn_tanh", 1), ("rnn_relu", 1))
     case(_name, (5, 0, 6), _recurrent(_name, _gates))
     case(f"{_name}_cell", (0, 6), _recurrent(f"{_name}_cell", _gates, cell=True))
 
+
+def _index(s, *shape):
+    """Class indices (int64) of one framework."""
+    return jnp.zeros(shape, jnp.int64) if s.kind == J else torch.zeros(shape, dtype=torch.long)
+
+
+# losses: 'mean' of an empty batch is NaN (values: tests/functional/test_loss_edges.py)
+L2 = (0, 5)
+case("cross_entropy", L2, lambda s, x: s.F.cross_entropy(x, _index(s, 0), s.p(5), label_smoothing=0.1))
+case("cross_entropy-probabilities", L2, lambda s, x: s.F.cross_entropy(x, s.p(0, 5)))
+case("nll_loss-kdim", (0, 5, 3), lambda s, x: s.F.nll_loss(x, _index(s, 0, 3), s.p(5)))
+case("binary_cross_entropy", L2, lambda s, x: s.F.binary_cross_entropy(x, s.p(0, 5), s.p(5)))
+case("binary_cross_entropy_with_logits", L2, lambda s, x: s.F.binary_cross_entropy_with_logits(
+    x, s.p(0, 5), pos_weight=s.p(5)))
+case("kl_div", L2, lambda s, x: s.F.kl_div(x, s.p(0, 5), reduction="batchmean"))
+for name in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "poisson_nll_loss", "soft_margin_loss",
+             "multilabel_soft_margin_loss", "hinge_embedding_loss"):
+    case(name, L2, lambda s, x, name=name: getattr(s.F, name)(x, s.p(0, 5)))
+case("gaussian_nll_loss", L2, lambda s, x: s.F.gaussian_nll_loss(x, s.p(0, 5), s.p(0, 5)))
+case("multilabel_margin_loss", L2, lambda s, x: s.F.multilabel_margin_loss(x, _index(s, 0, 5)))
+case("multi_margin_loss", L2, lambda s, x: s.F.multi_margin_loss(x, _index(s, 0)))
+case("margin_ranking_loss", L2, lambda s, x: s.F.margin_ranking_loss(x, s.p(0, 5), s.p(0, 5)))
+case("cosine_embedding_loss", L2, lambda s, x: s.F.cosine_embedding_loss(x, s.p(0, 5), s.p(0)))
+case("pairwise_distance", L2, lambda s, x: s.F.pairwise_distance(x, s.p(0, 5)))
+for name in ("triplet_margin_loss", "triplet_margin_with_distance_loss"):
+    case(name, L2, lambda s, x, name=name: getattr(s.F, name)(x, s.p(0, 5), s.p(0, 5)))
+case("ctc_loss", (5, 0, 4), lambda s, x: s.F.ctc_loss(x, _index(s, 0, 3), _index(s, 0), _index(s, 0)),
+     torch_raises=True)
+
 PUBLIC = {n for n in dir(JF) if not n.startswith("_") and callable(getattr(JF, n))}
 HELPERS = {"conv_output_size", "conv_transpose_output_size", "pool_output_size"}
 
