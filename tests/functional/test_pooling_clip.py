@@ -11,22 +11,7 @@ import torch.nn.functional as TF
 
 import jaxconv.functional as F
 from jaxconv.functional import pooling
-from tests._util import check_grad, randn, t
-
-
-def _largest(jaxpr):
-    """The most elements of any value, and of any window, in ``jaxpr`` and the jaxprs inside it."""
-    most = 0
-    for eqn in jaxpr.eqns:
-        for v in eqn.outvars:
-            most = max(most, math.prod(getattr(v.aval, "shape", ())))
-        most = max(most, math.prod(eqn.params.get("window_dimensions", ())))
-        for p in eqn.params.values():
-            for sub in p if isinstance(p, (tuple, list)) else (p,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    most = max(most, _largest(inner))
-    return most
+from tests._util import check_grad, largest_value, randn, t
 
 
 MEMORY = [  # (function, kwargs): the kernel is far larger than the 2x3 input
@@ -53,7 +38,7 @@ def test_memory_does_not_grow_with_the_kernel(name, kw):
         y = getattr(F, name)(a, **kw)
         return jnp.sum((y[0] if isinstance(y, tuple) else y) ** 2)
 
-    assert _largest(jax.make_jaxpr(jax.value_and_grad(loss))(x).jaxpr) <= 6 ** 2 * math.prod(x.shape)
+    assert largest_value(jax.make_jaxpr(jax.value_and_grad(loss))(x).jaxpr) <= 6 ** 2 * math.prod(x.shape)
 
 
 # (n, input spatial size, kwargs): kernels larger than the input with padding, ceil_mode,
