@@ -66,3 +66,39 @@ def same(ours, theirs):
     ours = np.asarray(ours)
     assert ours.dtype == theirs.dtype, f"dtype {ours.dtype} != torch's {theirs.dtype}"
     np.testing.assert_array_equal(ours, theirs)
+
+
+def largest_value(jaxpr) -> int:
+    """The most elements of any value (or reduction window) in ``jaxpr`` and the jaxprs inside
+    it: a deterministic stand-in for peak memory, read without running anything."""
+    most = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            most = max(most, int(np.prod(getattr(v.aval, "shape", ()))))
+        most = max(most, int(np.prod(eqn.params.get("window_dimensions", ()))))
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, (tuple, list)) else (p,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    most = max(most, largest_value(inner))
+    return most
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MB (Linux: ``/proc/self/status``)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+
+
+def rss_mb() -> float:
+    """:func:`resident_mb` after a collection, with freed heap handed back to the system
+    (glibc's ``malloc_trim``), so that the allocator's free lists do not count."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return resident_mb()

@@ -1,5 +1,5 @@
 """Test configuration: x64 for float64 references, hypothesis profiles, a seeded rng fixture,
-and JAX's persistent compilation cache."""
+JAX's persistent compilation cache, and JAX's in-memory caches bounded per worker."""
 import os
 import zlib
 
@@ -21,10 +21,30 @@ import pytest
 import torch
 from hypothesis import settings
 
+from tests._util import resident_mb, rss_mb
+
 torch.set_num_threads(1)
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("slow", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+#: A test worker above this resident size (MB) drops JAX's caches after the test.
+RSS_LIMIT_MB = int(os.environ.get("JAXCONV_TEST_RSS_LIMIT_MB", "4096"))
+
+
+@pytest.fixture(autouse=True)
+def _bounded_jax_caches():
+    """JAX keeps the compiled code of each eager op at each new shape up to its caches' LRU
+    limits, a few hundred MB per zoo model: a worker running the whole zoo would grow to many
+    GB. One that ends a test above :data:`RSS_LIMIT_MB`, even with its freed heap handed back,
+    clears them (the next tests recompile)."""
+    yield
+    try:
+        if resident_mb() > RSS_LIMIT_MB and rss_mb() > RSS_LIMIT_MB:
+            jax.clear_caches()
+    except OSError:  # no /proc: not Linux
+        pass
 
 
 @pytest.fixture

@@ -241,7 +241,8 @@ def pool_padding(size, out, kernel, stride, padding, dilation) -> list[tuple[int
     """The ``(lo, hi)`` pads that make exactly ``out`` windows span the input.
 
     ``lo = p``; ``hi = (out-1)*s + d*(k-1) + 1 - in - p``, which is negative (a crop) where
-    the last window ends before the right padding does.
+    the last window ends before the right padding does. Only max pooling's unrolled scan (a
+    few taps) pads this far; wider windows are clipped to the input (``pooling._window_runs``).
     """
     return [(p, (o - 1) * s + d * (k - 1) + 1 - i - p)
             for i, o, k, s, p, d in zip(size, out, kernel, stride, padding, dilation)]

@@ -8,6 +8,8 @@ slices (fast on every backend, and ``jax.grad`` through its ``where`` chain send
 gradient exactly where torch sends it); larger windows use a variadic
 ``lax.reduce_window`` over (key, tie-break) pairs that orders elements the same way.
 Indices are torch's: positions in the flattened, unpadded spatial plane of each (n, c).
+Reductions over windows drop the taps that lie outside the input for every window
+(:func:`_window_runs`), so a kernel larger than the input costs no more than the input.
 """
 from __future__ import annotations
 
@@ -46,12 +48,6 @@ def _finish(y, unbatched):
 def _plane_strides(size):
     """Row-major strides of the flattened spatial plane."""
     return tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
-
-
-def _pad_to_windows(x, size, out, k, s, p, d, value):
-    """Pad (or crop) the spatial dims so that exactly ``out`` windows fit, ``p`` before each."""
-    config = [(0, 0, 0)] * 2 + [(lo, hi, 0) for lo, hi in _args.pool_padding(size, out, k, s, p, d)]
-    return lax.pad(x, jnp.asarray(value, x.dtype), config)
 
 
 def _window_origins(out, s, p, strides):
@@ -141,10 +137,65 @@ def _gather_max(x, tie):
 def _max_pool_reduce(x, size, out, k, s, p, d):
     """Large windows: variadic reduce_window over :func:`_max_order` pairs, then gather."""
     key, tie, init = _max_order(x)
-    pads = [(0, 0)] * 2 + [(lo, max(hi, 0)) for lo, hi in _args.pool_padding(size, out, k, s, p, d)]
-    _, tie = lax.reduce_window((key, tie), init, _pick_max, (1, 1, *k), (1, 1, *s), pads,
-                               window_dilation=(1, 1, *d))
-    return _gather_max(x, tie[(slice(None), slice(None), *[slice(0, o) for o in out])])
+
+    def block(runs):
+        pads = [(0, 0, 0)] * 2 + [(lo, hi, 0) for _, lo, hi, _ in runs]
+        _, t = lax.reduce_window((lax.pad(key, init[0], pads), lax.pad(tie, init[1], pads)), init,
+                                 _pick_max, (1, 1, *[r[3] for r in runs]), (1, 1, *s), "VALID",
+                                 window_dilation=(1, 1, *d))
+        return t
+
+    return _gather_max(x, _tiled(_window_runs(size, out, k, s, p, d), block))
+
+
+_RUN_EXTENT = 3
+"""One reduce_window serves consecutive windows while their padded extent is at most this
+many inputs (per dimension)."""
+
+
+def _clipped_run(i, k, s, p, d, j0, j1):
+    """Windows ``j0 .. j1-1`` of one dimension without the taps none of them has in the input.
+
+    Returns ``(count, lo, hi, taps)``: pad ``lo`` before and ``hi`` after the input (negative
+    crops), then ``taps`` taps at stride ``s`` and dilation ``d`` give exactly these windows,
+    each with the input elements of the full kernel. The first ``c`` taps lie left of the
+    input for the last window, hence for all; taps from ``e`` on lie right of it for the first.
+    """
+    first, last = j0 * s - p, (j1 - 1) * s - p
+    c = max(0, -(last // d))
+    e = min(k, -((first - i) // d))
+    taps, lo = max(e - c, 1), -(first + c * d)
+    return j1 - j0, lo, (j1 - 1 - j0) * s + d * (taps - 1) + 1 - lo - i, taps
+
+
+def _window_runs(size, out, k, s, p, d):
+    """Per dimension, the windows as consecutive :func:`_clipped_run` runs.
+
+    Clipping bounds memory by the input, not the kernel: ``ceil_mode`` with a kernel larger
+    than the input (Hugging Face EfficientNet's ``AvgPool2d(1280, ceil_mode=True)`` over a
+    2x2 map) pads nothing. A run grows while its extent ``lo + in + hi`` stays within
+    ``_RUN_EXTENT`` inputs, which only large padding with a large stride exceeds; a run of
+    one window spans at most the input.
+    """
+    runs = []
+    for i, o, ki, si, pi, di in zip(size, out, k, s, p, d):
+        run, dim, j0 = functools.partial(_clipped_run, i, ki, si, pi, di), [], 0
+        while j0 < o:
+            j1 = j0 + 1
+            while j1 < o and sum(run(j0, j1 + 1)[1:3]) + i <= _RUN_EXTENT * i:
+                j1 += 1
+            dim.append(run(j0, j1))
+            j0 = j1
+        runs.append(dim)
+    return runs
+
+
+def _tiled(runs, block, chosen=()):
+    """``block(runs)`` for every combination of one run per dimension, concatenated in place."""
+    if len(chosen) == len(runs):
+        return block(chosen)
+    parts = [_tiled(runs, block, chosen + (run,)) for run in runs[len(chosen)]]
+    return parts[0] if len(parts) == 1 else lax.concatenate(parts, 2 + len(chosen))
 
 
 def _max_poolnd(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, *, n, fn):
@@ -154,7 +205,8 @@ def _max_poolnd(x, kernel_size, stride, padding, dilation, ceil_mode, return_ind
     out = _args.pool_output_size(size, k, s, p, d, ceil_mode)
     _args.check_pool_output(size, out, fn)
     if int(np.prod(k)) <= _FOLD_TAPS:
-        xp = _pad_to_windows(x, size, out, k, s, p, d, _lowest(x.dtype))
+        pads = [(0, 0, 0)] * 2 + [(lo, hi, 0) for lo, hi in _args.pool_padding(size, out, k, s, p, d)]
+        xp = lax.pad(x, jnp.asarray(_lowest(x.dtype), x.dtype), pads)  # exactly `out` windows
         y, idx = _max_pool_scan(xp, size, out, k, s, p, d, return_indices)
     else:
         y, idx = _max_pool_reduce(x, size, out, k, s, p, d)
@@ -188,11 +240,20 @@ def _avg_poolnd(x, kernel_size, stride, padding, ceil_mode, count_include_pad, d
         if divisor_override == 0:
             raise ValueError(f"{fn}: divisor must be not zero, got divisor_override=0")
     size = tuple(x.shape[2:])
+    if n == 3 and any(i < ki for i, ki in zip(size, k)):  # torch's 3-d rule, not 1-d's or 2-d's
+        raise ValueError(f"{fn}: the input of spatial size {size} is smaller than kernel_size={k} "
+                         "(3-d average pooling needs the kernel to fit the unpadded input)")
     out = _args.pool_output_size(size, k, s, p, d, ceil_mode)
     _args.check_pool_output(size, out, fn)
     acc = _args.opmath(x.dtype)  # float16/bfloat16 windows sum in float32 and round once
-    xp = _pad_to_windows(x, size, out, k, s, p, d, 0).astype(acc)
-    total = lax.reduce_window(xp, np.zeros((), acc), lax.add, (1, 1, *k), (1, 1, *s), "VALID")
+    wide = x.astype(acc)
+
+    def block(runs):
+        xp = lax.pad(wide, np.zeros((), acc), [(0, 0, 0)] * 2 + [(lo, hi, 0) for _, lo, hi, _ in runs])
+        return lax.reduce_window(xp, np.zeros((), acc), lax.add, (1, 1, *[r[3] for r in runs]),
+                                 (1, 1, *s), "VALID")
+
+    total = _tiled(_window_runs(size, out, k, s, p, d), block)
     divisor = _avg_divisor(size, out, k, s, p, count_include_pad, divisor_override)
     divisor = jnp.asarray(divisor, acc)
     if jnp.issubdtype(x.dtype, jnp.integer):

@@ -291,6 +291,8 @@ ERRORS = [  # (function, input, args, kwargs, words the message must contain)
     ("adaptive_max_pool3d", X1, (2,), {}, "input"),
     ("lp_pool2d", X2, (2, 6), {}, "Output size is too small"),
     ("lp_pool2d", X2, (0, 2), {}, "norm_type"),
+    ("avg_pool3d", X3, (6,), dict(padding=3, ceil_mode=True), "smaller than kernel_size"),
+    ("lp_pool3d", X3, (2, (2, 8, 2)), dict(ceil_mode=True), "smaller than kernel_size"),
 ]
 
 

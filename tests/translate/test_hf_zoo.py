@@ -4,6 +4,7 @@ vision models (random weights, from small configs) and timm's TF-'same'-padding 
 Each: eval forward within 1e-4 relative of torch, every output field, and ``state_dict`` equal
 to torch's in keys, order, shapes and values. The bigger models are ``slow``.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 from equivalence import state_dict
 from equivalence._torch import import_torchvision
 from equivalence import translate
+from tests._util import largest_value
 from tests._zoo import randomize_batchnorm, relative_error, timm
 
 import_torchvision()        # transformers' image utilities import torchvision
@@ -101,6 +103,20 @@ def test_efficientnet_model():
     cfg = transformers.EfficientNetConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32,
                                           hidden_dim=128)
     check(transformers.EfficientNetModel(cfg), _x())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_efficientnet_standard_head(pooling):
+    """B0's width (hidden_dim 1280): the head pools the 2x2 map of a 64x64 input with a
+    1280-wide kernel (ceil_mode), which padded to 1280x1280 windows before pooling clipped them."""
+    cfg = transformers.EfficientNetConfig(width_coefficient=1.0, depth_coefficient=0.1, image_size=64,
+                                          hidden_dim=1280, pooling_type=pooling, num_labels=5)
+    model = transformers.EfficientNetForImageClassification(cfg)
+    assert model.efficientnet.pooler.kernel_size == 1280 and model.efficientnet.pooler.ceil_mode
+    jm, x = check(model, _x(size=64)), _x(size=64)
+    jaxpr = jax.make_jaxpr(lambda a: jm(a).logits)(jnp.asarray(x.numpy())).jaxpr
+    assert largest_value(jaxpr) <= 64 * x.numel()  # 17 inputs now; whole windows were 170000
 
 
 @pytest.mark.slow
