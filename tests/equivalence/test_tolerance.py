@@ -119,7 +119,7 @@ def test_match_by_class_name_functional_op_and_predicate():
         assert list(tolerance.kinds())[-2:] == ["conv-op", "wide"]
     finally:
         tolerance.unregister("conv-op"), tolerance.unregister("wide")
-    assert set(tolerance.kinds()) == {"elementwise", "dot", "batchnorm", "normalization"}
+    assert set(tolerance.kinds()) == {"elementwise", "dot", "batchnorm", "normalization", "recurrent"}
 
 
 def test_register_rejects_bad_arguments():
