@@ -38,7 +38,8 @@ from jaxconv.nn import named_children, named_modules
 from . import tolerance as tol_mod
 from ._torch import numpy_dtype, require_torch, to_numpy
 from ._tree import first_array
-from .checks import LeafInput, check_glue, check_leaf, glue_floor, glue_grads, run_leaves
+from .checks import LeafInput, check_leaf, run_leaves
+from .glue import check_glue, glue_floor, glue_grads
 from .free_run import JaxRun, run_jax
 from .record import TorchCall, TorchRun, run_torch
 from .report import Report, Row
