@@ -8,20 +8,25 @@ rounding and passes on its inputs' errors:
   rounding with ``K`` the terms summed (the policy's random-walk model), plus ``|a| e_b + e_a |b|``;
 - ``reduce_sum``, ``cumsum``, ``reduce_window_sum``: ``sqrt(n) eps sum|x|``, plus the sum of the errors;
 - other arithmetic: ``ulps * eps |out|`` (1 for ``add``/``mul``/``sqrt``, 2 for ``div``/``rsqrt``,
-  :data:`ELEMENTWISE_N` for ``exp``, ``tanh``, ``erf`` and the other library functions), plus
+  :data:`ELEMENTWISE_N` for ``exp``, ``tanh``, ``erf`` and the other library functions, 1/2 for
+  a conversion to a narrower float, which rounds once, correctly), plus
   ``sum_i |d out / d x_i| e_i`` from the op's ``jvp``;
-- moves, selections and maxima (reshape, gather, ``select_n``, ``max``, ``reduce_max``, ...)
-  round nothing and pass on the same op applied to the errors (minima as maxima).
+- moves and selections (reshape, gather, ``select_n``, ...) round nothing and pass on the
+  same op applied to the errors; a maximum or minimum (``max``, ``reduce_max``, ...) the largest
+  error of the entries that could be the extremum (:func:`._rules.extremum`).
 
 So a softmax's sensitivity to its scores and an attention's to its softmax are in the bound,
-where running the code on absolute values misses them. Calls (``jit``, ``custom_jvp_call``,
-``custom_vjp_call``) are entered. A ``scan`` (a recurrent layer's loop over time, and its
-transpose in a backward pass) runs these rules on its body step by step, the carry's bound
-carried with it. An op with erroneous inputs and no rule raises :class:`Unsupported`; callers
-then keep their other bound.
+where running the code on absolute values misses them. A result that is inf or NaN (a masked
+logit's ``-inf``) adds no rounding of its own. Calls (``jit``, ``custom_jvp_call``,
+``custom_vjp_call``) are entered; ``interpolate``'s resampling call gives its weight matrices,
+computed before the trace, the rounding of their source coordinates (:func:`._rules.resample_weights`).
+A ``scan`` (a recurrent layer's loop over time, and its transpose in a backward pass) runs these
+rules on its body step by step, the carry's bound carried with it. An op with erroneous inputs
+and no rule raises :class:`Unsupported`; callers then keep their other bound.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -30,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._policy import ELEMENTWISE_N
+from ._rules import CALL_RULES, EXTREMA, extremum
+from ._rules import bind as _bind, eps as _eps, error_dtype as _error_dtype, floating as _floating
 
 
 class Unsupported(Exception):
@@ -68,29 +75,12 @@ _CALLS = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_
           "custom_vjp_call_jaxpr", "remat", "checkpoint"}
 
 
-def _floating(x) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-
-
-def _eps(x) -> float:
-    return float(jnp.finfo(jnp.result_type(x)).eps)
-
-
-def _error_dtype(x):
-    return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _ulps(name: str, params) -> float:
     if name == "integer_pow":
         return float(abs(params["y"]))
     if name == "convert_element_type":
-        return 1.0
+        return 0.5  # narrowing rounds once, correctly: with c = 4 the policy's ROUNDING = 2 ulps
     return float(ELEMENTWISE_N if name in _LIBRARY else _ULPS.get(name, 0))
-
-
-def _bind(eqn, args):
-    out = eqn.primitive.bind(*args, **eqn.params)
-    return list(out) if eqn.primitive.multiple_results else [out]
 
 
 def _bilinear_terms(eqn, vals, errs, out) -> jax.Array:
@@ -122,6 +112,13 @@ def _name(eqn) -> str:
     return name
 
 
+def _finite_rounding(out, own):
+    """An op's own rounding where its result is finite; none where it is inf or NaN (a masked
+    logit's ``-inf``): there both sides agree or the comparison fails on its own, and an infinite
+    error would turn the next ``exp(-inf) * inf`` into NaN."""
+    return jnp.where(jnp.isfinite(out), own, 0)
+
+
 def own_rounding(eqn, vals, outs) -> list:
     """The rounding one equation adds to each of its outputs ``outs`` (computed from ``vals``),
     by the module docstring's rules: an array of the output's shape, or ``None`` where the op is
@@ -135,13 +132,13 @@ def own_rounding(eqn, vals, outs) -> list:
     if name in _SUMS:
         n = _sum_length(eqn, vals[0])
         summed = _bind(eqn, [jnp.abs(v) for v in vals])
-        return [math.sqrt(n) * _eps(o) * s.astype(_error_dtype(o)) if _floating(o) else None
+        return [_finite_rounding(o, math.sqrt(n) * _eps(o) * s.astype(_error_dtype(o))) if _floating(o) else None
                 for o, s in zip(outs, summed)]
     if name == "convert_element_type" and (not _floating(vals[0]) or _eps(outs[0]) <= _eps(vals[0])):
         return [None]  # from an integer, or widening: exact
     ulps = _ulps(name, eqn.params)
-    return [ulps * _eps(o) * jnp.abs(o).astype(_error_dtype(o)) if ulps and _floating(o) else None
-            for o in outs]
+    return [_finite_rounding(o, ulps * _eps(o) * jnp.abs(o).astype(_error_dtype(o))) if ulps and _floating(o)
+            else None for o in outs]
 
 
 def called_jaxpr(eqn):
@@ -233,6 +230,8 @@ def _eqn(eqn, vals, errs):
         return _scan(eqn, vals, errs)
     closed = called_jaxpr(eqn)
     if closed is not None:
+        rule = CALL_RULES.get(eqn.params.get("name"))
+        errs = errs if rule is None else rule(vals, errs)
         return _run(closed.jaxpr, closed.consts, vals, errs)
     name = _name(eqn)
     outs = _bind(eqn, vals)
@@ -244,6 +243,8 @@ def _eqn(eqn, vals, errs):
         return outs, [_bilinear_terms(eqn, vals, errs, outs[0])]
     if exact:
         moved = [None] * len(outs)
+    elif name in EXTREMA:
+        moved = extremum(eqn, vals, errs)
     elif name in _ON_ERRORS:
         moved = _on_errors(eqn, vals, errs)
     elif name in _SMOOTH:
@@ -276,6 +277,30 @@ def _run(jaxpr, consts, vals, errs):
     return [v for v, _ in got], [e for _, e in got]
 
 
+class _Program:
+    """A jaxpr, hashed and compared by its printed form (every equation, shape, literal and
+    parameter): equal programs, the same layer code at the same shapes, share one compilation."""
+
+    __slots__ = ("jaxpr", "text")
+
+    def __init__(self, jaxpr):
+        self.jaxpr, self.text = jaxpr, str(jaxpr)
+
+    def __hash__(self):
+        return hash(self.text)
+
+    def __eq__(self, other):
+        return isinstance(other, _Program) and self.text == other.text
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(program: _Program):
+    """:func:`_run` of ``program`` as one jitted function ``(consts, values, errors)``: running
+    the equations eagerly compiles each op on its own, seconds for a layer's backward pass. The
+    last 64 programs are kept (a model's repeated blocks hit), older ones released."""
+    return jax.jit(functools.partial(_run, program.jaxpr))
+
+
 def running_error(fn, *args, errors=None):
     """``(outputs, errors)`` of ``fn(*args)``: its outputs, and for each array output a bound on
     its distance from the exact result (the module docstring's rules), an array of its shape
@@ -305,7 +330,7 @@ def running_error(fn, *args, errors=None):
     errs = [None if e is None else jnp.asarray(e) for e in errors] if errors is not None else [None] * len(inputs)
     if len(errs) != len(inputs):
         raise ValueError(f"errors: one per array input, {len(inputs)}, got {len(errs)}")
-    outs, oerrs = _run(closed.jaxpr, closed.consts, inputs, errs)
+    outs, oerrs = _compiled(_Program(closed.jaxpr))(list(closed.consts), inputs, errs)
     oerrs = [jnp.zeros(np.shape(o), _error_dtype(o) if _floating(o) else jnp.float32) if e is None
              else jnp.broadcast_to(e, np.shape(o)) for o, e in zip(outs, oerrs)]
     structure = jax.tree_util.tree_structure(shape)
