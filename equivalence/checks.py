@@ -3,7 +3,8 @@
 - a *leaf* layer (no submodules) runs in jaxconv on torch's recorded input of that call, on
   absolute values (for the magnitude ``S``) and, with a cotangent, backwards; its error model
   (:func:`equivalence.tolerance.kind_for`) turns that into tolerances. All leaf runs of a
-  comparison go through one ``jax.jit`` (:func:`run_leaves`).
+  comparison go through one ``jax.jit`` (:func:`run_leaves`). A leaf that is module code (a
+  translated ``StdConv2d``) also gets the running error bound of its code (the kind's model says so).
 - a *composite* module runs its own code with each child call answered by torch's recorded
   output of that child (:mod:`equivalence.glue`); its output and the inputs its code hands to
   the children are checked, which catches a wrong flatten order or a wrong ``F.pad`` in ``forward``.
@@ -115,11 +116,14 @@ class Grad:
     bound: tolerance.Bound
 
     def __add__(self, other: Grad) -> Grad:
-        """Two calls' gradients: values and magnitudes add, the longer length counts."""
+        """Two calls' gradients: values, magnitudes and running error bounds add, the longer
+        length counts."""
         dtypes = [d for d in (self.bound.dtype, other.bound.dtype) if d is not None]
+        errors = [e for e in (self.bound.error, other.bound.error) if e is not None]
         return Grad(self.value + other.value, tolerance.Bound(
             self.bound.scale + other.bound.scale, np.maximum(self.bound.n, other.bound.n),
-            dtype=tolerance.compute_dtype(*dtypes) if dtypes else None))
+            dtype=tolerance.compute_dtype(*dtypes) if dtypes else None,
+            error=sum(errors[1:], errors[0]) if errors else None))
 
 
 @dataclass

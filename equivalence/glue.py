@@ -21,11 +21,7 @@ from . import tolerance
 from ._tree import arrays, first_array, to_jax
 from .checks import Grad, _named_params
 from .tolerance import running
-
-#: Why a running bound may not exist: an op without a rule, or code that branches on values
-#: (it runs eagerly, but cannot be traced to a jaxpr).
-NO_RUNNING_BOUND = (running.Unsupported, jax.errors.ConcretizationTypeError,
-                    jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError)
+from .tolerance.code import NO_RUNNING_BOUND
 
 
 def _glue_values(call, children, fn=None) -> tuple:
@@ -254,4 +250,4 @@ def _widest(bound: tolerance.Bound, error, dtype) -> tolerance.Bound:
     if error is None:
         return bound
     s = np.abs(np.asarray(bound.scale, np.float64)) * np.sqrt(np.maximum(np.asarray(bound.n, np.float64), 1.0))
-    return tolerance.Bound(np.maximum(s, _finite(error) / tolerance.eps(dtype)), 1)
+    return tolerance.Bound(np.maximum(s, _finite(error) / tolerance.eps(dtype)), 1, error=bound.error)

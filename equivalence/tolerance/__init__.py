@@ -28,6 +28,10 @@ number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model*
   A composite's code also gets its running error bound (:mod:`.running`: each op's rounding
   carried through the code's jaxpr, which sees a softmax's sensitivity to its scores), the
   larger of the two counting.
+- module code (:mod:`.code`): a layer whose class brings its own ``__call__`` (a translated
+  timm ``StdConv2d``, a jaxconv subclass overriding ``__call__``) keeps its kind's model, each
+  tolerance at least ``c`` times the running error bound of its code (:func:`kind_for`);
+  :func:`softmax` (masked logits) and :func:`resize` (``Upsample``) use that bound alone.
 - gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
   ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
 
@@ -40,13 +44,14 @@ exceeds it by orders of magnitude.
 """
 from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, REDUCED, ROUNDING, Bound, BufferModel,
                       Kind, LayerBounds, LayerCall, Model, compute_dtype, dot, elementwise, eps,
-                      errors, fan, kind_for, kind_of,
-                      kinds, max_difference, policy_text, reduction_ratio, register, tolerance,
-                      unregister)
+                      errors, fan, kind_of, kinds, max_difference, policy_text, reduction_ratio,
+                      register, tolerance, unregister)
 from .norms import batchnorm, normalization
 from .recurrence import recurrent
+from .code import is_module_code, kind_for, resize, running_only, softmax, with_running_bound
 
 __all__ = ["C", "ELEMENTWISE_N", "FALLBACK", "POLICY", "REDUCED", "ROUNDING", "Bound", "BufferModel",
            "Kind", "LayerBounds", "LayerCall", "Model", "batchnorm", "compute_dtype", "dot", "elementwise", "eps", "errors", "fan",
-           "kind_for", "kind_of", "kinds", "max_difference", "normalization", "policy_text", "recurrent",
-           "reduction_ratio", "register", "tolerance", "unregister"]
+           "is_module_code", "kind_for", "kind_of", "kinds", "max_difference", "normalization",
+           "policy_text", "recurrent", "reduction_ratio", "register", "resize", "running_only", "softmax",
+           "tolerance", "unregister", "with_running_bound"]

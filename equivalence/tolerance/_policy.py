@@ -175,19 +175,30 @@ class Bound:
     ``rounding``: for float16/bfloat16, the magnitude the final rounding applies to where it
     is not the checked value (a normalization's ``S``). ``dtype``: the dtype it was computed
     in where less precise than the value's (a float32 parameter's gradient under autocast).
+    ``error``: an absolute error bound of the computation from its own code (the running error
+    bound, :mod:`.running`), where the magnitude alone may miss cancellation (module code,
+    softmax, resampling; see :mod:`.code`).
     """
 
     scale: Any
     n: Any
     rounding: Any = None
     dtype: Any = None
+    error: Any = None
 
     def tolerance(self, dtype, c: float = C, value=None) -> np.ndarray:
         """The :func:`tolerance` of a value of ``dtype`` (computed in :attr:`dtype` where set).
         ``value``: torch's result of a forward, whose rounding bounds a reduced dtype's (see
-        :func:`tolerance`); without it (gradients) the full ``c * eps * sqrt(n) * S``."""
+        :func:`tolerance`); without it (gradients) the full ``c * eps * sqrt(n) * S``. With
+        :attr:`error`, at least ``c * error``, and ``c * error`` alone where the magnitude model
+        is not finite (the op on absolute values overflowed, or met an inf)."""
         rounding = value if self.rounding is None else self.rounding
-        return tolerance(self.scale, self.n, self.checked_dtype(dtype), c, rounding)
+        tol = tolerance(self.scale, self.n, self.checked_dtype(dtype), c, rounding)
+        if self.error is None:
+            return tol
+        e = c * np.asarray(self.error, np.float64)
+        e = np.where(np.isfinite(e), e, np.nan)  # a bound that broke down bounds nothing
+        return np.where(np.isfinite(tol), np.fmax(tol, e), np.where(np.isnan(e), tol, e))
 
     def checked_dtype(self, dtype) -> np.dtype:
         """The dtype a value of ``dtype`` is checked in: the less precise of it and :attr:`dtype`."""
@@ -318,17 +329,6 @@ def kind_of(obj) -> Kind:
         if kind.name != FALLBACK and kind.matches(obj):
             return kind
     return _KINDS[FALLBACK]
-
-
-def kind_for(module, torch_module=None) -> Kind:
-    """The kind of a jaxconv layer; where that is the fallback, the kind of its torch module if
-    that kind is ``traced`` (a translated timm ``BatchNormAct2d`` is a normalization)."""
-    kind = kind_of(module)
-    if kind.name == FALLBACK and torch_module is not None:
-        theirs = kind_of(torch_module)
-        if theirs.traced:
-            return theirs
-    return kind
 
 
 # ----------------------------------------------------------------------------------------

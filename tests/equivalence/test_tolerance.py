@@ -119,7 +119,8 @@ def test_match_by_class_name_functional_op_and_predicate():
         assert list(tolerance.kinds())[-2:] == ["conv-op", "wide"]
     finally:
         tolerance.unregister("conv-op"), tolerance.unregister("wide")
-    assert set(tolerance.kinds()) == {"elementwise", "dot", "batchnorm", "normalization", "recurrent"}
+    assert set(tolerance.kinds()) == {"elementwise", "dot", "batchnorm", "normalization", "recurrent", "softmax",
+                                      "resize"}
 
 
 def test_register_rejects_bad_arguments():

@@ -5,6 +5,9 @@ LayerNorm2d) are bounded by the normalization error models, attention code (Mult
 Swin's and MaxViT's window attention) by the running error bound of the glue, and the parameters
 a composite uses in its own code (ConvNeXt's layer scale, attention projections) get local
 gradients. Small configurations of the transformers run in `make test`, the full ones are slow.
+Models that compare once failed although their translation was right (issue 20): timm's
+``StdConv2d``/``ScaledStdConv2d`` (module code, bounded by its running error bound), Swin's
+``nn.Softmax`` over masked shifted windows and CrossViT's bicubic resize in ``forward``.
 """
 import numpy as np
 import pytest
@@ -37,6 +40,21 @@ def _small(name):
                                                     window_size=[4, 4], num_classes=10, **v2)
         return maxvit.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[16, 32],
                              block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    return make
+
+
+def _timm_small(name):
+    def make():
+        timm()
+        if name == "swin":  # shifted windows: an additive -100 mask before nn.Softmax
+            from timm.models.swin_transformer import SwinTransformer
+
+            return SwinTransformer(img_size=32, patch_size=2, window_size=4, embed_dim=16, depths=(2, 2),
+                                   num_heads=(2, 4), num_classes=10)
+        from timm.models.crossvit import CrossVit  # crossvit_tiny_240's scales, a tiny width
+
+        return CrossVit(img_size=240, img_scale=(1.0, 224 / 240), patch_size=[48, 56], embed_dim=[16, 16],
+                        depth=[[1, 1, 0]], num_heads=[2, 2], mlp_ratio=[1.0, 1.0, 1.0], num_classes=10)
     return make
 
 
@@ -77,6 +95,10 @@ MODELS = {  # name: (factory, input side, in `make test`, with gradients)
     "timm convnext_atto": (_timm("convnext_atto"), 64, False, True),
     "timm tf_efficientnet_b0": (_timm("tf_efficientnet_b0"), 64, False, True),
     "timm coat_lite_tiny": (_timm("coat_lite_tiny", img_size=32), 32, False, True),  # shared modules
+    "timm resnetv2_50x1_bit": (_timm("resnetv2_50x1_bit"), 64, False, True),  # StdConv2d
+    "timm nf_resnet26": (_timm("nf_resnet26"), 64, False, True),  # ScaledStdConv2d
+    "timm small swin": (_timm_small("swin"), 32, False, True),
+    "timm small crossvit": (_timm_small("crossvit"), 240, False, True),
 }
 
 
