@@ -154,7 +154,7 @@ class Report:
         widths = _widths(self.rows)
         titles = {"layer": "forward, per layer (local check on torch's inputs)",
                   "grad": "gradients of sum(output * cotangent)",
-                  "buffer": "BatchNorm buffers after the training forward"}
+                  "buffer": "BatchNorm buffers after the training forward (local: the update on torch's inputs)"}
         for section in ("layer", "grad", "buffer"):
             rows = [r for r in self.rows if r.section == section]
             if rows:

@@ -6,12 +6,17 @@ per class, each passing now (forward and gradients) while a planted bug still fa
 2. softmax over masked logits (``-100``, ``-1e4``, ``-inf``): the error model follows the values
    the softmax sees, not the softmax of absolute values;
 3. a bicubic resize in module code (CrossViT's ``scale_image``): the resampling weights are
-   rounded functions of the source coordinates, which the running bound now carries.
+   rounded functions of the source coordinates, which the running bound now carries;
+4. train-mode BatchNorm buffers after an ill-conditioned input: checked locally, on torch's
+   recorded input of each call, instead of after jaxconv's own free run.
 """
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
+from flax import nnx
 from torch import nn as tnn
 
 import equivalence
@@ -19,6 +24,7 @@ from equivalence import tolerance
 from equivalence.tolerance.running import running_error
 from jaxconv import functional as F
 from jaxconv import nn as jnn
+from tests._zoo import randomize_batchnorm
 
 MARGIN = 0.5    # a correct port reaches at most half the tolerance
 BUG_RATIO = 30  # a planted bug exceeds it thirtyfold at least
@@ -248,3 +254,32 @@ def test_running_bound_of_a_resize_covers_torch(mode, sizes, align_corners, anti
     e = np.asarray(e, np.float64)
     assert (np.abs(np.asarray(y, np.float64) - want) <= e).all()
     assert tolerance.C * e.max() < 3e-3 * np.abs(x.numpy()).max()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. training-mode buffers after errors that propagate
+
+
+def _two_blocks(channels=64):
+    """Two conv-BatchNorm blocks; the second normalises 8 values per channel. The input's large
+    common offset makes the first normalisation ill-conditioned, so the free runs' inputs to the
+    second differ as much as in a ResNet-50's last stage at batch 2 (torch's float32 from its
+    float64 by 1e-4 relative)."""
+    torch.manual_seed(0)
+    tm = tnn.Sequential(tnn.Conv2d(channels, channels, 3, bias=False), tnn.BatchNorm2d(channels), tnn.ReLU(),
+                        tnn.Conv2d(channels, channels, 3, bias=False), tnn.BatchNorm2d(channels))
+    x = _input(2, channels, 6, 6, offset=100.0)
+    tm = randomize_batchnorm(tm).train()
+    return tm, equivalence.translate(tm, x), x
+
+
+def test_buffers_are_checked_locally():
+    tm, jm, x = _two_blocks()
+    planted_torch, planted_jax = copy.deepcopy(tm), nnx.clone(jm)
+    report = equivalence.compare(tm, jm, x, train=True)
+    assert report.passed and report.worst_ratio() < MARGIN, report.to_text()
+    row = _rows(report)["4.running_mean"]
+    assert row.check == "local" and row.e2e > 2 * row.tol  # the free run's drift would fail it
+
+    planted_jax[4].momentum = 0.2  # planted: torch's is 0.1
+    _fails_at(equivalence.compare(planted_torch, planted_jax, x, train=True), "4.running_mean", "buffer")
