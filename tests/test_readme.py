@@ -1,6 +1,7 @@
 """The README's Python examples run, each block on its own, and print what the README says they
 print (the convention is in ``tests/_readme.py`` and the README's Tests section)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_blocks_print_what_they_state(tmp_path):
     readme = ROOT / "README.md"
     results = tmp_path / "results.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_readme.py"), str(readme), str(results)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(results.read_text())
     assert len(report) >= 10
