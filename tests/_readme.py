@@ -26,6 +26,7 @@ import linecache
 import math
 import re
 import sys
+import time
 import tokenize
 import traceback
 import types
@@ -132,8 +133,10 @@ def main(readme: str, results: str) -> None:
     linecache.cache[readme] = (len(text), None, text.splitlines(True), readme)
     report = []
     for first, code in blocks(text):
+        start = time.perf_counter()
         problems, checked = run_block(readme, first, code)
-        report.append({"first": first, "problems": problems, "checked": checked})
+        report.append({"first": first, "problems": problems, "checked": checked,
+                       "seconds": round(time.perf_counter() - start, 2)})
     with open(results, "w") as f:
         json.dump(report, f)
 
