@@ -25,6 +25,7 @@ import torch.fx as fx
 
 from . import callsite, functions
 from .leaves import Leaf, leaf_for, qualified_name
+from .state import preserved
 
 
 @dataclass(eq=False)
@@ -183,22 +184,18 @@ def source_line(node) -> str:
     return ""
 
 
-def _mode_flags(m):
-    return [(sub, sub.training) for sub in m.modules()]
-
-
 def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
     """fx graph of ``m.forward`` in train (``mode``) or eval mode, ``absent`` children as
     identities, ``specialised`` arguments bound (:mod:`.callsite`)."""
-    flags = _mode_flags(m)
     registered = {name: name in m._modules for name in absent}
     for name in absent:
         if not registered[name]:
             object.__delattr__(m, name)
         m.add_module(name, _Absent())
     try:
-        m.train(mode)
-        graph = _Tracer(m, specialised).trace(m)
+        with preserved(m, values=False):
+            m.train(mode)
+            graph = _Tracer(m, specialised).trace(m)
         _drop_asserts(graph)
         constants = {n.target: getattr(m, n.target) for n in graph.nodes
                      if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
@@ -206,8 +203,6 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
             delattr(m, name)
         return graph, constants
     finally:
-        for sub, flag in flags:
-            sub.training = flag
         for name in absent:
             m._modules[name] = None
             if not registered[name]:

@@ -138,7 +138,11 @@ class Body:
         return self.header.imported(module, name)
 
     def define(self, name: str, text: str) -> str:
-        """A module-level definition ``name = text`` in the generated source; returns ``name``."""
+        """A module-level definition ``name = text`` in the generated source; returns the name
+        it got: ``name``, or ``name_1``, ... where ``name`` is defined as something else."""
+        base, i = name, 1
+        while self.header.defs.get(name, f"{name} = {text}") != f"{name} = {text}" or name in _RESERVED:
+            name, i = f"{base}_{i}", i + 1
         self.header.defs[name] = f"{name} = {text}"
         return name
 

@@ -35,6 +35,7 @@ from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
 from .capture import Problem, signature
+from .state import preserved
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
 EXPORTED = "exported_shapes"
@@ -52,17 +53,6 @@ class _Struct:
 
 
 # --- recording the call arguments ---------------------------------------------------------
-def _snapshot(root):
-    return {name: b.detach().clone() for name, b in root.named_buffers()}
-
-
-def _restore(root, saved):
-    with torch.no_grad():
-        for name, b in root.named_buffers():
-            if name in saved:
-                b.copy_(saved[name])
-
-
 def record_calls(root, modules, example_inputs) -> dict:
     """``{module: (args, kwargs)}`` of the first call of each of ``modules`` when ``root`` runs
     on ``example_inputs``; the model's buffers are as they were afterwards."""
@@ -73,14 +63,12 @@ def record_calls(root, modules, example_inputs) -> dict:
 
     for m in modules:
         handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
-    saved = _snapshot(root)
     try:
-        with torch.no_grad():
+        with preserved(root), torch.no_grad():
             root(*example_inputs)
     finally:
         for h in handles:
             h.remove()
-        _restore(root, saved)
     return calls
 
 
@@ -248,9 +236,7 @@ def _parameters(m, args):
 
 def export_graph(m, args, kwargs, mode: bool):
     """``(graph, constants)`` of ``m``'s forward exported in train (``mode``) or eval mode."""
-    flags = [(sub, sub.training) for sub in m.modules()]
-    saved = _snapshot(m)
-    try:
+    with preserved(m):
         m.train(mode)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -259,10 +245,6 @@ def export_graph(m, args, kwargs, mode: bool):
             unflat = torch.export.unflatten(ep)
         spec = ep.module_call_graph[0].signature
         return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
-    finally:
-        for sub, flag in flags:
-            sub.training = flag
-        _restore(m, saved)
 
 
 def _reads_training(cls) -> bool:

@@ -22,6 +22,7 @@ import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 
 from . import ops
+from .state import preserved
 
 #: torch factories whose constant-argument calls are recorded (not run) inside a body.
 _FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.eye, torch.linspace}
@@ -232,7 +233,6 @@ def record(root, example_inputs, modules) -> dict:
     """The ``(args, kwargs)`` each of ``modules`` is first called with when ``root`` runs on
     ``example_inputs`` in eval mode."""
     seen, handles = {}, []
-    flags = [(m, m.training) for m in root.modules()]
 
     def hook(m, args, kwargs):
         seen.setdefault(m, (_clone(args), _clone(kwargs)))
@@ -240,14 +240,12 @@ def record(root, example_inputs, modules) -> dict:
     for m in modules:
         handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
     try:
-        root.eval()
-        with torch.no_grad():
+        with preserved(root), torch.no_grad():
+            root.eval()
             root(*example_inputs)
     finally:
         for h in handles:
             h.remove()
-        for m, flag in flags:
-            m.training = flag
     return seen
 
 
@@ -271,21 +269,17 @@ class _Recorder(fx.Interpreter):
 
 def calls_of(module, graph, inputs) -> dict:
     """``node -> Traced`` for the function calls in ``graph`` (``module``'s forward), run on
-    the ``(args, kwargs)`` ``module`` was called with."""
+    the ``(args, kwargs)`` ``module`` was called with, its children in eval mode (as
+    :func:`record` ran them); the module's state is as it was afterwards."""
     args, kwargs = inputs
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     bound.apply_defaults()
     holders = [n for n in graph.nodes if n.op == "placeholder"]
     values = [bound.arguments.get(n.target.lstrip("*"), n.args[0] if n.args else None) for n in holders]
-    saved = {k: v.clone() for k, v in module._buffers.items() if v is not None}
     recorder = _Recorder(module, graph, wanted(graph))
-    try:
-        with torch.no_grad():
-            recorder.run(*values)
-    finally:
-        with torch.no_grad():
-            for k, v in saved.items():
-                module._buffers[k].copy_(v)
+    with preserved(module), torch.no_grad():
+        module.eval()
+        recorder.run(*values)
     return {n: trace_call(n.target, *recorder.calls[n]) for n in wanted(graph)}
 
 
