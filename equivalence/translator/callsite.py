@@ -1,26 +1,34 @@
-"""Specialise a traced module's ``forward`` to how its parent calls it.
+"""Specialise a traced module's ``forward`` to how it is called.
 
 ``torch.fx`` makes every argument a proxy, so a forward that branches on a flag argument
 (timm's ``ClassifierHead.forward(x, pre_logits=False)``: ``if pre_logits:``), tests an
-optional one (``if children is None:``) or appends to a list argument (timm's ``DlaTree``)
-cannot be traced on its own. Its parent's graph says what it is called with, though: the
-``call_module`` node holds constants (``None``, flags, numbers) and lists of tensors as they
-are. A module is therefore traced with
+optional one (``if attn_mask is not None:``), or unpacks or appends to a list argument
+(timm's ``DlaTree``, HRNet's stages) cannot be traced on its own, or traces the wrong branch.
+How the module is called says what its arguments are, though:
+
+- a module that a traced graph calls: the ``call_module`` node holds constants (``None``,
+  flags, numbers) and lists of tensors as they are (:meth:`Sites.record`);
+- an item of a ``Sequential``: the first gets what the ``Sequential`` gets, each other one
+  what the item before it returns (the output structure of its graph);
+- the root: the example inputs (or, without them, its required parameters alone).
+
+A module is therefore traced with
 
 - each argument its call sites pass as the same constant, and each one they leave to a
   constant default, bound to that value (the graph is the branch that runs);
-- each argument passed as a list of ``n`` tensors bound to the list ``[a[0], ..., a[n-1]]``
-  of a placeholder ``a`` (so Python's list operations run at trace time);
+- each argument passed as a list or tuple of tensors (nested) bound to that structure of
+  items of a placeholder ``a`` (``[a[0], (a[1][0], a[1][1])]``), so Python's list operations
+  and ``isinstance`` run at trace time;
 - the rest as placeholders, as usual.
 
 The placeholders stay in the signature, so the generated ``__call__`` takes the arguments its
-parent passes. A module that no traced graph calls (a child of a ``Sequential``) is called
-with its input alone. The root is not specialised: its caller is the user.
+caller passes; the constants it was specialised to are checked there (:func:`constants`).
 """
 from __future__ import annotations
 
 import inspect
 
+import torch
 import torch.fx as fx
 
 _CONSTANTS = (type(None), bool, int, float, str)
@@ -37,31 +45,99 @@ TENSOR = _Tensor()
 
 
 class TensorList(tuple):
-    """A call-site argument that is a list of ``len`` tensors."""
+    """A call-site argument that is a list of tensors (or of such structures), item by item."""
+
+    kind = list
+
+    def __repr__(self):
+        return f"{type(self).__name__}{tuple.__repr__(self)}"
+
+
+class TensorTuple(TensorList):
+    """A call-site argument that is a tuple of tensors (or of such structures)."""
+
+    kind = tuple
 
 
 def _pattern(value):
-    if isinstance(value, fx.Node):
+    """What a call passes: ``TENSOR`` for a tensor (or a graph node), a :class:`TensorList`
+    for a list or tuple of them, the value itself for a constant."""
+    if isinstance(value, (fx.Node, torch.Tensor)):
         return TENSOR
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, fx.Node) for v in value):
-        return TensorList((TENSOR,) * len(value))
+    if isinstance(value, (list, tuple)) and value and not hasattr(value, "_fields"):
+        items = tuple(_pattern(v) for v in value)
+        if all(i is TENSOR or isinstance(i, TensorList) for i in items):
+            return (TensorList if isinstance(value, list) else TensorTuple)(items)
     if isinstance(value, _CONSTANTS):
         return value
     return TENSOR       # anything else is left to a placeholder
 
 
-#: How a module reached through a container (``Sequential``) is called.
+def site(args, kwargs=None):
+    """The call site of a call with these ``args`` / ``kwargs`` (graph nodes or values)."""
+    return (tuple(_pattern(a) for a in args),
+            tuple((k, _pattern(v)) for k, v in (kwargs or {}).items()))
+
+
+#: How a module is called when nothing says otherwise: with one tensor.
 DEFAULT_SITE = ((TENSOR,), ())
+#: The root called without example inputs: with its required parameters alone.
+REQUIRED = None
 
 
-def record(sites: dict, path: str, graph) -> None:
-    """Add the call sites of ``graph`` (the forward of the module at ``path``) to ``sites``."""
-    for node in graph.nodes:
-        if node.op == "call_module":
-            child = f"{path}.{node.target}" if path else node.target
-            site = (tuple(_pattern(a) for a in node.args),
-                    tuple((k, _pattern(v)) for k, v in node.kwargs.items()))
-            sites.setdefault(child, {})[repr(site)] = site
+class Sites:
+    """The call sites of every module of a part tree, learnt as its parts are traced."""
+
+    def __init__(self, parts: dict, root_site=REQUIRED):
+        self.parts = parts                      # path (each of a shared module's) -> capture.Part
+        self.calls: dict[str, dict] = {}        # path -> {repr(site): site}, from graphs
+        self.outputs: dict[str, object] = {}    # path -> pattern of what its graph returns
+        self.root = root_site
+
+    def record(self, path: str, graph) -> None:
+        """Add the call sites in ``graph`` (the forward of the module at ``path``), and what
+        the graph returns."""
+        for node in graph.nodes:
+            if node.op == "call_module":
+                child = f"{path}.{node.target}" if path else node.target
+                call = site(node.args, node.kwargs)
+                self.calls.setdefault(child, {})[repr(call)] = call
+            elif node.op == "output":
+                self.outputs[path] = _pattern(node.args[0])
+
+    def of(self, part) -> list:
+        """The call sites of ``part`` (a ``capture.Part``) by all its paths (a shared module
+        has several); ``REQUIRED`` for a root called without example inputs."""
+        return list({repr(s): s for path in part.paths for s in self._at(path)}.values())
+
+    def _at(self, path: str) -> list:
+        if path in self.calls:
+            return list(self.calls[path].values())
+        if not path:
+            return [self.root]
+        parent, _, name = path.rpartition(".")
+        container = self.parts.get(parent)
+        if container is None or container.kind != "sequential":
+            return [DEFAULT_SITE]
+        names = [n for n, c in container.children if c is not None]
+        i = names.index(name)
+        if i == 0:
+            return self._at(parent)
+        out = self.output(f"{parent}.{names[i - 1]}" if parent else names[i - 1])
+        return [((out,), ())] if out is not None else [DEFAULT_SITE]
+
+    def output(self, path: str):
+        """The pattern of what the module at ``path`` returns, or ``None`` if not known."""
+        part = self.parts[path]
+        if part.kind == "traced":
+            return self.outputs.get(part.path)
+        if part.kind != "sequential":
+            return None
+        names = [n for n, c in part.children if c is not None]
+        if names:
+            return self.output(f"{part.path}.{names[-1]}" if part.path else names[-1])
+        calls = self.of(part)
+        return calls[0][0][0] if len(calls) == 1 and calls[0] and len(calls[0][0]) == 1 else None
 
 
 def _same(values):
@@ -71,9 +147,10 @@ def _same(values):
 
 def specialise(module, calls) -> dict:
     """``{parameter: value}`` to bind while tracing ``module.forward`` for the call sites
-    ``calls`` (``record``'s values for its path, or ``[DEFAULT_SITE]``).
+    ``calls`` (:meth:`Sites.of`).
 
     ``value`` is a constant or a :class:`TensorList`; parameters not named stay placeholders.
+    A ``**kwargs`` parameter stays a placeholder; with ``*args``, nothing is specialised.
     """
     try:
         sig = inspect.signature(module.forward)
@@ -81,19 +158,19 @@ def specialise(module, calls) -> dict:
         return {}
     params = [p for p in sig.parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in sig.parameters.values()):
+    if any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
         return {}
     seen: dict[str, list] = {p.name: [] for p in params}
-    for args, kwargs in calls:
+    for call in calls:
         try:
-            bound = sig.bind(*args, **dict(kwargs))
+            bound = sig.bind_partial() if call is REQUIRED else sig.bind(*call[0], **dict(call[1]))
         except TypeError:
             return {}
         for p in params:
             if p.name in bound.arguments:
                 seen[p.name].append(bound.arguments[p.name])
             elif p.default is not p.empty:
-                seen[p.name].append(p.default)
+                seen[p.name].append(_pattern(p.default))
             else:
                 seen[p.name].append(TENSOR)
     out = {}
@@ -103,6 +180,34 @@ def specialise(module, calls) -> dict:
         if isinstance(values[0], (TensorList, *_CONSTANTS)):
             out[name] = values[0]
     return out
+
+
+def constants(specialised: dict) -> dict:
+    """The parameters of ``specialised`` bound to constants (not to lists of tensors): the
+    generated ``__call__`` checks that it is called with these values."""
+    return {k: v for k, v in specialised.items() if not isinstance(v, TensorList)}
+
+
+def called_with(module, args, kwargs) -> dict:
+    """:func:`constants` for a module captured on one call with these values (torch.export
+    specialises every argument that is not a tensor), and ``{'**kwargs': {}}`` where the call
+    passes nothing to its ``**kwargs``."""
+    out = constants(specialise(module, [site(args, kwargs)]))
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return out
+    var = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+    if var is not None and all(k in [p.name for p in params] for k in kwargs):
+        out[f"**{var}"] = {}
+    return out
+
+
+def _structure(proxy, pattern):
+    """``pattern``'s structure built from items of ``proxy``: ``[a[0], (a[1][0], a[1][1])]``."""
+    if not isinstance(pattern, TensorList):
+        return proxy
+    return pattern.kind(_structure(proxy[k], item) for k, item in enumerate(pattern))
 
 
 def bind_arguments(root_fn, is_module: bool, specialised: dict, args: list):
@@ -118,9 +223,5 @@ def bind_arguments(root_fn, is_module: bool, specialised: dict, args: list):
         if name not in names:
             continue
         i = offset + names.index(name)
-        if isinstance(value, TensorList):
-            placeholder = args[i]
-            args[i] = [placeholder[k] for k in range(len(value))]
-        else:
-            args[i] = value
+        args[i] = _structure(args[i], value) if isinstance(value, TensorList) else value
     return args

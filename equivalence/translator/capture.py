@@ -47,6 +47,7 @@ class Part:
     constants: dict = field(default_factory=dict)   # fx tensor constants: name -> tensor
     functions: dict = field(default_factory=dict)   # call node -> functions.Traced
     aliases: list = field(default_factory=list)     # further paths of a shared module
+    specialised: dict = field(default_factory=dict)  # parameter -> the constant it is traced for
 
     @property
     def cls(self):
@@ -281,18 +282,12 @@ def _absent_nodes(graph, names):
                      and n.args and isinstance(n.args[0], fx.Node))
 
 
-def _calls(part: Part, sites: dict) -> list:
-    """The call sites of ``part`` by all its paths (``sites``: :func:`callsite.record`'s)."""
-    return [site for path in part.paths for site in sites.get(path, {}).values()] or [
-        callsite.DEFAULT_SITE]
-
-
-def _one_convention(part: Part, sites: dict, problems: list) -> bool:
+def _one_convention(part: Part, sites: callsite.Sites, problems: list) -> bool:
     """Whether ``part``'s call sites agree on the constants they pass, so that a graph captured
     from one call (torch.export's) computes every call; where not, its problem says which
     arguments differ (a shared module called with ``flag=True`` by one parent, ``False`` by
     another)."""
-    per_call = [callsite.specialise(part.module, [c]) for c in _calls(part, sites)]
+    per_call = [callsite.specialise(part.module, [c]) for c in sites.of(part)]
     values = {k: [s.get(k, callsite.TENSOR) for s in per_call] for s in per_call for k in s}
     differ = {k: v for k, v in values.items() if any(type(x) is not type(v[0]) or x != v[0] for x in v)}
     if not differ:
@@ -305,12 +300,13 @@ def _one_convention(part: Part, sites: dict, problems: list) -> bool:
     return False
 
 
-def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) -> frozenset:
+def _trace_part(part: Part, optional: frozenset, problems: list, sites: callsite.Sites) -> frozenset:
     """Trace ``part`` in both modes; returns the ``optional`` children it was traced without.
-    ``sites``: the call sites recorded so far (:func:`callsite.record`), this part's added."""
+    ``sites``: the call sites known so far (:class:`callsite.Sites`), this part's added."""
     m = part.module
     absent = tuple(sorted(n for n in optional if getattr(m, n, 0) is None))
-    specialised = callsite.specialise(m, _calls(part, sites)) if part.path else {}
+    specialised = callsite.specialise(m, sites.of(part))
+    part.specialised = callsite.constants(specialised)
     try:
         graphs = {}
         for mode in (True, False):
@@ -319,7 +315,7 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) ->
                 plain, _ = _trace(m, mode, (), specialised)
                 if signature(graph, _absent_nodes(graph, absent)) != signature(plain):
                     graph, absent = plain, ()
-            callsite.record(sites, part.path, graph)
+            sites.record(part.path, graph)
             graphs[mode] = graph
     except Exception as e:  # noqa: BLE001 - any trace failure is reported with the module
         problems.append(Problem(part.path, qualified_name(type(m)),
@@ -336,8 +332,11 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: dict) ->
 def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Problem]]:
     """The part tree of ``root`` and the problems met while tracing (none when all traced).
 
-    Modules that fx cannot trace are captured with ``torch.export`` on the arguments they get
-    when ``root`` runs on ``example_inputs`` (:mod:`.export`).
+    Every traced forward is specialised to how it is called (:mod:`.callsite`): the root to
+    ``example_inputs`` (the arguments they do not pass take their defaults), each other
+    module to its call sites. Modules that fx cannot trace are captured with
+    ``torch.export`` on the arguments they get when ``root`` runs on ``example_inputs``
+    (:mod:`.export`).
     Calls of plain Python functions (``torch.fx.wrap``-ed) are traced into
     (:mod:`.functions`), which needs ``example_inputs`` to run ``root`` on.
     """
@@ -348,7 +347,8 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
         present.setdefault(p.cls, set()).update(n for n, _ in p.children)
     problems: list[Problem] = []
     optional: dict[type, frozenset] = {}
-    sites: dict = {}
+    sites = callsite.Sites({path: p for p in tree.parts() for path in p.paths},
+                           callsite.site(example_inputs) if example_inputs else callsite.REQUIRED)
     for p in traced:
         optional[p.cls] = (optional.get(p.cls, frozenset())
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))

@@ -256,7 +256,7 @@ def variant(part: Part) -> str:
                  list(part.graphs), [n for n, _ in part.children], sorted(part.optional),
                  [(n, str(p.dtype), p.dim()) for n, p in params + buffers],
                  {k: v.tolist() for k, v in part.constants.items()},
-                 [t.key() for t in part.functions.values()]))
+                 [t.key() for t in part.functions.values()], sorted(part.specialised.items())))
 
 
 def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], list[str]]:
@@ -271,6 +271,27 @@ def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], lis
         args.append(n)
         lines.append(f"self.{n} = nnx.Variable(jnp.asarray({n}, {_dtype(t.dtype)}))")
     return args, lines
+
+
+def _specialisation(name: str, part: Part) -> tuple[list[str], list[str]]:
+    """``(docstring lines, __call__ lines)`` for the arguments ``part`` was traced with as
+    constants (:mod:`.callsite`): the docstring names them, and a call with another value
+    raises instead of computing the branch that was not translated."""
+    items = {k: v for k, v in part.specialised.items() if not (isinstance(v, float) and v != v)}
+    if not items:
+        return [], []
+    shown = ", ".join(f"{k}={literal(v)}" for k, v in items.items())
+    doc = ["", f"    Specialised to {shown} (as it was called when translated); other values",
+           "    raise: translate again with example inputs that pass them."]
+    lines = []
+    for k, v in items.items():
+        if k.startswith("**"):
+            test, what = k[2:], f"no {k[2:]}"
+        else:
+            test, what = (f"{k} is not None" if v is None else f"{k} != {literal(v)}"), f"{k}={literal(v)}"
+        message = f"{name} was translated for {what} only; translate again for other values"
+        lines += [f"if {test}:", f"    raise ValueError({message!r})"]
+    return doc, lines
 
 
 def _indent(lines, n=1):
@@ -307,10 +328,14 @@ def class_source(name: str, part: Part, parts: dict, header: Header,
     else:
         call = (["if self.training:"] + _indent(bodies[True][1])
                 + ["else:"] + _indent(bodies[False][1]))
-    doc = [f'    """Translated from ``{qualified_name(part.cls)}``."""']
+    doc = [f'    """Translated from ``{qualified_name(part.cls)}``.']
     if getattr(part, "exported_shapes", None) is not None:     # captured by .export
-        doc = [doc[0][:-3], "", "    Captured by torch.export for inputs of shapes "
-               f"{', '.join(map(str, part.exported_shapes))}:", "    shapes in it are fixed to those.", '    """']
+        doc += ["", "    Captured by torch.export for inputs of shapes "
+                f"{', '.join(map(str, part.exported_shapes))}:", "    shapes in it are fixed to those."]
+    special_doc, checks = _specialisation(name, part)
+    doc += special_doc
+    doc = [doc[0] + '"""'] if len(doc) == 1 else doc + ['    """']
+    call = checks + call
     lines = [f"class {name}(nn.Module):", *doc, "",
              f"    def __init__({', '.join(['self'] + init_params)}):",
              *_indent(init or ["pass"], 2), "",

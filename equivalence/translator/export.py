@@ -34,6 +34,7 @@ import torch.fx as fx
 from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
+from . import callsite
 from .capture import Problem, signature
 from .state import preserved
 
@@ -295,6 +296,7 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
             note(part, "not called by the example inputs, so it cannot be exported")
             continue
         args, kwargs = calls[part.module]
+        part.specialised = callsite.called_with(part.module, args, kwargs)
         try:
             graphs = {False: export_graph(part.module, args, kwargs, False)}
             graphs[True] = graphs[False]

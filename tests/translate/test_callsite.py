@@ -75,9 +75,15 @@ def test_arguments_are_specialised_to_what_the_parent_passes():
     assert "def __call__(self, x, children=None):" in source
 
 
-def test_unspecialised_root_still_fails_on_a_flag_branch():
-    with pytest.raises(Exception, match="cannot trace"):
-        translate(Head())
+def test_root_is_specialised_to_its_required_arguments_without_an_example():
+    torch.manual_seed(0)
+    tm = Head().eval()
+    jm = translate(tm)
+    x = _input()
+    with torch.no_grad():
+        assert relative_error(jm(jnp.asarray(x.numpy())), tm(x)) < 1e-6
+    with pytest.raises(ValueError, match="translated for pre_logits=False only"):
+        jm(jnp.asarray(x.numpy()), pre_logits=True)
 
 
 class CountingNorm(torch.nn.BatchNorm2d):

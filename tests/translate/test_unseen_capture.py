@@ -61,7 +61,8 @@ def check(m, *inputs, tol=1e-5, proof=True):
         standalone.eval()
     with torch.no_grad():
         ref = _leaves(m(*inputs))
-    args = [jnp.asarray(a.numpy()) if isinstance(a, torch.Tensor) else a for a in inputs]
+    args = torch.utils._pytree.tree_map(
+        lambda a: jnp.asarray(a.numpy()) if isinstance(a, torch.Tensor) else a, list(inputs))
     for how, out in (("translate", jm(*args)), ("nnx.jit", nnx.jit(lambda m, *a: m(*a))(jm, *args)),
                      ("standalone source", standalone(*args))):
         out = _leaves(out)
@@ -132,3 +133,124 @@ def test_two_calls_of_one_function_keep_their_own_constants():
     torch.manual_seed(0)
     _, source = check(TwoOffsets(), _x(2, 3))
     assert "def offset(" in source and "def offset_1(" in source
+
+
+# --- optional arguments left to None ---------------------------------------------------------
+class MaskedAttention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qk = torch.nn.Linear(8, 8)
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x, attn_mask=None, scale: float = 1.0):
+        a = self.qk(x) @ x.transpose(-1, -2) * scale
+        if attn_mask is not None:
+            a = a + attn_mask
+        return self.proj(a.softmax(-1) @ x)
+
+
+class Encoder(torch.nn.Module):
+    """Hugging Face's root pattern: every argument but the first defaults to ``None``."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = MaskedAttention()
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x, attn_mask=None, head_mask=None):
+        y = self.attn(x, attn_mask) if attn_mask is not None else self.attn(x)
+        if head_mask is not None:
+            y = y * head_mask
+        return self.head(y)
+
+
+def test_arguments_the_example_does_not_pass_take_their_defaults():
+    """The root was traced with every argument a proxy, so ``attn_mask is not None`` held and
+    the translation added ``None``."""
+    torch.manual_seed(0)
+    m = Encoder().eval()
+    x = _x(2, 5, 8)
+    jm, source = check(m, x)
+    assert "def __call__(self, x, attn_mask=None, head_mask=None):" in source
+    assert "Specialised to attn_mask=None, head_mask=None " in source
+    with pytest.raises(ValueError, match="translated for head_mask=None only"):
+        jm(jnp.asarray(x.numpy()), head_mask=jnp.ones(8))
+    with pytest.raises(ValueError, match="translated for scale=1.0 only"):
+        jm.attn(jnp.asarray(x.numpy()), None, 2.0)
+
+
+def test_arguments_the_example_passes_stay_arguments():
+    torch.manual_seed(0)
+    m = Encoder().eval()
+    x, mask = _x(2, 5, 8), _x(2, 5, 5, seed=1)
+    _, source = check(m, x, mask)
+    assert "Specialised to head_mask=None " in source
+    assert "attn_mask is not None" not in source
+    assert translate_source(m).count("Specialised to attn_mask=None") == 2   # no example: defaults
+
+
+class ShapeChecked(torch.nn.Module):
+    """Hugging Face's pattern, through the torch.export fallback: a shape check fx cannot
+    trace, a ``None`` default and ``**kwargs``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, pixel_values, bool_masked_pos=None, **kwargs):
+        if pixel_values.shape[1] != 3:
+            raise ValueError("expected 3 channels")
+        y = self.conv(pixel_values)
+        if bool_masked_pos is not None:
+            y = y * bool_masked_pos
+        return y.flatten(1)
+
+
+def test_exported_forward_is_specialised_and_says_so():
+    torch.manual_seed(0)
+    m = ShapeChecked().eval()
+    x = _x(2, 3, 6, 6)
+    jm, source = check(m, x)
+    assert "Captured by torch.export" in source and "Specialised to bool_masked_pos=None" in source
+    with pytest.raises(ValueError, match="translated for no kwargs only"):
+        jm(jnp.asarray(x.numpy()), output_hidden_states=True)
+
+
+# --- lists passed along a Sequential ---------------------------------------------------------
+class Stage(torch.nn.Module):
+    """HRNet's pattern: a block of a ``Sequential`` that takes what the block before returns,
+    one tensor or a list of them, and returns a list."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        if isinstance(x, (list, tuple)):
+            x, features = x[0], list(x[1:])
+        else:
+            features = []
+        y = self.conv(x).relu()
+        return (y, *features, x)
+
+
+class Fuse(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(4, 2, 1)
+
+    def forward(self, xs):
+        first, *rest = xs
+        return self.proj(first + torch.stack(rest).mean(0))
+
+
+def test_a_sequential_passes_what_each_block_returns():
+    """Blocks reached through a Sequential were traced as if given one tensor, so the second
+    block took the tensor branch and its conv got the tuple."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), Stage(), Stage(),
+                            torch.nn.Sequential(Stage()), Fuse()).eval()
+    _, source = check(m, _x(2, 3, 6, 6))
+    assert source.count("class Stage") == 3         # one variant per input structure
+    pair = [_x(2, 4, 5, 5), _x(2, 4, 5, 5, seed=1)]      # compare takes no list inputs
+    check(torch.nn.Sequential(Stage(), Fuse()).eval(), pair, proof=False)
