@@ -2,11 +2,14 @@
 
 Leaf order is ``jax.tree_util``'s: a dict's values in sorted-key order, so torch's and jaxconv's
 outputs pair up by key. Every mapping (``OrderedDict``, a Hugging Face ``ModelOutput``) is read
-as a plain dict, so that order does not depend on its class. torch tensors are not pytrees;
+as a plain dict, so that order does not depend on its class; a ``ModelOutput`` as a
+:class:`Fields`, a dict that also answers by position and attribute as torch's does (module
+code reads ``outputs[0]`` and ``outputs.hidden_states``). torch tensors are not pytrees;
 they are leaves here.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import jax
@@ -16,10 +19,49 @@ import numpy as np
 from ._torch import to_numpy
 
 
+class Fields(dict):
+    """A ``ModelOutput`` as a dict of its fields that are set, in field order, read also by
+    position (``[0]``) or attribute (``None`` for a field not set), as torch's is; a pytree
+    flattened as a dict is (values in sorted-key order)."""
+
+    def __init__(self, items=(), names=()):
+        super().__init__(items)
+        self.__dict__["names"] = tuple(names)
+
+    def __getitem__(self, key):
+        return tuple(self.values())[key] if isinstance(key, (int, slice)) else super().__getitem__(key)
+
+    def __getattr__(self, name):
+        if name in self.__dict__.get("names", ()):
+            return self.get(name)
+        raise AttributeError(f"{name!r} is not a field of this output")
+
+    def to_tuple(self):
+        return tuple(self.values())
+
+
+def _flatten_fields(f):
+    keys = sorted(f)
+    return [dict.__getitem__(f, k) for k in keys], (tuple(f), tuple(keys), f.names)
+
+
+def _unflatten_fields(aux, values):
+    order, keys, names = aux
+    by_key = dict(zip(keys, values))
+    return Fields(((k, by_key[k]) for k in order), names)
+
+
+jax.tree_util.register_pytree_node(Fields, _flatten_fields, _unflatten_fields)
+
+
 def plain(value):
-    """``value`` with every mapping made a plain ``dict`` (lists, tuples, NamedTuples kept)."""
+    """``value`` with every mapping made a plain ``dict``, a ``ModelOutput`` (a mapping that is
+    a dataclass) a :class:`Fields` (lists, tuples, NamedTuples kept)."""
     if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
+        items = ((k, plain(v)) for k, v in value.items())
+        if dataclasses.is_dataclass(value):
+            return Fields(items, [f.name for f in dataclasses.fields(value)])
+        return dict(items)
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(plain(v) for v in value))
     if isinstance(value, (tuple, list)):

@@ -25,6 +25,7 @@ import torch.fx as fx
 
 from . import callsite, functions
 from .leaves import Leaf, leaf_for, qualified_name
+from .outputs import is_output_class
 from .state import preserved
 
 
@@ -110,6 +111,14 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m, qualname):
         return m is not self._root
+
+    def create_arg(self, a):
+        """A Hugging Face ``ModelOutput`` (a dict subclass, which fx would make a plain dict)
+        as a call of its class, so that the output keeps its class."""
+        if is_output_class(type(a)):
+            return self.create_node("call_function", type(a), (),
+                                    {k: self.create_arg(v) for k, v in a.items()})
+        return super().create_arg(a)
 
     def create_args_for_root(self, root_fn, is_module, concrete_args=None):
         root_fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)

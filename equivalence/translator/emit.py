@@ -8,6 +8,7 @@ Instances share a class when their graphs, children and variables agree (:func:`
 from __future__ import annotations
 
 import keyword
+import textwrap
 import math
 
 import torch
@@ -256,7 +257,8 @@ def variant(part: Part) -> str:
                  list(part.graphs), [n for n, _ in part.children], sorted(part.optional),
                  [(n, str(p.dtype), p.dim()) for n, p in params + buffers],
                  {k: v.tolist() for k, v in part.constants.items()},
-                 [t.key() for t in part.functions.values()], sorted(part.specialised.items())))
+                 [t.key() for t in part.functions.values()], sorted(part.specialised.items()),
+                 not part.path))
 
 
 def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], list[str]]:
@@ -275,20 +277,22 @@ def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], lis
 
 def _specialisation(name: str, part: Part) -> tuple[list[str], list[str]]:
     """``(docstring lines, __call__ lines)`` for the arguments ``part`` was traced with as
-    constants (:mod:`.callsite`): the docstring names them, and a call with another value
-    raises instead of computing the branch that was not translated."""
+    constants (:mod:`.callsite`): the docstring names them and, at the root (the user's call),
+    a call with other values raises instead of computing the branch that was not translated.
+    A child is called by the translation itself, as its parent's graph calls it."""
     items = {k: v for k, v in part.specialised.items() if not (isinstance(v, float) and v != v)}
     if not items:
         return [], []
-    shown = ", ".join(f"{k}={literal(v)}" for k, v in items.items())
-    doc = ["", f"    Specialised to {shown} (as it was called when translated); other values",
-           "    raise: translate again with example inputs that pass them."]
+    shown = [f"no {k}" if k.startswith("**") else f"{k}={literal(v)}" for k, v in items.items()]
+    how = ("as the example inputs call it; other values raise: translate again with example "
+           "inputs that pass them." if not part.path else "as its caller calls it.")
+    doc = ["", *textwrap.wrap(f"Specialised to {', '.join(shown)}, {how}", 96,
+                              initial_indent="    ", subsequent_indent="    ")]
+    if part.path:
+        return doc, []
     lines = []
-    for k, v in items.items():
-        if k.startswith("**"):
-            test, what = k[2:], f"no {k[2:]}"
-        else:
-            test, what = (f"{k} is not None" if v is None else f"{k} != {literal(v)}"), f"{k}={literal(v)}"
+    for (k, v), what in zip(items.items(), shown):
+        test = k[2:] if k.startswith("**") else f"{k} is not None" if v is None else f"{k} != {literal(v)}"
         message = f"{name} was translated for {what} only; translate again for other values"
         lines += [f"if {test}:", f"    raise ValueError({message!r})"]
     return doc, lines

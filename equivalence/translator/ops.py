@@ -88,9 +88,11 @@ def _getitem(e, x, idx):
 def _getattr(e, x, name):
     if name == "device":
         return "None"
-    if name not in _ATTRIBUTES:
-        raise KeyError(name)
-    return e.fmt(x) + _ATTRIBUTES[name]
+    if name in _ATTRIBUTES:
+        return e.fmt(x) + _ATTRIBUTES[name]
+    if getattr(x, "op", None) == "call_module" and name.isidentifier():
+        return f"{e.fmt(x)}.{name}"     # a field of a module's structured output (ModelOutput)
+    raise KeyError(name)
 
 
 @_register(_FUNCTIONS, torch._assert)
