@@ -45,7 +45,8 @@ TENSOR = _Tensor()
 
 
 class TensorList(tuple):
-    """A call-site argument that is a list of tensors (or of such structures), item by item."""
+    """A call-site argument (or a result) that is a list of tensors (or of such structures,
+    or ``None``), item by item."""
 
     kind = list
 
@@ -59,14 +60,16 @@ class TensorTuple(TensorList):
     kind = tuple
 
 
-def _pattern(value):
-    """What a call passes: ``TENSOR`` for a tensor (or a graph node), a :class:`TensorList`
-    for a list or tuple of them, the value itself for a constant."""
+def pattern_of(value):
+    """What a call passes or returns: ``TENSOR`` for a tensor (or a graph node), a
+    :class:`TensorList` for a list or tuple of them (and ``None``), the value itself for a
+    constant."""
     if isinstance(value, (fx.Node, torch.Tensor)):
         return TENSOR
     if isinstance(value, (list, tuple)) and value and not hasattr(value, "_fields"):
-        items = tuple(_pattern(v) for v in value)
-        if all(i is TENSOR or isinstance(i, TensorList) for i in items):
+        items = tuple(pattern_of(v) for v in value)
+        if (all(i is TENSOR or i is None or isinstance(i, TensorList) for i in items)
+                and any(i is not None for i in items)):
             return (TensorList if isinstance(value, list) else TensorTuple)(items)
     if isinstance(value, _CONSTANTS):
         return value
@@ -75,8 +78,8 @@ def _pattern(value):
 
 def site(args, kwargs=None):
     """The call site of a call with these ``args`` / ``kwargs`` (graph nodes or values)."""
-    return (tuple(_pattern(a) for a in args),
-            tuple((k, _pattern(v)) for k, v in (kwargs or {}).items()))
+    return (tuple(pattern_of(a) for a in args),
+            tuple((k, pattern_of(v)) for k, v in (kwargs or {}).items()))
 
 
 #: How a module is called when nothing says otherwise: with one tensor.
@@ -85,14 +88,26 @@ DEFAULT_SITE = ((TENSOR,), ())
 REQUIRED = None
 
 
+def returns(calls: dict) -> dict:
+    """``{module: pattern}`` of what each module returned in :func:`.state.record_calls`'s
+    ``calls`` (recorded with ``output=pattern_of``), where every call returned the same."""
+    out = {}
+    for m, results in calls.items():
+        patterns = [r for _, r in results]
+        if _same(patterns):
+            out[m] = patterns[0]
+    return out
+
+
 class Sites:
     """The call sites of every module of a part tree, learnt as its parts are traced."""
 
-    def __init__(self, parts: dict, root_site=REQUIRED):
+    def __init__(self, parts: dict, root_site=REQUIRED, returns=None):
         self.parts = parts                      # path (each of a shared module's) -> capture.Part
         self.calls: dict[str, dict] = {}        # path -> {repr(site): site}, from graphs
         self.outputs: dict[str, object] = {}    # path -> pattern of what its graph returns
         self.root = root_site
+        self.returns = returns or {}            # module -> pattern it returned in the example
 
     def record(self, path: str, graph) -> None:
         """Add the call sites in ``graph`` (the forward of the module at ``path``), and what
@@ -103,7 +118,7 @@ class Sites:
                 call = site(node.args, node.kwargs)
                 self.calls.setdefault(child, {})[repr(call)] = call
             elif node.op == "output":
-                self.outputs[path] = _pattern(node.args[0])
+                self.outputs[path] = pattern_of(node.args[0])
 
     def of(self, part) -> list:
         """The call sites of ``part`` (a ``capture.Part``) by all its paths (a shared module
@@ -129,10 +144,10 @@ class Sites:
     def output(self, path: str):
         """The pattern of what the module at ``path`` returns, or ``None`` if not known."""
         part = self.parts[path]
-        if part.kind == "traced":
-            return self.outputs.get(part.path)
+        if part.kind == "traced" and part.path in self.outputs:
+            return self.outputs[part.path]
         if part.kind != "sequential":
-            return None
+            return self.returns.get(part.module)
         names = [n for n, c in part.children if c is not None]
         if names:
             return self.output(f"{part.path}.{names[-1]}" if part.path else names[-1])
@@ -170,7 +185,7 @@ def specialise(module, calls) -> dict:
             if p.name in bound.arguments:
                 seen[p.name].append(bound.arguments[p.name])
             elif p.default is not p.empty:
-                seen[p.name].append(_pattern(p.default))
+                seen[p.name].append(pattern_of(p.default))
             else:
                 seen[p.name].append(TENSOR)
     out = {}
@@ -203,11 +218,14 @@ def called_with(module, args, kwargs) -> dict:
     return out
 
 
-def _structure(proxy, pattern):
-    """``pattern``'s structure built from items of ``proxy``: ``[a[0], (a[1][0], a[1][1])]``."""
+def structure(proxy, pattern):
+    """``pattern``'s structure built from items of ``proxy``: ``[a[0], (a[1][0], a[1][1])]``
+    (``None`` where the pattern has ``None``)."""
+    if pattern is None:
+        return None
     if not isinstance(pattern, TensorList):
         return proxy
-    return pattern.kind(_structure(proxy[k], item) for k, item in enumerate(pattern))
+    return pattern.kind(structure(proxy[k], item) for k, item in enumerate(pattern))
 
 
 def bind_arguments(root_fn, is_module: bool, specialised: dict, args: list):
@@ -223,5 +241,5 @@ def bind_arguments(root_fn, is_module: bool, specialised: dict, args: list):
         if name not in names:
             continue
         i = offset + names.index(name)
-        args[i] = _structure(args[i], value) if isinstance(value, TensorList) else value
+        args[i] = structure(args[i], value) if isinstance(value, TensorList) else value
     return args

@@ -17,6 +17,7 @@ instances share one class that calls the child only where it exists.
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 
@@ -24,9 +25,10 @@ import torch
 import torch.fx as fx
 
 from . import callsite, functions
+from .concrete import Concrete, check_sources, error_line
 from .leaves import Leaf, leaf_for, qualified_name
 from .outputs import is_output_class
-from .state import preserved
+from .state import preserved, record_calls
 
 
 @dataclass(eq=False)
@@ -49,6 +51,7 @@ class Part:
     functions: dict = field(default_factory=dict)   # call node -> functions.Traced
     aliases: list = field(default_factory=list)     # further paths of a shared module
     specialised: dict = field(default_factory=dict)  # parameter -> the constant it is traced for
+    frozen: list = field(default_factory=list)      # Python values read from its state (.concrete)
 
     @property
     def cls(self):
@@ -93,24 +96,33 @@ class _Absent(torch.nn.Module):
         return x
 
 
-class _Tracer(fx.Tracer):
+class _Tracer(Concrete, fx.Tracer):
     """Traces one module's own ``forward``: every submodule call is a ``call_module`` leaf.
 
     Buffers are proxies too, so that an in-place update in ``forward`` (timm's
     ``BatchNormAct2d``: ``self.num_batches_tracked.add_(1)``) is a graph node, not a change
-    made to the torch module while tracing.
+    made to the torch module while tracing. A child that returned a tuple or list when the
+    model ran on the example (``returns``: :func:`callsite.returns`) returns that structure
+    of items of its call, so that ``attention_output, *rest = self.attention(x)`` traces.
+    Python values computed from parameters and buffers are taken as they are
+    (:class:`.concrete.Concrete`).
     """
 
     proxy_buffer_attributes = True
 
-    def __init__(self, root, specialised=None):
+    def __init__(self, root, specialised=None, returns=None):
         super().__init__()
         self.record_stack_traces = True
         self._root = root
         self._specialised = specialised or {}
+        self._returns = returns or {}
 
     def is_leaf_module(self, m, qualname):
         return m is not self._root
+
+    def call_module(self, m, forward, args, kwargs):
+        out = super().call_module(m, forward, args, kwargs)
+        return callsite.structure(out, self._returns[m]) if m in self._returns else out
 
     def create_arg(self, a):
         """A Hugging Face ``ModelOutput`` (a dict subclass, which fx would make a plain dict)
@@ -182,7 +194,8 @@ def _trace_order(traced: list) -> list:
     return order
 
 
-_TRACER_FILES = ("/torch/fx/", "/torch/overrides.py", "/torch/_tensor.py", "/torch/_jit_internal.py")
+_TRACER_FILES = ("/torch/fx/", "/torch/overrides.py", "/torch/_tensor.py", "/torch/_jit_internal.py",
+                 "/equivalence/translator/")
 
 
 def source_line(node) -> str:
@@ -194,9 +207,10 @@ def source_line(node) -> str:
     return ""
 
 
-def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
-    """fx graph of ``m.forward`` in train (``mode``) or eval mode, ``absent`` children as
-    identities, ``specialised`` arguments bound (:mod:`.callsite`)."""
+def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None, returns=None):
+    """``(graph, tensor constants, frozen values)`` of ``m.forward`` traced in train
+    (``mode``) or eval mode, ``absent`` children as identities, ``specialised`` arguments
+    bound and children's results of the structure they ``returns`` (:mod:`.callsite`)."""
     registered = {name: name in m._modules for name in absent}
     for name in absent:
         if not registered[name]:
@@ -205,13 +219,19 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None):
     try:
         with preserved(m, values=False):
             m.train(mode)
-            graph = _Tracer(m, specialised).trace(m)
+            tracer = _Tracer(m, specialised, returns)
+            graph = tracer.trace(m)
+        check_sources(tracer, graph, lambda n: n.op != "call_module" and _in_place_call(n, None))
         _drop_asserts(graph)
+        for node in reversed(graph.nodes):      # items of a child's result that are not read
+            if (node.target is operator.getitem and not node.users
+                    and getattr(node.args[0], "op", None) == "call_module"):
+                graph.erase_node(node)
         constants = {n.target: getattr(m, n.target) for n in graph.nodes
                      if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
         for name in constants:      # fx parks tensors made in forward on the root: take them back
             delattr(m, name)
-        return graph, constants
+        return graph, constants, getattr(tracer, "frozen", [])
     finally:
         for name in absent:
             m._modules[name] = None
@@ -319,16 +339,19 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: callsite
     try:
         graphs = {}
         for mode in (True, False):
-            graph, part.constants = _trace(m, mode, absent, specialised)
+            graph, part.constants, frozen = _trace(m, mode, absent, specialised, sites.returns)
             if absent:
-                plain, _ = _trace(m, mode, (), specialised)
+                plain, _, plain_frozen = _trace(m, mode, (), specialised, sites.returns)
                 if signature(graph, _absent_nodes(graph, absent)) != signature(plain):
-                    graph, absent = plain, ()
+                    graph, absent, frozen = plain, (), plain_frozen
+            part.frozen += [f for f in frozen if f not in part.frozen]
             sites.record(part.path, graph)
             graphs[mode] = graph
     except Exception as e:  # noqa: BLE001 - any trace failure is reported with the module
         problems.append(Problem(part.path, qualified_name(type(m)),
-                                f"torch.fx cannot trace its forward: {type(e).__name__}: {e}".strip()))
+                                f"torch.fx cannot trace its forward: {type(e).__name__}: {e}".strip(),
+                                error_line(e)))
+        part.frozen = []
         return frozenset()
     order = list(m._modules)
     part.children += [(name, None) for name in absent]
@@ -336,6 +359,18 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: callsite
     train, eval_ = graphs[True], graphs[False]
     part.graphs = {None: train} if signature(train) == signature(eval_) else {True: train, False: eval_}
     return frozenset(absent)
+
+
+def _returns(root, example_inputs) -> dict:
+    """What each module returned when ``root`` ran on ``example_inputs`` (:func:`callsite.returns`);
+    nothing without them, or when the run fails (the fallback reports that)."""
+    if not example_inputs:
+        return {}
+    try:
+        return callsite.returns(record_calls(root, example_inputs, list(root.modules()),
+                                             lambda args, kwargs: None, callsite.pattern_of))
+    except Exception:  # noqa: BLE001 - fx tracing does not need the run
+        return {}
 
 
 def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Problem]]:
@@ -357,7 +392,8 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
     problems: list[Problem] = []
     optional: dict[type, frozenset] = {}
     sites = callsite.Sites({path: p for p in tree.parts() for path in p.paths},
-                           callsite.site(example_inputs) if example_inputs else callsite.REQUIRED)
+                           callsite.site(example_inputs) if example_inputs else callsite.REQUIRED,
+                           _returns(root, example_inputs))
     for p in traced:
         optional[p.cls] = (optional.get(p.cls, frozenset())
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))

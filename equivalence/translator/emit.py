@@ -258,7 +258,7 @@ def variant(part: Part) -> str:
                  [(n, str(p.dtype), p.dim()) for n, p in params + buffers],
                  {k: v.tolist() for k, v in part.constants.items()},
                  [t.key() for t in part.functions.values()], sorted(part.specialised.items()),
-                 not part.path))
+                 not part.path, part.frozen))
 
 
 def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], list[str]]:
@@ -338,6 +338,9 @@ def class_source(name: str, part: Part, parts: dict, header: Header,
                 f"{', '.join(map(str, part.exported_shapes))}:", "    shapes in it are fixed to those."]
     special_doc, checks = _specialisation(name, part)
     doc += special_doc
+    if part.frozen:
+        doc += ["", "    Python values its forward computes from its parameters and buffers are those of the",
+                "    translated model:", *(f"    - {f}" for f in part.frozen)]
     doc = [doc[0] + '"""'] if len(doc) == 1 else doc + ['    """']
     call = checks + call
     lines = [f"class {name}(nn.Module):", *doc, "",

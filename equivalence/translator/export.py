@@ -3,9 +3,9 @@
 Python control flow on shapes (Hugging Face's channel checks, timm's ``Conv2dSame`` padding
 from ``x.shape``) stops ``torch.fx``; ``torch.export.export(module, args, kwargs, strict=False)``
 runs that Python on example values instead. Export needs the module's call arguments, so the
-model is run once on the user's example inputs with a forward pre-hook on every module that
-failed (under ``torch.no_grad``, every buffer restored afterwards: a train-mode run would move
-BatchNorm statistics). Each failed module is then exported on its own, in train and in eval
+model is run once on the user's example inputs, recording the calls of every module that
+failed (:func:`.state.record_calls`: eval mode, ``torch.no_grad``, the model's state restored
+afterwards). Each failed module is then exported on its own, in train and in eval
 mode, and its graph becomes the part's graph in the same form as an fx graph:
 
 - the graph is the **pre-decomposition** ATen graph (``run_decompositions`` would rewrite
@@ -36,7 +36,7 @@ from torch.utils import _pytree as pytree
 
 from . import callsite
 from .capture import Problem, signature
-from .state import preserved
+from .state import preserved, record_calls
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
 EXPORTED = "exported_shapes"
@@ -51,26 +51,6 @@ class _Struct:
 
     def item(self, key):
         return self.values[key] if isinstance(key, int) else self.values[self.keys.index(key)]
-
-
-# --- recording the call arguments ---------------------------------------------------------
-def record_calls(root, modules, example_inputs) -> dict:
-    """``{module: (args, kwargs)}`` of the first call of each of ``modules`` when ``root`` runs
-    on ``example_inputs``; the model's buffers are as they were afterwards."""
-    calls, handles = {}, []
-
-    def hook(m, args, kwargs):
-        calls.setdefault(m, (args, dict(kwargs)))
-
-    for m in modules:
-        handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with preserved(root), torch.no_grad():
-            root(*example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return calls
 
 
 # --- export and the graph rewrite -----------------------------------------------------------
@@ -153,7 +133,7 @@ class _Rewrite:
         obj = self.unflat
         for piece in node.target.split("."):
             obj = getattr(obj, piece)
-        if isinstance(obj, pytree.TreeSpec):
+        if isinstance(obj, (pytree.TreeSpec, torch.nn.Module)):    # a region's body: see inline
             return obj
         try:
             real = self.module.get_parameter(node.target)
@@ -167,6 +147,42 @@ class _Rewrite:
         name = f"_tensor_constant{len(self.constants)}"
         self.constants[name] = obj.detach().clone() if isinstance(obj, torch.Tensor) else obj
         return self.graph.get_attr(name)
+
+    def inline(self, node):
+        """A ``torch.no_grad()`` or ``torch.autocast`` region of ``forward`` (export wraps it
+        in a higher-order op calling a body graph) copied in place, as a tuple of its outputs;
+        those of a no-grad region are detached."""
+        name, args = node.target.name(), self.value(node.args)
+        if name == "wrap_with_set_grad_enabled":
+            enabled, body, *inputs = args
+        elif name == "wrap_with_autocast":
+            enabled, body, inputs = True, args[4], list(args[5:])
+        else:
+            raise NotImplementedError(f"torch.export's {name} (a higher-order op) has no translation")
+        outputs = ()
+        for n in body.graph.nodes:
+            if n.op == "placeholder":
+                self.env[n] = inputs.pop(0)
+            elif n.op == "output":
+                outputs = self.value(n.args[0])
+            elif n.op == "get_attr":
+                value = getattr(body, n.target)
+                if not isinstance(value, torch.nn.Module):
+                    name = f"_tensor_constant{len(self.constants)}"
+                    self.constants[name] = value.detach().clone()
+                    value = self.graph.get_attr(name)
+                self.env[n] = value
+            elif isinstance(n.target, torch._ops.HigherOrderOperator):
+                self.env[n] = self.inline(n)
+            elif n.target is operator.getitem and not isinstance(self.value(n.args[0]), fx.Node):
+                self.env[n] = self.index(*self.value(n.args))
+            else:
+                self.env[n] = self.copy(n)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        if not enabled:
+            outputs = [self.graph.call_method("detach", (o,)) if isinstance(o, fx.Node) else o
+                       for o in outputs]
+        return tuple(outputs)
 
     def run(self, in_spec, out_spec, n_args):
         flat = [n for n in self.unflat.graph.nodes if n.op == "placeholder"]
@@ -200,6 +216,8 @@ class _Rewrite:
                 self.env[node] = self.flatten(v, spec)
             elif node.target is operator.getitem and not isinstance(self.value(node.args[0]), fx.Node):
                 self.env[node] = self.index(*self.value(node.args))
+            elif isinstance(node.target, torch._ops.HigherOrderOperator):
+                self.env[node] = self.inline(node)
             else:
                 self.env[node] = self.copy(node)
         for node in reversed(self.graph.nodes):     # the plumbing's unused reads
@@ -286,7 +304,7 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
                 note(part, HINT)
         return
     try:
-        calls = record_calls(root, [p.module for p in failed], example_inputs)
+        calls = record_calls(root, example_inputs, [p.module for p in failed])
     except Exception as e:  # noqa: BLE001 - reported against every part that needed it
         for part in failed:
             note(part, f"running the example inputs failed: {type(e).__name__}: {e}")
@@ -295,7 +313,7 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
         if part.module not in calls:
             note(part, "not called by the example inputs, so it cannot be exported")
             continue
-        args, kwargs = calls[part.module]
+        args, kwargs = calls[part.module][0][0]
         part.specialised = callsite.called_with(part.module, args, kwargs)
         try:
             graphs = {False: export_graph(part.module, args, kwargs, False)}

@@ -3,7 +3,7 @@
 A function wrapped with ``torch.fx.wrap`` (torchvision's ``shifted_window_attention``, mvit's
 ``_add_rel_pos``, ...) shows in a graph as one ``call_function`` node. Its body is traced
 with torch.fx on the arguments it was called with in a run of the model on example inputs
-(:func:`record`): tensors become the parameters of a module-level function of the generated
+(:func:`.state.record_calls`): tensors become the parameters of a module-level function of the generated
 source; everything else (window sizes, flags, shapes computed by the caller) is a constant.
 The tracer knows the value of every node, so Python control flow on shapes (``if
 window_size >= H``) takes the branch the example takes, and the emitted function asserts
@@ -22,7 +22,7 @@ import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 
 from . import ops
-from .state import preserved
+from .state import preserved, record_calls
 
 #: torch factories whose constant-argument calls are recorded (not run) inside a body.
 _FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.eye, torch.linspace}
@@ -229,26 +229,6 @@ def wanted(graph) -> list:
     return [n for n in graph.nodes if n.op == "call_function" and traced_into(n.target)]
 
 
-def record(root, example_inputs, modules) -> dict:
-    """The ``(args, kwargs)`` each of ``modules`` is first called with when ``root`` runs on
-    ``example_inputs`` in eval mode."""
-    seen, handles = {}, []
-
-    def hook(m, args, kwargs):
-        seen.setdefault(m, (_clone(args), _clone(kwargs)))
-
-    for m in modules:
-        handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with preserved(root), torch.no_grad():
-            root.eval()
-            root(*example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
-
-
 class _Recorder(fx.Interpreter):
     def __init__(self, module, graph, nodes):
         super().__init__(module, graph=graph)
@@ -270,7 +250,7 @@ class _Recorder(fx.Interpreter):
 def calls_of(module, graph, inputs) -> dict:
     """``node -> Traced`` for the function calls in ``graph`` (``module``'s forward), run on
     the ``(args, kwargs)`` ``module`` was called with, its children in eval mode (as
-    :func:`record` ran them); the module's state is as it was afterwards."""
+    the model's run ran them); the module's state is as it was afterwards."""
     args, kwargs = inputs
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     bound.apply_defaults()
@@ -303,7 +283,8 @@ def attach(tree, parts, example_inputs, problems) -> None:
                 problem(p, f"tracing into {ops.qualified(node.target)} needs example inputs: "
                            "translate(model, *example_inputs)", node)
         return
-    seen = record(tree.module, example_inputs, [p.module for p in todo])
+    seen = record_calls(tree.module, example_inputs, [p.module for p in todo],
+                        lambda args, kwargs: (_clone(args), _clone(kwargs)))
     for p in todo:
         if p.module not in seen:
             problem(p, "not called when the model ran on the example inputs, so its function "
@@ -311,7 +292,7 @@ def attach(tree, parts, example_inputs, problems) -> None:
             continue
         for graph in p.graphs.values():
             try:
-                p.functions.update(calls_of(p.module, graph, seen[p.module]))
+                p.functions.update(calls_of(p.module, graph, seen[p.module][0][0]))
             except Exception as e:  # noqa: BLE001 - reported with the module
                 problem(p, f"cannot trace into its function calls: {type(e).__name__}: {e}")
 

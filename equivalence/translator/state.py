@@ -40,3 +40,35 @@ def preserved(module: torch.nn.Module, values: bool = True):
             for t, copy in copies.values():
                 if not torch.equal(t, copy):        # unchanged tensors keep their versions
                     t.copy_(copy)
+
+
+def record_calls(root: torch.nn.Module, example_inputs, modules, inputs=None, output=None) -> dict:
+    """Run ``root`` once on ``example_inputs`` (eval mode, ``torch.no_grad``, its state
+    :func:`preserved`) and return ``{module: [(inputs, output), ...]}``, one entry per call of
+    each of ``modules``, in call order.
+
+    ``inputs(args, kwargs)`` keeps what is needed of a call's arguments, taken before the call
+    runs (a forward may write into them; default: ``(args, kwargs)`` themselves);
+    ``output(value)`` what is needed of its result (default: nothing).
+    """
+    calls: dict = {}
+    handles = []
+
+    def before(m, args, kwargs):
+        calls.setdefault(m, []).append([inputs(args, kwargs) if inputs else (args, dict(kwargs)), None])
+
+    def after(m, args, kwargs, value):
+        if output is not None:
+            calls[m][-1][1] = output(value)
+
+    for m in modules:
+        handles.append(m.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(m.register_forward_hook(after, with_kwargs=True))
+    try:
+        with preserved(root), torch.no_grad():
+            root.eval()
+            root(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return {m: [tuple(c) for c in cs] for m, cs in calls.items()}

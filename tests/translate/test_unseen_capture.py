@@ -253,3 +253,120 @@ def test_a_sequential_passes_what_each_block_returns():
     assert source.count("class Stage") == 3         # one variant per input structure
     pair = [_x(2, 4, 5, 5), _x(2, 4, 5, 5, seed=1)]      # compare takes no list inputs
     check(torch.nn.Sequential(Stage(), Fuse()).eval(), pair, proof=False)
+
+
+class TupleAttention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.proj(x), None          # Hugging Face's (output, attention weights)
+
+
+class TupleLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention = TupleAttention()
+        self.out = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        attention_output, *weights = self.attention(x)
+        return (self.out(attention_output) + x, *weights)
+
+
+class TupleModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = TupleLayer()
+
+    def forward(self, x):
+        y, *_ = self.layer(x)
+        return y
+
+
+def test_children_return_the_structure_they_returned_on_the_example():
+    """fx made a child's tuple one proxy, which ``a, *rest = child(x)`` cannot unpack."""
+    torch.manual_seed(0)
+    _, source = check(TupleModel().eval(), _x(2, 5, 8))
+    assert "Captured by torch.export" not in source
+
+
+# --- Python values computed from tensors ------------------------------------------------------
+class Split(torch.nn.Module):
+    """Python numbers read from buffers in forward (taken as they are) and from the input
+    (refused, naming the line)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("sizes", torch.tensor([2, 6]))
+        self.register_buffer("heads", torch.tensor(2))
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        a, b = torch.split(self.fc(x), self.sizes.tolist(), -1)
+        b = b.reshape(b.shape[0], b.shape[1], int(self.heads), -1).mean(-1)
+        return a.sum(-1, keepdim=True) * b[..., :1] + b.amax().item() * 0
+
+
+class SplitFromBuffers(Split):
+    def forward(self, x):
+        a, b = torch.split(self.fc(x), self.sizes.tolist(), -1)
+        b = b.reshape(b.shape[0], b.shape[1], int(self.heads), -1).mean(-1)
+        return a.sum(-1, keepdim=True) * b[..., :1]
+
+
+def test_python_values_computed_from_buffers_are_taken_as_they_are():
+    """``.tolist()`` was a node with no translation, ``int(proxy)`` a ``TypeError``."""
+    torch.manual_seed(0)
+    with pytest.raises(equivalence.TranslationError, match=r"(?s)Tensor.item\(\) of a value computed "
+                       r"from the inputs.*at .*b.amax\(\).item\(\)"):
+        translate(Split(), _x(2, 5, 8))
+    _, source = check(SplitFromBuffers().eval(), _x(2, 5, 8))
+    assert "Captured by torch.export" not in source
+    assert "- Tensor.tolist() = [2, 6] at " in source and "- int() = 2 at " in source
+
+
+class Counter(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.tensor(0))
+
+    def forward(self, x):
+        self.count.add_(1)
+        return x[:, : int(self.count)]
+
+
+def test_a_value_the_forward_changes_is_refused_with_its_line():
+    with pytest.raises(equivalence.TranslationError, match=r"(?s)<root>.*int\(self.count\)"):
+        translate(Counter(), _x(2, 5))
+
+
+class NoGradScale(torch.nn.Module):
+    """A ``torch.no_grad()`` region in a forward that only torch.export captures: export wraps
+    it in a higher-order op whose body fx's graph held as a module."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        if x.shape[-1] % 2:
+            x = x[..., :-1]
+        with torch.no_grad():
+            scale = x.abs().mean(-1, keepdim=True) + 1.0
+        return self.fc(x) / scale
+
+
+def test_no_grad_region_of_an_exported_forward():
+    """The region's body became a constant, and the capture ended in ``AttributeError:
+    'GraphModule' object has no attribute 'tolist'``."""
+    torch.manual_seed(0)
+    m = NoGradScale().eval()
+    x = _x(2, 5, 8)
+    jm, source = check(m, x)
+    assert "Captured by torch.export" in source and "stop_gradient" in source
+    xt = x.clone().requires_grad_(True)
+    m(xt).square().sum().backward()
+    grad = nnx.grad(lambda x: (jm(x) ** 2).sum())(jnp.asarray(x.numpy()))
+    assert relative_error(grad, xt.grad) <= 1e-5
