@@ -165,7 +165,8 @@ def specialise(module, calls) -> dict:
     ``calls`` (:meth:`Sites.of`).
 
     ``value`` is a constant or a :class:`TensorList`; parameters not named stay placeholders.
-    A ``**kwargs`` parameter stays a placeholder; with ``*args``, nothing is specialised.
+    A ``**kwargs`` parameter that no call passes anything to is bound to ``{}`` (named
+    ``'**kwargs'``); with ``*args``, nothing is specialised.
     """
     try:
         sig = inspect.signature(module.forward)
@@ -175,12 +176,15 @@ def specialise(module, calls) -> dict:
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
         return {}
+    var = next((p.name for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD), None)
     seen: dict[str, list] = {p.name: [] for p in params}
     for call in calls:
         try:
             bound = sig.bind_partial() if call is REQUIRED else sig.bind(*call[0], **dict(call[1]))
         except TypeError:
             return {}
+        if bound.arguments.get(var):
+            var = None      # a call passes keywords to it: it stays a placeholder
         for p in params:
             if p.name in bound.arguments:
                 seen[p.name].append(bound.arguments[p.name])
@@ -194,6 +198,8 @@ def specialise(module, calls) -> dict:
             continue
         if isinstance(values[0], (TensorList, *_CONSTANTS)):
             out[name] = values[0]
+    if var is not None:
+        out[f"**{var}"] = {}
     return out
 
 
@@ -205,17 +211,8 @@ def constants(specialised: dict) -> dict:
 
 def called_with(module, args, kwargs) -> dict:
     """:func:`constants` for a module captured on one call with these values (torch.export
-    specialises every argument that is not a tensor), and ``{'**kwargs': {}}`` where the call
-    passes nothing to its ``**kwargs``."""
-    out = constants(specialise(module, [site(args, kwargs)]))
-    try:
-        params = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return out
-    var = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
-    if var is not None and all(k in [p.name for p in params] for k in kwargs):
-        out[f"**{var}"] = {}
-    return out
+    specialises every argument that is not a tensor)."""
+    return constants(specialise(module, [site(args, kwargs)]))
 
 
 def structure(proxy, pattern):
@@ -238,6 +235,9 @@ def bind_arguments(root_fn, is_module: bool, specialised: dict, args: list):
     offset = int(is_module)
     args = list(args)
     for name, value in specialised.items():
+        if name.startswith("**"):
+            args[-1] = value            # the ``**kwargs`` placeholder comes last
+            continue
         if name not in names:
             continue
         i = offset + names.index(name)

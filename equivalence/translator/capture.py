@@ -17,6 +17,7 @@ instances share one class that calls the child only where it exists.
 """
 from __future__ import annotations
 
+import inspect
 import operator
 import re
 from dataclasses import dataclass, field
@@ -133,8 +134,19 @@ class _Tracer(Concrete, fx.Tracer):
         return super().create_arg(a)
 
     def create_args_for_root(self, root_fn, is_module, concrete_args=None):
+        root_fn = _pass_through(root_fn)
         root_fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
         return root_fn, callsite.bind_arguments(root_fn, is_module, self._specialised, args)
+
+
+def _pass_through(fn):
+    """``fn`` without the ``(self, *args, **kwargs)`` wrappers of libraries other than torch
+    (Hugging Face's gradient-checkpointing ``forward``), which fx's argument patching breaks;
+    torch's own (``torch.no_grad()`` as a decorator) stay."""
+    while (hasattr(fn, "__wrapped__") and not (fn.__module__ or "").startswith("torch")
+           and fn.__code__.co_flags & inspect.CO_VARARGS and fn.__code__.co_flags & inspect.CO_VARKEYWORDS):
+        fn = fn.__wrapped__
+    return fn
 
 
 def _kind(m) -> tuple[str, Leaf | None]:

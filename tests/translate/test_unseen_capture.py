@@ -3,6 +3,9 @@ module that showed it: optional arguments left to ``None``, Python values comput
 tensors, lists passed along a ``Sequential``, shapes of one call site applied to another,
 and the torch model left bit-identical by translation. Each passes translate (against torch),
 ``nnx.jit``, the generated source run on its own, and ``equivalence.compare``."""
+import dataclasses
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from flax import nnx
 import equivalence
 from equivalence import translate, translate_source
 from tests._zoo import randomize_batchnorm, relative_error
+from transformers.utils import ModelOutput
 
 
 def _x(*shape, seed=0):
@@ -213,6 +217,72 @@ def test_exported_forward_is_specialised_and_says_so():
     assert "Captured by torch.export" in source and "Specialised to bool_masked_pos=None" in source
     with pytest.raises(ValueError, match=r"translated for no \*\*kwargs only"):
         jm(jnp.asarray(x.numpy()), output_hidden_states=True)
+
+
+
+def _checkpointing(forward):
+    """Hugging Face's ``GradientCheckpointingLayer`` wrapper: ``(self, *args, **kwargs)``."""
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        return forward(self, *args, **kwargs)
+    return wrapper
+
+
+@dataclasses.dataclass
+class EncoderOutput(ModelOutput):
+    last_hidden_state: torch.Tensor = None
+    hidden_states: tuple = None
+
+
+class HFLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention = MaskedAttention()
+        self.norm = torch.nn.LayerNorm(8)
+
+    @_checkpointing
+    def forward(self, hidden_states, height: int, attention_mask=None, **kwargs):
+        return self.norm(self.attention(hidden_states, attention_mask) * height + hidden_states)
+
+
+class HFEncoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.ModuleList([HFLayer(), HFLayer()])
+
+    def forward(self, x, output_hidden_states=None, return_dict=None):
+        hidden = ()
+        for layer in self.layer:
+            x = layer(x, x.shape[1])
+            hidden += (x,)
+        return EncoderOutput(last_hidden_state=x, hidden_states=hidden if output_hidden_states else None)
+
+
+class HFModel(torch.nn.Module):
+    """Hugging Face's shape: ``None`` defaults and ``**kwargs`` at the root, ModelOutputs read by
+    position and attribute, layers wrapped for gradient checkpointing."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = HFEncoder()
+        self.pooler = torch.nn.Linear(8, 4)
+
+    def forward(self, pixel_values=None, output_hidden_states=None, **kwargs):
+        out = self.encoder(pixel_values, output_hidden_states=output_hidden_states)
+        return EncoderOutput(last_hidden_state=self.pooler(out[0]), hidden_states=out.hidden_states)
+
+
+def test_hugging_face_root_is_traced_and_keeps_its_output_class():
+    """The wrapper's ``*args`` made fx iterate a proxy, and a traced ``ModelOutput`` became a
+    plain dict that ``out[0]`` could not read."""
+    torch.manual_seed(0)
+    m = HFModel().eval()
+    x = _x(2, 5, 8)
+    jm, source = check(m, x)
+    assert "Captured by torch.export" not in source
+    assert type(jm(jnp.asarray(x.numpy()))).__name__ == "EncoderOutput"
+    with pytest.raises(ValueError, match=r"translated for no \*\*kwargs only"):
+        jm(jnp.asarray(x.numpy()), output_attentions=True)
 
 
 # --- lists passed along a Sequential ---------------------------------------------------------
