@@ -333,9 +333,16 @@ def class_source(name: str, part: Part, parts: dict, header: Header,
         call = (["if self.training:"] + _indent(bodies[True][1])
                 + ["else:"] + _indent(bodies[False][1]))
     doc = [f'    """Translated from ``{qualified_name(part.cls)}``.']
-    if getattr(part, "exported_shapes", None) is not None:     # captured by .export
+    calls = getattr(part, "exported_shapes", None)      # captured by .export: shapes per call
+    if calls is not None and len(calls) == 1:
         doc += ["", "    Captured by torch.export for inputs of shapes "
-                f"{', '.join(map(str, part.exported_shapes))}:", "    shapes in it are fixed to those."]
+                f"{', '.join(map(str, calls[0]))}:", "    shapes in it are fixed to those."]
+    elif calls is not None:
+        doc += ["", *textwrap.wrap(
+            "Captured by torch.export for calls with inputs of shapes "
+            f"{'; '.join(', '.join(map(str, c)) for c in calls)}: the dimensions in which they "
+            "differ are read from the inputs, the others are fixed.", 96,
+            initial_indent="    ", subsequent_indent="    ")]
     special_doc, checks = _specialisation(name, part)
     doc += special_doc
     if part.frozen:

@@ -253,15 +253,52 @@ def _parameters(m, args):
     return out
 
 
-def export_graph(m, args, kwargs, mode: bool):
-    """``(graph, constants)`` of ``m``'s forward exported in train (``mode``) or eval mode."""
+def dynamic_shapes(m, calls):
+    """torch.export's ``dynamic_shapes`` for ``m`` called as ``calls`` (``(args, kwargs)``
+    pairs): ``Dim.AUTO`` on each dimension in which the calls' tensors differ (a module applied
+    at several resolutions); ``None`` where they agree, or differ in structure."""
+    try:
+        sig = inspect.signature(m.forward)
+        bound = [sig.bind(*a, **k).arguments for a, k in calls]
+        names = list(bound[0])
+        values = [[b[n] for n in names] for b in bound]
+        if any(list(b) != names for b in bound):
+            return None
+
+        def spec(*tensors):
+            if not isinstance(tensors[0], torch.Tensor):
+                return None
+            dims = {i: torch.export.Dim.AUTO for i in range(tensors[0].dim())
+                    if len({t.shape[i] for t in tensors}) > 1}
+            return dims or None
+
+        specs = pytree.tree_map(spec, *values)
+    except (TypeError, ValueError):
+        return None
+    if all(v is None for v in pytree.tree_leaves(specs, is_leaf=lambda v: v is None or isinstance(v, dict))):
+        return None
+    return dict(zip(names, specs))
+
+
+def export_graph(m, args, kwargs, mode: bool, others=()):
+    """``(graph, constants)`` of ``m``'s forward exported in train (``mode``) or eval mode,
+    for the call ``(args, kwargs)`` and, with shapes left symbolic where they differ, the
+    calls ``others``: a ``ValueError`` where export fixed a shape they need."""
     with preserved(m):
         m.train(mode)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False,
+            dynamic = dynamic_shapes(m, [(args, kwargs), *others]) if others else None
+            ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False, dynamic_shapes=dynamic,
                                      preserve_module_call_signature=tuple(_called_children(m)))
             unflat = torch.export.unflatten(ep)
+            for a, k in others:
+                try:
+                    ep.module()(*a, **k)
+                except Exception as e:  # noqa: BLE001 - the guards export put on the shapes
+                    raise ValueError(f"called with inputs of shapes {_shapes(args, kwargs)} and "
+                                     f"{_shapes(a, k)}, and torch.export could capture it for the "
+                                     f"first only ({type(e).__name__})") from e
         spec = ep.module_call_graph[0].signature
         return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
 
@@ -282,6 +319,17 @@ def _reads_training(cls) -> bool:
 
 def _shapes(args, kwargs):
     return [tuple(a.shape) for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+
+
+def _shaped_calls(calls) -> list:
+    """The recorded ``(args, kwargs)`` of a module's calls, one per distinct input shapes."""
+    out, seen = [], set()
+    for inputs, _ in calls:
+        key = repr(_shapes(*inputs))
+        if key not in seen:
+            seen.add(key)
+            out.append(inputs)
+    return out
 
 
 def fallback(root, failed: list, example_inputs, problems: list) -> None:
@@ -313,14 +361,14 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
         if part.module not in calls:
             note(part, "not called by the example inputs, so it cannot be exported")
             continue
-        args, kwargs = calls[part.module][0][0]
+        (args, kwargs), *others = _shaped_calls(calls[part.module])
         part.specialised = callsite.called_with(part.module, args, kwargs)
         try:
-            graphs = {False: export_graph(part.module, args, kwargs, False)}
+            graphs = {False: export_graph(part.module, args, kwargs, False, others)}
             graphs[True] = graphs[False]
             if _reads_training(type(part.module)):
                 try:
-                    graphs[True] = export_graph(part.module, args, kwargs, True)
+                    graphs[True] = export_graph(part.module, args, kwargs, True, others)
                 except Exception:  # noqa: BLE001 - e.g. a batch of one in train-mode BatchNorm
                     pass
         except Exception as e:  # noqa: BLE001 - any export failure is reported with the module
@@ -329,5 +377,5 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
         (train, constants), (eval_, _) = graphs[True], graphs[False]
         part.constants = constants
         part.graphs = {None: train} if signature(train) == signature(eval_) else {True: train, False: eval_}
-        setattr(part, EXPORTED, _shapes(args, kwargs))
+        setattr(part, EXPORTED, [_shapes(a, k) for a, k in [(args, kwargs), *others]])
         problems.remove(fx_problem[part.path])

@@ -440,3 +440,46 @@ def test_no_grad_region_of_an_exported_forward():
     m(xt).square().sum().backward()
     grad = nnx.grad(lambda x: (jm(x) ** 2).sum())(jnp.asarray(x.numpy()))
     assert relative_error(grad, xt.grad) <= 1e-5
+
+
+# --- one module called at several shapes ------------------------------------------------------
+class Heads(torch.nn.Module):
+    """torch.export captures it (fx cannot trace its branch on the shape), with every shape of
+    the call it was exported on written into its reshapes."""
+
+    def __init__(self, fixed=False):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(8, 8, 1)
+        self.fixed = fixed
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        if H % 2 or (self.fixed and H != 8):
+            x = torch.nn.functional.pad(x, (0, 0, 0, 1))
+            H = H + 1
+        q = self.proj(x).reshape(B, 4, C // 4, H * W)
+        return (q.softmax(-1) * q).sum(2).reshape(B, 4, H, W)
+
+
+class Pyramid(torch.nn.Module):
+    """One head applied at two resolutions, as a feature pyramid's shared head is."""
+
+    def __init__(self, fixed=False):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = Heads(fixed)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(x), self.head(torch.nn.functional.avg_pool2d(x, 2))
+
+
+def test_a_module_called_at_two_shapes_is_exported_for_both():
+    """It was exported for its first call only: ``reshape: shape [2, 4, 2, 64] is invalid for
+    input of size 256`` on the second."""
+    torch.manual_seed(0)
+    _, source = check(Pyramid().eval(), _x(2, 3, 8, 8))
+    assert "inputs of shapes (2, 8, 8, 8); (2, 8, 4, 4): the" in source
+    with pytest.raises(equivalence.TranslationError, match=r"(?s)head .*shapes \[\(2, 8, 8, 8\)\] and "
+                                                           r"\[\(2, 8, 4, 4\)\].*for the first only"):
+        translate(Pyramid(fixed=True).eval(), _x(2, 3, 8, 8))
