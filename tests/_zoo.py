@@ -43,3 +43,34 @@ def relative_error(ours, theirs) -> float:
     """max |ours - theirs| / max |theirs|."""
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+
+
+def torch_state(model) -> dict:
+    """Every parameter and buffer of ``model`` (clones, shared ones under each name) and every
+    submodule's mode: what ``equivalence.translate`` must leave as it found it."""
+    out = {f"{k} (tensor)": v.detach().clone() for k, v in
+           [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]}
+    out.update({f"{k} (training)": m.training for k, m in model.named_modules()})
+    return out
+
+
+def assert_unchanged(before: dict, model) -> None:
+    """``model``'s parameters, buffers and modes are bit-identical to ``before``
+    (:func:`torch_state`)."""
+    after = torch_state(model)
+    assert list(after) == list(before)
+    for k, v in before.items():
+        a = after[k]
+        same = (v.dtype == a.dtype and v.shape == a.shape and bool(((v == a) | (v != v) & (a != a)).all())
+                if hasattr(v, "dtype") else v == a)
+        assert same, f"translate changed the torch model's {k}"
+
+
+def translate_unchanged(model, *inputs):
+    """``equivalence.translate(model, *inputs)``, asserting that ``model`` is left bit-identical."""
+    from equivalence import translate
+
+    before = torch_state(model)
+    out = translate(model, *inputs)
+    assert_unchanged(before, model)
+    return out

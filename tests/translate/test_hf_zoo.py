@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from equivalence import state_dict
+from equivalence import compare, state_dict
 from equivalence._torch import import_torchvision
-from equivalence import translate
 from tests._util import largest_value
 from tests._zoo import randomize_batchnorm, relative_error, timm
+from tests._zoo import translate_unchanged as translate
 
 import_torchvision()        # transformers' image utilities import torchvision
 transformers = pytest.importorskip("transformers")
@@ -103,6 +103,34 @@ def test_efficientnet_model():
     cfg = transformers.EfficientNetConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32,
                                           hidden_dim=128)
     check(transformers.EfficientNetModel(cfg), _x())
+
+
+def _vit_config(cls, **kwargs):
+    return cls(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               image_size=64, patch_size=16, **kwargs)
+
+
+#: Models whose roots take arguments defaulting to None and ``**kwargs`` (traced for the
+#: example's, the defaults), whose layers are wrapped for gradient checkpointing and return
+#: tuples, and whose outputs are ModelOutputs read by position and attribute; each also proven.
+ROOTS = {
+    "ViTModel": lambda: transformers.ViTModel(_vit_config(transformers.ViTConfig)),
+    "Dinov2Model": lambda: transformers.Dinov2Model(_vit_config(transformers.Dinov2Config)),
+    "SegformerModel": lambda: transformers.SegformerModel(transformers.SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+        drop_path_rate=0.0)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(ROOTS))
+def test_hugging_face_roots(name):
+    torch.manual_seed(0)
+    model, x = ROOTS[name](), _x(size=64)
+    jm = check(model, x)
+    report = compare(model, jm, x)
+    assert report.passed, report.to_text()
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ import torch
 from flax import nnx
 
 import equivalence
-from equivalence import translate
 from tests._zoo import randomize_batchnorm, relative_error, timm
+from tests._zoo import translate_unchanged as translate
 
 
 def _convmixer():
@@ -62,12 +62,14 @@ MODELS = {
     "resnetblur18": (None, 64), "ese_vovnet19b_dw": (None, 64),
     # shape-dependent forwards: captured by torch.export
     "vgg11": (None, 64), "dm_nfnet_f0": (None, 64),
+    # blocks of a Sequential that pass a list along and test isinstance(x, list)
+    "selecsls42b": (None, 64),
 }
 #: Models whose train forward draws dropout masks: no train-mode comparison.
 STOCHASTIC = {"rexnet_100", "ghostnet_100"}
 #: Models whose train forward normalises a batch of 2 at 1x1 or 2x2 (inception's last blocks):
 #: float32 rounding is amplified past 1e-4, so train mode is compared in float64.
-ILL_CONDITIONED = {"inception_v3", "inception_v4", "res2net50_14w_8s"}
+ILL_CONDITIONED = {"inception_v3", "inception_v4", "res2net50_14w_8s", "selecsls42b"}
 FAST = {"resnet18d", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto", "nf_resnet26",
         "convmixer (dim 64, depth 2)"}
 

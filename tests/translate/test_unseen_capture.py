@@ -15,29 +15,12 @@ from flax import nnx
 
 import equivalence
 from equivalence import translate, translate_source
-from tests._zoo import randomize_batchnorm, relative_error
+from tests._zoo import assert_unchanged, randomize_batchnorm, relative_error, torch_state
 from transformers.utils import ModelOutput
 
 
 def _x(*shape, seed=0):
     return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
-
-
-def state(m) -> dict:
-    """Every parameter and buffer of ``m`` (clones), and every module's mode."""
-    out = {f"{k} (tensor)": v.detach().clone() for k, v in
-           [*m.named_parameters(remove_duplicate=False), *m.named_buffers(remove_duplicate=False)]}
-    out.update({f"{k} (training)": sub.training for k, sub in m.named_modules()})
-    return out
-
-
-def assert_unchanged(before: dict, m) -> None:
-    """``m``'s parameters, buffers and modes are bit-identical to ``before`` (:func:`state`)."""
-    after = state(m)
-    assert list(after) == list(before)
-    for k, v in before.items():
-        same = torch.equal(v, after[k]) if isinstance(v, torch.Tensor) else v == after[k]
-        assert same, f"translate changed the torch model's {k}"
 
 
 def _leaves(y):
@@ -52,7 +35,7 @@ def check(m, *inputs, tol=1e-5, proof=True):
     """Translate ``m`` for ``inputs``; its values, under ``nnx.jit`` and from the generated
     source run on its own, against torch; ``compare`` passes; ``m`` unchanged. Returns
     ``(translated, source)``."""
-    before = state(m)
+    before = torch_state(m)
     jm = translate(m, *inputs)
     assert_unchanged(before, m)
     source = translate_source(m, *inputs)
@@ -104,7 +87,7 @@ def test_translating_a_train_mode_model_leaves_its_statistics_alone():
     module's own buffers: the BatchNorm statistics moved."""
     torch.manual_seed(0)
     m = randomize_batchnorm(StatBlock()).train()
-    before = state(m)
+    before = torch_state(m)
     jm = translate(m, _x(2, 3, 5, 5))
     assert_unchanged(before, m)
     jm.eval(), m.eval()
