@@ -31,6 +31,8 @@ import inspect
 import torch
 import torch.fx as fx
 
+from .state import record_calls
+
 _CONSTANTS = (type(None), bool, int, float, str)
 
 
@@ -88,15 +90,33 @@ DEFAULT_SITE = ((TENSOR,), ())
 REQUIRED = None
 
 
-def returns(calls: dict) -> dict:
-    """``{module: pattern}`` of what each module returned in :func:`.state.record_calls`'s
-    ``calls`` (recorded with ``output=pattern_of``), where every call returned the same."""
+def returned(root, example_inputs) -> dict:
+    """``{module: pattern}`` of what each module of ``root`` returned when it ran on
+    ``example_inputs`` (:func:`.state.record_calls`), where every call returned the same;
+    nothing without them, or when the run fails (the export fallback reports that)."""
+    if not example_inputs:
+        return {}
+    try:
+        calls = record_calls(root, example_inputs, list(root.modules()), lambda args, kwargs: None,
+                             pattern_of)
+    except Exception:  # noqa: BLE001 - tracing does not need the run
+        return {}
     out = {}
     for m, results in calls.items():
         patterns = [r for _, r in results]
         if _same(patterns):
             out[m] = patterns[0]
     return out
+
+
+def pass_through(fn):
+    """``fn`` without the ``(self, *args, **kwargs)`` wrappers of libraries other than torch
+    (Hugging Face's gradient-checkpointing ``forward``), which fx's argument patching breaks;
+    torch's own (``torch.no_grad()`` as a decorator) stay."""
+    while (hasattr(fn, "__wrapped__") and not (fn.__module__ or "").startswith("torch")
+           and fn.__code__.co_flags & inspect.CO_VARARGS and fn.__code__.co_flags & inspect.CO_VARKEYWORDS):
+        fn = fn.__wrapped__
+    return fn
 
 
 class Sites:
@@ -122,10 +142,15 @@ class Sites:
 
     def of(self, part) -> list:
         """The call sites of ``part`` (a ``capture.Part``) by all its paths (a shared module
-        has several); ``REQUIRED`` for a root called without example inputs."""
-        return list({repr(s): s for path in part.paths for s in self._at(path)}.values())
+        has several): ``REQUIRED`` for a root called without example inputs, ``DEFAULT_SITE``
+        where nothing says how it is called."""
+        found = {repr(s): s for path in part.paths for s in self._at(path)}
+        return list(found.values()) or [DEFAULT_SITE]
 
     def _at(self, path: str) -> list:
+        """The call sites through ``path``: those its caller's graph records; for an item of
+        a ``Sequential``, what the ``Sequential`` passes it; for the root, the example's; none
+        where ``path`` is not called through (a module its parent's forward never calls)."""
         if path in self.calls:
             return list(self.calls[path].values())
         if not path:
@@ -133,7 +158,7 @@ class Sites:
         parent, _, name = path.rpartition(".")
         container = self.parts.get(parent)
         if container is None or container.kind != "sequential":
-            return [DEFAULT_SITE]
+            return []
         names = [n for n, c in container.children if c is not None]
         i = names.index(name)
         if i == 0:

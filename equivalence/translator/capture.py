@@ -17,7 +17,6 @@ instances share one class that calls the child only where it exists.
 """
 from __future__ import annotations
 
-import inspect
 import operator
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from . import callsite, functions
 from .concrete import Concrete, check_sources, error_line
 from .leaves import Leaf, leaf_for, qualified_name
 from .outputs import is_output_class
-from .state import preserved, record_calls
+from .state import preserved
 
 
 @dataclass(eq=False)
@@ -103,7 +102,7 @@ class _Tracer(Concrete, fx.Tracer):
     Buffers are proxies too, so that an in-place update in ``forward`` (timm's
     ``BatchNormAct2d``: ``self.num_batches_tracked.add_(1)``) is a graph node, not a change
     made to the torch module while tracing. A child that returned a tuple or list when the
-    model ran on the example (``returns``: :func:`callsite.returns`) returns that structure
+    model ran on the example (``returns``: :func:`callsite.returned`) returns that structure
     of items of its call, so that ``attention_output, *rest = self.attention(x)`` traces.
     Python values computed from parameters and buffers are taken as they are
     (:class:`.concrete.Concrete`).
@@ -134,19 +133,9 @@ class _Tracer(Concrete, fx.Tracer):
         return super().create_arg(a)
 
     def create_args_for_root(self, root_fn, is_module, concrete_args=None):
-        root_fn = _pass_through(root_fn)
+        root_fn = callsite.pass_through(root_fn)
         root_fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
         return root_fn, callsite.bind_arguments(root_fn, is_module, self._specialised, args)
-
-
-def _pass_through(fn):
-    """``fn`` without the ``(self, *args, **kwargs)`` wrappers of libraries other than torch
-    (Hugging Face's gradient-checkpointing ``forward``), which fx's argument patching breaks;
-    torch's own (``torch.no_grad()`` as a decorator) stay."""
-    while (hasattr(fn, "__wrapped__") and not (fn.__module__ or "").startswith("torch")
-           and fn.__code__.co_flags & inspect.CO_VARARGS and fn.__code__.co_flags & inspect.CO_VARKEYWORDS):
-        fn = fn.__wrapped__
-    return fn
 
 
 def _kind(m) -> tuple[str, Leaf | None]:
@@ -373,18 +362,6 @@ def _trace_part(part: Part, optional: frozenset, problems: list, sites: callsite
     return frozenset(absent)
 
 
-def _returns(root, example_inputs) -> dict:
-    """What each module returned when ``root`` ran on ``example_inputs`` (:func:`callsite.returns`);
-    nothing without them, or when the run fails (the fallback reports that)."""
-    if not example_inputs:
-        return {}
-    try:
-        return callsite.returns(record_calls(root, example_inputs, list(root.modules()),
-                                             lambda args, kwargs: None, callsite.pattern_of))
-    except Exception:  # noqa: BLE001 - fx tracing does not need the run
-        return {}
-
-
 def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Problem]]:
     """The part tree of ``root`` and the problems met while tracing (none when all traced).
 
@@ -405,7 +382,7 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
     optional: dict[type, frozenset] = {}
     sites = callsite.Sites({path: p for p in tree.parts() for path in p.paths},
                            callsite.site(example_inputs) if example_inputs else callsite.REQUIRED,
-                           _returns(root, example_inputs))
+                           callsite.returned(root, example_inputs))
     for p in traced:
         optional[p.cls] = (optional.get(p.cls, frozenset())
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))
