@@ -99,6 +99,18 @@ def _called_children(m, prefix=""):
     return out
 
 
+def _alias_outputs(module, args, output):
+    """A forward hook: every tensor a child returns as a fresh ``aten.alias`` of itself.
+
+    ``torch.export.unflatten`` rebuilds a preserved child's call from the ops recorded inside
+    it; a child that records none (an ``nn.Identity`` placeholder, timm's ``drop_path1``,
+    ``pool`` or ``se``) has no submodule then, and unflatten fails. The alias gives every
+    call an op of its own and its output a node of its own; :mod:`.aten` reads it as the
+    identity, inside the child's graph, which is never translated.
+    """
+    return pytree.tree_map_only(torch.Tensor, torch.ops.aten.alias.default, output)
+
+
 def _unflatten(spec, leaves):
     if spec.is_leaf():
         return next(leaves)
@@ -250,16 +262,20 @@ def export_graph(m, args, kwargs, mode: bool):
     """``(graph, constants)`` of ``m``'s forward exported in train (``mode``) or eval mode."""
     flags = [(sub, sub.training) for sub in m.modules()]
     saved = _snapshot(m)
+    children = _called_children(m)
+    hooks = [m.get_submodule(c).register_forward_hook(_alias_outputs) for c in children]
     try:
         m.train(mode)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False,
-                                     preserve_module_call_signature=tuple(_called_children(m)))
+                                     preserve_module_call_signature=tuple(children))
             unflat = torch.export.unflatten(ep)
         spec = ep.module_call_graph[0].signature
         return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
     finally:
+        for h in hooks:
+            h.remove()
         for sub, flag in flags:
             sub.training = flag
         _restore(m, saved)
