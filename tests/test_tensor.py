@@ -160,6 +160,18 @@ def test_fill_functions_match_torch(rng):
     same(T.tensor([1, 2], dtype=jnp.float64), torch.tensor([1, 2], dtype=torch.float64))
 
 
+def test_eye_matches_torch():
+    same(T.eye(3), torch.eye(3))
+    same(T.eye(2, 4, dtype=jnp.int64), torch.eye(2, 4, dtype=torch.int64))
+    same(T.eye(0, 2), torch.eye(0, 2))
+    with pytest.raises(ValueError, match="eye: n must be an integer >= 0, got n=-1"):
+        T.eye(-1)
+    with pytest.raises(RuntimeError, match="n must be greater or equal to 0"):
+        torch.eye(-1)
+    with pytest.raises(ValueError, match="eye: m must be an integer >= 0, got m=2.5"):
+        T.eye(2, 2.5)
+
+
 def test_to_and_type_as_match_torch(rng):
     x = randn(rng, 2, 3) * 3
     i = np.arange(-3, 3)

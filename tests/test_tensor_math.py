@@ -141,6 +141,13 @@ def test_unary_functions_match_torch(rng, name):
     assert_close(ours, theirs.numpy(), np.float32)
 
 
+def test_square_matches_torch(rng):
+    x = randn(rng, 3, 4)
+    check_grad(T.square, torch.square, [x], rng)
+    for i in (np.arange(-3, 3), np.arange(-3, 3).astype(np.int32), np.array([True, False])):
+        same(T.square(i), torch.square(t(i)))      # integers stay integers, bools become int64
+
+
 @pytest.mark.parametrize("name", ["floor", "ceil", "trunc", "round", "sign"])
 def test_rounding_functions_match_torch(rng, name):
     x = np.concatenate([randn(rng, 8) * 3, [0.5, 1.5, 2.5, -0.5, -2.5, 0.0]])

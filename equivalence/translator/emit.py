@@ -13,7 +13,7 @@ import math
 import torch
 import torch.fx as fx
 
-from . import functions, ops
+from . import aten, functions, ops
 from .capture import Part, Problem, signature, source_line
 from .leaves import qualified_name
 
@@ -214,7 +214,9 @@ class Body:
                     lines.append(f"{self.name} = {text}")
                     self.expr[node] = self.name
                 lines += self._after
-                if node.op == "call_method" and ops.in_place(node.target) and self.attr(node.args[0]):
+                writes = (node.op == "call_method" and ops.in_place(node.target)
+                          or node.op == "call_function" and aten.writes(node.target))
+                if writes and self.attr(node.args[0]):      # into a buffer: store the new value
                     owner = self.expr[node.args[0]]
                     lines.append(f"{owner} = {self.name}")
         return params, lines

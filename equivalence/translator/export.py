@@ -10,7 +10,11 @@ mode, and its graph becomes the part's graph in the same form as an fx graph:
 
 - the graph is the **pre-decomposition** ATen graph (``run_decompositions`` would rewrite
   ``silu`` as ``x * sigmoid(x)`` and ``linear`` as ``addmm``, changing bits): its
-  ``call_function`` targets are ATen overloads, translated by :mod:`.aten`;
+  ``call_function`` targets are ATen overloads, translated by :mod:`.aten`. Where the
+  module's own code writes in place (``x += y``, ``x[:, 1:] = y``), torch's functionalisation
+  (``run_decompositions`` with an empty table) rewrites the writes into their functional
+  forms (``add``, ``slice_scatter``), so that every later reader of the tensor, or of a view
+  into it, reads the new value; a write into a buffer becomes one ``copy_`` into it;
 - every direct child (items of a ``ModuleList``) is exported with its call signature preserved
   and :func:`torch.export.unflatten` folds its ops back into one ``call_module``, so leaves keep
   their jaxconv twins and children keep their own classes;
@@ -34,6 +38,7 @@ import torch.fx as fx
 from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
+from . import aten
 from .capture import Problem, signature
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
@@ -99,16 +104,32 @@ def _called_children(m, prefix=""):
     return out
 
 
-def _alias_outputs(module, args, output):
-    """A forward hook: every tensor a child returns as a fresh ``aten.alias`` of itself.
+def _alias_outputs(module, args, kwargs, output):
+    """A forward hook: every tensor a child returns unchanged from its arguments, as an
+    ``aten.alias`` of it (a view: writes into it still reach the argument, as in torch).
 
     ``torch.export.unflatten`` rebuilds a preserved child's call from the ops recorded inside
     it; a child that records none (an ``nn.Identity`` placeholder, timm's ``drop_path1``,
-    ``pool`` or ``se``) has no submodule then, and unflatten fails. The alias gives every
-    call an op of its own and its output a node of its own; :mod:`.aten` reads it as the
-    identity, inside the child's graph, which is never translated.
+    ``pool`` or ``se``) has no submodule then, and unflatten fails. The alias gives the call
+    an op of its own and its output a node of its own, inside the child's graph, which is
+    never translated.
     """
-    return pytree.tree_map_only(torch.Tensor, torch.ops.aten.alias.default, output)
+    inputs = {id(a) for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)}
+    return pytree.tree_map_only(
+        torch.Tensor, lambda t: torch.ops.aten.alias.default(t) if id(t) in inputs else t, output)
+
+
+def _functional(ep):
+    """``ep`` with its in-place writes in functional form (``x[:, 1:] = y`` as
+    ``slice_scatter``, ``x += y`` as ``add``; writes into buffers as one ``copy_`` each),
+    its ops otherwise as they were (an empty decomposition table)."""
+    ep = ep.run_decompositions({})
+    stacks = [n.meta["nn_module_stack"] for n in ep.graph.nodes if n.meta.get("nn_module_stack")]
+    root = dict(list(stacks[0].items())[:1]) if stacks else {}
+    for node in ep.graph.nodes:     # views that functionalisation re-plays carry an empty stack
+        if node.op == "call_function" and node.meta.get("nn_module_stack") == {}:
+            node.meta["nn_module_stack"] = dict(root)
+    return ep
 
 
 def _unflatten(spec, leaves):
@@ -263,7 +284,8 @@ def export_graph(m, args, kwargs, mode: bool):
     flags = [(sub, sub.training) for sub in m.modules()]
     saved = _snapshot(m)
     children = _called_children(m)
-    hooks = [m.get_submodule(c).register_forward_hook(_alias_outputs) for c in children]
+    hooks = [m.get_submodule(c).register_forward_hook(_alias_outputs, with_kwargs=True)
+             for c in children]
     try:
         m.train(mode)
         with warnings.catch_warnings():
@@ -271,6 +293,8 @@ def export_graph(m, args, kwargs, mode: bool):
             ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False,
                                      preserve_module_call_signature=tuple(children))
             unflat = torch.export.unflatten(ep)
+            if any(aten.writes(n.target) for n in unflat.graph.nodes):
+                unflat = torch.export.unflatten(_functional(ep))
         spec = ep.module_call_graph[0].signature
         return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
     finally:

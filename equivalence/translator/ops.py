@@ -211,7 +211,7 @@ def _defaults(fn) -> dict:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
-def _passthrough(name: str, fn):
+def passthrough(name: str, fn):
     """``name(*args, **kwargs)``, leaving out keywords that equal ``fn``'s defaults."""
     defaults = _defaults(fn)
 
@@ -248,11 +248,11 @@ def function(target):
         return None
     name = _named(TF, target)
     if name and hasattr(jF, name):
-        return _passthrough(f"F.{name}", getattr(jF, name))
+        return passthrough(f"F.{name}", getattr(jF, name))
     name = _named(torch, target)
     for prefix, namespace in (("T", jT), ("F", jF)):
         if name and hasattr(namespace, name):
-            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
+            return passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 
@@ -264,7 +264,7 @@ def method(name: str):
         return _METHODS[name]
     for prefix, namespace in (("T", jT), ("F", jF)):
         if hasattr(namespace, name):
-            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
+            return passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 

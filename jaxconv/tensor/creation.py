@@ -1,4 +1,4 @@
-"""Creation and conversion: ``arange``, ``zeros``/``ones``/``full``, ``*_like``, ``new_*``,
+"""Creation and conversion: ``arange``, ``eye``, ``zeros``/``ones``/``full``, ``*_like``, ``new_*``,
 ``tensor``, ``to``, ``type_as``.
 
 ``dtype`` is a jnp/numpy dtype; torch's defaults are kept: float32 for floats (torch's
@@ -96,6 +96,15 @@ def full(size, fill_value, *, dtype=None, **kw):
     """``fill_value`` everywhere, in its torch dtype (bool, int64, float32) unless ``dtype`` is
     given (``torch.full``)."""
     return _fill((size,), kw, fill_value, dtype or _scalar_dtype(fill_value), "full")
+
+
+def eye(n, m=None, *, dtype=None, **placement):
+    """The ``n x m`` identity (``m = n`` by default), float32 unless ``dtype`` is given
+    (``torch.eye``)."""
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and (not _parse.is_int(v) or v < 0):
+            raise ValueError(f"eye: {name} must be an integer >= 0, got {name}={v!r}")
+    return jnp.eye(n, n if m is None else m, dtype=_parse.canonical(dtype or jnp.float32))
 
 
 def zeros_like(input, *, dtype=None, **placement):

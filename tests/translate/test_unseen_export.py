@@ -6,10 +6,12 @@ Every module here branches on its input's shape, so torch.fx cannot trace it and
 asymmetric data): the translated module, the same under ``nnx.jit``, the standalone source
 (``translate_source`` run on its own) and ``equivalence.compare``.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as TF
 from flax import nnx
 
 import equivalence
@@ -37,8 +39,12 @@ def check(m, *inputs, reduction=64, compare=True):
     jm = translate(m, *xs)
     args = [jnp.asarray(x) for x in inputs]
     standalone = build_from_source(translate_source(m, *xs), m)
+    refs = jax.tree_util.tree_leaves(ref)
     for y in (jm(*args), nnx.jit(lambda model, *a: model(*a))(jm, *args), standalone(*args)):
-        assert_close(y, ref, reduction=reduction)
+        ys = jax.tree_util.tree_leaves(y)
+        assert len(ys) == len(refs)
+        for a, b in zip(ys, refs):
+            assert_close(a, b, reduction=reduction)
     if compare:
         report = equivalence.compare(m, jm, *xs)
         assert report.passed, str(report)
@@ -74,10 +80,123 @@ class IdentityChildren(_ShapeCheck):
         y = self.conv(x)
         if self.absent is not None:
             y = self.absent(y)
-        y = x + self.drop_path1(y * self.se(y))
+        s = self.se(y)
+        s *= 0.5                    # a write through the identity's output: y changes too
+        y = x + self.drop_path1(y * s)
         return self.pool(y) - self.drop_path1(x)      # a second call of the same identity
 
 
 def test_identity_children_keep_their_calls(rng):
     jm = check(IdentityChildren(), randn(rng, 2, 4, 6, 7))
     assert {"drop_path1", "se", "pool"} <= set(jm.__dict__)
+
+
+# --- 2. in-place writes, advanced indexing, einsum, eye, square ---------------------------------
+class InPlace(_ShapeCheck):
+    """In-place writes as timm and Hugging Face models write them (``x += y``, ``attn /= s``,
+    ``mul_``, slice assignment, an in-place op on a view), read afterwards through the tensor
+    and through a view into it taken before the writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(6, 6)
+
+    def forward(self, x, y):
+        z = self.proj(self.crop(x))
+        z += y
+        attn = z @ z.transpose(-1, -2)
+        attn /= 3.0
+        attn.mul_(0.5)
+        head = z[:, :2]                             # a view, read after the writes below
+        z[:, 1:] = attn[:, :-1, :1] * z[:, :-1]     # slice assignment: slice + copy_
+        z[:, 0, 1:] += 1                            # in place on a view of a view
+        z.transpose(1, 2)[:, 0] = -2.0              # through a transposed view: fill_
+        return z, attn, head * 2
+
+
+class RelativeBias(_ShapeCheck):
+    """Swin/BEiT's relative position bias (``table[index.view(-1)]``: ``aten::index``), einsum,
+    ``eye`` and ``square``."""
+
+    def __init__(self, window=2, heads=2):
+        super().__init__()
+        n = window * window
+        self.table = torch.nn.Parameter(torch.randn((2 * window - 1) ** 2, heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+        self.register_buffer("index", rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
+        self.n, self.heads = n, heads
+
+    def forward(self, q, k):
+        q = self.crop(q)                            # (B, heads, n, d)
+        bias = self.table[self.index.view(-1)].view(self.n, self.n, -1).permute(2, 0, 1)
+        attn = torch.einsum("bhid,bhjd->bhij", q, k) + bias + torch.eye(self.n, dtype=q.dtype)
+        return attn.softmax(-1) + torch.square(k)
+
+
+def test_in_place_writes(rng):
+    check(InPlace(), randn(rng, 2, 4, 7), randn(rng, 2, 4, 6))
+
+
+def test_relative_position_bias_einsum_eye_square(rng):
+    check(RelativeBias(), randn(rng, 2, 2, 4, 5), randn(rng, 2, 2, 4, 4), reduction=4 * 5)
+
+
+class Counter(_ShapeCheck):
+    """Writes into its own buffers in ``forward``: a count and a slice of a history."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("history", torch.zeros(4, dtype=torch.float64))
+
+    def forward(self, x):
+        x = self.crop(x)
+        self.count.add_(1)
+        self.history[1:] = x[0, :3]
+        return x * self.count + self.history.sum()
+
+
+def test_writes_into_buffers_are_kept(rng):
+    x = randn(rng, 2, 5)
+    m = Counter().double()
+    jm = translate(m, t(x))
+    assert float(m.count) == 0, "translate ran the torch model's forward for good"
+    for _ in range(2):
+        ref, y = m(t(x)), jm(jnp.asarray(x))
+        assert_close(y, ref.detach(), reduction=4)
+    sd = equivalence.state_dict(jm)
+    assert float(sd["count"]) == 2
+    assert_close(sd["history"], m.history.numpy())
+
+
+# --- 3. one vocabulary: ATen ops reach the jaxconv functions of their name -------------------------
+class Vocabulary(_ShapeCheck):
+    """Ops that export records under their own ATen names, each translated by the jaxconv
+    function of that name (the schema check of ``aten.agrees``) or by an entry of its own."""
+
+    def forward(self, x):
+        x = self.crop(x)
+        idx = TF.adaptive_max_pool2d(x, (6, 3), return_indices=True)[1] % 6
+        return (TF.adaptive_max_pool2d(x, (3, 2)), torch.cumsum(x, 2), torch.roll(x, 1, 3),
+                torch.tril(x, -1), torch.where(x > 0, x, 0.5 * x), x.masked_fill(x < -1, 2.0),
+                torch.logsumexp(x, (2, 3)), x.var(1, keepdim=True), x.std((2, 3)),
+                torch.gather(x, 3, idx), torch.maximum(x, x.flip(3)), TF.pixel_shuffle(x, 2),
+                TF.pixel_unshuffle(x, 2), torch.tensor_split(x, 3, dim=2)[1], torch.clip(x, -0.5, 0.5),
+                x.unflatten(1, (2, 2)), torch.movedim(x, 1, 3), x.repeat(1, 2, 1, 1),
+                TF.channel_shuffle(x, 2), torch.prod(x, 1), x.max(2)[0], x.max(2)[1],
+                torch.minimum(x, -x), x.argmax(1), torch.index_select(x, 2, idx[0, 0, :, 0]),
+                TF.rms_norm(x, (6,), eps=1e-3), torch.fmod(x, 0.7), torch.remainder(x, 0.7),
+                torch.addcmul(x, x, x, value=0.5), torch.narrow(x, 3, 1, 2), x.any(1),
+                torch.round(x, decimals=1), torch.trunc(x), torch.sign(x), torch.expm1(x),
+                torch.log1p(x.abs()), torch.log2(x.abs() + 1), x.swapaxes(1, 2),
+                torch.baddbmm(x[0], x[0], x[1]), TF.instance_norm(x), x.new_full((2,), 3.0))
+
+
+def test_aten_ops_share_the_jaxconv_vocabulary(rng):
+    x = randn(rng, 2, 4, 6, 7)
+    graph = torch.export.export(Vocabulary(), (t(x),), strict=False).graph
+    names = {n.target.__name__ for n in graph.nodes if isinstance(n.target, torch._ops.OpOverload)}
+    assert {"adaptive_max_pool2d.default", "cumsum.default", "where.self", "var.dim",
+            "pixel_shuffle.default", "rms_norm.default", "max.dim", "baddbmm.default"} <= names
+    check(Vocabulary(), x, reduction=36)
