@@ -172,6 +172,37 @@ def test_eye_matches_torch():
         T.eye(2, 2.5)
 
 
+def test_meshgrid_matches_torch(rng):
+    a, b = randn(rng, 3), np.arange(4.0)
+    for indexing in ("ij", "xy"):
+        same(T.meshgrid(a, b, indexing=indexing), torch.meshgrid(t(a), t(b), indexing=indexing))
+    same(T.meshgrid([a, b]), torch.meshgrid([t(a), t(b)], indexing="ij"))
+    with pytest.raises(ValueError, match="meshgrid: indexing must be 'ij' or 'xy', got indexing='ji'"):
+        T.meshgrid(a, b, indexing="ji")
+    with pytest.raises(RuntimeError, match="meshgrid expects all tensors to have the same dtype"):
+        torch.meshgrid(t(a), torch.arange(4), indexing="ij")
+    with pytest.raises(ValueError, match=r"meshgrid: expects all tensors to have the same dtype, got \['float64', 'int"):
+        T.meshgrid(a, np.arange(4), indexing="ij")
+
+
+def test_random_tensors_have_torchs_shapes_dtypes_and_distributions():
+    key = jax.random.key(0)
+    u, n = T.rand(400, 50, key=key), T.randn((400, 50), key=key, dtype=jnp.float64)
+    assert u.shape == n.shape == (400, 50) and u.dtype == jnp.float32 and n.dtype == jnp.float64
+    assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    assert abs(float(n.mean())) < 0.01 and abs(float(n.std()) - 1) < 0.01
+    x = jnp.zeros((300, 40), jnp.float64)
+    assert T.rand_like(x, key=key).dtype == T.randn_like(x, key=key).dtype == jnp.float64
+    draws = T.bernoulli(x, 0.25, key=key)
+    assert draws.dtype == jnp.float64 and set(np.unique(draws)) == {0.0, 1.0}
+    assert abs(float(draws.mean()) - 0.25) < 0.01
+    assert float(T.bernoulli(x + 1, key=key).min()) == 1          # probabilities from the input
+    with pytest.raises(TypeError, match="rand: a jax.random key is required"):
+        T.rand(2, 3)
+    with pytest.raises(ValueError, match=r"bernoulli: p must be in \[0, 1\], got p=1.5"):
+        T.bernoulli(x, 1.5, key=key)
+
+
 def test_to_and_type_as_match_torch(rng):
     x = randn(rng, 2, 3) * 3
     i = np.arange(-3, 3)

@@ -38,7 +38,7 @@ import torch.fx as fx
 from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
-from . import aten
+from . import aten, unreached
 from .capture import Problem, signature
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
@@ -70,7 +70,8 @@ def _restore(root, saved):
 
 def record_calls(root, modules, example_inputs) -> dict:
     """``{module: (args, kwargs)}`` of the first call of each of ``modules`` when ``root`` runs
-    on ``example_inputs``; the model's buffers are as they were afterwards."""
+    on ``example_inputs`` (in its mode, then, for modules not reached, in the other mode);
+    the model's buffers, modes and torch's random state are as they were afterwards."""
     calls, handles = {}, []
 
     def hook(m, args, kwargs):
@@ -79,12 +80,22 @@ def record_calls(root, modules, example_inputs) -> dict:
     for m in modules:
         handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
     saved = _snapshot(root)
+    flags = [(sub, sub.training) for sub in root.modules()]
     try:
         with torch.no_grad():
             root(*example_inputs)
+            if any(m not in calls for m in modules):     # a train-only (eval-only) branch
+                with torch.random.fork_rng():
+                    root.train(not root.training)
+                    try:
+                        root(*example_inputs)
+                    except Exception:  # noqa: BLE001 - e.g. train-mode BatchNorm on a batch of one
+                        pass
     finally:
         for h in handles:
             h.remove()
+        for sub, flag in flags:
+            sub.training = flag
         _restore(root, saved)
     return calls
 
@@ -350,7 +361,8 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
         return
     for part in failed:
         if part.module not in calls:
-            note(part, "not called by the example inputs, so it cannot be exported")
+            note(part, unreached.WHAT_TO_DO)
+            setattr(part, unreached.UNREACHED, True)
             continue
         args, kwargs = calls[part.module]
         try:

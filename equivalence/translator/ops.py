@@ -27,6 +27,8 @@ import torch.nn.functional as TF
 import jaxconv.functional as jF
 from jaxconv import tensor as jT
 
+from . import unreached
+
 _FUNCTIONS: dict = {}
 _METHODS: dict = {}
 _USER: dict = {}
@@ -177,6 +179,27 @@ def _dropout(fn):
 for _name in _DROPOUTS:
     if hasattr(jF, _name):
         _FUNCTIONS[getattr(TF, _name)] = _dropout(_name)
+
+
+def _random(name):
+    """A draw of torch's random function ``name`` with a fresh key from the module's stream
+    (the values differ from torch's, as dropout masks do; the distribution is torch's)."""
+    def emit(e, *args, generator=None, **kwargs):
+        call = passthrough(f"T.{name}", getattr(jT, name))(e, *args, **kwargs)
+        return f"{call[:-1]}{'' if call.endswith('(') else ', '}key={e.rng()})"
+    return emit
+
+
+for _name in ("rand", "randn", "rand_like", "randn_like", "bernoulli"):
+    _FUNCTIONS[getattr(torch, _name)] = _random(_name)
+_METHODS["bernoulli"] = _random("bernoulli")
+
+
+@_register(_FUNCTIONS, unreached.not_reached)
+def _not_reached(e, message):
+    """A stub's body (:mod:`.unreached`): raise, naming the module and what to do."""
+    e.after(f"raise RuntimeError({message!r})")
+    return None
 
 
 def register_function(torch_function, target: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ._table import TABLE, kw, lead, op, span, tup
+from ._table import TABLE, keyed, kw, lead, op, span, tup
 
 
 # --- pointwise -------------------------------------------------------------------------------
@@ -102,6 +102,11 @@ def _norm(e, input, p=2, dim=None, keepdim=False, *, dtype=None):
 @op("cat.default", "concat.default", "concatenate.default")
 def _cat(e, tensors, dim=0):
     return e.call("T.cat", (list(tensors), dim), {})
+
+
+@op("meshgrid.default", "meshgrid.indexing")
+def _meshgrid(e, tensors, *, indexing="ij"):
+    return e.call("T.meshgrid", tuple(tensors), {"indexing": indexing})
 
 
 @op("stack.default")
@@ -294,6 +299,20 @@ TABLE["arange.start"] = _creation("arange", 2)
 TABLE["arange.start_step"] = _creation("arange", 3)
 TABLE["eye.m"] = _creation("eye", 2)
 TABLE["empty.memory_format"] = _creation("empty", 1)
+
+
+def _random(name, n_args):
+    """A draw with a fresh key from the module's stream (see :func:`..ops._random`)."""
+    def emit(e, *args, dtype=None, generator=None, layout=None, device=None, pin_memory=None,
+             memory_format=None):
+        return keyed(e, e.call(f"T.{name}", tuple(tup(a) for a in args[:n_args]), kw(dtype=dtype)), "key")
+    return emit
+
+
+for _name, _n in (("rand", 1), ("randn", 1), ("rand_like", 1), ("randn_like", 1)):
+    TABLE[f"{_name}.default"] = TABLE[f"{_name}.generator"] = _random(_name, _n)
+TABLE["bernoulli.default"] = _random("bernoulli", 1)
+TABLE["bernoulli.p"] = TABLE["bernoulli.Tensor"] = _random("bernoulli", 2)
 
 
 # --- casts, identities, asserts, shapes ----------------------------------------------------------
