@@ -130,6 +130,18 @@ def _alias_outputs(module, args, kwargs, output):
         torch.Tensor, lambda t: torch.ops.aten.alias.default(t) if id(t) in inputs else t, output)
 
 
+def _own_level(ep) -> None:
+    """Attribute every op to the module's own code or to the direct child it runs in.
+
+    unflatten then rebuilds the calls of the direct children only, which is all the graph
+    needs (a child's own graph is captured on its own); it cannot misplace the ops of deeper
+    modules (it fails on some: Hugging Face DPT's neck, 'Could not find output node')."""
+    for node in ep.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if stack and len(stack) > 2:
+            node.meta["nn_module_stack"] = dict(list(stack.items())[:2])
+
+
 def _functional(ep):
     """``ep`` with its in-place writes in functional form (``x[:, 1:] = y`` as
     ``slice_scatter``, ``x += y`` as ``add``; writes into buffers as one ``copy_`` each),
@@ -303,9 +315,12 @@ def export_graph(m, args, kwargs, mode: bool):
             warnings.simplefilter("ignore")
             ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False,
                                      preserve_module_call_signature=tuple(children))
+            _own_level(ep)
             unflat = torch.export.unflatten(ep)
             if any(aten.writes(n.target) for n in unflat.graph.nodes):
-                unflat = torch.export.unflatten(_functional(ep))
+                ep = _functional(ep)
+                _own_level(ep)
+                unflat = torch.export.unflatten(ep)
         spec = ep.module_call_graph[0].signature
         return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
     finally:

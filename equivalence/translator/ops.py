@@ -315,6 +315,8 @@ def qualified(target) -> str:
     """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
     if isinstance(target, str):
         return f"Tensor.{target}"
+    if isinstance(target, torch._ops.OpOverload):
+        return f"torch.ops.{target.namespace}.{target.__name__}"
     name = _public_names().get(id(target))
     if name:
         return name

@@ -94,6 +94,48 @@ def test_identity_children_keep_their_calls(rng):
     assert {"drop_path1", "se", "pool"} <= set(jm.__dict__)
 
 
+
+class Fusion(torch.nn.Module):
+    """Hugging Face DPT's fusion stage: a list out, of which its caller reads one item."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, xs):
+        out, fused = [], None
+        for x, layer in zip(xs[::-1], self.layers):
+            fused = layer(x) if fused is None else layer(fused + x)
+            out.append(fused)
+        return out
+
+
+class Neck(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(2)])
+        self.fusion = Fusion()
+
+    def forward(self, xs):
+        return self.fusion([conv(x) for conv, x in zip(self.convs, xs)])
+
+
+class DeepChildren(_ShapeCheck):
+    """unflatten cannot rebuild the grandchildren here ('Could not find output node'): only
+    the direct children's calls are rebuilt."""
+
+    def __init__(self):
+        super().__init__()
+        self.neck, self.head = Neck(), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.crop(x)
+        return self.head(self.neck([x, x * 2])[-1])
+
+
+def test_deeper_modules_are_left_to_their_own_capture(rng):
+    check(DeepChildren(), randn(rng, 3, 4), compare=False)
+
 # --- 2. in-place writes, advanced indexing, einsum, eye, square ---------------------------------
 class InPlace(_ShapeCheck):
     """In-place writes as timm and Hugging Face models write them (``x += y``, ``attn /= s``,
@@ -322,3 +364,28 @@ def test_block_called_but_never_reached_is_refused(rng):
     with pytest.raises(TranslationError, match=r"aux \(.*Block\): torch.fx cannot trace .* reach it in "
                                                r"neither train nor eval mode"):
         translate_source(m, torch.randn(1, 4))      # a batch of one: train mode fails
+
+
+class Unsupported(_ShapeCheck):
+    """Ops jaxconv does not have, once in a plain export graph and once in a functionalised one."""
+
+    def __init__(self, writes):
+        super().__init__()
+        self.writes = writes
+
+    def forward(self, x):
+        x = self.crop(x) * 2
+        if self.writes:
+            x += 1
+        return torch.topk(x, 2).values + torch.sort(x)[0][..., :2]
+
+
+@pytest.mark.parametrize("writes", [False, True])
+def test_refusal_lists_each_op_with_its_source_line(writes):
+    with pytest.raises(TranslationError) as info:
+        translate_source(Unsupported(writes), torch.randn(3, 5))
+    text = str(info.value)
+    assert "2 unsupported" in text
+    for op in ("torch.ops.aten.topk.default", "torch.ops.aten.sort.default"):
+        assert f"no translation for {op}\n      at {__file__}:" in text
+    assert "torch.topk(x, 2).values + torch.sort(x)[0]" in text
