@@ -223,7 +223,10 @@ class Body:
 
 
 def _param(child: str) -> str:
-    """The constructor parameter that takes child ``child`` (``'0'`` -> ``_0``)."""
+    """The constructor parameter that takes child ``child`` (``'0'`` -> ``_0``; ``self``, as
+    Hugging Face names attention's inner module, -> ``self_``)."""
+    if child in ("self", "rngs"):
+        return f"{child}_"
     if child.isidentifier() and not keyword.iskeyword(child):
         return child
     return "_" + "".join(c if c.isalnum() else "_" for c in child)

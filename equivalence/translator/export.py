@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import sys
 import warnings
 
 import torch
@@ -128,6 +129,24 @@ def _alias_outputs(module, args, kwargs, output):
     inputs = {id(a) for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)}
     return pytree.tree_map_only(
         torch.Tensor, lambda t: torch.ops.aten.alias.default(t) if id(t) in inputs else t, output)
+
+
+def _anchor_stack_traces(m) -> None:
+    """Keep, in export's stack traces, the frames of every function in the files that define
+    ``m``'s classes, not only ``forward``'s: an op in a helper (``self.random_masking(x)``,
+    timm's ``window_partition``) then points at its own line. (torch's anchors for its frame
+    filter; where a torch version lacks them, traces stop at ``forward`` as before.)"""
+    anchor = getattr(torch.fx.proxy, "_register_stack_trace_anchor", None)
+    if anchor is None:
+        return
+    for cls in {type(sub) for sub in m.modules()}:
+        module = sys.modules.get(cls.__module__)
+        if module is None or cls.__module__.startswith("torch."):
+            continue
+        for value in vars(module).values():
+            for fn in (value, *vars(value).values()) if inspect.isclass(value) else (value,):
+                if inspect.isfunction(fn) and fn.__module__ == module.__name__:
+                    anchor(fn)
 
 
 def _own_level(ep) -> None:
@@ -309,6 +328,7 @@ def export_graph(m, args, kwargs, mode: bool):
     children = _called_children(m)
     hooks = [m.get_submodule(c).register_forward_hook(_alias_outputs, with_kwargs=True)
              for c in children]
+    _anchor_stack_traces(m)
     try:
         m.train(mode)
         with warnings.catch_warnings():

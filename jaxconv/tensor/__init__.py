@@ -27,7 +27,8 @@ from .reduce import (ValuesIndices, all, amax, amin, any, argmax, argmin, cumpro
 from .shape import (broadcast_to, clone, contiguous, detach, dim, expand, expand_as, flatten,
                     movedim, numel, permute, repeat, repeat_interleave, reshape, size, squeeze,
                     swapaxes, swapdims, t, tile, transpose, unflatten, unsqueeze, view)
+from .sort import argsort, sort, topk
 
 __all__ = [name for name in dir() if not name.startswith("_")
            and name not in ("creation", "index", "join", "linalg", "pointwise", "random", "reduce",
-                            "shape")]
+                            "shape", "sort")]
