@@ -32,10 +32,12 @@ def _dtype(dtype) -> str:
 
 def _name(node) -> str:
     """The local variable of ``node``: fx's name, with ``_`` where it would shadow a reserved
-    name, a keyword, or the module-level function a traced-into call goes to (fx names such a
-    node after the function, and a local of that name makes the call unbound)."""
+    name, a keyword, or the module-level function a call goes to (a traced-into function, or
+    ``math.ceil`` imported as ``ceil``: fx names such a node after the function, and a local
+    of that name makes the call unbound)."""
     name = node.name
-    shadows = node.op == "call_function" and functions.traced_into(node.target)
+    shadows = node.op == "call_function" and (functions.traced_into(node.target)
+                                              or getattr(node.target, "__module__", None) == "math")
     return f"{name}_" if shadows or name in _RESERVED or keyword.iskeyword(name) else name
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import inspect
+import math
 import operator
 
 import torch
@@ -269,6 +270,9 @@ def function(target):
             return _FUNCTIONS[target]
     except TypeError:       # unhashable target
         return None
+    name = _named(math, target)
+    if name:        # on shapes (timm's volo: math.ceil(H / self.stride)): they are Python ints
+        return lambda e, *a, **k: e.call(e.imported("math", name), a, k)
     name = _named(TF, target)
     if name and hasattr(jF, name):
         return passthrough(f"F.{name}", getattr(jF, name))

@@ -6,6 +6,8 @@ Every module here branches on its input's shape, so torch.fx cannot trace it and
 asymmetric data): the translated module, the same under ``nnx.jit``, the standalone source
 (``translate_source`` run on its own) and ``equivalence.compare``.
 """
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -410,3 +412,19 @@ class SelfNamed(torch.nn.Module):
 def test_children_named_self_and_rngs(rng):
     jm = check(torch.nn.Sequential(SelfNamed(), torch.nn.ReLU()), randn(rng, 2, 4), compare=False)
     assert isinstance(jm[0].self, nnx.Module) and isinstance(jm[0].rngs, nnx.Module)
+
+
+class CeilOfShape(torch.nn.Module):
+    """timm's volo ``OutlookAttention``: ``math.ceil(H / self.stride)`` on the input's shape."""
+
+    def __init__(self, stride=2):
+        super().__init__()
+        self.stride, self.pool = stride, torch.nn.AvgPool2d(stride, stride, ceil_mode=True)
+
+    def forward(self, x):
+        h, w = math.ceil(x.shape[2] / self.stride), math.floor(x.shape[3] / self.stride + 0.5)
+        return self.pool(x).reshape(x.shape[0], -1, h * w)
+
+
+def test_math_on_shapes(rng):
+    check(CeilOfShape(), randn(rng, 2, 3, 5, 7), reduction=4, compare=False)
