@@ -6,7 +6,7 @@ runs that Python on example values instead. Export needs the module's call argum
 model is run once on the user's example inputs with a forward pre-hook on every module that
 failed (under ``torch.no_grad``, every buffer restored afterwards: a train-mode run would move
 BatchNorm statistics). Each failed module is then exported on its own, in train and in eval
-mode, and its graph becomes the part's graph in the same form as an fx graph:
+mode (:mod:`.program`), and its graph becomes the part's graph in the same form as an fx graph:
 
 - the graph is the **pre-decomposition** ATen graph (``run_decompositions`` would rewrite
   ``silu`` as ``x * sigmoid(x)`` and ``linear`` as ``addmm``, changing bits): its
@@ -17,7 +17,8 @@ mode, and its graph becomes the part's graph in the same form as an fx graph:
   into it, reads the new value; a write into a buffer becomes one ``copy_`` into it;
 - every direct child (items of a ``ModuleList``) is exported with its call signature preserved
   and :func:`torch.export.unflatten` folds its ops back into one ``call_module``, so leaves keep
-  their jaxconv twins and children keep their own classes;
+  their jaxconv twins and children keep their own classes (a module that the example inputs
+  do not reach: :mod:`.unreached`);
 - the pytree plumbing that unflatten inserts (``tree_unflatten``, ``tree_flatten_spec`` and
   the ``getitem`` on them) is evaluated here, leaving indexing on real values only;
 - the ``__call__`` takes the parameters of the torch ``forward`` (non-tensor arguments keep
@@ -31,15 +32,13 @@ from __future__ import annotations
 
 import inspect
 import operator
-import sys
-import warnings
 
 import torch
 import torch.fx as fx
 from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
-from . import aten, unreached
+from . import program, unreached
 from .capture import Problem, signature
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
@@ -101,79 +100,7 @@ def record_calls(root, modules, example_inputs) -> dict:
     return calls
 
 
-# --- export and the graph rewrite -----------------------------------------------------------
-def _called_children(m, prefix=""):
-    """Paths of the children whose calls stay ``call_module`` (items of lists and dicts)."""
-    out = []
-    for name, child in m._modules.items():
-        if child is None:
-            continue
-        own = type(child).forward is not torch.nn.Module.forward
-        if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)) and not own:
-            out += _called_children(child, f"{prefix}{name}.")
-        else:
-            out.append(prefix + name)
-    return out
-
-
-def _alias_outputs(module, args, kwargs, output):
-    """A forward hook: every tensor a child returns unchanged from its arguments, as an
-    ``aten.alias`` of it (a view: writes into it still reach the argument, as in torch).
-
-    ``torch.export.unflatten`` rebuilds a preserved child's call from the ops recorded inside
-    it; a child that records none (an ``nn.Identity`` placeholder, timm's ``drop_path1``,
-    ``pool`` or ``se``) has no submodule then, and unflatten fails. The alias gives the call
-    an op of its own and its output a node of its own, inside the child's graph, which is
-    never translated.
-    """
-    inputs = {id(a) for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)}
-    return pytree.tree_map_only(
-        torch.Tensor, lambda t: torch.ops.aten.alias.default(t) if id(t) in inputs else t, output)
-
-
-def _anchor_stack_traces(m) -> None:
-    """Keep, in export's stack traces, the frames of every function in the files that define
-    ``m``'s classes, not only ``forward``'s: an op in a helper (``self.random_masking(x)``,
-    timm's ``window_partition``) then points at its own line. (torch's anchors for its frame
-    filter; where a torch version lacks them, traces stop at ``forward`` as before.)"""
-    anchor = getattr(torch.fx.proxy, "_register_stack_trace_anchor", None)
-    if anchor is None:
-        return
-    for cls in {type(sub) for sub in m.modules()}:
-        module = sys.modules.get(cls.__module__)
-        if module is None or cls.__module__.startswith("torch."):
-            continue
-        for value in vars(module).values():
-            for fn in (value, *vars(value).values()) if inspect.isclass(value) else (value,):
-                if inspect.isfunction(fn) and fn.__module__ == module.__name__:
-                    anchor(fn)
-
-
-def _own_level(ep) -> None:
-    """Attribute every op to the module's own code or to the direct child it runs in.
-
-    unflatten then rebuilds the calls of the direct children only, which is all the graph
-    needs (a child's own graph is captured on its own); it cannot misplace the ops of deeper
-    modules (it fails on some: Hugging Face DPT's neck, 'Could not find output node')."""
-    for node in ep.graph.nodes:
-        stack = node.meta.get("nn_module_stack")
-        if stack and len(stack) > 2:
-            node.meta["nn_module_stack"] = dict(list(stack.items())[:2])
-
-
-def _functional(ep):
-    """``ep`` with its in-place writes in functional form (``x[:, 1:] = y`` as
-    ``slice_scatter``, ``x += y`` as ``add``; writes into buffers as one ``copy_`` each),
-    its ops otherwise as they were (an empty decomposition table)."""
-    ep = ep.run_decompositions({})
-    stacks = [n.meta["nn_module_stack"] for n in ep.graph.nodes if n.meta.get("nn_module_stack")]
-    root = dict(list(stacks[0].items())[:1]) if stacks else {}
-    for node in ep.graph.nodes:     # views that functionalisation re-plays carry an empty stack
-        if node.op == "call_function" and node.meta.get("nn_module_stack") == {}:
-            node.meta["nn_module_stack"] = dict(root)
-    return ep
-
-
+# --- the graph rewrite ----------------------------------------------------------------------
 def _unflatten(spec, leaves):
     if spec.is_leaf():
         return next(leaves)
@@ -325,27 +252,12 @@ def export_graph(m, args, kwargs, mode: bool):
     """``(graph, constants)`` of ``m``'s forward exported in train (``mode``) or eval mode."""
     flags = [(sub, sub.training) for sub in m.modules()]
     saved = _snapshot(m)
-    children = _called_children(m)
-    hooks = [m.get_submodule(c).register_forward_hook(_alias_outputs, with_kwargs=True)
-             for c in children]
-    _anchor_stack_traces(m)
     try:
         m.train(mode)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False,
-                                     preserve_module_call_signature=tuple(children))
-            _own_level(ep)
-            unflat = torch.export.unflatten(ep)
-            if any(aten.writes(n.target) for n in unflat.graph.nodes):
-                ep = _functional(ep)
-                _own_level(ep)
-                unflat = torch.export.unflatten(ep)
+        ep, unflat = program.unflattened(m, args, kwargs)
         spec = ep.module_call_graph[0].signature
         return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
     finally:
-        for h in hooks:
-            h.remove()
         for sub, flag in flags:
             sub.training = flag
         _restore(m, saved)
