@@ -156,7 +156,8 @@ class Body:
             if target.startswith("_tensor_constant"):
                 return f"self.{_constant_name(target)}[...]"
             owner, _, leaf = target.rpartition(".")
-            return f"{_path(self.parts, owner, self.part.path) if owner else 'self'}.{leaf}[...]"
+            owner = _path(self.parts, owner, self.part.path) if owner else "self"
+            return f"{owner}.{leaf}[...]" if _param(leaf) == leaf else f"getattr({owner}, {leaf!r})[...]"
         if node.op == "call_module":
             call = f"{_path(self.parts, node.target, self.part.path)}"
             text = self.call(call, args, kwargs)
@@ -266,13 +267,16 @@ def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], lis
     """``(constructor parameters, __init__ lines)`` for a module's own parameters and buffers."""
     params, buffers = _own_variables(m)
     args, lines = [], []
+    def assign(n, value):       # a ParameterList's '0' is no identifier
+        return f"self.{n} = {value}" if _param(n) == n else f"setattr(self, {n!r}, {value})"
+
     for kind, items in (("nnx.Param", params), ("nnx.BatchStat", buffers)):
         for n, t in items:
-            args.append(n)
-            lines.append(f"self.{n} = {kind}(jnp.zeros({n}, {_dtype(t.dtype)}))")
+            args.append(_param(n))
+            lines.append(assign(n, f"{kind}(jnp.zeros({_param(n)}, {_dtype(t.dtype)}))"))
     for n, t in [*_non_persistent(m), *((_constant_name(k), v) for k, v in constants.items())]:
-        args.append(n)
-        lines.append(f"self.{n} = nnx.Variable(jnp.asarray({n}, {_dtype(t.dtype)}))")
+        args.append(_param(n))
+        lines.append(assign(n, f"nnx.Variable(jnp.asarray({_param(n)}, {_dtype(t.dtype)}))"))
     return args, lines
 
 

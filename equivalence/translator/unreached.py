@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import warnings
 
+import torch
 import torch.fx as fx
 
 #: Part attribute set on a part whose module the example inputs did not reach.
@@ -52,23 +53,28 @@ def called_paths(tree) -> set:
 def _stub(part, message: str) -> fx.Graph:
     graph = fx.Graph()
     for p in inspect.signature(part.module.forward).parameters.values():
-        name = {p.VAR_POSITIONAL: f"*{p.name}", p.VAR_KEYWORD: f"**{p.name}"}.get(p.kind, p.name)
-        graph.placeholder(name, default_value=None if p.default is not p.empty or p.kind in (
-            p.VAR_POSITIONAL, p.VAR_KEYWORD) else inspect.Parameter.empty)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            graph.placeholder(f"{'*' if p.kind is p.VAR_POSITIONAL else '**'}{p.name}")
+        else:
+            graph.placeholder(p.name, default_value=inspect.Parameter.empty if p.default is p.empty else None)
     graph.call_function(not_reached, (message,))
     graph.output(None)
     return graph
 
 
 def settle(tree, problems: list) -> None:
-    """Give each unreached part that no graph calls a stub graph in place of its problem."""
+    """Give each unreached part that no graph calls a stub graph in place of its problem (a
+    holder of parameters with no ``forward``, a ``ParameterList``, without a warning: torch
+    raises when it is called too)."""
     called = called_paths(tree)
     for part in tree.parts():
         if not getattr(part, UNREACHED, False) or part.path in called:
             continue
         problem = next(q for q in problems if q.path == part.path)
-        message = (f"{part.path or '<root>'} ({problem.cls}) was not translated: "
-                   f"{problem.what}")
-        part.graphs = {None: _stub(part, message)}
         problems.remove(problem)
+        if type(part.module).forward is torch.nn.Module.forward:
+            part.graphs = {None: _stub(part, f"{problem.cls} has no forward, as in torch")}
+            continue
+        message = f"{part.path or '<root>'} ({problem.cls}) was not translated: {problem.what}"
+        part.graphs = {None: _stub(part, message)}
         warnings.warn(f"{message}. It is translated as a stub that raises if called.", stacklevel=3)

@@ -428,3 +428,42 @@ class CeilOfShape(torch.nn.Module):
 
 def test_math_on_shapes(rng):
     check(CeilOfShape(), randn(rng, 2, 3, 5, 7), reduction=4, compare=False)
+
+
+class OwnRecurrence(_ShapeCheck):
+    """A forward that calls ``torch.lstm`` and ``torch.lstm_cell`` itself, with its own weights."""
+
+    def __init__(self, n=4, hidden=3):
+        super().__init__()
+        source = torch.nn.LSTM(n, hidden, num_layers=2, batch_first=True)
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(w.detach().clone()) for w in source._flat_weights])
+
+    def forward(self, x):
+        x = self.crop(x)
+        h = torch.zeros(2, x.shape[0], 3, dtype=x.dtype)
+        out, hn, cn = torch.lstm(x, (h, h + 0.5), list(self.weights), True, 2, 0.0, False, False, True)
+        step, _ = torch.lstm_cell(x[:, 0], (h[0], h[1]), *self.weights[:4])
+        return out, hn, cn, step
+
+
+def test_recurrent_aten_ops(rng):
+    check(OwnRecurrence(), randn(rng, 2, 5, 4), reduction=16, compare=False)
+
+
+class ParameterHolders(torch.nn.Module):
+    """Parameters kept in a ``ParameterList`` (named ``'0'``, ``'1'``) and a ``ParameterDict``."""
+
+    def __init__(self):
+        super().__init__()
+        self.scales = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(4)) for _ in range(2)])
+        self.shifts = torch.nn.ParameterDict({"a": torch.nn.Parameter(torch.randn(4)),
+                                              "b": torch.nn.Parameter(torch.randn(4))})
+
+    def forward(self, x):
+        return x * self.scales[0] + self.scales[1] * self.shifts["a"] - self.shifts["b"]
+
+
+def test_parameter_lists_and_dicts(rng):
+    m = ParameterHolders().double()
+    jm = check(m, randn(rng, 2, 4), reduction=4)
+    assert list(equivalence.state_dict(jm)) == list(m.state_dict()) == ["scales.0", "scales.1", "shifts.a", "shifts.b"]

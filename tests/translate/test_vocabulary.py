@@ -29,6 +29,9 @@ NOT_TRANSLATED = {
     "unfold.default",
     # a bit cast (Tensor.view(dtype)): jaxconv.tensor has no such view
     "view.dtype",
+    # packed sequences (PackedSequence's data, batch_sizes): jaxconv's recurrent functions take
+    # padded batches
+    "lstm.data", "gru.data", "rnn_tanh.data", "rnn_relu.data",
 }
 
 

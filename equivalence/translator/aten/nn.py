@@ -187,6 +187,21 @@ for _name in ("softmax", "log_softmax"):
     TABLE[f"{_name}.int"] = TABLE[f"_{_name}.default"] = _softmax(_name)
 
 
+# --- recurrent layers (a forward calling torch.lstm itself; nn.LSTM is a leaf) --------------------
+def _recurrent(name):
+    def emit(e, input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+        hx = list(hx) if isinstance(hx, (list, tuple)) else hx
+        call = e.call(f"F.{name}", (input, hx, list(params), has_biases, num_layers, dropout, train,
+                                    bidirectional, batch_first), {})
+        return keyed(e, call, "key") if train and dropout else call
+    return emit
+
+
+for _name in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+    TABLE[f"{_name}.input"] = _recurrent(_name)       # (output, h[, c]), as jaxconv's
+TABLE["lstm_cell.default"] = lambda e, *args: e.call("F.lstm_cell", (args[0], list(args[1]), *args[2:]), {})
+
+
 # --- attention, resampling, dropout ------------------------------------------------------------
 @op("scaled_dot_product_attention.default")
 def _sdpa(e, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
