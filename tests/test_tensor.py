@@ -211,6 +211,8 @@ def test_to_and_type_as_match_torch(rng):
     same(T.to(x, dtype=jnp.int64), t(x).to(dtype=torch.int64))
     same(T.to(x, i), t(x).to(t(i)))
     same(T.to(x, "cpu"), t(x).to("cpu"))
+    same(T.to(x, None), t(x).to(None))                  # a device of None: x.to(y.device), translated
+    same(T.to(x, None, jnp.float32), t(x).to(None, torch.float32))
     same(T.to(i, jnp.bool_), t(i).to(torch.bool))
     same(T.type_as(i, x), t(i).type_as(t(x)))
     check_grad(lambda x: T.to(x, jnp.float64) * 2, lambda x: x.to(torch.float64) * 2, [x], rng)

@@ -177,7 +177,8 @@ def new_tensor(input, data, *, dtype=None, **placement):
 
 def to(input, *args, dtype=None, **placement):
     """``Tensor.to``: cast to the first dtype among ``args``/``dtype=``, or to the dtype of an
-    array argument (``x.to(other)``); devices (strings) and ``non_blocking``/``copy`` are ignored."""
+    array argument (``x.to(other)``); devices (strings, or ``None`` as torch accepts it: a
+    translated ``x.to(y.device)``) and ``non_blocking``/``copy`` are ignored."""
     target = dtype
     for a in args:
         if target is not None:
@@ -186,7 +187,7 @@ def to(input, *args, dtype=None, **placement):
             target = a.dtype
         elif _parse.as_dtype(a) is not None:
             target = _parse.as_dtype(a)
-        elif not isinstance(a, str):
+        elif not isinstance(a, str) and a is not None:
             raise TypeError(f"to: expected a dtype, an array or a device string, got {a!r}")
     return jnp.asarray(input) if target is None else jnp.asarray(input).astype(_parse.canonical(target))
 
