@@ -160,6 +160,49 @@ def test_fill_functions_match_torch(rng):
     same(T.tensor([1, 2], dtype=jnp.float64), torch.tensor([1, 2], dtype=torch.float64))
 
 
+def test_eye_matches_torch():
+    same(T.eye(3), torch.eye(3))
+    same(T.eye(2, 4, dtype=jnp.int64), torch.eye(2, 4, dtype=torch.int64))
+    same(T.eye(0, 2), torch.eye(0, 2))
+    with pytest.raises(ValueError, match="eye: n must be an integer >= 0, got n=-1"):
+        T.eye(-1)
+    with pytest.raises(RuntimeError, match="n must be greater or equal to 0"):
+        torch.eye(-1)
+    with pytest.raises(ValueError, match="eye: m must be an integer >= 0, got m=2.5"):
+        T.eye(2, 2.5)
+
+
+def test_meshgrid_matches_torch(rng):
+    a, b = randn(rng, 3), np.arange(4.0)
+    for indexing in ("ij", "xy"):
+        same(T.meshgrid(a, b, indexing=indexing), torch.meshgrid(t(a), t(b), indexing=indexing))
+    same(T.meshgrid([a, b]), torch.meshgrid([t(a), t(b)], indexing="ij"))
+    with pytest.raises(ValueError, match="meshgrid: indexing must be 'ij' or 'xy', got indexing='ji'"):
+        T.meshgrid(a, b, indexing="ji")
+    with pytest.raises(RuntimeError, match="meshgrid expects all tensors to have the same dtype"):
+        torch.meshgrid(t(a), torch.arange(4), indexing="ij")
+    with pytest.raises(ValueError, match=r"meshgrid: expects all tensors to have the same dtype, got \['float64', 'int"):
+        T.meshgrid(a, np.arange(4), indexing="ij")
+
+
+def test_random_tensors_have_torchs_shapes_dtypes_and_distributions():
+    key = jax.random.key(0)
+    u, n = T.rand(400, 50, key=key), T.randn((400, 50), key=key, dtype=jnp.float64)
+    assert u.shape == n.shape == (400, 50) and u.dtype == jnp.float32 and n.dtype == jnp.float64
+    assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    assert abs(float(n.mean())) < 0.01 and abs(float(n.std()) - 1) < 0.01
+    x = jnp.zeros((300, 40), jnp.float64)
+    assert T.rand_like(x, key=key).dtype == T.randn_like(x, key=key).dtype == jnp.float64
+    draws = T.bernoulli(x, 0.25, key=key)
+    assert draws.dtype == jnp.float64 and set(np.unique(draws)) == {0.0, 1.0}
+    assert abs(float(draws.mean()) - 0.25) < 0.01
+    assert float(T.bernoulli(x + 1, key=key).min()) == 1          # probabilities from the input
+    with pytest.raises(TypeError, match="rand: a jax.random key is required"):
+        T.rand(2, 3)
+    with pytest.raises(ValueError, match=r"bernoulli: p must be in \[0, 1\], got p=1.5"):
+        T.bernoulli(x, 1.5, key=key)
+
+
 def test_to_and_type_as_match_torch(rng):
     x = randn(rng, 2, 3) * 3
     i = np.arange(-3, 3)
@@ -168,6 +211,8 @@ def test_to_and_type_as_match_torch(rng):
     same(T.to(x, dtype=jnp.int64), t(x).to(dtype=torch.int64))
     same(T.to(x, i), t(x).to(t(i)))
     same(T.to(x, "cpu"), t(x).to("cpu"))
+    same(T.to(x, None), t(x).to(None))                  # a device of None: x.to(y.device), translated
+    same(T.to(x, None, jnp.float32), t(x).to(None, torch.float32))
     same(T.to(i, jnp.bool_), t(i).to(torch.bool))
     same(T.type_as(i, x), t(i).type_as(t(x)))
     check_grad(lambda x: T.to(x, jnp.float64) * 2, lambda x: x.to(torch.float64) * 2, [x], rng)

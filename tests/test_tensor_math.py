@@ -141,6 +141,34 @@ def test_unary_functions_match_torch(rng, name):
     assert_close(ours, theirs.numpy(), np.float32)
 
 
+@pytest.mark.parametrize("descending", [False, True])
+def test_sorting_matches_torchs_stable_sort(rng, descending):
+    ties = rng.integers(0, 4, (3, 7)).astype(np.float64)
+    ties[0, 2] = np.nan                                 # sorts as the largest, as in torch
+    for dim in (1, 0, -1):
+        ours, theirs = T.sort(ties, dim, descending), torch.sort(t(ties), dim=dim, descending=descending, stable=True)
+        np.testing.assert_array_equal(ours.values, theirs.values.numpy())
+        same(ours.indices, theirs.indices)
+        same(T.argsort(ties, dim, descending), torch.argsort(t(ties), dim=dim, descending=descending, stable=True))
+    x = randn(rng, 3, 7)
+    check_grad(lambda x: T.sort(x, 1, descending).values, lambda x: torch.sort(x, 1, descending).values, [x], rng)
+    for largest in (True, False):
+        ours, theirs = T.topk(x, 3, 0 if descending else -1, largest), torch.topk(t(x), 3, 0 if descending else -1, largest)
+        same(ours.indices, theirs.indices)
+        check_grad(lambda x: T.topk(x, 2, 1, largest).values, lambda x: torch.topk(x, 2, 1, largest).values, [x], rng)
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
+        torch.topk(t(x), 8)
+    with pytest.raises(ValueError, match=r"topk: k must be an int in \[0, 7\] \(the size of dim -1\), got k=8"):
+        T.topk(x, 8)
+
+
+def test_square_matches_torch(rng):
+    x = randn(rng, 3, 4)
+    check_grad(T.square, torch.square, [x], rng)
+    for i in (np.arange(-3, 3), np.arange(-3, 3).astype(np.int32), np.array([True, False])):
+        same(T.square(i), torch.square(t(i)))      # integers stay integers, bools become int64
+
+
 @pytest.mark.parametrize("name", ["floor", "ceil", "trunc", "round", "sign"])
 def test_rounding_functions_match_torch(rng, name):
     x = np.concatenate([randn(rng, 8) * 3, [0.5, 1.5, 2.5, -0.5, -2.5, 0.0]])

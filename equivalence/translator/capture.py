@@ -389,7 +389,9 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
     failed = [p for p in traced if not p.graphs and _one_convention(p, sites, problems)]
     if failed:
         from .export import fallback
+        from .unreached import settle
         fallback(root, failed, example_inputs, problems)
+        settle(tree, problems)
     for p in traced:
         p.optional = optional[p.cls]
     functions.attach(tree, traced, tuple(example_inputs), problems)

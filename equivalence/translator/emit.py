@@ -14,7 +14,7 @@ import math
 import torch
 import torch.fx as fx
 
-from . import functions, ops
+from . import aten, functions, ops
 from .capture import Part, Problem, signature, source_line
 from .leaves import qualified_name
 
@@ -33,10 +33,12 @@ def _dtype(dtype) -> str:
 
 def _name(node) -> str:
     """The local variable of ``node``: fx's name, with ``_`` where it would shadow a reserved
-    name, a keyword, or the module-level function a traced-into call goes to (fx names such a
-    node after the function, and a local of that name makes the call unbound)."""
+    name, a keyword, or the module-level function a call goes to (a traced-into function, or
+    ``math.ceil`` imported as ``ceil``: fx names such a node after the function, and a local
+    of that name makes the call unbound)."""
     name = node.name
-    shadows = node.op == "call_function" and functions.traced_into(node.target)
+    shadows = node.op == "call_function" and (functions.traced_into(node.target)
+                                              or getattr(node.target, "__module__", None) == "math")
     return f"{name}_" if shadows or name in _RESERVED or keyword.iskeyword(name) else name
 
 
@@ -159,7 +161,8 @@ class Body:
             if target.startswith("_tensor_constant"):
                 return f"self.{_constant_name(target)}[...]"
             owner, _, leaf = target.rpartition(".")
-            return f"{_path(self.parts, owner, self.part.path) if owner else 'self'}.{leaf}[...]"
+            owner = _path(self.parts, owner, self.part.path) if owner else "self"
+            return f"{owner}.{leaf}[...]" if _param(leaf) == leaf else f"getattr({owner}, {leaf!r})[...]"
         if node.op == "call_module":
             call = f"{_path(self.parts, node.target, self.part.path)}"
             text = self.call(call, args, kwargs)
@@ -219,14 +222,19 @@ class Body:
                     lines.append(f"{self.name} = {text}")
                     self.expr[node] = self.name
                 lines += self._after
-                if node.op == "call_method" and ops.in_place(node.target) and self.attr(node.args[0]):
+                writes = (node.op == "call_method" and ops.in_place(node.target)
+                          or node.op == "call_function" and aten.writes(node.target))
+                if writes and self.attr(node.args[0]):      # into a buffer: store the new value
                     owner = self.expr[node.args[0]]
                     lines.append(f"{owner} = {self.name}")
         return params, lines
 
 
 def _param(child: str) -> str:
-    """The constructor parameter that takes child ``child`` (``'0'`` -> ``_0``)."""
+    """The constructor parameter that takes child ``child`` (``'0'`` -> ``_0``; ``self``, as
+    Hugging Face names attention's inner module, -> ``self_``)."""
+    if child in ("self", "rngs"):
+        return f"{child}_"
     if child.isidentifier() and not keyword.iskeyword(child):
         return child
     return "_" + "".join(c if c.isalnum() else "_" for c in child)
@@ -265,13 +273,16 @@ def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], lis
     """``(constructor parameters, __init__ lines)`` for a module's own parameters and buffers."""
     params, buffers = _own_variables(m)
     args, lines = [], []
+    def assign(n, value):       # a ParameterList's '0' is no identifier
+        return f"self.{n} = {value}" if _param(n) == n else f"setattr(self, {n!r}, {value})"
+
     for kind, items in (("nnx.Param", params), ("nnx.BatchStat", buffers)):
         for n, t in items:
-            args.append(n)
-            lines.append(f"self.{n} = {kind}(jnp.zeros({n}, {_dtype(t.dtype)}))")
+            args.append(_param(n))
+            lines.append(assign(n, f"{kind}(jnp.zeros({_param(n)}, {_dtype(t.dtype)}))"))
     for n, t in [*_non_persistent(m), *((_constant_name(k), v) for k, v in constants.items())]:
-        args.append(n)
-        lines.append(f"self.{n} = nnx.Variable(jnp.asarray({n}, {_dtype(t.dtype)}))")
+        args.append(_param(n))
+        lines.append(assign(n, f"nnx.Variable(jnp.asarray({_param(n)}, {_dtype(t.dtype)}))"))
     return args, lines
 
 

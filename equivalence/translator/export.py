@@ -6,14 +6,19 @@ runs that Python on example values instead. Export needs the module's call argum
 model is run once on the user's example inputs, recording the calls of every module that
 failed (:func:`.state.record_calls`: eval mode, ``torch.no_grad``, the model's state restored
 afterwards). Each failed module is then exported on its own, in train and in eval
-mode, and its graph becomes the part's graph in the same form as an fx graph:
+mode (:mod:`.program`), and its graph becomes the part's graph in the same form as an fx graph:
 
 - the graph is the **pre-decomposition** ATen graph (``run_decompositions`` would rewrite
   ``silu`` as ``x * sigmoid(x)`` and ``linear`` as ``addmm``, changing bits): its
-  ``call_function`` targets are ATen overloads, translated by :mod:`.aten`;
+  ``call_function`` targets are ATen overloads, translated by :mod:`.aten`. Where the
+  module's own code writes in place (``x += y``, ``x[:, 1:] = y``), torch's functionalisation
+  (``run_decompositions`` with an empty table) rewrites the writes into their functional
+  forms (``add``, ``slice_scatter``), so that every later reader of the tensor, or of a view
+  into it, reads the new value; a write into a buffer becomes one ``copy_`` into it;
 - every direct child (items of a ``ModuleList``) is exported with its call signature preserved
   and :func:`torch.export.unflatten` folds its ops back into one ``call_module``, so leaves keep
-  their jaxconv twins and children keep their own classes;
+  their jaxconv twins and children keep their own classes (a module that the example inputs
+  do not reach: :mod:`.unreached`);
 - the pytree plumbing that unflatten inserts (``tree_unflatten``, ``tree_flatten_spec`` and
   the ``getitem`` on them) is evaluated here, leaving indexing on real values only;
 - the ``__call__`` takes the parameters of the torch ``forward`` (non-tensor arguments keep
@@ -34,7 +39,7 @@ import torch.fx as fx
 from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
-from . import callsite
+from . import callsite, program, unreached
 from .capture import Problem, signature
 from .state import preserved, record_calls
 
@@ -54,20 +59,6 @@ class _Struct:
 
 
 # --- export and the graph rewrite -----------------------------------------------------------
-def _called_children(m, prefix=""):
-    """Paths of the children whose calls stay ``call_module`` (items of lists and dicts)."""
-    out = []
-    for name, child in m._modules.items():
-        if child is None:
-            continue
-        own = type(child).forward is not torch.nn.Module.forward
-        if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)) and not own:
-            out += _called_children(child, f"{prefix}{name}.")
-        else:
-            out.append(prefix + name)
-    return out
-
-
 def _unflatten(spec, leaves):
     if spec.is_leaf():
         return next(leaves)
@@ -289,9 +280,7 @@ def export_graph(m, args, kwargs, mode: bool, others=()):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dynamic = dynamic_shapes(m, [(args, kwargs), *others]) if others else None
-            ep = torch.export.export(m, tuple(args), dict(kwargs), strict=False, dynamic_shapes=dynamic,
-                                     preserve_module_call_signature=tuple(_called_children(m)))
-            unflat = torch.export.unflatten(ep)
+            ep, unflat = program.unflattened(m, args, kwargs, dynamic)
             for a, k in others:
                 try:
                     ep.module()(*a, **k)
@@ -353,13 +342,20 @@ def fallback(root, failed: list, example_inputs, problems: list) -> None:
         return
     try:
         calls = record_calls(root, example_inputs, [p.module for p in failed])
+        missing = [p.module for p in failed if p.module not in calls]
+        if missing:                                 # a train-only branch
+            try:
+                calls.update(record_calls(root, example_inputs, missing, train=True))
+            except Exception:  # noqa: BLE001 - e.g. train-mode BatchNorm on a batch of one
+                pass
     except Exception as e:  # noqa: BLE001 - reported against every part that needed it
         for part in failed:
             note(part, f"running the example inputs failed: {type(e).__name__}: {e}")
         return
     for part in failed:
         if part.module not in calls:
-            note(part, "not called by the example inputs, so it cannot be exported")
+            note(part, unreached.WHAT_TO_DO)
+            setattr(part, unreached.UNREACHED, True)
             continue
         (args, kwargs), *others = _shaped_calls(calls[part.module])
         part.specialised = callsite.called_with(part.module, args, kwargs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import inspect
+import math
 import operator
 
 import torch
@@ -26,6 +27,8 @@ import torch.nn.functional as TF
 
 import jaxconv.functional as jF
 from jaxconv import tensor as jT
+
+from . import unreached
 
 _FUNCTIONS: dict = {}
 _METHODS: dict = {}
@@ -181,6 +184,27 @@ for _name in _DROPOUTS:
         _FUNCTIONS[getattr(TF, _name)] = _dropout(_name)
 
 
+def _random(name):
+    """A draw of torch's random function ``name`` with a fresh key from the module's stream
+    (the values differ from torch's, as dropout masks do; the distribution is torch's)."""
+    def emit(e, *args, generator=None, **kwargs):
+        call = passthrough(f"T.{name}", getattr(jT, name))(e, *args, **kwargs)
+        return f"{call[:-1]}{'' if call.endswith('(') else ', '}key={e.rng()})"
+    return emit
+
+
+for _name in ("rand", "randn", "rand_like", "randn_like", "bernoulli"):
+    _FUNCTIONS[getattr(torch, _name)] = _random(_name)
+_METHODS["bernoulli"] = _random("bernoulli")
+
+
+@_register(_FUNCTIONS, unreached.not_reached)
+def _not_reached(e, message):
+    """A stub's body (:mod:`.unreached`): raise, naming the module and what to do."""
+    e.after(f"raise RuntimeError({message!r})")
+    return None
+
+
 def register_function(torch_function, target: str) -> None:
     """Translate calls of ``torch_function`` into calls of ``target`` with the same arguments.
 
@@ -213,7 +237,7 @@ def _defaults(fn) -> dict:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
-def _passthrough(name: str, fn):
+def passthrough(name: str, fn):
     """``name(*args, **kwargs)``, leaving out keywords that equal ``fn``'s defaults."""
     defaults = _defaults(fn)
 
@@ -248,13 +272,16 @@ def function(target):
             return _FUNCTIONS[target]
     except TypeError:       # unhashable target
         return None
+    name = _named(math, target)
+    if name:        # on shapes (timm's volo: math.ceil(H / self.stride)): they are Python ints
+        return lambda e, *a, **k: e.call(e.imported("math", name), a, k)
     name = _named(TF, target)
     if name and hasattr(jF, name):
-        return _passthrough(f"F.{name}", getattr(jF, name))
+        return passthrough(f"F.{name}", getattr(jF, name))
     name = _named(torch, target)
     for prefix, namespace in (("T", jT), ("F", jF)):
         if name and hasattr(namespace, name):
-            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
+            return passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 
@@ -266,7 +293,7 @@ def method(name: str):
         return _METHODS[name]
     for prefix, namespace in (("T", jT), ("F", jF)):
         if hasattr(namespace, name):
-            return _passthrough(f"{prefix}.{name}", getattr(namespace, name))
+            return passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
 
 
@@ -294,6 +321,8 @@ def qualified(target) -> str:
     """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
     if isinstance(target, str):
         return f"Tensor.{target}"
+    if isinstance(target, torch._ops.OpOverload):
+        return f"torch.ops.{target.namespace}.{target.__name__}"
     name = _public_names().get(id(target))
     if name:
         return name

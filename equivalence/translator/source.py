@@ -111,8 +111,8 @@ class Builder:
         args = [f"{_param(n)}={e}" for n, e in children]
         m = part.module
         params, buffers = _own_variables(m)
-        args += [f"{n}={tuple(t.shape)!r}" for n, t in params + buffers]
-        args += [f"{n}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
+        args += [f"{_param(n)}={tuple(t.shape)!r}" for n, t in params + buffers]
+        args += [f"{_param(n)}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
         args += [f"{_constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
                  for k, v in part.constants.items()]
         if self.names[variant(part)] in self.with_rngs:

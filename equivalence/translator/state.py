@@ -42,9 +42,10 @@ def preserved(module: torch.nn.Module, values: bool = True):
                     t.copy_(copy)
 
 
-def record_calls(root: torch.nn.Module, example_inputs, modules, inputs=None, output=None) -> dict:
-    """Run ``root`` once on ``example_inputs`` (eval mode, ``torch.no_grad``, its state
-    :func:`preserved`) and return ``{module: [(inputs, output), ...]}``, one entry per call of
+def record_calls(root: torch.nn.Module, example_inputs, modules, inputs=None, output=None,
+                 train: bool = False) -> dict:
+    """Run ``root`` once on ``example_inputs`` (eval mode, or train mode with ``train``;
+    ``torch.no_grad``; its state :func:`preserved` and torch's random state forked) and return ``{module: [(inputs, output), ...]}``, one entry per call of
     each of ``modules``, in call order.
 
     ``inputs(args, kwargs)`` keeps what is needed of a call's arguments, taken before the call
@@ -65,8 +66,8 @@ def record_calls(root: torch.nn.Module, example_inputs, modules, inputs=None, ou
         handles.append(m.register_forward_pre_hook(before, with_kwargs=True))
         handles.append(m.register_forward_hook(after, with_kwargs=True))
     try:
-        with preserved(root), torch.no_grad():
-            root.eval()
+        with preserved(root), torch.no_grad(), torch.random.fork_rng(devices=[]):
+            root.train(train)
             root(*example_inputs)
     finally:
         for h in handles:

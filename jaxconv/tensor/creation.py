@@ -1,5 +1,5 @@
-"""Creation and conversion: ``arange``, ``zeros``/``ones``/``full``, ``*_like``, ``new_*``,
-``tensor``, ``to``, ``type_as``.
+"""Creation and conversion: ``arange``, ``eye``, ``meshgrid``, ``zeros``/``ones``/``full``,
+``*_like``, ``new_*``, ``tensor``, ``to``, ``type_as``.
 
 ``dtype`` is a jnp/numpy dtype; torch's defaults are kept: float32 for floats (torch's
 default dtype), int64 for Python ints (jax's int32 unless x64 is on), bool for bools.
@@ -98,6 +98,31 @@ def full(size, fill_value, *, dtype=None, **kw):
     return _fill((size,), kw, fill_value, dtype or _scalar_dtype(fill_value), "full")
 
 
+def eye(n, m=None, *, dtype=None, **placement):
+    """The ``n x m`` identity (``m = n`` by default), float32 unless ``dtype`` is given
+    (``torch.eye``)."""
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and (not _parse.is_int(v) or v < 0):
+            raise ValueError(f"eye: {name} must be an integer >= 0, got {name}={v!r}")
+    return jnp.eye(n, n if m is None else m, dtype=_parse.canonical(dtype or jnp.float32))
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids of 1D ``tensors`` (``torch.meshgrid``): ``indexing='ij'`` (torch's
+    default) puts the first tensor along dimension 0, ``'xy'`` along dimension 1."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got indexing={indexing!r}")
+    for i, x in enumerate(tensors):
+        if jnp.ndim(x) > 1:
+            raise ValueError(f"meshgrid: expects 0D or 1D tensors, got tensors[{i}] of shape {jnp.shape(x)}")
+    dtypes = sorted({str(jnp.result_type(x)) for x in tensors})
+    if len(dtypes) > 1:
+        raise ValueError(f"meshgrid: expects all tensors to have the same dtype, got {dtypes}")
+    return tuple(jnp.meshgrid(*(jnp.ravel(jnp.asarray(x)) for x in tensors), indexing=indexing))
+
+
 def zeros_like(input, *, dtype=None, **placement):
     """Zeros of ``input``'s shape and dtype (``torch.zeros_like``)."""
     return jnp.zeros_like(input, dtype=dtype)
@@ -152,7 +177,8 @@ def new_tensor(input, data, *, dtype=None, **placement):
 
 def to(input, *args, dtype=None, **placement):
     """``Tensor.to``: cast to the first dtype among ``args``/``dtype=``, or to the dtype of an
-    array argument (``x.to(other)``); devices (strings) and ``non_blocking``/``copy`` are ignored."""
+    array argument (``x.to(other)``); devices (strings, or ``None`` as torch accepts it: a
+    translated ``x.to(y.device)``) and ``non_blocking``/``copy`` are ignored."""
     target = dtype
     for a in args:
         if target is not None:
@@ -161,7 +187,7 @@ def to(input, *args, dtype=None, **placement):
             target = a.dtype
         elif _parse.as_dtype(a) is not None:
             target = _parse.as_dtype(a)
-        elif not isinstance(a, str):
+        elif not isinstance(a, str) and a is not None:
             raise TypeError(f"to: expected a dtype, an array or a device string, got {a!r}")
     return jnp.asarray(input) if target is None else jnp.asarray(input).astype(_parse.canonical(target))
 

@@ -48,6 +48,14 @@ sigmoid = _unary(_act.sigmoid, "``1 / (1 + exp(-x))`` (``torch.sigmoid``).")
 reciprocal = _unary(lambda x: 1 / x, "``1 / x`` (``torch.reciprocal``).")
 
 
+def square(input):
+    """``input * input`` (``torch.square``): integers stay integers, bools become int64."""
+    x = jnp.asarray(input)
+    if x.dtype == jnp.bool_:
+        x = x.astype(_parse.long_dtype())
+    return x * x
+
+
 def abs(input):
     """Absolute value (``torch.abs``)."""
     return jnp.abs(input)

@@ -151,3 +151,51 @@ def test_efficientnet_standard_head(pooling):
 @pytest.mark.parametrize("name", ["tf_efficientnet_b0", "tf_mobilenetv3_large_100"])
 def test_timm_tf_models(name):
     check(timm().create_model(name, pretrained=False, num_classes=7), _x(size=64))
+
+
+_VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32,
+            patch_size=8)
+_SWIN = dict(image_size=32, patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=4)
+_MIT = dict(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2])
+
+#: Vision models no other test names, in small configurations, and the issue-20 classes each shows:
+#: name -> (constructor, input side)
+UNSEEN = {
+    # relative position bias (meshgrid, table[index]) in an exported module; DropPath's torch.rand
+    "Beit": (lambda: transformers.BeitModel(transformers.BeitConfig(**_VIT, use_relative_position_bias=True)), 32),
+    # exported layers whose drop paths are nn.Identity (no op of their own)
+    "Data2VecVision (no drop path)": (lambda: transformers.Data2VecVisionModel(transformers.Data2VecVisionConfig(
+        **_VIT, use_relative_position_bias=True, drop_path_rate=0.0)), 32),
+    "Swin (no drop path)": (lambda: transformers.SwinModel(transformers.SwinConfig(**_SWIN, drop_path_rate=0.0)), 32),
+    "Swin": (lambda: transformers.SwinModel(transformers.SwinConfig(**_SWIN)), 32),
+    # attention's inner module named `self`; DropPath's torch.rand
+    "Segformer": (lambda: transformers.SegformerForSemanticSegmentation(transformers.SegformerConfig(
+        **_MIT, decoder_hidden_size=16, num_labels=3)), 32),
+    "Pvt": (lambda: transformers.PvtModel(transformers.PvtConfig(
+        image_size=64, hidden_sizes=[8, 16], depths=[1, 1], num_encoder_blocks=2, sequence_reduction_ratios=[2, 1],
+        num_attention_heads=[1, 2], mlp_ratios=[2, 2], patch_sizes=[4, 2], strides=[4, 2])), 64),
+    "Dinov2": (lambda: transformers.Dinov2Model(transformers.Dinov2Config(**_VIT)), 32),
+    "DeiT (with teacher)": (lambda: transformers.DeiTForImageClassificationWithTeacher(
+        transformers.DeiTConfig(**_VIT, num_labels=5)), 32),
+    "MobileViTV2": (lambda: transformers.MobileViTV2Model(transformers.MobileViTV2Config(
+        image_size=64, width_multiplier=0.25)), 64),
+    "Levit": (lambda: transformers.LevitModel(transformers.LevitConfig(
+        image_size=64, hidden_sizes=[16, 24, 32], num_attention_heads=[1, 2, 2], depths=[1, 1, 1],
+        key_dim=[8, 8, 8])), 64),
+    # a tensor moved to another's device: x.to(y.device)
+    "Yolos": (lambda: transformers.YolosModel(transformers.YolosConfig(
+        **{**_VIT, "image_size": [32, 32]}, num_detection_tokens=4)), 32),
+    "FocalNet": (lambda: transformers.FocalNetModel(transformers.FocalNetConfig(
+        image_size=32, patch_size=2, embed_dim=16, depths=[1, 1], focal_levels=[2, 2])), 32),
+    "PvtV2": (lambda: transformers.PvtV2Model(transformers.PvtV2Config(
+        hidden_sizes=[8, 16], depths=[1, 1], num_encoder_blocks=2, sr_ratios=[2, 1], num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2], patch_sizes=[7, 3], strides=[4, 2])), 64),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(UNSEEN))
+def test_unseen_models(name):
+    make, side = UNSEEN[name]
+    torch.manual_seed(0)
+    check(make(), _x(size=side))
