@@ -115,7 +115,14 @@ def test_translation_is_proven_by_compare(name):
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, side, side)).astype(np.float32))
     report = equivalence.compare(tm, equivalence.translate(tm, x), x, grads=grads)
     assert report.passed, report.to_text()
-    assert len(report.rows) > 10
+    layers = {r.name.split("#")[0] for r in report.rows if r.section == "layer"}  # name#k: k-th call
+    leaves = [n for n, m in tm.named_modules() if n and not list(m.children())]
+    within = lambda n: any(".".join(n.split(".")[:k]) in layers for k in range(1, n.count(".") + 2))  # noqa: E731
+    assert [n for n in leaves if not within(n)] == []    # every leaf, or a layer holding it (MHA's out_proj)
+    if grads:   # a gradient row per parameter and the input, each checked locally
+        grads = {r.name: r for r in report.rows if r.section == "grad"}
+        assert set(grads) == {n for n, _ in tm.named_parameters()} | {"input[0]"}
+        assert not [n for n, r in grads.items() if "end-to-end only" in r.note], report.to_text()
 
 
 def test_swin_in_train_mode():
