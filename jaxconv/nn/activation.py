@@ -33,7 +33,12 @@ class _Activation(Module):
         return {f: getattr(self, f) for f in self._fields}
 
     def __call__(self, x):
-        """The activation of ``x`` elementwise (any shape): same shape and dtype."""
+        """Applies the activation elementwise (the softmax modules: along ``dim``).
+
+        **Arguments:** ``x``: any shape ``(*)``.
+
+        **Returns:** ``(*)``, the shape of ``x`` (and its dtype, for a floating ``x``).
+        """
         return self._fn(x, **self._kwargs())
 
 
@@ -238,7 +243,13 @@ class PReLU(Module):
         return f"num_parameters={self.num_parameters}"
 
     def __call__(self, x):
-        """``max(0, x) + weight * min(0, x)``; ``weight`` is one value or one per channel (axis 1)."""
+        """Computes ``max(0, x) + weight * min(0, x)``.
+
+        **Arguments:** ``x``: any shape ``(*)``; with ``num_parameters = C`` it is ``(N, C, *)``
+        and channel ``c`` (dim 1) uses ``weight[c]``; one shared slope otherwise.
+
+        **Returns:** ``(*)``, the shape of ``x``.
+        """
         return F.prelu(x, self.weight[...])
 
 

@@ -79,8 +79,28 @@ class MultiheadAttention(RandomInTraining, Module):
 
     def __call__(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
                  attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
-        """``(output, weights)`` as torch's ``forward`` (``weights`` ``None`` unless
-        ``need_weights``); inputs ``(L, N, E)``, ``(N, L, E)`` with ``batch_first``, or ``(L, E)``."""
+        """Attends ``query`` to ``key`` / ``value`` (torch's ``forward``).
+
+        **Arguments:** (``L``: target length, ``S``: source length, ``E = embed_dim``)
+
+        - ``query``: ``(L, N, E)``, ``(N, L, E)`` with ``batch_first``, or unbatched ``(L, E)``.
+        - ``key``, ``value``: ``(S, N, kdim)`` and ``(S, N, vdim)``, in ``query``'s layout
+          (``(N, S, ...)`` with ``batch_first``; ``(S, kdim)``, ``(S, vdim)`` unbatched).
+        - ``key_padding_mask``: ``None`` or ``(N, S)`` (``(S,)`` unbatched): bool (``True``
+          ignores that key) or float (added to the scores).
+        - ``need_weights``: also return the attention weights; ``False`` returns ``None`` there.
+        - ``attn_mask``: ``None``, ``(L, S)`` or ``(N * num_heads, L, S)``: bool (``True`` = may
+          not attend) or float (added to the scores).
+        - ``average_attn_weights``: average the returned weights over the heads.
+        - ``is_causal``: a hint that ``attn_mask`` is the causal mask; it needs ``attn_mask``.
+
+        **Returns:** ``(attn_output, attn_weights)``: ``attn_output`` in ``query``'s layout and
+        shape (``E`` features); ``attn_weights`` ``(N, L, S)``, ``(N, num_heads, L, S)`` without
+        ``average_attn_weights``, no ``N`` unbatched (``S`` counts the ``add_bias_kv`` /
+        ``add_zero_attn`` positions), or ``None``. Training (as built) applies dropout
+        (probability ``dropout``) to the weights, drawn from ``self.rngs``; eval
+        (``model.eval()``) does not.
+        """
         def value_of(p):
             return None if p is None else p[...]
 

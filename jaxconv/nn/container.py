@@ -68,7 +68,12 @@ class Sequential(_Indexed):
         return Sequential(OrderedDict(items))
 
     def __call__(self, x):
-        """``x`` through every child in order; returns the last child's output."""
+        """Runs the children in order, each on the previous one's output.
+
+        **Arguments:** ``x``: the first child's input.
+
+        **Returns:** the last child's output (``x`` itself when there are no children).
+        """
         for module in self:
             x = module(x)
         return x

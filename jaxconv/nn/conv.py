@@ -96,8 +96,16 @@ class _Conv(_ConvNd):
                     bias, padding_mode, dtype, rngs, precision)
 
     def __call__(self, x):
-        """``x`` ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)`` -> ``(N, C_out,
-        *spatial_out)`` (or unbatched), with torch's output sizes (``F.conv_output_size``)."""
+        """Convolves ``x`` with ``weight`` and adds ``bias``.
+
+        **Arguments:** ``x``: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``, with
+        ``C_in = in_channels`` and ``*spatial`` ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C_out, *spatial_out)`` (or unbatched ``(C_out, *spatial_out)``),
+        ``C_out = out_channels``, each output size
+        ``floor((in + 2*padding - dilation*(k - 1) - 1) / stride) + 1`` (``F.conv_output_size``,
+        which also resolves ``'same'`` / ``'valid'``).
+        """
         n, padding = self._n, self.padding
         if self.padding_mode != "zeros":
             _args.check_input(x, n, type(self).__name__)
@@ -131,9 +139,21 @@ class _ConvTranspose(_ConvNd):
                     bias, padding_mode, dtype, rngs, precision, output_padding)
 
     def __call__(self, x, output_size=None):
-        """``x`` ``(N, C_in, *spatial)`` or unbatched -> ``(N, C_out, *spatial_out)``;
-        ``output_size`` (spatial sizes or the full shape) picks the output padding that
-        reaches it."""
+        """Applies the transposed convolution of ``x``.
+
+        **Arguments:**
+
+        - ``x``: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``,
+          ``C_in = in_channels``.
+        - ``output_size``: ``None`` (use ``output_padding``), or the wanted output sizes: the
+          spatial ones, or the full output shape as torch takes it. It picks the output padding
+          that reaches them; valid sizes run from the ``output_padding=0`` size to that plus
+          ``stride - 1``.
+
+        **Returns:** ``(N, C_out, *spatial_out)`` (or unbatched), ``C_out = out_channels``, each
+        size ``(in - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``
+        (``F.conv_transpose_output_size``), or ``output_size``.
+        """
         output_padding = self.output_padding
         if output_size is not None:
             x_checked, _ = _args.check_input(x, self._n, type(self).__name__)

@@ -15,5 +15,12 @@ class PairwiseDistance(Module):
         self.norm, self.eps, self.keepdim = p, eps, keepdim
 
     def __call__(self, x1, x2):
-        """The distances between ``x1`` and ``x2`` (broadcast), the last dim reduced."""
+        """The ``p``-norm of ``x1 - x2 + eps`` over the last dim.
+
+        **Arguments:** ``x1``, ``x2``: ``(N, D)`` or ``(D,)`` (any ``(*, D)``), broadcastable
+        against each other.
+
+        **Returns:** the broadcast shape without ``D``: ``(N,)`` or ``()``; with ``keepdim``
+        ``(N, 1)`` or ``(1,)``.
+        """
         return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)

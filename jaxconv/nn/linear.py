@@ -41,7 +41,12 @@ class Linear(Module):
         return s + (f", precision={self.precision}" if self.precision != DEFAULT_PRECISION else "")
 
     def __call__(self, x):
-        """``x`` ``(*, in_features)`` -> ``(*, out_features)``."""
+        """Computes ``x @ weight.T + bias``.
+
+        **Arguments:** ``x``: ``(*, in_features)``, any leading dims (none included).
+
+        **Returns:** ``(*, out_features)``.
+        """
         return linear(x, self.weight[...], None if self.bias is None else self.bias[...],
                       precision=self.precision)
 
@@ -53,7 +58,12 @@ class Identity(Module):
         pass
 
     def __call__(self, x):
-        """Returns ``x`` unchanged."""
+        """Returns ``x`` unchanged.
+
+        **Arguments:** ``x``: anything.
+
+        **Returns:** ``x`` itself.
+        """
         return x
 
 
@@ -70,7 +80,13 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
     def __call__(self, x):
-        """``x`` with dims ``start_dim..end_dim`` merged into one."""
+        """Merges dims ``start_dim`` to ``end_dim`` of ``x`` into one.
+
+        **Arguments:** ``x``: ``(*, S_start, ..., S_end, *)``: it must have dims ``start_dim``
+        and ``end_dim`` (at least 2 dims with the default ``start_dim=1``).
+
+        **Returns:** ``(*, S_start * ... * S_end, *)``.
+        """
         return flatten(x, self.start_dim, self.end_dim)
 
 
@@ -99,7 +115,13 @@ class Unflatten(Module):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
     def __call__(self, x):
-        """``x`` with dim ``dim`` split into ``unflattened_size``."""
+        """Splits dim ``dim`` of ``x`` into ``unflattened_size``.
+
+        **Arguments:** ``x``: ``(*, S_dim, *)``, ``S_dim`` the size of dim ``dim``.
+
+        **Returns:** ``(*, U_1, ..., U_n, *)``, ``(U_1, ..., U_n) = unflattened_size`` (a ``-1``
+        inferred), whose product is ``S_dim``.
+        """
         return unflatten(x, self.dim, self.unflattened_size)
 
 
@@ -130,8 +152,17 @@ class Dropout(RandomInTraining, Module):
         return f"p={self.p}, inplace={self.inplace}"
 
     def __call__(self, x):
-        """In training, zeros elements (or channels) with probability ``p`` and scales the rest by
-        ``1/(1-p)``, drawing from the ``dropout`` stream; in eval, ``x``."""
+        """Randomly zeros elements (``Dropout``) or channels (``Dropout1d/2d/3d``) in training.
+
+        **Arguments:** ``x``: any shape for ``Dropout``; ``(N, C, L)`` or ``(C, L)`` for
+        ``Dropout1d``; ``(N, C, H, W)`` (or ``(N, C, L)``) for ``Dropout2d``; ``(N, C, D, H, W)``
+        or ``(C, D, H, W)`` for ``Dropout3d``.
+
+        **Returns:** the shape and dtype of ``x``. Training (``deterministic=False``, as built):
+        each element or channel zeroed with probability ``p``, the rest scaled by
+        ``1 / (1 - p)``, a fresh mask per call from ``self.rngs``. Eval (``model.eval()``) or
+        ``p = 0``: ``x`` unchanged.
+        """
         if self.deterministic or self.p == 0:
             return self._fn(x, self.p, False)
         return self._fn(x, self.p, True, key=self.rngs.dropout())
@@ -170,8 +201,14 @@ class StochasticDepth(Dropout):
         return f"p={self.p}, mode={self.mode}"
 
     def __call__(self, x):
-        """In training, drops whole rows (or the batch) with probability ``p``, rescaling the kept ones
-        as torchvision does; in eval, ``x``."""
+        """Randomly zeros whole samples (``mode='row'``) or the batch (``'batch'``) in training.
+
+        **Arguments:** ``x``: ``(N, *)``, the samples along dim 0.
+
+        **Returns:** the shape of ``x``. Training: each sample (or the batch) zeroed with
+        probability ``p``, the survivors divided by ``1 - p`` (torchvision's). Eval: ``x``
+        unchanged.
+        """
         key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
         return stochastic_depth(x, self.p, self.mode, not self.deterministic, key=key)
 
@@ -188,8 +225,14 @@ class DropPath(Dropout):
         return f"drop_prob={round(self.drop_prob, 3):0.3f}"
 
     def __call__(self, x):
-        """In training, drops each sample's path with probability ``drop_prob`` (scaled by ``1/(1-p)``
-        when ``scale_by_keep``), as timm does; in eval, ``x``."""
+        """Randomly zeros whole samples in training (timm's ``drop_path``).
+
+        **Arguments:** ``x``: ``(N, *)``, the samples along dim 0.
+
+        **Returns:** the shape of ``x``. Training: each sample zeroed with probability
+        ``drop_prob``, the survivors divided by ``1 - drop_prob`` when ``scale_by_keep``. Eval:
+        ``x`` unchanged.
+        """
         key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
         return stochastic_depth(x, self.p, "row", not self.deterministic, self.scale_by_keep,
                                 key=key)

@@ -48,7 +48,8 @@ class L1Loss(_Loss):
     ``'mean'``, ``'sum'``); ``size_average``, ``reduce`` (deprecated)."""
 
     def __call__(self, input, target):
-        """The loss of ``input`` against ``target`` (broadcast); a scalar unless ``'none'``."""
+        """Mean absolute error. **Arguments:** ``input``: ``(*)``; ``target``: broadcast against
+        it. **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return regression_losses.l1_loss(input, target, reduction=self.reduction)
 
 
@@ -57,7 +58,8 @@ class MSELoss(_Loss):
     ``'mean'``, ``'sum'``); ``size_average``, ``reduce`` (deprecated)."""
 
     def __call__(self, input, target):
-        """The loss of ``input`` against ``target`` (broadcast); a scalar unless ``'none'``."""
+        """Mean squared error. **Arguments:** ``input``: ``(*)``; ``target``: broadcast against
+        it. **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return regression_losses.mse_loss(input, target, reduction=self.reduction)
 
 
@@ -75,8 +77,10 @@ class CrossEntropyLoss(_WeightedLoss):
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def __call__(self, input, target):
-        """The loss of logits ``input`` ``(N, C, *)`` (or ``(C,)``) against class indices ``(N, *)``
-        or probabilities of the input's shape."""
+        """Cross entropy of logits. **Arguments:** ``input``: ``(C,)``, ``(N, C)`` or
+        ``(N, C, d1, ..., dK)``; ``target``: class indices ``()``, ``(N,)`` or
+        ``(N, d1, ..., dK)`` (any integer dtype), or probabilities of ``input``'s shape.
+        **Returns:** a scalar, or ``input``'s shape without ``C`` with ``reduction='none'``."""
         return losses.cross_entropy(input, target, _value(self.weight), ignore_index=self.ignore_index,
                                     reduction=self.reduction, label_smoothing=self.label_smoothing)
 
@@ -94,8 +98,10 @@ class NLLLoss(_WeightedLoss):
         self.ignore_index = ignore_index
 
     def __call__(self, input, target):
-        """The loss of log-probabilities ``input`` ``(N, C, *)`` (or ``(C,)``) against class
-        indices ``target`` ``(N, *)``."""
+        """Negative log likelihood. **Arguments:** ``input``: log-probabilities ``(C,)``,
+        ``(N, C)`` or ``(N, C, d1, ..., dK)``; ``target``: class indices ``()``, ``(N,)`` or
+        ``(N, d1, ..., dK)``. **Returns:** a scalar, or ``input``'s shape without ``C`` with
+        ``reduction='none'``."""
         return losses.nll_loss(input, target, _value(self.weight), ignore_index=self.ignore_index,
                                reduction=self.reduction)
 
@@ -105,7 +111,8 @@ class BCELoss(_WeightedLoss):
     (broadcast to the target, a buffer), ``reduction``; ``size_average``, ``reduce`` (deprecated)."""
 
     def __call__(self, input, target):
-        """The loss of probabilities ``input`` against ``target`` of the same shape."""
+        """Binary cross entropy. **Arguments:** ``input``: probabilities ``(*)``; ``target``: its
+        shape, in [0, 1]. **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return losses.binary_cross_entropy(input, target, _value(self.weight),
                                            reduction=self.reduction)
 
@@ -123,7 +130,8 @@ class BCEWithLogitsLoss(_Loss):
         self.weight, self.pos_weight = _buffer(weight), _buffer(pos_weight)
 
     def __call__(self, input, target):
-        """The loss of logits ``input`` against ``target`` probabilities of the same shape."""
+        """Binary cross entropy of logits. **Arguments:** ``input``: ``(*)``; ``target``: its
+        shape, in [0, 1]. **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return losses.binary_cross_entropy_with_logits(
             input, target, _value(self.weight), reduction=self.reduction,
             pos_weight=_value(self.pos_weight))
@@ -140,7 +148,10 @@ class KLDivLoss(_Loss):
         self.log_target = log_target
 
     def __call__(self, input, target):
-        """The divergence of ``target`` from log-probabilities ``input``."""
+        """KL divergence. **Arguments:** ``input``: log-probabilities ``(*)``; ``target``:
+        probabilities (log-probabilities with ``log_target``), broadcast against it.
+        **Returns:** a scalar (``'batchmean'`` divides the sum by ``input.shape[0]``), or
+        ``(*)`` with ``reduction='none'``."""
         return losses.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 
@@ -153,7 +164,8 @@ class SmoothL1Loss(_Loss):
         self.beta = beta
 
     def __call__(self, input, target):
-        """The loss of ``input`` against ``target`` (broadcast); a scalar unless ``'none'``."""
+        """Smooth L1 loss. **Arguments:** ``input``: ``(*)``; ``target``: broadcast against it.
+        **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return regression_losses.smooth_l1_loss(input, target, reduction=self.reduction,
                                                 beta=self.beta)
 
@@ -166,7 +178,8 @@ class HuberLoss(_Loss):
         self.delta = delta
 
     def __call__(self, input, target):
-        """The loss of ``input`` against ``target`` (broadcast); a scalar unless ``'none'``."""
+        """Huber loss. **Arguments:** ``input``: ``(*)``; ``target``: broadcast against it.
+        **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return regression_losses.huber_loss(input, target, reduction=self.reduction,
                                             delta=self.delta)
 
@@ -181,7 +194,9 @@ class PoissonNLLLoss(_Loss):
         self.log_input, self.full, self.eps = log_input, full, eps
 
     def __call__(self, log_input, target):
-        """The loss of the expectation ``log_input`` (its log when ``log_input``) against samples."""
+        """Poisson negative log likelihood. **Arguments:** ``log_input``: expectations ``(*)``
+        (their log when the flag ``log_input`` is set); ``target``: broadcast against it.
+        **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return regression_losses.poisson_nll_loss(log_input, target, log_input=self.log_input,
                                                   full=self.full, eps=self.eps,
                                                   reduction=self.reduction)
@@ -196,7 +211,10 @@ class GaussianNLLLoss(_Loss):
         self.full, self.eps = full, eps
 
     def __call__(self, input, target, var):
-        """The loss of expectations ``input`` with variances ``var`` against ``target``."""
+        """Gaussian negative log likelihood. **Arguments:** ``input``: means ``(N, *)`` or
+        ``(*)``; ``target``: its shape (or one dim of size 1); ``var``: variances >= 0 of its
+        shape, with one dim of size 1 or without the last dim, or a number. **Returns:** a
+        scalar, or ``input``'s shape with ``reduction='none'``."""
         return regression_losses.gaussian_nll_loss(input, target, var, full=self.full,
                                                    eps=self.eps, reduction=self.reduction)
 
@@ -206,7 +224,8 @@ class SoftMarginLoss(_Loss):
     ``size_average``, ``reduce`` (deprecated)."""
 
     def __call__(self, input, target):
-        """The loss of scores ``input`` against +-1 ``target``."""
+        """Two-class logistic loss. **Arguments:** ``input``: ``(*)``; ``target``: +-1,
+        broadcast. **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return margin_losses.soft_margin_loss(input, target, reduction=self.reduction)
 
 
@@ -215,7 +234,9 @@ class MultiLabelSoftMarginLoss(_WeightedLoss):
     ``weight`` (``(C,)``, a buffer), ``reduction``; ``size_average``, ``reduce`` (deprecated)."""
 
     def __call__(self, input, target):
-        """The loss of logits ``input`` ``(N, C)`` against 0/1 ``target`` ``(N, C)``."""
+        """Multi-label logistic loss. **Arguments:** ``input``: logits ``(N, C)`` (any
+        ``(*, C)``); ``target``: 0/1 labels of its shape. **Returns:** a scalar, or ``(N,)``
+        (the shape without ``C``) with ``reduction='none'``."""
         return margin_losses.multilabel_soft_margin_loss(input, target, _value(self.weight),
                                                          reduction=self.reduction)
 
@@ -225,8 +246,9 @@ class MultiLabelMarginLoss(_Loss):
     ``size_average``, ``reduce`` (deprecated)."""
 
     def __call__(self, input, target):
-        """The loss of scores ``input`` ``(N, C)`` against class lists ``target`` ``(N, C)``
-        (each ended by -1)."""
+        """Multi-label hinge loss. **Arguments:** ``input``: ``(C,)`` or ``(N, C)``; ``target``:
+        class indices of its shape, each row's targets first, ended by -1. **Returns:** a
+        scalar, or ``(N,)`` (``()`` unbatched) with ``reduction='none'``."""
         return margin_losses.multilabel_margin_loss(input, target, reduction=self.reduction)
 
 
@@ -246,7 +268,9 @@ class MultiMarginLoss(_WeightedLoss):
         self.p, self.margin = p, margin
 
     def __call__(self, input, target):
-        """The loss of scores ``input`` ``(N, C)`` against class indices ``target`` ``(N,)``."""
+        """Multi-class hinge loss. **Arguments:** ``input``: ``(N, C)`` or ``(C,)``; ``target``:
+        class indices ``(N,)`` (``()`` or ``(1,)`` for ``(C,)``). **Returns:** a scalar, or
+        ``target``'s shape with ``reduction='none'``."""
         return margin_losses.multi_margin_loss(input, target, p=self.p, margin=self.margin,
                                                weight=_value(self.weight), reduction=self.reduction)
 
@@ -260,7 +284,9 @@ class MarginRankingLoss(_Loss):
         self.margin = margin
 
     def __call__(self, input1, input2, target):
-        """The loss of ranking ``input1`` above ``input2`` where ``target`` is 1 (below at -1)."""
+        """Ranking hinge loss. **Arguments:** ``input1``, ``input2``, ``target`` (+-1): ``(N,)``
+        or ``()``, one shape. **Returns:** a scalar, or ``(N,)`` / ``()`` with
+        ``reduction='none'``."""
         return margin_losses.margin_ranking_loss(input1, input2, target, margin=self.margin,
                                                  reduction=self.reduction)
 
@@ -274,7 +300,8 @@ class HingeEmbeddingLoss(_Loss):
         self.margin = margin
 
     def __call__(self, input, target):
-        """The loss of distances ``input`` against +-1 ``target``."""
+        """Hinge embedding loss. **Arguments:** ``input``: distances ``(*)``; ``target``: +-1,
+        broadcast. **Returns:** a scalar, or ``(*)`` with ``reduction='none'``."""
         return margin_losses.hinge_embedding_loss(input, target, margin=self.margin,
                                                   reduction=self.reduction)
 
@@ -288,7 +315,9 @@ class CosineEmbeddingLoss(_Loss):
         self.margin = margin
 
     def __call__(self, input1, input2, target):
-        """The loss of embeddings ``input1``, ``input2`` ``(N, D)`` against +-1 ``target`` ``(N,)``."""
+        """Cosine embedding loss. **Arguments:** ``input1``, ``input2``: ``(N, D)`` or ``(D,)``;
+        ``target``: +-1, ``(N,)`` or ``()``. **Returns:** a scalar, or ``(N,)`` / ``()`` with
+        ``reduction='none'``."""
         return margin_losses.cosine_embedding_loss(input1, input2, target, margin=self.margin,
                                                    reduction=self.reduction)
 
@@ -305,7 +334,9 @@ class TripletMarginLoss(_Loss):
         self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
 
     def __call__(self, anchor, positive, negative):
-        """The loss of ``anchor``, ``positive``, ``negative`` embeddings ``(N, D)`` (or ``(D,)``)."""
+        """Triplet loss. **Arguments:** ``anchor``, ``positive``, ``negative``: ``(N, D)`` or
+        ``(D,)``, one rank, broadcast. **Returns:** a scalar, or ``(N,)`` / ``()`` with
+        ``reduction='none'``."""
         return margin_losses.triplet_margin_loss(anchor, positive, negative, margin=self.margin,
                                                  p=self.p, eps=self.eps, swap=self.swap,
                                                  reduction=self.reduction)
@@ -328,7 +359,10 @@ class TripletMarginWithDistanceLoss(_Loss):
         self.margin, self.swap = margin, swap
 
     def __call__(self, anchor, positive, negative):
-        """The loss of ``anchor``, ``positive``, ``negative`` under ``distance_function``."""
+        """Triplet loss with ``distance_function``. **Arguments:** ``anchor``, ``positive``,
+        ``negative``: ``(N, *)`` as ``distance_function`` takes them (``(N, D)`` or ``(D,)``
+        by default). **Returns:** a scalar, or the distances' shape (``(N,)``) with
+        ``reduction='none'``."""
         return margin_losses.triplet_margin_with_distance_loss(
             anchor, positive, negative, distance_function=self.distance_function,
             margin=self.margin, swap=self.swap, reduction=self.reduction)
@@ -344,6 +378,10 @@ class CTCLoss(_Loss):
         self.blank, self.zero_infinity = blank, zero_infinity
 
     def __call__(self, log_probs, targets, input_lengths, target_lengths):
-        """The loss of ``log_probs`` ``(T, N, C)`` against padded ``(N, S)`` or concatenated targets."""
+        """CTC loss. **Arguments:** ``log_probs``: ``(T, N, C)`` or ``(T, C)``, blank included;
+        ``targets``: class indices, padded ``(N, S)`` or concatenated
+        ``(sum(target_lengths),)`` (``(S,)`` unbatched); ``input_lengths``,
+        ``target_lengths``: ``(N,)`` (``()`` unbatched) ints. **Returns:** a scalar, or
+        ``(N,)`` (``()`` unbatched) with ``reduction='none'``."""
         return ctc.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=self.blank,
                             reduction=self.reduction, zero_infinity=self.zero_infinity)

@@ -103,8 +103,16 @@ class _BatchNorm(_NormBase):
             raise ValueError(f"{type(self).__name__}: expected {want} input (got {x.ndim}D input)")
 
     def __call__(self, x):
-        """Normalises ``x`` ``(N, C, *)`` per channel: with the batch statistics in training (updating
-        the running buffers in place), with the running ones in eval."""
+        """Normalises each channel over the batch and spatial dims, then applies the affine.
+
+        **Arguments:** ``x``: ``(N, C)`` or ``(N, C, L)`` (``BatchNorm1d``), ``(N, C, H, W)``
+        (``BatchNorm2d``) or ``(N, C, D, H, W)`` (``BatchNorm3d``), ``C = num_features``.
+
+        **Returns:** the shape of ``x``. Training (``use_running_average=False``, as built): the
+        batch mean and biased variance, and ``running_mean``, ``running_var`` (with the unbiased
+        variance) and ``num_batches_tracked`` updated in place. Eval (``model.eval()``): the
+        running statistics, or the batch ones without ``track_running_stats``.
+        """
         self._check_input_dim(x)
         training = not self.use_running_average
         update = training and self.track_running_stats
@@ -145,8 +153,16 @@ class _InstanceNorm(_NormBase):
                          bias=bias, rngs=rngs)
 
     def __call__(self, x):
-        """Normalises each sample's channels of ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``
-        over their spatial dims (running statistics as BatchNorm's when tracked)."""
+        """Normalises each sample's channels over their spatial dims, then applies the affine.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``; ``C`` must be ``num_features`` with ``affine``
+        (otherwise a mismatch warns, as in torch).
+
+        **Returns:** the shape of ``x``. With ``track_running_stats``, training updates the
+        running statistics in place (not with ``momentum=None``) and eval normalises with them;
+        without, both modes use the instance statistics.
+        """
         n, name = self._n, type(self).__name__
         ndim = getattr(x, "ndim", None)
         if ndim not in (n + 1, n + 2):
@@ -203,8 +219,12 @@ class GroupNorm(Module):
                 f"bias={self.bias is not None}")
 
     def __call__(self, x):
-        """Normalises ``x`` ``(N, C, *)`` over each group of ``C / num_groups`` channels and the rest
-        of the dims, then applies the per-channel affine."""
+        """Normalises each of the ``num_groups`` channel groups, then applies the affine.
+
+        **Arguments:** ``x``: ``(N, C, *)``, ``C = num_channels``, at least 2 dims.
+
+        **Returns:** the shape of ``x``.
+        """
         return F.group_norm(x, self.num_groups, None if self.weight is None else self.weight[...],
                             None if self.bias is None else self.bias[...], self.eps)
 
@@ -241,8 +261,13 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
     def __call__(self, x):
-        """Normalises ``x`` over its last ``len(normalized_shape)`` dims, then applies the elementwise
-        affine."""
+        """Normalises ``x`` over its last ``len(normalized_shape)`` dims, then applies the affine.
+
+        **Arguments:** ``x``: ``(*, *normalized_shape)``, any leading dims (torch writes
+        ``(N, *)``).
+
+        **Returns:** the shape of ``x``.
+        """
         return F.layer_norm(x, self.normalized_shape,
                             None if self.weight is None else self.weight[...],
                             None if self.bias is None else self.bias[...], self.eps)
@@ -271,8 +296,12 @@ class RMSNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
     def __call__(self, x):
-        """Divides ``x`` by the root mean square over its last ``len(normalized_shape)`` dims, then
-        scales by ``weight``."""
+        """Divides ``x`` by its RMS over the last ``len(normalized_shape)`` dims, times ``weight``.
+
+        **Arguments:** ``x``: ``(*, *normalized_shape)``, any leading dims.
+
+        **Returns:** the shape and dtype of ``x``.
+        """
         return F.rms_norm(x, self.normalized_shape,
                           None if self.weight is None else self.weight[...], self.eps)
 
@@ -291,8 +320,12 @@ class LocalResponseNorm(Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
     def __call__(self, x):
-        """Divides ``x`` ``(N, C, *)`` by ``(k + alpha * mean of squares over size neighbouring
-        channels) ** beta``."""
+        """Divides ``x`` by ``(k + alpha * mean of x**2 over size neighbouring channels) ** beta``.
+
+        **Arguments:** ``x``: ``(N, C, *)``, at least 3 dims.
+
+        **Returns:** the shape of ``x``.
+        """
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 
 

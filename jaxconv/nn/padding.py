@@ -42,8 +42,14 @@ class _PadNd(Module):
         return f"{self.padding}"
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched, padded by ``padding`` (last dim first) in this
-        module's mode."""
+        """Pads the last 1, 2 or 3 dims of ``x`` by ``padding``, in the module's mode.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *spatial_out)`` (or unbatched): ``W + left + right``,
+        ``H + top + bottom``, ``D + front + back``; a negative pad crops.
+        """
         return pad(x, self.padding, self._mode)
 
 
@@ -59,7 +65,15 @@ class _ConstantPadNd(_PadNd):
         return f"padding={self.padding}, value={self.value}"
 
     def __call__(self, x):
-        """``x`` padded by ``padding`` (last dim first) with ``value``; negative pads crop."""
+        """Pads the last 1, 2 or 3 dims of ``x`` by ``padding``, with ``value``.
+
+        **Arguments:** ``x``: any array with at least that many dims, usually
+        ``(N, C, *spatial)`` or ``(C, *spatial)``, ``*spatial`` ``(L,)``, ``(H, W)`` or
+        ``(D, H, W)``.
+
+        **Returns:** ``x``'s leading dims and ``W + left + right``, ``H + top + bottom``,
+        ``D + front + back``; a negative pad crops.
+        """
         return pad(x, self.padding, "constant", self.value)
 
 
@@ -76,7 +90,14 @@ class _CircularPadNd(_PadNd):
     _mode = "circular"
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched, padded circularly by ``padding`` (last dim first)."""
+        """Pads the last 1, 2 or 3 dims of ``x`` by ``padding``, circularly.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *spatial_out)`` (or unbatched): ``W + left + right``,
+        ``H + top + bottom``, ``D + front + back``.
+        """
         if x.ndim not in (self._n + 1, self._n + 2):
             raise ValueError(
                 f"{type(self).__name__}: expected {self._n + 1}D or {self._n + 2}D input "

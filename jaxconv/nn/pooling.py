@@ -41,8 +41,17 @@ class _MaxPoolNd(Module):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched -> the window maxima, with torch's output sizes;
-        with ``return_indices``, also torch's flat indices into each plane."""
+        """The maximum of each ``kernel_size`` window of ``x``.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *spatial_out)`` (or unbatched), each size
+        ``floor((in + 2*padding - dilation*(k - 1) - 1) / stride) + 1``, rounded up with
+        ``ceil_mode`` (``F.pool_output_size``); with ``return_indices`` the tuple
+        ``(output, indices)``, ``indices`` of the same shape: the flat indices into each input
+        plane ``*spatial`` (torch's, for ``max_unpool``), int64 (int32 unless JAX's x64 is on).
+        """
         return _max_poolnd(x, self.kernel_size, self.stride, self.padding, self.dilation,
                            self.ceil_mode, self.return_indices, n=self._n, fn=f"max_pool{self._n}d")
 
@@ -86,8 +95,16 @@ class _AvgPoolNd(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched -> the window means, with torch's divisor
-        (``count_include_pad``, ``divisor_override``)."""
+        """The mean of each ``kernel_size`` window of ``x``.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *spatial_out)`` (or unbatched), each size
+        ``floor((in + 2*padding - k) / stride) + 1``, rounded up with ``ceil_mode``
+        (``F.pool_output_size``): each window's sum divided by ``divisor_override`` or its size
+        (padding included with ``count_include_pad``).
+        """
         n = self._n
         return _avg_poolnd(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                            self.count_include_pad, None if n == 1 else self.divisor_override,
@@ -113,8 +130,14 @@ class _AdaptiveAvgPoolNd(Module):
         return f"output_size={self.output_size}"
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched -> ``output_size`` means over torch's overlapping
-        bins."""
+        """The mean of each of torch's ``output_size`` bins of ``x`` (the bins may overlap).
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *output_size)`` (or unbatched); a ``None`` entry of ``output_size``
+        keeps the input's size.
+        """
         return _adaptive_avg_poolnd(x, self.output_size, n=self._n, fn=f"adaptive_avg_pool{self._n}d")
 
 
@@ -138,8 +161,16 @@ class _AdaptiveMaxPoolNd(Module):
         return f"output_size={self.output_size}"
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched -> ``output_size`` maxima over torch's bins (and
-        their indices with ``return_indices``)."""
+        """The maximum of each of torch's ``output_size`` bins of ``x``.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *output_size)`` (or unbatched; a ``None`` entry keeps the input's
+        size); with ``return_indices`` the tuple ``(output, indices)``, ``indices`` of the same
+        shape: the flat indices into each input plane ``*spatial`` (torch's, for ``max_unpool``),
+        int64 (int32 unless JAX's x64 is on).
+        """
         return _adaptive_max_poolnd(x, self.output_size, self.return_indices, n=self._n,
                                     fn=f"adaptive_max_pool{self._n}d")
 
@@ -168,8 +199,14 @@ class _LPPoolNd(Module):
                 f"stride={self.stride}, ceil_mode={self.ceil_mode}")
 
     def __call__(self, x):
-        """``x`` ``(N, C, *spatial)`` or unbatched -> ``(sum of x ** norm_type over each window) ** (1
-        / norm_type)``."""
+        """``(sum of x ** norm_type over each window) ** (1 / norm_type)``.
+
+        **Arguments:** ``x``: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``, ``*spatial``
+        ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
+
+        **Returns:** ``(N, C, *spatial_out)`` (or unbatched), each size
+        ``floor((in - k) / stride) + 1``, rounded up with ``ceil_mode`` (``F.pool_output_size``).
+        """
         return _lp_poolnd(x, self.norm_type, self.kernel_size, self.stride, self.ceil_mode,
                           n=self._n, fn=f"lp_pool{self._n}d")
 

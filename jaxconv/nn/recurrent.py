@@ -99,20 +99,22 @@ class RNNBase(RandomInTraining, Module):
         return [getattr(self, n)[...] for n in self._flat_weights_names]
 
     def __call__(self, input, hx=None):
-        """Run the layers over ``input`` (torch's ``forward``).
+        """Runs the layers over the sequence ``input`` (torch's ``forward``).
 
-        **Arguments:**
+        **Arguments:** (``L``: sequence length, ``D``: 2 if ``bidirectional`` else 1, ``H_out``:
+        ``proj_size`` if set, else ``hidden_size``)
 
-        - ``input``: ``(seq_len, batch, input_size)``, ``(batch, seq_len, input_size)`` with
-          ``batch_first``, or unbatched ``(seq_len, input_size)``.
-        - ``hx``: the initial state, zeros when ``None``: ``h_0`` (for LSTM a tuple ``(h_0,
-          c_0)``), each ``(num_layers * num_directions, batch, hidden)``, or
-          ``(num_layers * num_directions, hidden)`` for an unbatched input; ``h_0``'s hidden is
-          ``proj_size`` with a projection.
+        - ``input``: ``(L, N, input_size)``, ``(N, L, input_size)`` with ``batch_first``, or
+          unbatched ``(L, input_size)``.
+        - ``hx``: the initial state, zeros when ``None``: ``h_0`` ``(D * num_layers, N, H_out)``;
+          for LSTM a tuple ``(h_0, c_0)``, ``c_0`` ``(D * num_layers, N, hidden_size)``; without
+          ``N`` for an unbatched input (``batch_first`` does not apply to the states).
 
-        **Returns:** ``(output, h_n)``, for LSTM ``(output, (h_n, c_n))``; ``output``
-        ``(seq_len, batch, num_directions * hidden)`` (batch first with ``batch_first``,
-        ``(seq_len, ...)`` unbatched), the last layer's state at every step.
+        **Returns:** ``(output, h_n)``, for LSTM ``(output, (h_n, c_n))``: ``output``
+        ``(L, N, D * H_out)`` in ``input``'s layout (the last layer's ``h`` at every step);
+        ``h_n``, ``c_n`` the final states, shaped as ``h_0``, ``c_0``. Training (as built)
+        applies dropout (probability ``dropout``) to every layer's output but the last, drawn
+        from ``self.rngs``; eval (``model.eval()``) does not.
         """
         name, lstm = type(self).__name__, self.mode == "LSTM"
         input = _array(input, name, "input")
@@ -254,15 +256,16 @@ class RNNCellBase(Module):
         return s + (f", precision={self.precision}" if self.precision != DEFAULT_PRECISION else "")
 
     def __call__(self, input, hx=None):
-        """One step (torch's ``forward``).
+        """One step of the cell (torch's ``forward``).
 
         **Arguments:**
 
-        - ``input``: ``(batch, input_size)`` or unbatched ``(input_size,)``.
-        - ``hx``: the state, zeros when ``None``: ``h`` (for ``LSTMCell`` a tuple ``(h, c)``),
-          each ``(batch, hidden_size)``, or ``(hidden_size,)`` unbatched.
+        - ``input``: ``(N, input_size)`` or unbatched ``(input_size,)``.
+        - ``hx``: the state, zeros when ``None``: ``h`` ``(N, hidden_size)`` (``(hidden_size,)``
+          unbatched); for ``LSTMCell`` a tuple ``(h, c)`` of two such arrays.
 
-        **Returns:** ``h'``, for ``LSTMCell`` ``(h', c')``, shaped as the state.
+        **Returns:** the next state ``h'``, for ``LSTMCell`` the tuple ``(h', c')``, each
+        ``(N, hidden_size)`` (``(hidden_size,)`` unbatched).
         """
         name = type(self).__name__
         input = _array(input, name, "input")

@@ -31,8 +31,14 @@ class Upsample(Module):
         self.recompute_scale_factor = recompute_scale_factor
 
     def __call__(self, input):
-        """``input`` ``(N, C, *spatial)`` resized to ``size`` or by ``scale_factor`` in ``mode``
-        (``F.interpolate``)."""
+        """Resizes ``input`` to ``size`` or by ``scale_factor`` in ``mode`` (``F.interpolate``).
+
+        **Arguments:** ``input``: ``(N, C, W)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` (no
+        unbatched form, as in torch).
+
+        **Returns:** ``(N, C, *size)``, or each spatial size times ``scale_factor``, rounded
+        down.
+        """
         return interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
                              recompute_scale_factor=self.recompute_scale_factor)
 
@@ -82,7 +88,12 @@ class PixelShuffle(Module):
         self.upscale_factor = upscale_factor
 
     def __call__(self, input):
-        """``(*, C r^2, H, W)`` -> ``(*, C, H r, W r)`` (depth to space)."""
+        """Moves channels into space (depth to space), ``r = upscale_factor``.
+
+        **Arguments:** ``input``: ``(*, C * r**2, H, W)``, any leading dims (none included).
+
+        **Returns:** ``(*, C, H * r, W * r)``.
+        """
         return pixel_shuffle(input, self.upscale_factor)
 
     def extra_repr(self) -> str:
@@ -101,7 +112,12 @@ class PixelUnshuffle(Module):
         self.downscale_factor = downscale_factor
 
     def __call__(self, input):
-        """``(*, C, H r, W r)`` -> ``(*, C r^2, H, W)`` (space to depth)."""
+        """Moves space into channels (space to depth), ``r = downscale_factor``.
+
+        **Arguments:** ``input``: ``(*, C, H * r, W * r)``, any leading dims (none included).
+
+        **Returns:** ``(*, C * r**2, H, W)``.
+        """
         return pixel_unshuffle(input, self.downscale_factor)
 
     def extra_repr(self) -> str:
@@ -120,8 +136,13 @@ class ChannelShuffle(Module):
         self.groups = groups
 
     def __call__(self, input):
-        """``(N, C, *)`` with its channels regrouped: ``groups`` groups interleaved, as ShuffleNet
-        does."""
+        """Interleaves the channels of ``groups`` groups (ShuffleNet).
+
+        **Arguments:** ``input``: ``(N, C, *)``, at least 3 dims, ``C`` divisible by ``groups``.
+
+        **Returns:** the shape of ``input``; channel ``g * (C / groups) + i`` moves to
+        ``i * groups + g``.
+        """
         return channel_shuffle(input, self.groups)
 
     def extra_repr(self) -> str:
@@ -141,8 +162,13 @@ class Unfold(Module):
         self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
 
     def __call__(self, input):
-        """``(N, C, *spatial)`` -> ``(N, C * prod(kernel_size), L)``: every sliding block as a column
-        (im2col)."""
+        """Extracts every sliding block of ``input`` as a column (im2col).
+
+        **Arguments:** ``input``: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+
+        **Returns:** ``(N, C * prod(kernel_size), L)`` (or unbatched), ``L`` the number of
+        blocks: the product of the block counts ``F.conv_output_size`` gives for ``(H, W)``.
+        """
         return unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
@@ -165,8 +191,13 @@ class Fold(Module):
         self.dilation, self.padding, self.stride = dilation, padding, stride
 
     def __call__(self, input):
-        """``(N, C * prod(kernel_size), L)`` -> ``(N, C, *output_size)``: columns summed back into
-        place (col2im)."""
+        """Sums columns back into an image (col2im), the inverse layout of ``Unfold``.
+
+        **Arguments:** ``input``: ``(N, C * prod(kernel_size), L)`` or unbatched, ``L`` the
+        number of blocks that ``output_size`` and the other arguments give.
+
+        **Returns:** ``(N, C, *output_size)`` (or unbatched); overlapping values add up.
+        """
         return fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
