@@ -175,7 +175,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     ``add_zero_attn``), padding the masks by a column that attends; split ``E`` into heads;
     masks are ``True`` = masked out (bool) or added (float), ``key_padding_mask`` ``(N, S)``
     merged into ``attn_mask`` ``(L, S)`` or ``(N*H, L, S)``; weights ``softmax(q k^T /
-    sqrt(E/H) + mask)``, dropout on them in training (``dropout_key``), ``out_proj``.
+    sqrt(E/H) + mask)``, dropout on them in training (``dropout_key``; the weights returned
+    are the dropped ones, as torch's), ``out_proj``.
     """
     from .linear import linear
 
@@ -245,7 +246,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
                 raise ValueError(f"{MHA}: dropout_p={dropout_p} > 0 needs a dropout_key")
             dropped = dropout(weights, dropout_p, key=dropout_key)
         out = _bmm(dropped, v)
-        weights = weights.reshape(N, num_heads, L, S)
+        weights = dropped.reshape(N, num_heads, L, S)    # as torch: the weights after dropout
         if average_attn_weights:
             weights = weights.mean(axis=1)
     else:

@@ -144,9 +144,17 @@ def test_dropout_in_training():
     b, _ = jm(q, q, q)
     assert not np.allclose(a, b)                    # a fresh mask per call
     jm.eval()
-    c, _ = jm(q, q, q)
+    c, w = jm(q, q, q, average_attn_weights=False)
     d, _ = jm(q, q, q)
     np.testing.assert_array_equal(c, d)
+    # torch returns the weights after dropout: each is dropped (0) or scaled by 1 / (1 - p)
+    jm.train()
+    _, dropped = jm(q, q, q, average_attn_weights=False)
+    dropped, w = np.asarray(dropped), np.asarray(w)
+    assert (dropped == 0).any() and (dropped != 0).any()
+    np.testing.assert_allclose(dropped[dropped != 0], 2 * w[dropped != 0], rtol=1e-6)
+    _, mean = jm(q, q, q)       # heads averaged after dropout
+    assert not np.allclose(np.asarray(mean).sum(-1), 1)
 
 
 def test_errors_as_torch():
