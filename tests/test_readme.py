@@ -2,6 +2,7 @@
 print (the convention is in ``tests/_readme.py`` and the README's Tests section)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,55 @@ import pytest
 from tests import _readme
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+DOCS = ["README.md", "ARCHITECTURE.md", "benchmarks/README.md"]
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens, repeats numbered."""
+    seen, fence = {}, False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,6} ", line):
+            slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            seen[slug] = seen.get(slug, -1) + 1
+            if seen[slug]:
+                seen[f"{slug}-{seen[slug]}"] = 0
+    return set(seen)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_links_lead_somewhere(doc):
+    """Every relative link of the documentation names a file that exists and, with ``#``, one of
+    its headings (the README's table of contents among them)."""
+    path = ROOT / doc
+    text = path.read_text()
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
+    links = re.findall(r"\]\(([^)\s]+)\)", prose)
+    assert doc != "README.md" or len(links) > 30
+    broken = []
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue
+        target, _, anchor = link.partition("#")
+        file = (path.parent / target).resolve() if target else path
+        if not file.exists() or (anchor and anchor not in _anchors(file.read_text())):
+            broken.append(link)
+    assert not broken, f"{doc}: links to nothing: {broken}"
+
+
+@pytest.mark.parametrize("doc", DOCS[1:])
+def test_only_the_readme_holds_python_examples(doc):
+    """Only the README's blocks are run (below); the other documents hold none to go stale."""
+    assert "```python" not in (ROOT / doc).read_text()
+
+
+def test_the_anchor_rule_is_githubs():
+    text = "# Port a model: translate, compare\n## `jaxconv.nn` and Copying a layer's weights\n## Tests\n## Tests\n"
+    assert _anchors(text) == {"port-a-model-translate-compare", "jaxconvnn-and-copying-a-layers-weights",
+                              "tests", "tests-1"}
 
 
 def test_readme_blocks_print_what_they_state(tmp_path):
