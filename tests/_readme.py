@@ -93,10 +93,31 @@ def run_block(path: str, first: int, code: str) -> tuple[list[dict], int]:
     tree = ast.parse(padded, path)
     main = types.ModuleType("__main__")     # a fresh __main__: what the block defines is importable
     saved, sys.modules["__main__"] = sys.modules["__main__"], main
+    settings = _settings()
     try:
         return _run(path, padded, tree, main.__dict__)
     finally:
         sys.modules["__main__"] = saved
+        _restore(settings)      # a block's jax.config.update(...) does not reach the next
+
+
+def _settings():
+    """JAX's configuration and torch's default dtype (the runner imports both first)."""
+    import jax
+    import torch
+
+    return dict(jax.config.values), torch.get_default_dtype()
+
+
+def _restore(settings) -> None:
+    import jax
+    import torch
+
+    config, dtype = settings
+    for name, value in config.items():
+        if jax.config.values.get(name, value) != value:
+            jax.config.update(name, value)
+    torch.set_default_dtype(dtype)
 
 
 def _run(path, padded, tree, namespace):

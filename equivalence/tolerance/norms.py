@@ -1,11 +1,13 @@
 """The error models of normalizations: BatchNorm, InstanceNorm, GroupNorm, LayerNorm, RMSNorm.
 
 Each normalizes ``x`` by statistics over its own axes, ``y = w (x - mean) / sigma + b`` with
-``sigma = sqrt(var + eps)``. Rounding the mean costs about ``eps mean|x|`` and rounding the
-variance about ``eps mean(a^2)`` with ``a = |x| + mean|x|``, which reaches ``xhat`` divided by
+``sigma = sqrt(var + eps)``. Rounding the mean costs about ``eps mean|x|``, so ``x - mean``
+is off by ``eps a`` with ``a = |x| + mean|x|``. The variance is computed in two passes (or
+Welford's way, as torch does): the mean's error is common to all terms and cancels to first
+order, and what is left is about ``eps mean(a |x - mean|)``, which reaches ``xhat`` divided by
 ``sigma^2``; so the bound is
 
-    S = |w| (a / sigma + |xhat| mean(a^2) / sigma^2) + |b|
+    S = |w| (a / sigma + |xhat| mean(a |x - mean|) / sigma^2) + |b|
 
 with ``n`` the elements each statistic averages plus 4. With running statistics (eval-mode
 BatchNorm) nothing is averaged: ``a = |x| + |mean|`` and the variance term goes. The models read torch's module
@@ -124,8 +126,9 @@ def _bounds(call: LayerCall, m, geo: Geometry) -> LayerBounds:
     xhat = (x - mean) / sigma  # a computed mean is off by about eps mean|x|, a running one by nothing
     spread = np.abs(x) + (geo.average(np.abs(x)) if count else np.abs(mean))
     s = spread / sigma
-    if count:  # a variance far below the data's square carries its rounding into xhat
-        s = s + np.abs(xhat) * geo.average(spread ** 2) / sigma ** 2
+    if count:  # the variance's rounding, relative to it, carried into xhat: the mean's own
+        # error cancels from a two-pass variance (torch's and jaxconv's), each term's does not
+        s = s + np.abs(xhat) * geo.average(spread * np.abs(x - mean)) / sigma ** 2
     scale = np.abs(w) * s + np.abs(b)
     forward = Bound(scale, count + 4, rounding=scale)  # reduced torch rounds scale and shift
     if call.cotangent is None:
@@ -133,7 +136,8 @@ def _bounds(call: LayerCall, m, geo: Geometry) -> LayerBounds:
     ag, xh = np.abs(call.cotangent), np.abs(xhat)
     params = {}
     for name, grad in call.param_grads.items():  # summed over the axes the parameter broadcasts on
-        terms, shape = (ag * xh, np.shape(w)) if name == "weight" else (ag, np.shape(b))
+        # the weight's terms are g * xhat, and xhat is off by eps * s, not eps * |xhat|
+        terms, shape = (ag * s, np.shape(w)) if name == "weight" else (ag, np.shape(b))
         shape = (1,) * (x.ndim - len(shape)) + shape
         axes = tuple(i for i, d in enumerate(shape) if d == 1)
         n = x.size // max(np.size(grad), 1)  # terms summed; the weight's also carry xhat's rounding

@@ -8,7 +8,9 @@ per class, each passing now (forward and gradients) while a planted bug still fa
 3. a bicubic resize in module code (CrossViT's ``scale_image``): the resampling weights are
    rounded functions of the source coordinates, which the running bound now carries;
 4. train-mode BatchNorm buffers after an ill-conditioned input: checked locally, on torch's
-   recorded input of each call, instead of after jaxconv's own free run.
+   recorded input of each call, instead of after jaxconv's own free run;
+5. a LayerNorm over features far from zero (MaxVit's pooled head): its weight's gradient
+   carries the rounding of ``x - mean``, not of ``|xhat|``.
 """
 import copy
 
@@ -283,3 +285,25 @@ def test_buffers_are_checked_locally():
 
     planted_jax[4].momentum = 0.2  # planted: torch's is 0.1
     _fails_at(equivalence.compare(planted_torch, planted_jax, x, train=True), "4.running_mean", "buffer")
+
+
+class _Offset(tnn.Module):
+    def forward(self, x):
+        return x * 0.05 + 3.0     # features far from zero next to their spread (a pooled map)
+
+
+def test_layer_norm_of_offset_features():
+    # the weight's gradient sums g * xhat, and xhat carries the rounding of (x - mean): eps times
+    # the spread of x over sigma, not eps * |xhat| (which vanishes where xhat does; MaxVit's head)
+    torch.manual_seed(0)
+    tm = tnn.Sequential(tnn.Linear(16, 32), _Offset(), tnn.LayerNorm(32), tnn.Linear(32, 3))
+    with torch.no_grad():
+        tm[2].weight.normal_(), tm[2].bias.normal_()
+    x = torch.randn(2, 16)
+    jm = equivalence.translate(tm, x)
+    report = equivalence.compare(tm, jm, x, grads=True)
+    assert report.passed and report.worst_ratio() < MARGIN, report.to_text()
+    assert _rows(report)["2.weight"].check == "local"
+
+    jm[2].eps = 1e-3    # planted: torch's is 1e-5 (the variance's bound once hid it: ratio 3)
+    _fails_at(equivalence.compare(tm, jm, x), "2")
