@@ -18,75 +18,16 @@ instances share one class that calls the child only where it exists.
 from __future__ import annotations
 
 import operator
-import re
-from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
 
 from . import callsite, functions
 from .concrete import Concrete, check_sources, error_line
+from .graph import Part, Problem, signature, writes
 from .leaves import Leaf, leaf_for, qualified_name
 from .outputs import is_output_class
 from .state import preserved
-
-
-@dataclass(eq=False)
-class Part:
-    """One torch module instance and how it is translated.
-
-    A module object reachable by several paths (one positional encoding called by every block
-    of a stage, or one module registered under two names) is one part: ``path`` is its first
-    path, the name torch's ``named_modules()`` gives it, and ``aliases`` its others.
-    """
-
-    path: str
-    module: torch.nn.Module
-    kind: str                      # 'leaf' | 'sequential' | 'list' | 'dict' | 'traced'
-    leaf: Leaf | None = None
-    children: list = field(default_factory=list)   # (name, Part | None): None = absent here
-    graphs: dict = field(default_factory=dict)      # mode -> fx.Graph; one key when modes agree
-    optional: frozenset = frozenset()               # children that may be None in this class
-    constants: dict = field(default_factory=dict)   # fx tensor constants: name -> tensor
-    functions: dict = field(default_factory=dict)   # call node -> functions.Traced
-    aliases: list = field(default_factory=list)     # further paths of a shared module
-    specialised: dict = field(default_factory=dict)  # parameter -> the constant it is traced for
-    frozen: list = field(default_factory=list)      # Python values read from its state (.concrete)
-
-    @property
-    def cls(self):
-        return type(self.module)
-
-    @property
-    def paths(self) -> list[str]:
-        """Every path of this module: ``path``, then the ``aliases``."""
-        return [self.path, *self.aliases]
-
-    def parts(self, _seen=None):
-        """This part and every part below it, depth first, each once (a shared one where
-        its first path reaches it)."""
-        _seen = set() if _seen is None else _seen
-        if self in _seen:
-            return
-        _seen.add(self)
-        yield self
-        for _, child in self.children:
-            if child is not None:
-                yield from child.parts(_seen)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something with no translation: where (module path and class), what, and the source line."""
-
-    path: str
-    cls: str
-    what: str
-    line: str = ""
-
-    def __str__(self):
-        where = f"{self.path or '<root>'} ({self.cls})"
-        return f"{where}: {self.what}" + (f"\n      at {self.line}" if self.line else "")
 
 
 class _Absent(torch.nn.Module):
@@ -195,19 +136,6 @@ def _trace_order(traced: list) -> list:
     return order
 
 
-_TRACER_FILES = ("/torch/fx/", "/torch/overrides.py", "/torch/_tensor.py", "/torch/_jit_internal.py",
-                 "/equivalence/translator/")
-
-
-def source_line(node) -> str:
-    """``file:line  code`` of the user code that made ``node`` (fx frames skipped)."""
-    frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', node.meta.get("stack_trace") or "")
-    for file, line, code in reversed(frames):
-        if not any(skip in file.replace("\\", "/") for skip in _TRACER_FILES):
-            return f"{file}:{line}  {code.strip()}"
-    return ""
-
-
 def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None, returns=None):
     """``(graph, tensor constants, frozen values)`` of ``m.forward`` traced in train
     (``mode``) or eval mode, ``absent`` children as identities, ``specialised`` arguments
@@ -222,7 +150,7 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None, returns=Non
             m.train(mode)
             tracer = _Tracer(m, specialised, returns)
             graph = tracer.trace(m)
-        check_sources(tracer, graph, lambda n: n.op != "call_module" and _in_place_call(n, None))
+        check_sources(tracer, graph, lambda n: n.op != "call_module" and writes(n))
         _drop_asserts(graph)
         for node in reversed(graph.nodes):      # items of a child's result that are not read
             if (node.target is operator.getitem and not node.users
@@ -251,60 +179,6 @@ def _drop_asserts(graph) -> None:
         graph.erase_node(node)
         dead += [i for i in inputs if not i.users and i not in dead and (
             i.op == "call_function" or i.op == "call_method" and not i.target.endswith("_"))]
-
-
-def _in_place_call(node, part: Part) -> bool:
-    if node.op == "call_method":
-        return node.target.endswith("_") and not node.target.endswith("__")
-    if node.op == "call_function":
-        return node.kwargs.get("inplace") is True
-    if node.op == "call_module":
-        try:
-            return getattr(part.module.get_submodule(node.target), "inplace", False) is True
-        except AttributeError:      # an absent optional child
-            return False
-    return False
-
-
-def rebind_in_place(graph, part: Part) -> None:
-    """After an in-place op, later readers of its tensor read the op's result, as in torch."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    for node in list(graph.nodes):
-        if node.args and isinstance(node.args[0], fx.Node) and _in_place_call(node, part):
-            src = node.args[0]
-            src.replace_all_uses_with(node, delete_user_cb=lambda u: order[u] > order[node])
-
-
-def _key(value, index):
-    if isinstance(value, fx.Node):
-        return ("%", index.get(value, value.name))
-    if isinstance(value, (tuple, list)):
-        return (type(value).__name__, *(_key(v, index) for v in value))
-    if isinstance(value, dict):
-        return ("dict", *((k, _key(v, index)) for k, v in value.items()))
-    if isinstance(value, slice):
-        return ("slice", _key(value.start, index), _key(value.stop, index), _key(value.step, index))
-    return (type(value).__name__, repr(value))
-
-
-def _target(node):
-    t = node.target
-    return t if isinstance(t, str) else f"{getattr(t, '__module__', '')}.{getattr(t, '__qualname__', repr(t))}"
-
-
-def signature(graph, collapse=frozenset()) -> str:
-    """A graph's structure as text: equal for graphs that compute the same thing the same way.
-
-    Nodes in ``collapse`` (single-input identities) are skipped, their users reading the input.
-    """
-    index, rows = {}, []
-    for node in graph.nodes:
-        if node in collapse:
-            index[node] = index.get(node.args[0], node.args[0].name)
-            continue
-        index[node] = len(rows)
-        rows.append((node.op, _target(node), _key(node.args, index), _key(node.kwargs, index)))
-    return repr(rows)
 
 
 def _absent_nodes(graph, names):

@@ -14,8 +14,8 @@ import math
 import torch
 import torch.fx as fx
 
-from . import aten, functions, ops
-from .capture import Part, Problem, signature, source_line
+from . import functions, ops
+from .graph import Part, Problem, signature, source_line, writes
 from .leaves import qualified_name
 
 _IMPORTS = ("import jax", "import jax.numpy as jnp", "from flax import nnx", "",
@@ -222,9 +222,7 @@ class Body:
                     lines.append(f"{self.name} = {text}")
                     self.expr[node] = self.name
                 lines += self._after
-                writes = (node.op == "call_method" and ops.in_place(node.target)
-                          or node.op == "call_function" and aten.writes(node.target))
-                if writes and self.attr(node.args[0]):      # into a buffer: store the new value
+                if writes(node) and self.attr(node.args[0]):      # into a buffer: store the new value
                     owner = self.expr[node.args[0]]
                     lines.append(f"{owner} = {self.name}")
         return params, lines

@@ -40,7 +40,7 @@ from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
 from . import callsite, program, unreached
-from .capture import Problem, signature
+from .graph import Problem, signature
 from .state import preserved, record_calls
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).

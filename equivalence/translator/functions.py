@@ -22,6 +22,8 @@ import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 
 from . import ops
+from .graph import Problem, in_place_method, rebind_in_place, signature, source_line, writes
+from .leaves import qualified_name
 from .state import preserved, record_calls
 
 #: torch factories whose constant-argument calls are recorded (not run) inside a body.
@@ -55,8 +57,6 @@ class Traced:
 
     def key(self) -> str:
         """Equal for two calls that translate to the same source."""
-        from .capture import signature
-
         if self.graph is None:
             return repr(("value", self.fn.__qualname__, self.value))
         return repr((self.fn.__qualname__, self.names, self.mutated, signature(self.graph),
@@ -187,8 +187,7 @@ def trace_call(fn, args, kwargs) -> Traced:
                  if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
     _write_back_views(graph)
     _drop_unused(graph)
-    from .capture import rebind_in_place
-    rebind_in_place(graph, None)        # now, so that its key is that of the emitted body
+    rebind_in_place(graph)        # now, so that its key is that of the emitted body
     traced = Traced(fn, names, graph, baked=baked, mutated=mutated, constants=constants)
     for node in graph.nodes:
         if node.op == "call_function" and traced_into(node.target):
@@ -204,7 +203,7 @@ def _write_back_views(graph) -> None:
 
     for node in list(graph.nodes):
         view = node.args[0] if node.args else None
-        if (node.op == "call_method" and ops.in_place(node.target) and isinstance(view, fx.Node)
+        if (writes(node) and isinstance(view, fx.Node)
                 and view.op == "call_function" and view.target is operator.getitem):
             with graph.inserting_after(node):
                 graph.call_function(operator.setitem, (view.args[0], view.args[1], node))
@@ -219,7 +218,7 @@ def _drop_unused(graph) -> None:
         if node.users or node.op in ("placeholder", "output"):
             continue
         if node.target in (operator.setitem, _guard) or (
-                node.op == "call_method" and ops.in_place(node.target)):
+                node.op == "call_method" and in_place_method(node.target)):
             continue
         graph.erase_node(node)
 
@@ -266,8 +265,6 @@ def calls_of(module, graph, inputs) -> dict:
 def attach(tree, parts, example_inputs, problems) -> None:
     """Trace into the function calls of ``parts`` (``part.functions``), running ``tree``'s
     module on ``example_inputs`` to learn their arguments; failures go to ``problems``."""
-    from .capture import Problem, source_line
-    from .leaves import qualified_name
 
     todo = [p for p in parts if any(wanted(g) for g in p.graphs.values())]
     if not todo:

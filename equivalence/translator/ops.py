@@ -29,6 +29,7 @@ import jaxconv.functional as jF
 from jaxconv import tensor as jT
 
 from . import unreached
+from .graph import in_place_method
 
 _FUNCTIONS: dict = {}
 _METHODS: dict = {}
@@ -287,7 +288,7 @@ def function(target):
 
 def method(name: str):
     """The emitter of a Tensor method, or ``None``; an in-place ``name_`` uses ``name``'s."""
-    if in_place(name):
+    if in_place_method(name):
         name = name[:-1]
     if name in _METHODS:
         return _METHODS[name]
@@ -295,11 +296,6 @@ def method(name: str):
         if hasattr(namespace, name):
             return passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
-
-
-def in_place(name: str) -> bool:
-    """Whether Tensor method ``name`` writes into its tensor (``add_``, ``relu_``, ...)."""
-    return name.endswith("_") and not name.endswith("__")
 
 
 _PUBLIC: dict[int, str] = {}

@@ -22,7 +22,7 @@ import warnings
 import torch
 from torch.utils import _pytree as pytree
 
-from . import aten
+from .graph import writes
 
 
 def called_children(m, prefix=""):
@@ -111,7 +111,7 @@ def unflattened(m, args, kwargs, dynamic_shapes=None):
                                      preserve_module_call_signature=tuple(children))
             own_level(ep)
             unflat = torch.export.unflatten(ep)
-            if any(aten.writes(n.target) for n in unflat.graph.nodes):
+            if any(writes(n) for n in unflat.graph.nodes):
                 ep = functional(ep)
                 own_level(ep)
                 unflat = torch.export.unflatten(ep)

@@ -14,7 +14,7 @@ import keyword
 import numpy as np
 import torch
 
-from .capture import Part, Problem, rebind_in_place
+from .graph import Part, Problem, rebind_in_place
 from .emit import (_IMPORTS, _RESERVED, Header, _constant_name, _dtype, _non_persistent,
                    _own_variables, _param, class_source, literal, variant)
 from .leaves import NOT_RANDOM, qualified_name
@@ -125,7 +125,7 @@ def generate(tree: Part, problems: list) -> str:
     parts = {path: p for p in tree.parts() for path in p.paths}
     for part in tree.parts():       # before any variant key is taken: it rewires the graphs
         for graph in part.graphs.values():
-            rebind_in_place(graph, part)
+            rebind_in_place(graph, part.module)
     names, classes, header, taken, with_rngs = {}, [], Header(), set(), set()
     for part in tree.parts():
         if part.kind != "traced" or not part.graphs:

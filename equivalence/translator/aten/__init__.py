@@ -92,11 +92,3 @@ def function(target):
     if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten":
         return TABLE.get(target.__name__) or _same_named(target)
     return None
-
-
-def writes(target) -> bool:
-    """Whether an ATen overload writes into its first argument (``add_``, ``copy_``)."""
-    if not isinstance(target, torch._ops.OpOverload):
-        return False
-    args = target._schema.arguments
-    return bool(args) and args[0].alias_info is not None and args[0].alias_info.is_write
