@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import keyword
 import textwrap
-import math
 
 import torch
 import torch.fx as fx
@@ -17,19 +16,7 @@ import torch.fx as fx
 from . import functions, ops
 from .graph import Part, Problem, signature, source_line, writes
 from .leaves import qualified_name
-
-_IMPORTS = ("import jax", "import jax.numpy as jnp", "from flax import nnx", "",
-            "import jaxconv.functional as F", "from jaxconv import nn, tensor as T")
-_RESERVED = {"self", "jax", "jnp", "nnx", "nn", "F", "T", "rngs", "build"}
-_DTYPES = {getattr(torch, n): n for n in ("float16", "bfloat16", "float32", "float64", "int8",
-                                          "uint8", "int16", "int32", "int64", "complex64",
-                                          "complex128")}
-_DTYPES[torch.bool] = "bool_"
-
-
-def _dtype(dtype) -> str:
-    return f"jnp.{_DTYPES[dtype]}"
-
+from .text import RESERVED, Header, constant_name, indent, literal, param
 
 def _name(node) -> str:
     """The local variable of ``node``: fx's name, with ``_`` where it would shadow a reserved
@@ -39,7 +26,7 @@ def _name(node) -> str:
     name = node.name
     shadows = node.op == "call_function" and (functions.traced_into(node.target)
                                               or getattr(node.target, "__module__", None) == "math")
-    return f"{name}_" if shadows or name in _RESERVED or keyword.iskeyword(name) else name
+    return f"{name}_" if shadows or name in RESERVED or keyword.iskeyword(name) else name
 
 
 def _path(parts: dict, path: str, base: str) -> str:
@@ -55,50 +42,6 @@ def _path(parts: dict, path: str, base: str) -> str:
         else:
             out += f".{piece}"
     return out
-
-
-def literal(v, expr=None) -> str:
-    """Source of a value: a node's expression (from ``expr``) or a constant."""
-    if isinstance(v, fx.Node):
-        return expr[v]
-    if isinstance(v, torch.Size):
-        v = tuple(v)
-    if isinstance(v, tuple):
-        items = [literal(x, expr) for x in v]
-        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
-    if isinstance(v, list):
-        return f"[{', '.join(literal(x, expr) for x in v)}]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k!r}: {literal(x, expr)}" for k, x in v.items()) + "}"
-    if isinstance(v, slice):
-        return f"slice({literal(v.start, expr)}, {literal(v.stop, expr)}, {literal(v.step, expr)})"
-    if isinstance(v, float) and not math.isfinite(v):
-        return f"float({str(v)!r})"
-    if isinstance(v, torch.dtype):
-        return _dtype(v)
-    if isinstance(v, (torch.device, torch.memory_format, torch.layout)):
-        return "None"
-    if v is Ellipsis:
-        return "..."
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return repr(v)
-    raise TypeError(f"a constant of type {type(v).__name__} ({v!r}) has no source form")
-
-
-class Header:
-    """What the generated module needs above its classes: imports and definitions."""
-
-    def __init__(self):
-        self.imports: dict[str, set] = {}
-        self.defs: dict[str, str] = {}
-
-    def imported(self, module: str, name: str) -> str:
-        self.imports.setdefault(module, set()).add(name)
-        return name
-
-    def lines(self) -> list[str]:
-        out = [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(self.imports.items())]
-        return out + ([""] if self.defs else []) + list(self.defs.values())
 
 
 class Body:
@@ -144,7 +87,7 @@ class Body:
         """A module-level definition ``name = text`` in the generated source; returns the name
         it got: ``name``, or ``name_1``, ... where ``name`` is defined as something else."""
         base, i = name, 1
-        while self.header.defs.get(name, f"{name} = {text}") != f"{name} = {text}" or name in _RESERVED:
+        while self.header.defs.get(name, f"{name} = {text}") != f"{name} = {text}" or name in RESERVED:
             name, i = f"{base}_{i}", i + 1
         self.header.defs[name] = f"{name} = {text}"
         return name
@@ -159,10 +102,10 @@ class Body:
         if node.op == "get_attr":
             target = node.target
             if target.startswith("_tensor_constant"):
-                return f"self.{_constant_name(target)}[...]"
+                return f"self.{constant_name(target)}[...]"
             owner, _, leaf = target.rpartition(".")
             owner = _path(self.parts, owner, self.part.path) if owner else "self"
-            return f"{owner}.{leaf}[...]" if _param(leaf) == leaf else f"getattr({owner}, {leaf!r})[...]"
+            return f"{owner}.{leaf}[...]" if param(leaf) == leaf else f"getattr({owner}, {leaf!r})[...]"
         if node.op == "call_module":
             call = f"{_path(self.parts, node.target, self.part.path)}"
             text = self.call(call, args, kwargs)
@@ -228,20 +171,6 @@ class Body:
         return params, lines
 
 
-def _param(child: str) -> str:
-    """The constructor parameter that takes child ``child`` (``'0'`` -> ``_0``; ``self``, as
-    Hugging Face names attention's inner module, -> ``self_``)."""
-    if child in ("self", "rngs"):
-        return f"{child}_"
-    if child.isidentifier() and not keyword.iskeyword(child):
-        return child
-    return "_" + "".join(c if c.isalnum() else "_" for c in child)
-
-
-def _constant_name(target: str) -> str:
-    return target.lstrip("_")
-
-
 def _own_variables(m: torch.nn.Module):
     """A module's own ``(parameters, persistent buffers)`` as ``(name, tensor)`` lists."""
     persistent = [(n, t) for n, t in m._buffers.items()
@@ -272,15 +201,15 @@ def _variable_lines(m: torch.nn.Module, constants: dict) -> tuple[list[str], lis
     params, buffers = _own_variables(m)
     args, lines = [], []
     def assign(n, value):       # a ParameterList's '0' is no identifier
-        return f"self.{n} = {value}" if _param(n) == n else f"setattr(self, {n!r}, {value})"
+        return f"self.{n} = {value}" if param(n) == n else f"setattr(self, {n!r}, {value})"
 
     for kind, items in (("nnx.Param", params), ("nnx.BatchStat", buffers)):
         for n, t in items:
-            args.append(_param(n))
-            lines.append(assign(n, f"{kind}(jnp.zeros({_param(n)}, {_dtype(t.dtype)}))"))
-    for n, t in [*_non_persistent(m), *((_constant_name(k), v) for k, v in constants.items())]:
-        args.append(_param(n))
-        lines.append(assign(n, f"nnx.Variable(jnp.asarray({_param(n)}, {_dtype(t.dtype)}))"))
+            args.append(param(n))
+            lines.append(assign(n, f"{kind}(jnp.zeros({param(n)}, {literal(t.dtype)}))"))
+    for n, t in [*_non_persistent(m), *((constant_name(k), v) for k, v in constants.items())]:
+        args.append(param(n))
+        lines.append(assign(n, f"nnx.Variable(jnp.asarray({param(n)}, {literal(t.dtype)}))"))
     return args, lines
 
 
@@ -307,11 +236,6 @@ def _specialisation(name: str, part: Part) -> tuple[list[str], list[str]]:
     return doc, lines
 
 
-def _indent(lines, n=1):
-    pad = "    " * n
-    return [pad + line if line else line for line in lines]
-
-
 def class_source(name: str, part: Part, parts: dict, header: Header,
                  problems: list) -> tuple[str, bool]:
     """The source of the class that ``part`` (and every instance of its variant) runs, and
@@ -324,13 +248,13 @@ def class_source(name: str, part: Part, parts: dict, header: Header,
         body.expr = {}
         bodies[mode] = body.graph(graph)
     params = next(iter(bodies.values()))[0]
-    init_params = [f"{_param(c)}=None" if c in part.optional else _param(c) for c in children]
+    init_params = [f"{param(c)}=None" if c in part.optional else param(c) for c in children]
     init_params = [c for c in init_params if "=" not in c] + [c for c in init_params if "=" in c]
     if var_args:
         init_params += ["*"] + var_args
     if body.needs_rng:
         init_params += ([] if var_args else ["*"]) + ["rngs=None"]
-    init = [f"self.{c} = {c}" if _param(c) == c else f"setattr(self, {c!r}, {_param(c)})"
+    init = [f"self.{c} = {c}" if param(c) == c else f"setattr(self, {c!r}, {param(c)})"
             for c in children] + var_lines
     if len(part.graphs) > 1:
         init.append("self.training = True")
@@ -339,8 +263,8 @@ def class_source(name: str, part: Part, parts: dict, header: Header,
     if len(part.graphs) == 1:
         call = bodies[None][1]
     else:
-        call = (["if self.training:"] + _indent(bodies[True][1])
-                + ["else:"] + _indent(bodies[False][1]))
+        call = (["if self.training:"] + indent(bodies[True][1])
+                + ["else:"] + indent(bodies[False][1]))
     doc = [f'    """Translated from ``{qualified_name(part.cls)}``.']
     calls = getattr(part, "exported_shapes", None)      # captured by .export: shapes per call
     if calls is not None and len(calls) == 1:
@@ -361,7 +285,7 @@ def class_source(name: str, part: Part, parts: dict, header: Header,
     call = checks + call
     lines = [f"class {name}(nn.Module):", *doc, "",
              f"    def __init__({', '.join(['self'] + init_params)}):",
-             *_indent(init or ["pass"], 2), "",
+             *indent(init or ["pass"], 2), "",
              f"    def __call__({', '.join(['self'] + params)}):",
-             *_indent(call, 2)]
+             *indent(call, 2)]
     return "\n".join(lines), body.needs_rng

@@ -42,6 +42,7 @@ from torch.utils import _pytree as pytree
 from . import callsite, program, unreached
 from .graph import Problem, signature
 from .state import preserved, record_calls
+from .text import has_literal
 
 #: Part attribute that marks a part whose graphs came from torch.export (read by emit/aten).
 EXPORTED = "exported_shapes"
@@ -218,13 +219,7 @@ class _Rewrite:
 
 
 def _literal_default(v):
-    from .emit import literal
-
-    try:
-        literal(v)
-        return v
-    except TypeError:
-        return None
+    return v if has_literal(v) else None
 
 
 def _parameters(m, args):

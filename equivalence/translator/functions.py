@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .graph import Problem, in_place_method, rebind_in_place, signature, source_line, writes
 from .leaves import qualified_name
+from .text import RESERVED, indent, literal
 from .state import preserved, record_calls
 
 #: torch factories whose constant-argument calls are recorded (not run) inside a body.
@@ -298,8 +299,6 @@ def attach(tree, parts, example_inputs, problems) -> None:
 def _function_name(e, traced) -> str:
     """A module-level name for ``traced``'s body: the function's own, numbered when two calls
     translate differently."""
-    from .emit import _RESERVED
-
     text = _source(e, traced)
     base = traced.fn.__name__.lstrip("_") or "function"
     name, i = base, 1
@@ -308,15 +307,13 @@ def _function_name(e, traced) -> str:
         if name in e.header.defs:
             if e.header.defs[name] == own:
                 return name
-        elif name not in _RESERVED:
+        elif name not in RESERVED:
             e.header.defs[name] = own
             return name
         name, i = f"{base}_{i}", i + 1
 
 
 def _source(e, traced) -> str:
-    from .emit import _indent, literal
-
     body = _FunctionBody(e.part, e.parts, e.header, e.problems, traced)
     params, lines = body.graph(traced.graph)
     notes = []
@@ -330,13 +327,11 @@ def _source(e, traced) -> str:
     doc = f"Translated from ``{traced.fn.__module__}.{traced.fn.__qualname__}``"
     doc += f", traced with {', '.join(notes)}." if notes else "."
     return "\n\n" + "\n".join([f"def <name>({', '.join(params)}):", f'    """{doc}"""',
-                      *_indent(lines)])
+                      *indent(lines)])
 
 
 def emit_call(e, node, traced) -> str:
     """The source of ``node``, a call of ``traced.fn``, in a body ``e`` (an ``emit.Body``)."""
-    from .emit import literal
-
     bound = inspect.signature(traced.fn).bind(*node.args, **node.kwargs)
     for n, value in traced.baked.items():
         arg = bound.arguments.get(n)
@@ -381,9 +376,8 @@ def _body_class():
         def _emit(self, node):
             if node.op == "get_attr" and node.target in self.traced.constants:
                 value = self.traced.constants[node.target]
-                from .emit import _dtype
                 return self.define(f"{self.traced.fn.__name__.lstrip('_')}_{node.target.lstrip('_')}",
-                                   f"jnp.asarray({value.tolist()!r}, {_dtype(value.dtype)})")
+                                   f"jnp.asarray({value.tolist()!r}, {literal(value.dtype)})")
             if node.op == "call_function" and node.target is _guard:
                 cond, expected = node.args
                 self.after(f"assert {'' if expected else 'not '}{self.fmt(cond)}, "

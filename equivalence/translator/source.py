@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from .graph import Part, Problem, rebind_in_place
-from .emit import (_IMPORTS, _RESERVED, Header, _constant_name, _dtype, _non_persistent,
-                   _own_variables, _param, class_source, literal, variant)
+from .emit import _non_persistent, _own_variables, class_source, variant
 from .leaves import NOT_RANDOM, qualified_name
+from .text import IMPORTS, RESERVED, Header, constant_name, literal, param
 
 _WIDTH = 100
 
@@ -74,7 +74,7 @@ class Builder:
         text = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
         params = inspect.signature(cls.__init__).parameters
         if dtype != torch.float32 and "dtype" in params:
-            text.append(f"dtype={_dtype(dtype)}")
+            text.append(f"dtype={literal(dtype)}")
         if "rngs" in params and not any(w in leaf.name for w in NOT_RANDOM):
             text.append("rngs=rngs")
         return fn, text
@@ -108,12 +108,12 @@ class Builder:
             return _call_text("nn.ModuleDict", items, _WIDTH, depth)
         if variant(part) not in self.names:     # its forward did not trace (a problem already)
             return "None"
-        args = [f"{_param(n)}={e}" for n, e in children]
+        args = [f"{param(n)}={e}" for n, e in children]
         m = part.module
         params, buffers = _own_variables(m)
-        args += [f"{_param(n)}={tuple(t.shape)!r}" for n, t in params + buffers]
-        args += [f"{_param(n)}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
-        args += [f"{_constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
+        args += [f"{param(n)}={tuple(t.shape)!r}" for n, t in params + buffers]
+        args += [f"{param(n)}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
+        args += [f"{constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
                  for k, v in part.constants.items()]
         if self.names[variant(part)] in self.with_rngs:
             args.append("rngs=rngs")
@@ -135,7 +135,7 @@ def generate(tree: Part, problems: list) -> str:
             continue
         base = part.cls.__name__ if part.cls.__name__.isidentifier() else "Module"
         name, i = base, 1
-        while name in taken or name in _RESERVED:
+        while name in taken or name in RESERVED:
             name, i = f"{base}_{i}", i + 1
         taken.add(name)
         names[key] = name
@@ -146,14 +146,14 @@ def generate(tree: Part, problems: list) -> str:
     leaf_names = {p.leaf.name for p in tree.parts() if p.kind == "leaf"}
     uses = collections.Counter(c for p in tree.parts() for _, c in p.children if c is not None)
     builder = Builder(names, header, problems, with_rngs, {p for p, n in uses.items() if n > 1},
-                      _RESERVED | set(names.values()) | leaf_names | set(header.defs)
+                      RESERVED | set(names.values()) | leaf_names | set(header.defs)
                       | {n for imported in header.imports.values() for n in imported})
     build = builder.expr(tree, 1)
     head = [f'"""{tree.cls.__name__}, translated from ``{qualified_name(tree.cls)}`` by '
             'equivalence.translate.', "",
             "``build(rngs=None)`` returns the model with jaxconv's (torch's) default "
             "initialisation, in train", "mode as torch builds it; load torch's weights with "
-            "``equivalence.load_state_dict(model, state_dict)``.", '"""', *_IMPORTS]
+            "``equivalence.load_state_dict(model, state_dict)``.", '"""', *IMPORTS]
     head += header.lines()
     footer = ["def build(rngs=None):",
               f'    """The translated ``{tree.cls.__name__}``; ``rngs``: an ``nnx.Rngs`` or '
