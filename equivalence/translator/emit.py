@@ -13,7 +13,7 @@ import textwrap
 import torch
 import torch.fx as fx
 
-from . import functions, ops
+from . import dispatch, functions, ops
 from .graph import Part, Problem, signature, source_line, writes
 from .leaves import qualified_name
 from .text import RESERVED, Header, constant_name, indent, literal, param
@@ -115,9 +115,9 @@ class Body:
         if node.op == "call_function" and node in self.calls:
             return functions.emit_call(self, node, self.calls[node])
         if node.op == "call_function":
-            emitter, what = ops.function(node.target), ops.qualified(node.target)
+            emitter, what = dispatch.function(node.target), ops.qualified(node.target)
         else:
-            emitter, what = ops.method(node.target), f"Tensor.{node.target}"
+            emitter, what = dispatch.method(node.target), f"Tensor.{node.target}"
         if emitter is None:
             self._problem(node, f"no translation for {what}")
             return "None"

@@ -21,7 +21,7 @@ import torch
 import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 
-from . import ops
+from . import dispatch, ops
 from .graph import Problem, in_place_method, rebind_in_place, signature, source_line, writes
 from .leaves import qualified_name
 from .text import RESERVED, indent, literal
@@ -35,7 +35,7 @@ def traced_into(target) -> bool:
     """Whether a ``call_function`` target is a plain Python function to trace into."""
     return (isinstance(target, types.FunctionType) and target is not _guard
             and not (target.__module__ or "").startswith("torch.")
-            and ops.function(target) is None)
+            and dispatch.function(target) is None)
 
 
 def _guard(condition, expected):

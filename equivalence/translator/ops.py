@@ -259,10 +259,9 @@ def _named_tuple(cls):
 
 
 def function(target):
-    """The emitter of a ``call_function`` target, or ``None`` when it has no translation."""
-    from . import aten      # ATen overloads and output classes, from torch.export graphs
-    if (emitter := aten.function(target)) is not None:
-        return emitter
+    """The emitter of a torch function, Python operator or NamedTuple class (a ``call_function``
+    target of an fx graph), or ``None``; ATen overloads are :mod:`.aten`'s (:mod:`.dispatch`
+    asks both)."""
     if isinstance(target, type) and issubclass(target, tuple) and hasattr(target, "_fields"):
         return _named_tuple(target)
     if target in _USER:

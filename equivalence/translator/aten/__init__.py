@@ -9,8 +9,6 @@ An ATen overload (``aten.conv2d.default``) is translated by the first of:
    torch-function table of :mod:`..ops` calls it, where the ATen schema agrees with that
    function's signature (:func:`agrees`). ATen and the torch functions thus share one
    vocabulary: what ``jaxconv.tensor`` and ``jaxconv.functional`` add, both translate.
-
-Output classes (Hugging Face's ``ModelOutput``) are translated by :mod:`..outputs`.
 """
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ import torch
 import jaxconv.functional as jF
 from jaxconv import tensor as jT
 
-from .. import outputs
+from .. import ops
 from . import nn, tensor  # noqa: F401  (they fill the table)
 from ._table import TABLE
 
@@ -74,21 +72,17 @@ def agrees(schema, fn) -> bool:
 
 def _same_named(op):
     """The emitter of the jaxconv function named like ``op``, where the schemas agree."""
-    from ..ops import passthrough
-
     name = op._schema.name.partition("::")[2]
     for prefix, namespace in _NAMESPACES:
         fn = getattr(namespace, name, None)
         if callable(fn) and not inspect.isclass(fn) and agrees(op._schema, fn):
-            emit = passthrough(f"{prefix}.{name}", fn)
+            emit = ops.passthrough(f"{prefix}.{name}", fn)
             return lambda e, *args, **kwargs: emit(e, *(_default(a) for a in args), **kwargs)
     return None
 
 
 def function(target):
-    """The emitter of an ATen overload or an output class, or ``None`` when it has neither."""
-    if outputs.is_output_class(target):
-        return outputs.emitter(target)
+    """The emitter of an ATen overload, or ``None`` (for other targets too)."""
     if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten":
         return TABLE.get(target.__name__) or _same_named(target)
     return None

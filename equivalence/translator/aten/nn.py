@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import ops
 from ._table import TABLE, keyed, kw, op, tup
 
 
@@ -67,9 +68,7 @@ def _instance_norm(e, input, weight, bias, running_mean, running_var, use_input_
 @op("batch_norm.default")
 def _batch_norm(e, input, weight, bias, running_mean, running_var, training, momentum, eps,
                 cudnn_enabled=True):
-    from ..ops import function
-
-    return function(torch.nn.functional.batch_norm)(e, input, running_mean, running_var, weight,
+    return ops.function(torch.nn.functional.batch_norm)(e, input, running_mean, running_var, weight,
                                                     bias, training, momentum, eps)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import ops
 from ._table import TABLE, keyed, kw, lead, op, span, tup
 
 
@@ -88,9 +89,7 @@ for _name in ("var", "std"):
 
 @op("linalg_vector_norm.default")
 def _vector_norm(e, input, ord=2, dim=None, keepdim=False, dtype=None):
-    from ..ops import function
-
-    return function(torch.linalg.vector_norm)(e, input, ord, tup(dim), keepdim, dtype=dtype)
+    return ops.function(torch.linalg.vector_norm)(e, input, ord, tup(dim), keepdim, dtype=dtype)
 
 
 @op("norm.Scalar", "norm.ScalarOpt_dim", "norm.ScalarOpt_dim_dtype", "norm.ScalarOpt_dtype")
