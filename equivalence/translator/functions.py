@@ -10,6 +10,9 @@ window_size >= H``) takes the branch the example takes, and the emitted function
 that it would again. A call with no tensor argument is evaluated and becomes its value.
 Tensors the function writes into (``x.add_(y)``, ``x[:, 1:] += y``) are returned with its
 result, and the caller rebinds them, as torch's aliasing would have them change.
+
+This module traces (:class:`Traced` per call, in ``Part.functions``); :mod:`.emit` writes the
+bodies (``FunctionBody``) and the calls (``function_call``).
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ from torch.overrides import TorchFunctionMode
 from . import dispatch, ops
 from .graph import Problem, in_place_method, rebind_in_place, signature, source_line, writes
 from .leaves import qualified_name
-from .text import RESERVED, indent, literal
 from .state import preserved, record_calls
 
 #: torch factories whose constant-argument calls are recorded (not run) inside a body.
@@ -33,12 +35,12 @@ _FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.eye, torc
 
 def traced_into(target) -> bool:
     """Whether a ``call_function`` target is a plain Python function to trace into."""
-    return (isinstance(target, types.FunctionType) and target is not _guard
+    return (isinstance(target, types.FunctionType) and target is not guard
             and not (target.__module__ or "").startswith("torch.")
             and dispatch.function(target) is None)
 
 
-def _guard(condition, expected):
+def guard(condition, expected):
     """Marks, in a traced body, a branch taken on ``condition``'s value ``expected``."""
     return None
 
@@ -118,7 +120,7 @@ class _Tracer(fx.Tracer):
         return node
 
     def _evaluate(self, node):
-        if node.target is _guard:
+        if node.target is guard:
             return None
         a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: self.values[n])
         self.evaluating = True
@@ -139,7 +141,7 @@ class _Tracer(fx.Tracer):
 
     def to_bool(self, obj):
         value = bool(self.values[obj.node])
-        self.create_proxy("call_function", _guard, (obj, value), {})
+        self.create_proxy("call_function", guard, (obj, value), {})
         return value
 
     def iter(self, obj):
@@ -218,7 +220,7 @@ def _drop_unused(graph) -> None:
     for node in reversed(list(graph.nodes)):
         if node.users or node.op in ("placeholder", "output"):
             continue
-        if node.target in (operator.setitem, _guard) or (
+        if node.target in (operator.setitem, guard) or (
                 node.op == "call_method" and in_place_method(node.target)):
             continue
         graph.erase_node(node)
@@ -293,101 +295,3 @@ def attach(tree, parts, example_inputs, problems) -> None:
                 p.functions.update(calls_of(p.module, graph, seen[p.module][0][0]))
             except Exception as e:  # noqa: BLE001 - reported with the module
                 problem(p, f"cannot trace into its function calls: {type(e).__name__}: {e}")
-
-
-# --- emission ------------------------------------------------------------------------------
-def _function_name(e, traced) -> str:
-    """A module-level name for ``traced``'s body: the function's own, numbered when two calls
-    translate differently."""
-    text = _source(e, traced)
-    base = traced.fn.__name__.lstrip("_") or "function"
-    name, i = base, 1
-    while True:
-        own = text.replace("def <name>(", f"def {name}(", 1)
-        if name in e.header.defs:
-            if e.header.defs[name] == own:
-                return name
-        elif name not in RESERVED:
-            e.header.defs[name] = own
-            return name
-        name, i = f"{base}_{i}", i + 1
-
-
-def _source(e, traced) -> str:
-    body = _FunctionBody(e.part, e.parts, e.header, e.problems, traced)
-    params, lines = body.graph(traced.graph)
-    notes = []
-    for n, v in traced.baked.items():
-        try:
-            text = literal(v)
-        except TypeError:
-            continue
-        if len(text) <= 60:
-            notes.append(f"{n}={text}")
-    doc = f"Translated from ``{traced.fn.__module__}.{traced.fn.__qualname__}``"
-    doc += f", traced with {', '.join(notes)}." if notes else "."
-    return "\n\n" + "\n".join([f"def <name>({', '.join(params)}):", f'    """{doc}"""',
-                      *indent(lines)])
-
-
-def emit_call(e, node, traced) -> str:
-    """The source of ``node``, a call of ``traced.fn``, in a body ``e`` (an ``emit.Body``)."""
-    bound = inspect.signature(traced.fn).bind(*node.args, **node.kwargs)
-    for n, value in traced.baked.items():
-        arg = bound.arguments.get(n)
-        if any(isinstance(a, fx.Node) for a in _flat(arg)):
-            try:
-                e.after(f"assert {e.fmt(arg)} == {literal(value)}, "
-                        f"'{traced.fn.__name__} was traced for {n}={literal(value)}'")
-            except TypeError:
-                pass
-    if traced.graph is None:
-        return literal(traced.value)
-    name = _function_name(e, traced)
-    call = e.call(name, [bound.arguments[n] for n in traced.names], {})
-    if not traced.mutated:
-        return call
-    targets = [e.name]
-    for n in traced.mutated:
-        arg = bound.arguments[n]
-        rebound = f"{e.name}_{n}"
-        targets.append(rebound)
-        if isinstance(arg, fx.Node):
-            e.expr[arg] = rebound
-    e.after(f"{', '.join(targets)} = {call}")
-    return ""
-
-
-_CLASS = []
-
-
-def _body_class():
-    if _CLASS:
-        return _CLASS[0]
-    from .emit import Body
-
-    class FunctionBody(Body):
-        """A traced function's body: its nested calls, constants and branch guards."""
-
-        def __init__(self, part, parts, header, problems, traced):
-            super().__init__(part, parts, header, problems)
-            self.traced, self.calls = traced, traced.calls
-
-        def _emit(self, node):
-            if node.op == "get_attr" and node.target in self.traced.constants:
-                value = self.traced.constants[node.target]
-                return self.define(f"{self.traced.fn.__name__.lstrip('_')}_{node.target.lstrip('_')}",
-                                   f"jnp.asarray({value.tolist()!r}, {literal(value.dtype)})")
-            if node.op == "call_function" and node.target is _guard:
-                cond, expected = node.args
-                self.after(f"assert {'' if expected else 'not '}{self.fmt(cond)}, "
-                           f"'traced for the branch where {self.fmt(cond)} is {expected}'")
-                return None
-            return super()._emit(node)
-
-    _CLASS.append(FunctionBody)
-    return FunctionBody
-
-
-def _FunctionBody(*args):
-    return _body_class()(*args)

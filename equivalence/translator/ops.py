@@ -12,7 +12,8 @@ differs (``F.batch_norm`` in training returns the new statistics, dropout needs 
 An emitter is ``fn(e, *args, **kwargs) -> str | None``: ``e`` (an :class:`emit.Body`) formats
 arguments (``e.fmt``), reads a buffer's path (``e.attr``), adds statements after the node's
 assignment (``e.after``) and asks for a dropout stream (``e.rng()``); the return value is
-the expression bound to the node (``None``: nothing to bind).
+the expression bound to the node (``None``: nothing to bind; :data:`BOUND`: the statements
+it added bind the node's local, ``e.name``, themselves).
 """
 from __future__ import annotations
 
@@ -30,6 +31,17 @@ from jaxconv import tensor as jT
 
 from . import unreached
 from .graph import in_place_method
+
+
+class _Bound:
+    """What an emitter returns when the statements it added (``e.after``) bind the node."""
+
+    def __repr__(self):
+        return "BOUND"
+
+
+#: An emitter's result: the node's local is bound already, by the statements it added.
+BOUND = _Bound()
 
 _FUNCTIONS: dict = {}
 _METHODS: dict = {}
@@ -170,7 +182,7 @@ def _batch_norm(e, input, running_mean, running_var, weight=None, bias=None, tra
     if not (training is True and e.attr(running_mean) and e.attr(running_var)):
         return call
     e.after(f"{e.name}, {e.fmt(running_mean)}, {e.fmt(running_var)} = {call}")
-    return ""
+    return BOUND
 
 
 def _dropout(fn):

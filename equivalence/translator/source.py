@@ -1,7 +1,7 @@
 """The generated module as a whole: its header, one class per variant, and ``build()``.
 
-:func:`generate` names one class per torch class and forward variant (:func:`emit.variant`),
-writes each with :func:`emit.class_source`, and writes ``build()``, the expression that
+:func:`generate` names one class per torch class and forward variant (:func:`.classes.variant`),
+writes each with :func:`.classes.class_source`, and writes ``build()``, the expression that
 constructs the whole tree: every leaf from its torch instance's attributes, every traced
 module from its children and variable shapes (:class:`Builder`).
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .graph import Part, Problem, rebind_in_place
-from .emit import _non_persistent, _own_variables, class_source, variant
+from .classes import class_source, non_persistent, own_variables, variant
 from .leaves import NOT_RANDOM, qualified_name
 from .text import IMPORTS, RESERVED, Header, constant_name, literal, param
 
@@ -110,9 +110,9 @@ class Builder:
             return "None"
         args = [f"{param(n)}={e}" for n, e in children]
         m = part.module
-        params, buffers = _own_variables(m)
+        params, buffers = own_variables(m)
         args += [f"{param(n)}={tuple(t.shape)!r}" for n, t in params + buffers]
-        args += [f"{param(n)}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in _non_persistent(m)]
+        args += [f"{param(n)}={np.asarray(t.detach().cpu()).tolist()!r}" for n, t in non_persistent(m)]
         args += [f"{constant_name(k)}={np.asarray(v.detach().cpu()).tolist()!r}"
                  for k, v in part.constants.items()]
         if self.names[variant(part)] in self.with_rngs:

@@ -86,7 +86,7 @@ def _batch_norm_functional(e, input, weight, bias, running_mean, running_var, tr
         return f"({call}, None, None, {e.fmt(running_mean)}, {e.fmt(running_var)})"
     e.after(f"{e.name} = {call}")
     e.after(f"{e.name} = ({e.name}[0], None, None, {e.name}[1], {e.name}[2])")
-    return ""
+    return ops.BOUND
 
 
 @op("_native_batch_norm_legit.no_stats")
