@@ -40,6 +40,47 @@ class Proxy(fx.Proxy):
         return self.tracer.python_value(self, "operator.index", int)
 
 
+class _Values(fx.Interpreter):
+    """The values of the nodes a tracer has recorded so far, each computed on demand after its
+    inputs, from the root's parameters and buffers; a placeholder or a module call depends on
+    the inputs (``_Dynamic``)."""
+
+    def __init__(self, tracer):
+        super().__init__(tracer.root, garbage_collect_values=False, graph=tracer.graph)
+        self.tracer = tracer
+
+    def run_node(self, n):
+        if n not in self.env:
+            for i in n.all_input_nodes:
+                self.run_node(i)
+            self.env[n] = super().run_node(n)
+        return self.env[n]
+
+    def placeholder(self, target, args, kwargs):
+        raise _Dynamic(target)
+
+    def call_module(self, target, args, kwargs):
+        raise _Dynamic(target)
+
+    def get_attr(self, target, args, kwargs):
+        """The tensor itself, past fx's patched ``Module.__getattr__`` (which proxies)."""
+        *path, name = target.split(".")
+        owner = self.module
+        for piece in path:
+            owner = owner._modules[piece]
+        tables = (owner._parameters, owner._buffers, owner.__dict__)
+        self.tracer.sources.setdefault(target, self.tracer._reading)
+        return next(table[name] for table in tables if name in table)
+
+    def call_function(self, target, args, kwargs):
+        with torch.no_grad():
+            return super().call_function(target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        with torch.no_grad():
+            return super().call_method(target, args, kwargs)
+
+
 class Concrete:
     """A ``torch.fx.Tracer`` mixin: Python values computed from the root's parameters and
     buffers are computed (``frozen`` describes each, ``sources`` are the attributes they
@@ -60,36 +101,15 @@ class Concrete:
         """``fn`` of the tensor ``proxy`` stands for, where it depends on parameters and
         buffers only; a ``TraceError`` naming ``what`` otherwise."""
         if not hasattr(self, "frozen"):
-            self.frozen, self.sources, self._values = [], {}, {}
+            self.frozen, self.sources, self._values = [], {}, _Values(self)
         self._reading = user_line()
         try:
-            value = fn(self._value(proxy.node))
+            value = fn(self._values.run_node(proxy.node))
         except _Dynamic:
             raise fx.proxy.TraceError(f"{what}() of a value computed from the inputs: a Python "
                                       "value that a translation cannot compute under jit") from None
         line = self._reading
         self.frozen.append(f"{what}() = {value!r}" + (f" at {line}" if line else ""))
-        return value
-
-    def _value(self, node):
-        if node in self._values:
-            return self._values[node]
-        if node.op == "get_attr":        # past fx's patched Module.__getattr__, which proxies
-            *path, name = node.target.split(".")
-            owner = self.root
-            for piece in path:
-                owner = owner._modules[piece]
-            tables = (owner._parameters, owner._buffers, owner.__dict__)
-            value = next(table[name] for table in tables if name in table)
-            self.sources.setdefault(node.target, self._reading)
-        elif node.op in ("call_function", "call_method"):
-            args, kwargs = fx.node.map_arg((node.args, node.kwargs), self._value)
-            with torch.no_grad():
-                value = (node.target(*args, **kwargs) if node.op == "call_function"
-                         else getattr(args[0], node.target)(*args[1:], **kwargs))
-        else:
-            raise _Dynamic(node)
-        self._values[node] = value
         return value
 
 

@@ -74,29 +74,73 @@ def _unflatten(spec, leaves):
     return _Struct(spec.type, keys, children)
 
 
-class _Rewrite:
-    """Copies an unflattened export graph into a plain graph, evaluating the pytree plumbing."""
+class _Rewrite(fx.Interpreter):
+    """Copies an unflattened export graph into a plain graph, as ``torch.fx.Interpreter`` runs
+    one: the "values" of its nodes are nodes of the new graph (or structures of them). The
+    pytree plumbing that unflatten inserts is evaluated; a ``torch.no_grad()`` or
+    ``torch.autocast`` region (a higher-order op calling a body graph) is copied in place by a
+    rewrite of its body into the same graph (:meth:`inline`)."""
 
-    def __init__(self, module, unflat, params):
-        self.module, self.unflat, self.params = module, unflat, params
-        self.graph = fx.Graph()
-        self.env: dict = {}
-        self.constants: dict = {}
+    def __init__(self, module, unflat, params=(), graph=None, constants=None):
+        super().__init__(unflat, garbage_collect_values=False)
+        self.extra_traceback = False        # failures are reported as they are
+        self.owner, self.params = module, params
+        self.out = fx.Graph() if graph is None else graph
+        self.constants = {} if constants is None else constants
 
-    def value(self, v):
-        return fx.node.map_arg(v, lambda n: self.env[n]) if isinstance(v, (fx.Node, tuple, list, dict)) else v
+    # --- the graph, node by node ---------------------------------------------------------
+    def run_node(self, n):
+        self.node = n
+        return super().run_node(n)
 
-    def node(self, v):
+    def get_attr(self, target, args, kwargs):
+        obj = self.fetch_attr(target)
+        if isinstance(obj, (pytree.TreeSpec, torch.nn.Module)):    # a region's body: see inline
+            return obj
+        try:
+            real = self.owner.get_parameter(target)
+        except AttributeError:
+            try:
+                real = self.owner.get_buffer(target)
+            except AttributeError:
+                real = None
+        if real is not None:
+            return self.out.get_attr(target)
+        name = f"_tensor_constant{len(self.constants)}"
+        self.constants[name] = obj.detach().clone() if isinstance(obj, torch.Tensor) else obj
+        return self.out.get_attr(name)
+
+    def call_function(self, target, args, kwargs):
+        if target is pytree.tree_unflatten:
+            leaves, spec = args
+            return _unflatten(spec, iter(leaves))
+        if target is fx_pytree.tree_flatten_spec:
+            v, spec = args
+            return self.flatten(v, spec)
+        if target is operator.getitem and not isinstance(args[0], fx.Node):
+            return self.index(*args)
+        if isinstance(target, torch._ops.HigherOrderOperator):
+            return self.inline(target, args)
+        return self.copy(args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        return self.copy(args, kwargs)
+
+    def call_module(self, target, args, kwargs):
+        return self.copy(args, kwargs)
+
+    # --- helpers ---------------------------------------------------------------------------
+    def node_of(self, v):
         """``v`` as graph values: structures made into calls of their class."""
         if isinstance(v, _Struct):
-            items = [self.node(x) for x in v.values]
+            items = [self.node_of(x) for x in v.values]
             if hasattr(v.cls, "_fields"):
-                return self.graph.create_node("call_function", v.cls, tuple(items), {}, "result")
-            return self.graph.create_node("call_function", v.cls, (), dict(zip(v.keys, items)), "result")
+                return self.out.create_node("call_function", v.cls, tuple(items), {}, "result")
+            return self.out.create_node("call_function", v.cls, (), dict(zip(v.keys, items)), "result")
         if isinstance(v, (tuple, list)):
-            return type(v)(self.node(x) for x in v)
+            return type(v)(self.node_of(x) for x in v)
         if isinstance(v, dict):
-            return {k: self.node(x) for k, x in v.items()}
+            return {k: self.node_of(x) for k, x in v.items()}
         return v
 
     def index(self, v, key):
@@ -105,7 +149,7 @@ class _Rewrite:
         if isinstance(v, (tuple, list, dict)):
             return v[key]
         name = key if isinstance(key, str) and key.isidentifier() else None
-        return self.graph.create_node("call_function", operator.getitem, (v, key), {}, name)
+        return self.out.create_node("call_function", operator.getitem, (v, key), {}, name)
 
     def flatten(self, v, spec) -> list:
         if spec.is_leaf():
@@ -115,72 +159,38 @@ class _Rewrite:
         keys = spec.context if keyed else range(len(children))
         return [leaf for k, c in zip(keys, children) for leaf in self.flatten(self.index(v, k), c)]
 
-    def copy(self, node):
-        args, kwargs = self.node(self.value(node.args)), self.node(self.value(node.kwargs))
-        new = self.graph.create_node(node.op, node.target, args, kwargs, node.name)
+    def copy(self, args, kwargs):
+        """The current node, copied with its arguments' values."""
+        node = self.node
+        new = self.out.create_node(node.op, node.target, self.node_of(args), self.node_of(kwargs), node.name)
         new.meta = dict(node.meta)
         return new
 
-    def get_attr(self, node):
-        obj = self.unflat
-        for piece in node.target.split("."):
-            obj = getattr(obj, piece)
-        if isinstance(obj, (pytree.TreeSpec, torch.nn.Module)):    # a region's body: see inline
-            return obj
-        try:
-            real = self.module.get_parameter(node.target)
-        except AttributeError:
-            try:
-                real = self.module.get_buffer(node.target)
-            except AttributeError:
-                real = None
-        if real is not None:
-            return self.graph.get_attr(node.target)
-        name = f"_tensor_constant{len(self.constants)}"
-        self.constants[name] = obj.detach().clone() if isinstance(obj, torch.Tensor) else obj
-        return self.graph.get_attr(name)
-
-    def inline(self, node):
-        """A ``torch.no_grad()`` or ``torch.autocast`` region of ``forward`` (export wraps it
-        in a higher-order op calling a body graph) copied in place, as a tuple of its outputs;
-        those of a no-grad region are detached."""
-        name, args = node.target.name(), self.value(node.args)
+    def inline(self, target, args):
+        """A region of ``forward`` copied in place, as a tuple of its outputs; those of a
+        no-grad region are detached."""
+        name = target.name()
         if name == "wrap_with_set_grad_enabled":
             enabled, body, *inputs = args
         elif name == "wrap_with_autocast":
             enabled, body, inputs = True, args[4], list(args[5:])
         else:
             raise NotImplementedError(f"torch.export's {name} (a higher-order op) has no translation")
-        outputs = ()
-        for n in body.graph.nodes:
-            if n.op == "placeholder":
-                self.env[n] = inputs.pop(0)
-            elif n.op == "output":
-                outputs = self.value(n.args[0])
-            elif n.op == "get_attr":
-                value = getattr(body, n.target)
-                if not isinstance(value, torch.nn.Module):
-                    name = f"_tensor_constant{len(self.constants)}"
-                    self.constants[name] = value.detach().clone()
-                    value = self.graph.get_attr(name)
-                self.env[n] = value
-            elif isinstance(n.target, torch._ops.HigherOrderOperator):
-                self.env[n] = self.inline(n)
-            elif n.target is operator.getitem and not isinstance(self.value(n.args[0]), fx.Node):
-                self.env[n] = self.index(*self.value(n.args))
-            else:
-                self.env[n] = self.copy(n)
+        region = _Rewrite(self.owner, body, graph=self.out, constants=self.constants)
+        outputs = region.run(*inputs, enable_io_processing=False)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         if not enabled:
-            outputs = [self.graph.call_method("detach", (o,)) if isinstance(o, fx.Node) else o
+            outputs = [self.out.call_method("detach", (o,)) if isinstance(o, fx.Node) else o
                        for o in outputs]
         return tuple(outputs)
 
-    def run(self, in_spec, out_spec, n_args):
-        flat = [n for n in self.unflat.graph.nodes if n.op == "placeholder"]
+    def rewrite(self, in_spec, out_spec, n_args):
+        """``(graph, constants)``: the graph whose placeholders are the parameters of the
+        torch ``forward`` (``params``; ``n_args`` of them passed by position in the exported
+        call, ``in_spec`` / ``out_spec`` the call's pytree specs)."""
         holders = {}
         for name, default in self.params:
-            holders[name] = self.graph.placeholder(name, default_value=default)
+            holders[name] = self.out.placeholder(name, default_value=default)
         positional = tuple(holders[n] for n, _ in self.params[:n_args] if not n.startswith("*"))
         args_spec, kwargs_spec = in_spec.children()
         if len(positional) < len(args_spec.children()):     # a *args forward
@@ -188,34 +198,13 @@ class _Rewrite:
             positional = positional + tuple(self.index(star, i) for i in range(len(args_spec.children()) - len(positional)))
         star = next((holders[n] for n, _ in self.params if n.startswith("**")), None)
         kwargs = {k: holders[k] if k in holders else self.index(star, k) for k in kwargs_spec.context}
-        leaves = self.flatten((positional, kwargs), in_spec)
-        for ph, leaf in zip(flat, leaves):
-            self.env[ph] = leaf
-        for node in self.unflat.graph.nodes:
-            if node.op == "placeholder":
-                continue
-            if node.op == "output":
-                outs = self.value(node.args[0])
-                result = _unflatten(out_spec, iter(outs if isinstance(outs, (tuple, list)) else (outs,)))
-                self.graph.output(self.node(result))
-            elif node.op == "get_attr":
-                self.env[node] = self.get_attr(node)
-            elif node.target is pytree.tree_unflatten:
-                leaves, spec = self.value(node.args)
-                self.env[node] = _unflatten(spec, iter(leaves))
-            elif node.target is fx_pytree.tree_flatten_spec:
-                v, spec = self.value(node.args)
-                self.env[node] = self.flatten(v, spec)
-            elif node.target is operator.getitem and not isinstance(self.value(node.args[0]), fx.Node):
-                self.env[node] = self.index(*self.value(node.args))
-            elif isinstance(node.target, torch._ops.HigherOrderOperator):
-                self.env[node] = self.inline(node)
-            else:
-                self.env[node] = self.copy(node)
-        for node in reversed(self.graph.nodes):     # the plumbing's unused reads
+        outs = self.run(*self.flatten((positional, kwargs), in_spec), enable_io_processing=False)
+        result = _unflatten(out_spec, iter(outs if isinstance(outs, (tuple, list)) else (outs,)))
+        self.out.output(self.node_of(result))
+        for node in reversed(self.out.nodes):     # the plumbing's unused reads
             if not node.users and (node.op == "get_attr" or node.target is operator.getitem):
-                self.graph.erase_node(node)
-        return self.graph, self.constants
+                self.out.erase_node(node)
+        return self.out, self.constants
 
 
 def _literal_default(v):
@@ -284,7 +273,7 @@ def export_graph(m, args, kwargs, mode: bool, others=()):
                                      f"{_shapes(a, k)}, and torch.export could capture it for the "
                                      f"first only ({type(e).__name__})") from e
         spec = ep.module_call_graph[0].signature
-        return _Rewrite(m, unflat, _parameters(m, args)).run(spec.in_spec, spec.out_spec, len(args))
+        return _Rewrite(m, unflat, _parameters(m, args)).rewrite(spec.in_spec, spec.out_spec, len(args))
 
 
 def _reads_training(cls) -> bool:

@@ -17,6 +17,7 @@ bodies (``FunctionBody``) and the calls (``function_call``).
 from __future__ import annotations
 
 import inspect
+import operator
 import types
 from dataclasses import dataclass, field
 
@@ -77,64 +78,44 @@ class _Mode(TorchFunctionMode):
     def __torch_function__(self, func, types_, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _FACTORIES and not self.tracer.evaluating:
-            leaves = fx.node.map_aggregate((args, kwargs), lambda a: a)
-            if not any(isinstance(a, fx.Proxy) for a in _flat(leaves)):
+            proxies = []
+            fx.node.map_aggregate((args, kwargs), lambda a: proxies.append(a) if isinstance(a, fx.Proxy) else a)
+            if not proxies:
                 return self.tracer.create_proxy("call_function", func, args, kwargs)
         return func(*args, **kwargs)
-
-
-def _flat(tree):
-    if isinstance(tree, (tuple, list)):
-        for x in tree:
-            yield from _flat(x)
-    elif isinstance(tree, dict):
-        for x in tree.values():
-            yield from _flat(x)
-    else:
-        yield tree
 
 
 class _Proxy(fx.Proxy):
     """A proxy that records item assignment (``mask[a:b] = count``) as ``operator.setitem``."""
 
     def __setitem__(self, idx, value):
-        import operator
-
         self.tracer.create_proxy("call_function", operator.setitem, (self, idx, value), {})
 
 
 class _Tracer(fx.Tracer):
-    """A torch.fx tracer that also computes each node's value from the example arguments."""
+    """A torch.fx tracer that also computes each node's value from the example arguments, as
+    it records the node (with a ``torch.fx.Interpreter`` whose environment is ``values``)."""
 
     def __init__(self, inputs):
         super().__init__()
         self.record_stack_traces = True
         self.inputs, self.values, self.evaluating = list(inputs), {}, False
+        self._interpreter = None
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if kind == "placeholder":
             self.values[node] = self.inputs.pop(0)
         elif kind != "output":
-            self.values[node] = self._evaluate(node)
+            if self._interpreter is None:
+                self._interpreter = fx.Interpreter(self.root, garbage_collect_values=False, graph=self.graph)
+                self._interpreter.env = self.values
+            self.evaluating = True
+            try:
+                self.values[node] = self._interpreter.run_node(node)
+            finally:
+                self.evaluating = False
         return node
-
-    def _evaluate(self, node):
-        if node.target is guard:
-            return None
-        a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: self.values[n])
-        self.evaluating = True
-        try:
-            if node.op == "get_attr":
-                obj = self.root
-                for piece in node.target.split("."):
-                    obj = getattr(obj, piece)
-                return obj
-            if node.op == "call_function":
-                return node.target(*a, **k)
-            return getattr(a[0], node.target)(*a[1:], **k)
-        finally:
-            self.evaluating = False
 
     def proxy(self, node):
         return _Proxy(node, self)
@@ -202,8 +183,6 @@ def trace_call(fn, args, kwargs) -> Traced:
 def _write_back_views(graph) -> None:
     """``x[i].zero_()`` writes into ``x``: follow each in-place method on an indexed view with
     ``x[i] = result`` (the functional form reads it as a new value of ``x``)."""
-    import operator
-
     for node in list(graph.nodes):
         view = node.args[0] if node.args else None
         if (writes(node) and isinstance(view, fx.Node)
@@ -215,8 +194,6 @@ def _write_back_views(graph) -> None:
 def _drop_unused(graph) -> None:
     """Remove nodes nothing reads (shape pieces the body unpacked and never used); writes,
     guards and in-place methods stay."""
-    import operator
-
     for node in reversed(list(graph.nodes)):
         if node.users or node.op in ("placeholder", "output"):
             continue
