@@ -17,14 +17,13 @@ instances share one class that calls the child only where it exists.
 """
 from __future__ import annotations
 
-import operator
 
 import torch
 import torch.fx as fx
 
 from . import callsite, functions
 from .concrete import Concrete, check_sources, error_line
-from .graph import Part, Problem, signature, writes
+from .graph import Part, Problem, eliminate_dead_code, signature, writes
 from .leaves import Leaf, leaf_for, qualified_name
 from .outputs import is_output_class
 from .state import preserved
@@ -151,15 +150,15 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None, returns=Non
             tracer = _Tracer(m, specialised, returns)
             graph = tracer.trace(m)
         check_sources(tracer, graph, lambda n: n.op != "call_module" and writes(n))
-        _drop_asserts(graph)
-        for node in reversed(graph.nodes):      # items of a child's result that are not read
-            if (node.target is operator.getitem and not node.users
-                    and getattr(node.args[0], "op", None) == "call_module"):
-                graph.erase_node(node)
-        constants = {n.target: getattr(m, n.target) for n in graph.nodes
-                     if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
-        for name in constants:      # fx parks tensors made in forward on the root: take them back
+        parked = {n.target: getattr(m, n.target) for n in graph.find_nodes(op="get_attr")
+                  if n.target.startswith("_tensor_constant")}
+        for name in parked:         # fx parks tensors made in forward on the root: take them back
             delattr(m, name)
+        for node in graph.find_nodes(op="call_function", target=torch._assert):
+            graph.erase_node(node)
+        eliminate_dead_code(graph, m)   # what only the asserts read, items of results not read, ...
+        constants = {n.target: parked[n.target] for n in graph.find_nodes(op="get_attr")
+                     if n.target in parked}
         return graph, constants, getattr(tracer, "frozen", [])
     finally:
         for name in absent:
@@ -167,18 +166,6 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None, returns=Non
             if not registered[name]:
                 del m._modules[name]
                 object.__setattr__(m, name, None)
-
-
-def _drop_asserts(graph) -> None:
-    """Remove ``torch._assert`` calls and then what only they read (the condition's comparison
-    and shape pieces), so that no dead line is emitted; module calls and in-place ops stay."""
-    dead = [n for n in graph.nodes if n.op == "call_function" and n.target is torch._assert]
-    while dead:
-        node = dead.pop()
-        inputs = node.all_input_nodes
-        graph.erase_node(node)
-        dead += [i for i in inputs if not i.users and i not in dead and (
-            i.op == "call_function" or i.op == "call_method" and not i.target.endswith("_"))]
 
 
 def _absent_nodes(graph, names):

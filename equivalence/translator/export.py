@@ -40,7 +40,7 @@ from torch.fx import _pytree as fx_pytree
 from torch.utils import _pytree as pytree
 
 from . import callsite, program, unreached
-from .graph import Problem, signature
+from .graph import Problem, eliminate_dead_code, signature
 from .state import preserved, record_calls
 from .text import has_literal
 
@@ -201,9 +201,7 @@ class _Rewrite(fx.Interpreter):
         outs = self.run(*self.flatten((positional, kwargs), in_spec), enable_io_processing=False)
         result = _unflatten(out_spec, iter(outs if isinstance(outs, (tuple, list)) else (outs,)))
         self.out.output(self.node_of(result))
-        for node in reversed(self.out.nodes):     # the plumbing's unused reads
-            if not node.users and (node.op == "get_attr" or node.target is operator.getitem):
-                self.out.erase_node(node)
+        eliminate_dead_code(self.out, self.owner)     # the plumbing's unused reads
         return self.out, self.constants
 
 

@@ -26,7 +26,7 @@ import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 
 from . import dispatch, ops
-from .graph import Problem, in_place_method, rebind_in_place, signature, source_line, writes
+from .graph import Problem, eliminate_dead_code, rebind_in_place, signature, source_line, writes
 from .leaves import qualified_name
 from .state import preserved, record_calls
 
@@ -41,6 +41,7 @@ def traced_into(target) -> bool:
             and dispatch.function(target) is None)
 
 
+@fx.node.has_side_effect
 def guard(condition, expected):
     """Marks, in a traced body, a branch taken on ``condition``'s value ``expected``."""
     return None
@@ -170,7 +171,7 @@ def trace_call(fn, args, kwargs) -> Traced:
     constants = {n.target: tracer.values[n] for n in graph.nodes
                  if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
     _write_back_views(graph)
-    _drop_unused(graph)
+    eliminate_dead_code(graph)      # shape pieces the body unpacked and never used
     rebind_in_place(graph)        # now, so that its key is that of the emitted body
     traced = Traced(fn, names, graph, baked=baked, mutated=mutated, constants=constants)
     for node in graph.nodes:
@@ -189,18 +190,6 @@ def _write_back_views(graph) -> None:
                 and view.op == "call_function" and view.target is operator.getitem):
             with graph.inserting_after(node):
                 graph.call_function(operator.setitem, (view.args[0], view.args[1], node))
-
-
-def _drop_unused(graph) -> None:
-    """Remove nodes nothing reads (shape pieces the body unpacked and never used); writes,
-    guards and in-place methods stay."""
-    for node in reversed(list(graph.nodes)):
-        if node.users or node.op in ("placeholder", "output"):
-            continue
-        if node.target in (operator.setitem, guard) or (
-                node.op == "call_method" and in_place_method(node.target)):
-            continue
-        graph.erase_node(node)
 
 
 def wanted(graph) -> list:

@@ -25,6 +25,7 @@ WHAT_TO_DO = ("the example inputs reach it in neither train nor eval mode, so to
               "cannot capture it either: translate with example inputs that reach it")
 
 
+@fx.node.has_side_effect
 def not_reached(message: str):
     """Stands, in a stub's graph, for the forward of a module the example inputs did not
     reach; the translated ``__call__`` raises ``RuntimeError(message)``."""
