@@ -109,11 +109,7 @@ class Body:
     def define(self, name: str, text: str) -> str:
         """A module-level definition ``name = text`` in the generated source; returns the name
         it got: ``name``, or ``name_1``, ... where ``name`` is defined as something else."""
-        base, i = name, 1
-        while self.header.defs.get(name, f"{name} = {text}") != f"{name} = {text}" or name in RESERVED:
-            name, i = f"{base}_{i}", i + 1
-        self.header.defs[name] = f"{name} = {text}"
-        return name
+        return self.header.define(name, ("=", name, text), lambda given: f"{given} = {text}")
 
     # --- the graph, as torch.fx.Interpreter runs one ----------------------------------------
     def run(self, graph: fx.Graph) -> tuple[list[str], list[str]]:
@@ -275,16 +271,7 @@ def _function_name(e: Body, traced) -> str:
     translate differently."""
     text = _function_source(e, traced)
     base = traced.fn.__name__.lstrip("_") or "function"
-    name, i = base, 1
-    while True:
-        own = text.replace("def <name>(", f"def {name}(", 1)
-        if name in e.header.defs:
-            if e.header.defs[name] == own:
-                return name
-        elif name not in RESERVED:
-            e.header.defs[name] = own
-            return name
-        name, i = f"{base}_{i}", i + 1
+    return e.header.define(base, ("def", base, text), lambda name: text.replace("def <name>(", f"def {name}(", 1))
 
 
 def _function_source(e: Body, traced) -> str:

@@ -264,8 +264,8 @@ def passthrough(name: str, fn):
 def _named_tuple(cls):
     """A NamedTuple output (torchvision's ``InceptionOutputs``) rebuilt as a namedtuple."""
     def emit(e, *args, **kwargs):
-        e.imported("collections", "namedtuple")
-        name = e.define(cls.__name__, f"namedtuple({cls.__name__!r}, {list(cls._fields)!r})")
+        namedtuple = e.imported("collections", "namedtuple")
+        name = e.define(cls.__name__, f"{namedtuple}({cls.__name__!r}, {list(cls._fields)!r})")
         return e.call(name, args, kwargs)
     return emit
 

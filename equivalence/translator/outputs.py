@@ -48,11 +48,12 @@ def is_output_class(target) -> bool:
 def emitter(cls):
     """The emitter of a call of ``cls``: defines the pytree class in the generated source."""
     def emit(e, *args, **kwargs):
-        e.header.defs.setdefault("ModelOutput", _OUTPUT_BASE)
+        base = e.header.define("ModelOutput", _OUTPUT_BASE,
+                               lambda n: _OUTPUT_BASE.replace("class ModelOutput(", f"class {n}(", 1))
         fields = tuple(f.name for f in dataclasses.fields(cls))
-        name = cls.__name__
-        e.header.defs[name] = (f"\n\n@jax.tree_util.register_pytree_node_class\nclass {name}(ModelOutput):\n"
-                               f'    """``{cls.__module__}.{cls.__qualname__}``."""\n\n'
-                               f"    _fields = {fields!r}")
+        name = e.header.define(cls.__name__, cls, lambda n: (
+            f"\n\n@jax.tree_util.register_pytree_node_class\nclass {n}({base}):\n"
+            f'    """``{cls.__module__}.{cls.__qualname__}``."""\n\n'
+            f"    _fields = {fields!r}"))
         return e.call(name, args, kwargs)
     return emit

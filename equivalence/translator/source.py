@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import inspect
-import keyword
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ import torch
 from .graph import Part, Problem, rebind_in_place
 from .classes import class_source, non_persistent, own_variables, variant
 from .leaves import NOT_RANDOM, qualified_name
-from .text import IMPORTS, RESERVED, Header, constant_name, literal, param
+from .text import IMPORTS, Header, constant_name, literal, param
 
 _WIDTH = 100
 
@@ -39,31 +38,19 @@ class Builder:
     """
 
     def __init__(self, names: dict, header: Header, problems: list, with_rngs: set,
-                 shared=frozenset(), taken=frozenset()):
+                 shared=frozenset(), locals_=None):
         self.names, self.header, self.problems = names, header, problems
         self.with_rngs = with_rngs      # classes whose constructor takes rngs
         self.shared = shared            # parts that several parents (or names) take
-        self.taken = set(taken)         # module-level names a local must not shadow
+        self.locals = locals_ or header.names.child()   # build()'s locals: no module name shadowed
         self.bindings: list[str] = []   # ``name = expression`` of each shared module
         self._bound: dict = {}          # shared part -> its local
-
-    def _local(self, path: str) -> str:
-        """A fresh local for the module at ``path``: ``blocks.0.cpe`` -> ``blocks_0_cpe``."""
-        base = path.replace(".", "_")
-        if not base.isidentifier() or keyword.iskeyword(base):
-            base = "_" + "".join(c if c.isalnum() else "_" for c in base)
-        name, i = base, 1
-        while name in self.taken:
-            name, i = f"{base}_{i}", i + 1
-        self.taken.add(name)
-        return name
 
     def leaf(self, part: Part) -> tuple[str, list[str]]:
         leaf = part.leaf
         cls = leaf.resolve()
-        fn = f"nn.{leaf.name}" if leaf.module == "jaxconv.nn" else leaf.name
-        if leaf.module != "jaxconv.nn":
-            self.header.imported(leaf.module, leaf.name)
+        fn = (f"nn.{leaf.name}" if leaf.module == "jaxconv.nn"
+              else self.header.imported(leaf.module, leaf.name))
         try:
             args, kwargs = leaf.call(part.module)
         except TypeError as e:
@@ -85,7 +72,7 @@ class Builder:
             return self._construct(part, depth)
         if part not in self._bound:
             text = self._construct(part, 1)
-            self._bound[part] = self._local(part.path)
+            self._bound[part] = self.locals.create_name(part.path, part)     # blocks.0.cpe -> blocks_0_cpe
             self.bindings.append(f"{self._bound[part]} = {text}")
         return self._bound[part]
 
@@ -126,19 +113,15 @@ def generate(tree: Part, problems: list) -> str:
     for part in tree.parts():       # before any variant key is taken: it rewires the graphs
         for graph in part.graphs.values():
             rebind_in_place(graph, part.module)
-    names, classes, header, taken, with_rngs = {}, [], Header(), set(), set()
+    names, classes, header, with_rngs = {}, [], Header(), set()
     for part in tree.parts():
         if part.kind != "traced" or not part.graphs:
             continue
         key = variant(part)
         if key in names:
             continue
-        base = part.cls.__name__ if part.cls.__name__.isidentifier() else "Module"
-        name, i = base, 1
-        while name in taken or name in RESERVED:
-            name, i = f"{base}_{i}", i + 1
-        taken.add(name)
-        names[key] = name
+        name = names[key] = header.names.create_name(
+            part.cls.__name__ if part.cls.__name__.isidentifier() else "Module", key)
         text, takes_rngs = class_source(name, part, parts, header, problems)
         if takes_rngs:
             with_rngs.add(name)
@@ -146,8 +129,7 @@ def generate(tree: Part, problems: list) -> str:
     leaf_names = {p.leaf.name for p in tree.parts() if p.kind == "leaf"}
     uses = collections.Counter(c for p in tree.parts() for _, c in p.children if c is not None)
     builder = Builder(names, header, problems, with_rngs, {p for p, n in uses.items() if n > 1},
-                      RESERVED | set(names.values()) | leaf_names | set(header.defs)
-                      | {n for imported in header.imports.values() for n in imported})
+                      header.names.child(leaf_names))
     build = builder.expr(tree, 1)
     head = [f'"""{tree.cls.__name__}, translated from ``{qualified_name(tree.cls)}`` by '
             'equivalence.translate.', "",

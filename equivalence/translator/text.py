@@ -85,19 +85,64 @@ def constant_name(target: str) -> str:
     return target.lstrip("_")
 
 
+class Namespace:
+    """The names of one scope of the generated source, handed out as torch.fx hands out the
+    names of a graph's nodes (``torch.fx.graph._Namespace``, whose contract this keeps).
+
+    :meth:`create_name` gives an object its candidate name, sanitised into an identifier, or
+    ``candidate_1``, ``candidate_2``, ... where the name is taken, reserved, a keyword or a
+    builtin; asked again for the same object, it returns the same name. No name goes to two
+    objects.
+    """
+
+    def __init__(self, reserved=()):
+        self._names = fx.graph._Namespace()
+        self.taken: set[str] = set()
+        for name in reserved:
+            self.reserve(name)
+
+    def create_name(self, candidate: str, obj) -> str:
+        """The name of ``obj`` (hashable; ``None``: a fresh name each time)."""
+        name = self._names.create_name(candidate, obj)
+        self.taken.add(name)
+        return name
+
+    def reserve(self, name: str) -> None:
+        """Keep ``name`` from being handed out: the generated code uses it as it is."""
+        self.create_name(name, None)
+
+    def child(self, reserved=()) -> Namespace:
+        """A namespace for an inner scope: its names avoid these and ``reserved``."""
+        return Namespace(self.taken | set(reserved))
+
+
 class Header:
-    """What the generated module needs above its classes: imports and definitions."""
+    """What the generated module needs above its classes: imports and definitions, each under
+    a name of the module's one :class:`Namespace` (``names``), which the classes share."""
 
     def __init__(self):
-        self.imports: dict[str, set] = {}
-        self.defs: dict[str, str] = {}
+        self.imports: dict[str, dict[str, str]] = {}    # module -> {name: local name}
+        self.defs: dict[str, str] = {}                  # name -> source
+        self.names = Namespace(RESERVED)
 
     def imported(self, module: str, name: str) -> str:
-        """Import ``name`` from ``module``; returns the local name."""
-        self.imports.setdefault(module, set()).add(name)
+        """Import ``name`` from ``module``; returns the local name (``name``, unless another
+        object has it: ``from module import name as name_1``)."""
+        local = self.names.create_name(name, ("import", module, name))
+        self.imports.setdefault(module, {})[name] = local
+        return local
+
+    def define(self, candidate: str, key, source) -> str:
+        """A module-level definition of the object ``key`` (hashable: the same key, the same
+        definition), named ``candidate`` where free; ``source(name)`` is its source, added
+        the first time. Returns its name."""
+        name = self.names.create_name(candidate, key)
+        if name not in self.defs:
+            self.defs[name] = source(name)
         return name
 
     def lines(self) -> list[str]:
         """The import lines and definitions, in source order."""
-        out = [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(self.imports.items())]
+        out = [f"from {m} import {', '.join(n if n == local else f'{n} as {local}' for n, local in sorted(names.items()))}"
+               for m, names in sorted(self.imports.items())]
         return out + ([""] if self.defs else []) + list(self.defs.values())
