@@ -17,16 +17,17 @@ instances share one class that calls the child only where it exists.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.fx as fx
 
 from . import callsite, functions
 from .concrete import Concrete, check_sources, error_line
+from .export import fallback
 from .graph import Part, Problem, eliminate_dead_code, signature, writes
 from .leaves import Leaf, leaf_for, qualified_name
 from .outputs import is_output_class
 from .state import preserved
+from .unreached import settle
 
 
 class _Absent(torch.nn.Module):
@@ -249,8 +250,6 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))
     failed = [p for p in traced if not p.graphs and _one_convention(p, sites, problems)]
     if failed:
-        from .export import fallback
-        from .unreached import settle
         fallback(root, failed, example_inputs, problems)
         settle(tree, problems)
     for p in traced:
