@@ -132,13 +132,11 @@ class Sites:
     def record(self, path: str, graph) -> None:
         """Add the call sites in ``graph`` (the forward of the module at ``path``), and what
         the graph returns."""
-        for node in graph.nodes:
-            if node.op == "call_module":
-                child = f"{path}.{node.target}" if path else node.target
-                call = site(node.args, node.kwargs)
-                self.calls.setdefault(child, {})[repr(call)] = call
-            elif node.op == "output":
-                self.outputs[path] = pattern_of(node.args[0])
+        for node in graph.find_nodes(op="call_module"):
+            child = f"{path}.{node.target}" if path else node.target
+            call = site(node.args, node.kwargs)
+            self.calls.setdefault(child, {})[repr(call)] = call
+        self.outputs[path] = pattern_of(graph.output_node().args[0])
 
     def of(self, part) -> list:
         """The call sites of ``part`` (a ``capture.Part``) by all its paths (a shared module

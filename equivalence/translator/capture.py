@@ -170,7 +170,7 @@ def _trace(m, mode: bool, absent: tuple[str, ...], specialised=None, returns=Non
 
 
 def _absent_nodes(graph, names):
-    return frozenset(n for n in graph.nodes if n.op == "call_module" and n.target in names
+    return frozenset(n for n in graph.find_nodes(op="call_module") if n.target in names
                      and n.args and isinstance(n.args[0], fx.Node))
 
 

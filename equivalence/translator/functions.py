@@ -165,19 +165,18 @@ def trace_call(fn, args, kwargs) -> Traced:
         graph = tracer.trace(namespace[fn.__name__])
     mutated = [n for n, t, v in zip(names, inputs, versions) if t._version != v]
     if mutated:
-        output = next(n for n in graph.nodes if n.op == "output")
-        holders = {n.target: n for n in graph.nodes if n.op == "placeholder"}
+        output = graph.output_node()
+        holders = {n.target: n for n in graph.find_nodes(op="placeholder")}
         output.args = ((output.args[0], *(holders[n] for n in mutated)),)
-    constants = {n.target: tracer.values[n] for n in graph.nodes
-                 if n.op == "get_attr" and n.target.startswith("_tensor_constant")}
+    constants = {n.target: tracer.values[n] for n in graph.find_nodes(op="get_attr")
+                 if n.target.startswith("_tensor_constant")}
     _write_back_views(graph)
     eliminate_dead_code(graph)      # shape pieces the body unpacked and never used
     rebind_in_place(graph)        # now, so that its key is that of the emitted body
     traced = Traced(fn, names, graph, baked=baked, mutated=mutated, constants=constants)
-    for node in graph.nodes:
-        if node.op == "call_function" and traced_into(node.target):
-            a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: tracer.values[n])
-            traced.calls[node] = trace_call(node.target, _clone(a), _clone(k))
+    for node in wanted(graph):
+        a, k = fx.node.map_arg((node.args, node.kwargs), lambda n: tracer.values[n])
+        traced.calls[node] = trace_call(node.target, _clone(a), _clone(k))
     return traced
 
 
@@ -222,7 +221,7 @@ def calls_of(module, graph, inputs) -> dict:
     args, kwargs = inputs
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     bound.apply_defaults()
-    holders = [n for n in graph.nodes if n.op == "placeholder"]
+    holders = graph.find_nodes(op="placeholder")
     values = [bound.arguments.get(n.target.lstrip("*"), n.args[0] if n.args else None) for n in holders]
     recorder = _Recorder(module, graph, wanted(graph))
     with preserved(module), torch.no_grad():

@@ -45,7 +45,7 @@ def called_paths(tree) -> set:
         part = parts[path]
         prefix = f"{path}." if path else ""
         for graph in part.graphs.values():
-            todo += [prefix + n.target for n in graph.nodes if n.op == "call_module"]
+            todo += [prefix + n.target for n in graph.find_nodes(op="call_module")]
         if part.kind == "sequential":
             todo += [c.path for _, c in part.children if c is not None]
     return called
