@@ -1,12 +1,27 @@
 """Translate a torch model into jaxconv: readable Flax source, and a live module built from it.
 
 - :func:`translate_source` captures the model (:mod:`.capture`), maps every op through one
-  table (:mod:`.ops`, :mod:`.leaves`) and writes a standalone module (:mod:`.emit`,
-  :mod:`.source`) that
-  imports jax, flax and jaxconv, never torch, and defines ``build(rngs=None)``.
+  lookup (:mod:`.dispatch`, :mod:`.leaves`) and writes a standalone module (:mod:`.emit`,
+  :mod:`.classes`, :mod:`.source`) that imports jax, flax and jaxconv, never torch, and
+  defines ``build(rngs=None)``.
 - :func:`translate` runs that very source, builds the model and loads torch's weights into it,
   so the source and the live module can never disagree.
 - :func:`register` teaches it a module class or function of your own.
+
+The phases, each importing only those above it (``tests/translate/test_structure.py``)::
+
+    graph text state        Part, Problem, signature, writes (the in-place predicate), dead
+                            code; literals, names (one Namespace), the header; save/restore
+                            and call recording of the torch model
+    leaves outputs concrete unreached
+                            leaf classes; ModelOutput; Python values read from buffers; stubs
+    ops, aten/, dispatch    the torch-function/method table, the ATen table (built on it), and
+                            the one lookup: ATen, output classes, then torch
+    callsite program export functions capture
+                            call-site specialisation; torch.export programs and their graphs;
+                            Python functions traced into; the part tree (fx, export fallback)
+    emit classes source     one graph as statements (fx.Interpreter's shape); one class per
+                            variant; the module with build()
 """
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ class Sites:
     """The call sites of every module of a part tree, learnt as its parts are traced."""
 
     def __init__(self, parts: dict, root_site=REQUIRED, returns=None):
-        self.parts = parts                      # path (each of a shared module's) -> capture.Part
+        self.parts = parts                      # path (each of a shared module's) -> graph.Part
         self.calls: dict[str, dict] = {}        # path -> {repr(site): site}, from graphs
         self.outputs: dict[str, object] = {}    # path -> pattern of what its graph returns
         self.root = root_site
@@ -139,7 +139,7 @@ class Sites:
         self.outputs[path] = pattern_of(graph.output_node().args[0])
 
     def of(self, part) -> list:
-        """The call sites of ``part`` (a ``capture.Part``) by all its paths (a shared module
+        """The call sites of ``part`` (a ``graph.Part``) by all its paths (a shared module
         has several): ``REQUIRED`` for a root called without example inputs, ``DEFAULT_SITE``
         where nothing says how it is called."""
         found = {repr(s): s for path in part.paths for s in self._at(path)}

@@ -1,6 +1,6 @@
 """Capture a torch model as a tree of parts, one ``torch.fx`` graph per traced module.
 
-Each module instance is one :class:`Part`:
+Each module instance is one :class:`.graph.Part`:
 
 - a **leaf** (:mod:`.leaves`) becomes a jaxconv module whole;
 - a ``Sequential`` (or a subclass inheriting its ``forward``), ``ModuleList`` or ``ModuleDict``
