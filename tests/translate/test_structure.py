@@ -80,6 +80,12 @@ def test_the_translator_has_no_import_cycle():
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
 
 
+@pytest.mark.parametrize("package", ["jaxconv", "equivalence", "benchmarks"])
+def test_no_package_has_an_import_cycle(package):
+    cycle = find_cycle(import_graph(ROOT / package))
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
 def test_the_bottom_phases_import_no_other_phase():
     graph = import_graph()
     for bottom in ("graph", "text", "state"):
