@@ -282,10 +282,24 @@ class _Checked(torch.nn.Module):
         return self.conv(x) * c
 
 
+def _dead_locals(src: str) -> set:
+    """Locals of the generated ``__call__`` methods assigned and never read."""
+    import ast
+
+    dead = set()
+    for fn in ast.walk(ast.parse(src)):
+        if isinstance(fn, ast.FunctionDef) and fn.name == "__call__":
+            names = [n for n in ast.walk(fn) if isinstance(n, ast.Name)]
+            dead |= ({n.id for n in names if isinstance(n.ctx, ast.Store)}
+                     - {n.id for n in names if isinstance(n.ctx, ast.Load)})
+    return dead
+
+
 def test_a_dropped_assert_leaves_no_dead_line():
     x = torch.randn(1, 3, 9, 11)
     src = translate_source(_Checked(), x)
     assert "_assert" not in src and "== " not in src and "* 2" not in src and "+ 7" not in src, src
+    assert not _dead_locals(src), src       # nor the unused n of n, c, h, w = x.shape
     tm = _Checked()
     y = translate(tm, x)(jnp.asarray(x.numpy()))
     assert relative_error(y, tm(x).detach()) <= 1e-5
