@@ -29,11 +29,12 @@ import keyword
 
 import torch.fx as fx
 
-from . import dispatch, functions, ops
+from . import dispatch, functions
 from .graph import Part, Problem, source_line, writes
 from .leaves import qualified_name
 from .ops import BOUND
-from .text import RESERVED, Header, constant_name, has_literal, identifier, indent, literal, param
+from .text import (RESERVED, Header, constant_name, has_literal, identifier, indent, literal, param,
+                   qualified)
 
 
 def local_name(node) -> str:
@@ -162,7 +163,7 @@ class Body:
     def call_function(self, target, args, kwargs):
         if self.node in self.calls:
             return function_call(self, self.node, self.calls[self.node])
-        return self._translated(dispatch.function(target), ops.qualified(target), args, kwargs)
+        return self._translated(dispatch.function(target), qualified(target), args, kwargs)
 
     def call_method(self, target, args, kwargs):
         return self._translated(dispatch.method(target), f"Tensor.{target}", args, kwargs)

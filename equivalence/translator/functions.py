@@ -25,10 +25,11 @@ import torch
 import torch.fx as fx
 from torch.overrides import TorchFunctionMode
 
-from . import dispatch, ops
+from . import dispatch
 from .graph import Problem, eliminate_dead_code, rebind_in_place, signature, source_line, writes
 from .leaves import qualified_name
 from .state import preserved, record_calls
+from .text import qualified
 
 #: torch factories whose constant-argument calls are recorded (not run) inside a body.
 _FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.eye, torch.linspace}
@@ -245,7 +246,7 @@ def attach(tree, parts, example_inputs, problems) -> None:
     if not example_inputs:
         for p in todo:
             for node in {n.target: n for g in p.graphs.values() for n in wanted(g)}.values():
-                problem(p, f"tracing into {ops.qualified(node.target)} needs example inputs: "
+                problem(p, f"tracing into {qualified(node.target)} needs example inputs: "
                            "translate(model, *example_inputs)", node)
         return
     seen = record_calls(tree.module, example_inputs, [p.module for p in todo],

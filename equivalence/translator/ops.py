@@ -18,7 +18,6 @@ it added bind the node's local, ``e.name``, themselves).
 from __future__ import annotations
 
 import builtins
-import importlib
 import inspect
 import math
 import operator
@@ -307,33 +306,6 @@ def method(name: str):
         if hasattr(namespace, name):
             return passthrough(f"{prefix}.{name}", getattr(namespace, name))
     return None
-
-
-_PUBLIC: dict[int, str] = {}
-
-
-def _public_names() -> dict[int, str]:
-    """id -> public name of torch's functions (``torch.fft.fft2``, not ``torch._C._fft.fft_fft2``)."""
-    if not _PUBLIC:
-        for label in ("torch.fft", "torch.special", "torch.linalg", "torch.nn.functional", "torch",
-                      "operator"):
-            namespace = importlib.import_module(label)
-            for attr in dir(namespace):
-                if not attr.startswith("_") or label == "torch":
-                    _PUBLIC.setdefault(id(getattr(namespace, attr, None)), f"{label}.{attr}")
-    return _PUBLIC
-
-
-def qualified(target) -> str:
-    """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
-    if isinstance(target, str):
-        return f"Tensor.{target}"
-    if isinstance(target, torch._ops.OpOverload):
-        return f"torch.ops.{target.namespace}.{target.__name__}"
-    name = _public_names().get(id(target))
-    if name:
-        return name
-    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
 # --- export (Hugging Face models) ---

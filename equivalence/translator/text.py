@@ -1,9 +1,11 @@
-"""Pure formatting for the generated source: literals, names, indentation, the module header.
+"""Pure formatting for the generated source: literals, names, indentation, the module header,
+and the readable names of call targets that problems report.
 
 At the bottom of the translator with :mod:`.graph`; it imports no other phase.
 """
 from __future__ import annotations
 
+import importlib
 import keyword
 import math
 
@@ -83,6 +85,33 @@ def param(child: str) -> str:
 def constant_name(target: str) -> str:
     """The attribute of an fx tensor constant (``_tensor_constant0`` -> ``tensor_constant0``)."""
     return target.lstrip("_")
+
+
+_PUBLIC: dict[int, str] = {}
+
+
+def _public_names() -> dict[int, str]:
+    """id -> public name of torch's functions (``torch.fft.fft2``, not ``torch._C._fft.fft_fft2``)."""
+    if not _PUBLIC:
+        for label in ("torch.fft", "torch.special", "torch.linalg", "torch.nn.functional", "torch",
+                      "operator"):
+            namespace = importlib.import_module(label)
+            for attr in dir(namespace):
+                if not attr.startswith("_") or label == "torch":
+                    _PUBLIC.setdefault(id(getattr(namespace, attr, None)), f"{label}.{attr}")
+    return _PUBLIC
+
+
+def qualified(target) -> str:
+    """A readable name of a call target: ``torch.nn.functional.gelu``, ``Tensor.view``."""
+    if isinstance(target, str):
+        return f"Tensor.{target}"
+    if isinstance(target, torch._ops.OpOverload):
+        return f"torch.ops.{target.namespace}.{target.__name__}"
+    name = _public_names().get(id(target))
+    if name:
+        return name
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
 class Namespace:
