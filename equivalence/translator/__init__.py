@@ -41,7 +41,39 @@ class TranslationError(ValueError):
         super().__init__(f"cannot translate: {len(self.problems)} unsupported module(s) or op(s)\n{lines}")
 
 
-def translate_source(torch_module, *example_inputs) -> str:
+def positional(torch_module, args: tuple, kwargs: dict) -> tuple:
+    """Example inputs given by keyword (``labels=y``) as positional ones: ``forward``'s
+    parameters between the last positional input and the last keyword one take their defaults,
+    as a call that leaves them out gives them (``model(x, labels=y)`` is ``model(x, None, y)``
+    where ``labels`` comes third).
+
+    Raises ``TypeError`` for a keyword that names no positional parameter of ``forward`` (the
+    capture binds positions), for one given by position too, and for a parameter without
+    default left out before a given one.
+    """
+    if not kwargs:
+        return tuple(args)
+    cls = type(torch_module).__name__
+    order = [p for p in inspect.signature(torch_module.forward).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in order]
+    bad = [k for k in kwargs if k not in names]
+    if bad:
+        raise TypeError(f"translate: example keyword inputs must name positional parameters of "
+                        f"{cls}.forward ({', '.join(names)}), got {', '.join(bad)}")
+    twice = [k for k in kwargs if names.index(k) < len(args)]
+    if twice:
+        raise TypeError(f"translate: example inputs give {', '.join(twice)} both by position and by keyword")
+    out = list(args)
+    for p in order[len(args):max(names.index(k) for k in kwargs) + 1]:
+        if p.name not in kwargs and p.default is p.empty:
+            raise TypeError(f"translate: example inputs leave out {p.name!r}, which {cls}.forward "
+                            f"needs before {', '.join(kwargs)}")
+        out.append(kwargs[p.name] if p.name in kwargs else p.default)
+    return tuple(out)
+
+
+def translate_source(torch_module, *example_inputs, **example_kwargs) -> str:
     """The source of a standalone Python module that rebuilds ``torch_module`` in jaxconv.
 
     It defines one class per torch module class (and per forward variant), whose ``__call__``
@@ -51,13 +83,13 @@ def translate_source(torch_module, *example_inputs) -> str:
     **Arguments:**
 
     - ``torch_module``: the ``torch.nn.Module`` to translate; left unchanged.
-    - ``*example_inputs``: inputs of one forward (used where a module must be captured by
-      running it).
+    - ``*example_inputs``, ``**example_kwargs``: inputs of one forward (used where a module
+      must be captured by running it); keywords (``labels=y``) as :func:`positional` binds them.
 
     Raises :class:`TranslationError`, listing every op and module without a translation with
     its source line, before anything is built.
     """
-    tree, problems = capture(torch_module, example_inputs)
+    tree, problems = capture(torch_module, positional(torch_module, example_inputs, example_kwargs))
     source = generate(tree, problems)
     if problems:
         raise TranslationError(problems)
@@ -103,7 +135,7 @@ def build_from_source(source: str, torch_module=None, *, rngs=None):
     return model
 
 
-def translate(torch_module, *example_inputs, rngs=None):
+def translate(torch_module, *example_inputs, rngs=None, **example_kwargs):
     """``torch_module`` as a jaxconv module tree with torch's attribute names and weights.
 
     Built by running :func:`translate_source`'s source, so the two never disagree.
@@ -112,11 +144,12 @@ def translate(torch_module, *example_inputs, rngs=None):
     under ``nnx.jit`` / ``nnx.grad`` and follows ``train()`` / ``eval()``, starting in the
     torch modules' modes.
 
-    **Arguments:** as :func:`translate_source`; ``rngs`` seeds the dropout streams (and the
+    **Arguments:** as :func:`translate_source` (example inputs by position or keyword:
+    ``translate(model, x, labels=y)``); ``rngs`` seeds the dropout streams (and the
     discarded initial parameters).
     """
-    return build_from_source(translate_source(torch_module, *example_inputs), torch_module,
-                             rngs=rngs)
+    return build_from_source(translate_source(torch_module, *example_inputs, **example_kwargs),
+                             torch_module, rngs=rngs)
 
 
 def register(torch_object, target: str, arguments=None) -> None:

@@ -141,6 +141,8 @@ def _builtin() -> dict[str, Leaf]:
         _BUILTIN["timm.layers.drop.DropPath"] = Leaf("jaxconv.nn:DropPath")
         _BUILTIN["torch.nn:MultiheadAttention"] = Leaf("jaxconv.nn:MultiheadAttention",
                                                        _attention_arguments)
+        _BUILTIN["torch.nn:TripletMarginWithDistanceLoss"] = Leaf(
+            "jaxconv.nn:TripletMarginWithDistanceLoss", _triplet_arguments)
     return _BUILTIN
 
 
@@ -151,6 +153,17 @@ def _attention_arguments(m) -> tuple[tuple, dict]:
               "kdim": None if m.kdim == m.embed_dim else m.kdim,
               "vdim": None if m.vdim == m.embed_dim else m.vdim}
     return attribute_arguments(jnn.MultiheadAttention, m, values)
+
+
+def _triplet_arguments(m) -> tuple[tuple, dict]:
+    """torch keeps the default ``distance_function`` as a ``PairwiseDistance()`` child, which
+    the jaxconv twin builds itself; any other distance has no source form."""
+    d = m.distance_function
+    if not (type(d).__name__ == "PairwiseDistance" and (d.norm, d.eps, d.keepdim) == (2.0, 1e-6, False)):
+        raise TypeError(f"TripletMarginWithDistanceLoss: only the default distance_function "
+                        f"(pairwise_distance) translates, got distance_function={d!r}; register "
+                        f"the loss class with a twin of your own (equivalence.translator.register)")
+    return attribute_arguments(jnn.TripletMarginWithDistanceLoss, m, {"distance_function": None})
 
 
 def _compact(name: str, value):

@@ -134,6 +134,12 @@ def _mul(e, input, other):
     return f"{e.fmt(input)} * {e.fmt(other)}"
 
 
+@_register(_METHODS, "where")
+def _where(e, x, condition, other):
+    """``x.where(condition, other)`` is ``torch.where(condition, x, other)``."""
+    return e.call("T.where", (condition, x, other), {})
+
+
 @_register(_METHODS, "size")
 def _size(e, x, dim=None):
     return f"{e.fmt(x)}.shape" + ("" if dim is None else f"[{e.fmt(dim)}]")
@@ -337,3 +343,33 @@ def _normalize(e, input, p=2.0, dim=1, eps=1e-12, out=None):
     """``input / max(||input||_p over dim, eps)``, as torch computes it."""
     x = e.fmt(input)
     return f"{x} / T.clamp_min(T.norm({x}, {e.fmt(p)}, {e.fmt(dim)}, keepdim=True), {e.fmt(eps)})"
+
+
+# --- losses ---
+@_register(_FUNCTIONS, torch.broadcast_tensors)
+def _broadcast_tensors(e, *tensors):
+    return f"jnp.broadcast_arrays({', '.join(e.fmt(t) for t in tensors)})"
+
+
+@_register(_FUNCTIONS, TF.logsigmoid)
+def _logsigmoid(e, input):
+    return f"jax.nn.log_sigmoid({e.fmt(input)})"
+
+
+@_register(_FUNCTIONS, TF.triplet_margin_with_distance_loss)
+def _triplet_with_distance(e, anchor, positive, negative, *, distance_function=None, margin=1.0,
+                           swap=False, reduction="mean"):
+    """The ``distance_function`` as its jaxconv twin: ``None`` (pairwise distance), or a
+    ``torch.nn.functional`` / ``torch`` function that ``jaxconv`` has (``F.cosine_similarity``)."""
+    kwargs = {k: v for k, v, d in (("margin", margin, 1.0), ("swap", swap, False),
+                                   ("reduction", reduction, "mean")) if v != d}
+    call = e.call("F.triplet_margin_with_distance_loss", (anchor, positive, negative), kwargs)
+    if distance_function is None:
+        return call
+    name = _named(TF, distance_function) or _named(torch, distance_function)
+    prefix = ("F" if name and _named(TF, distance_function) and hasattr(jF, name) else
+              "T" if name and hasattr(jT, name) else None)
+    if prefix is None:
+        raise TypeError(f"distance_function {getattr(distance_function, '__qualname__', distance_function)!r} "
+                        "is not a torch function with a jaxconv twin")
+    return f"{call[:-1]}, distance_function={prefix}.{name})"

@@ -29,6 +29,14 @@ def _call_text(fn: str, args: list[str], width: int, depth: int) -> str:
     return f"{fn}(\n" + "".join(f"{pad}{a},\n" for a in args) + "    " * depth + ")"
 
 
+def _argument(v) -> str:
+    """Source of a leaf's constructor argument: a tensor (a loss's class ``weight``, a buffer
+    the strict load overwrites) as its values in its dtype, anything else as a constant."""
+    if isinstance(v, torch.Tensor):
+        return f"jnp.asarray({v.detach().cpu().tolist()!r}, {literal(v.dtype)})"
+    return literal(v)
+
+
 class Builder:
     """``build()``'s expression: the module tree, with each class and leaf constructed.
 
@@ -58,7 +66,7 @@ class Builder:
             return fn, []
         dtype = next((t.dtype for t in part.module.state_dict().values()
                       if t.is_floating_point()), torch.float32)
-        text = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
+        text = [_argument(a) for a in args] + [f"{k}={_argument(v)}" for k, v in kwargs.items()]
         params = inspect.signature(cls.__init__).parameters
         if dtype != torch.float32 and "dtype" in params:
             text.append(f"dtype={literal(dtype)}")

@@ -20,7 +20,7 @@ import jaxconv.functional as jF
 from jaxconv import tensor as jT
 
 from .. import ops
-from . import nn, tensor  # noqa: F401  (they fill the table)
+from . import losses, nn, tensor  # noqa: F401  (they fill the table)
 from ._table import TABLE
 
 _NAMESPACES = (("T", jT), ("F", jF))

@@ -153,6 +153,12 @@ def _expand(e, input, size, implicit=False):
     return e.call("T.expand", (input, tup(size)), {})
 
 
+@op("broadcast_tensors.default")
+def _broadcast_tensors(e, tensors):
+    """A list of the tensors broadcast together (``F.mse_loss`` and its kin call it)."""
+    return f"jnp.broadcast_arrays({', '.join(e.fmt(t) for t in tensors)})"
+
+
 @op("split.Tensor", "split_with_sizes.default", "split.sizes", "split.default")
 def _split(e, input, split_size, dim=0):
     return e.call("T.split", (input, tup(split_size), dim), {})
