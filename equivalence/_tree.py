@@ -80,6 +80,18 @@ def first_array(value):
     return leaves[0] if leaves else None
 
 
+def is_floating(a) -> bool:
+    """Whether an array (numpy, jax or torch) holds floating-point values."""
+    dtype = a.dtype
+    return bool(dtype.is_floating_point) if hasattr(dtype, "is_floating_point") else jnp.issubdtype(dtype, jnp.inexact)
+
+
+def floating_arrays(value) -> list:
+    """The floating array leaves of a nested value, in order: the outputs a gradient flows
+    back from (an LSTM's ``out``, ``h_n`` and ``c_n``; not pooling indices)."""
+    return [a for a in arrays(value) if is_floating(a)]
+
+
 def to_jax(value, fn=None):
     """``value`` with every numpy array ``a`` replaced by ``jnp.asarray(fn(a))`` (``fn``: identity)."""
     return jax.tree_util.tree_map(
@@ -93,6 +105,12 @@ def torch_to_numpy(value, torch):
 
     return jax.tree_util.tree_map(lambda v: to_numpy(v) if is_tensor(v) else v,
                                   plain(value), is_leaf=is_tensor)
+
+
+def floating_tensors(value, torch) -> list:
+    """The floating torch tensors of a nested value, in the order of :func:`floating_arrays`."""
+    leaves = jax.tree_util.tree_leaves(plain(value), is_leaf=lambda v: isinstance(v, torch.Tensor))
+    return [v for v in leaves if isinstance(v, torch.Tensor) and v.is_floating_point()]
 
 
 def first_tensor(value, torch):

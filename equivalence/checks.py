@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from . import tolerance
-from ._tree import arrays, first_array
+from ._tree import arrays, first_array, floating_arrays, is_floating
 from .state_dict import named_variables
 
 
@@ -31,13 +31,13 @@ class LeafInput:
     """A leaf layer split for a jitted run: a clone's graph, parameters and other state, torch's
     recorded positional array inputs (the array leaves of ``structure``: an LSTM's ``(h_0, c_0)``
     is a tuple), the others (``static``: ``(leaf position, value)`` pairs, such as torchvision
-    MaxViT's window size) and (with gradients) torch's gradient of the output."""
+    MaxViT's window size) and (with gradients) torch's gradients of its floating outputs."""
 
     graphdef: Any
     params: Any
     rest: Any
     args: tuple
-    cotangent: Any = None
+    cotangents: Any = None
     static: tuple = ()
     structure: Any = None
 
@@ -51,7 +51,8 @@ class LeafInput:
                             f"scalars are supported as inputs, got "
                             f"{[type(a).__name__ for a in call.args]} and kwargs {list(call.kwargs)}")
         graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
-        g = jnp.asarray(call.grad_out) if grads and call.grad_out is not None else None
+        found = call.cotangents() if grads else None
+        g = None if found is None else [jnp.asarray(c) for c in found]
         arrays_in = tuple(jnp.asarray(a) for a in leaves if isinstance(a, np.ndarray))
         return cls(graphdef, params, rest, arrays_in, g, static, structure)
 
@@ -67,9 +68,9 @@ class LeafInput:
 @jax.tree_util.register_dataclass
 @dataclass
 class LeafRun:
-    """A leaf layer's jaxconv results: its output, the output of the absolute-valued layer on
-    absolute inputs, and with a cotangent both backward passes (the absolute-valued one with
-    ``|cotangent|``)."""
+    """A leaf layer's jaxconv results: its (first) output, the output of the absolute-valued
+    layer on absolute inputs, and with cotangents both backward passes of all its floating
+    outputs (the absolute-valued one with ``|cotangents|``)."""
 
     output: Any
     magnitude: Any
@@ -81,16 +82,28 @@ class LeafRun:
 
 def _leaf_run(graphdef, leaf: LeafInput) -> LeafRun:
     def run(p, a):
-        return first_array(nnx.merge(graphdef, p, jax.tree.map(lambda v: v, leaf.rest))(*leaf.full(a)))
+        return floating_arrays(nnx.merge(graphdef, p, jax.tree.map(lambda v: v, leaf.rest))(*leaf.full(a)))
 
     absp, absa = jax.tree.map(jnp.abs, leaf.params), jax.tree.map(jnp.abs, leaf.args)
-    result = LeafRun(run(leaf.params, leaf.args), run(absp, absa))
-    if leaf.cotangent is not None:
+    outs, magnitudes = run(leaf.params, leaf.args), run(absp, absa)
+    result = LeafRun(outs[0] if outs else None, magnitudes[0] if magnitudes else None)
+    if leaf.cotangents is not None:
+        cots = matched_cotangents(outs, leaf.cotangents)
         _, vjp = jax.vjp(run, leaf.params, leaf.args)
-        result.param_grads, result.input_grads = vjp(leaf.cotangent)
+        result.param_grads, result.input_grads = vjp(cots)
         _, vjp = jax.vjp(run, absp, absa)
-        result.param_magnitudes, result.input_magnitudes = vjp(jnp.abs(leaf.cotangent))
+        result.param_magnitudes, result.input_magnitudes = vjp([jnp.abs(g) for g in cots])
     return result
+
+
+def matched_cotangents(outs, cotangents) -> list:
+    """torch's ``cotangents`` of a layer's floating outputs ``outs`` (jaxconv's), in their dtypes;
+    ``ValueError`` where the two sides' floating outputs differ in number or shape."""
+    if [tuple(o.shape) for o in outs] != [tuple(np.shape(g)) for g in cotangents]:
+        raise ValueError(f"compare: a jaxconv layer returns floating outputs of shapes "
+                         f"{[tuple(o.shape) for o in outs]} where torch's returns "
+                         f"{[tuple(np.shape(g)) for g in cotangents]}")
+    return [jnp.asarray(g).astype(o.dtype) for g, o in zip(cotangents, outs)]
 
 
 def run_leaves(leaves: list) -> list:
@@ -99,7 +112,7 @@ def run_leaves(leaves: list) -> list:
     if not leaves:
         return []
     fixed = [(leaf.graphdef, leaf.static, leaf.structure) for leaf in leaves]
-    dynamic = [(leaf.params, leaf.rest, leaf.args, leaf.cotangent) for leaf in leaves]
+    dynamic = [(leaf.params, leaf.rest, leaf.args, leaf.cotangents) for leaf in leaves]
 
     def f(dynamic):
         return [_leaf_run(gd, LeafInput(gd, *dyn, static=st, structure=sd))
@@ -148,8 +161,9 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
     ``sub``'s error model."""
     expected = first_array(call.out)
     backward = {}
-    if leaf.cotangent is not None:
-        backward = {"cotangent": np.asarray(leaf.cotangent),
+    if leaf.cotangents is not None:
+        cots = tuple(np.asarray(g) for g in leaf.cotangents)
+        backward = {"cotangent": cots[0], "cotangents": cots,
                     "param_grads": _named_params(leaf.graphdef, run.param_grads, leaf.rest),
                     "param_magnitudes": _named_params(leaf.graphdef, run.param_magnitudes, leaf.rest),
                     "input_grad": np.asarray(run.input_grads[0]),
@@ -162,7 +176,9 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
     result = LeafResult(tolerance.errors(layer.output, expected,
                                          bounds.forward.tolerance(expected.dtype, c, value=expected)))
     if layer.cotangent is not None:
-        missing = sorted(set(layer.param_grads) - set(bounds.params)) + (["input"] if bounds.input is None else [])
+        floating = [is_floating(a) for a in leaf.args]     # the array leaves of the inputs
+        missing = sorted(set(layer.param_grads) - set(bounds.params)) + (
+            ["input"] if bounds.input is None and floating[:1] == [True] else [])
         if missing:
             raise ValueError(f"{call.name or '(root)'}: the error model of layer kind {kind.name!r} "
                              f"returned no gradient Bound for {missing}; with a cotangent it must "
@@ -170,10 +186,15 @@ def check_leaf(sub, torch_module, call, leaf: LeafInput, run: LeafRun, train: bo
         # computed in the output's dtype at least (a float32 weight's gradient under autocast)
         at = functools.partial(dataclasses.replace, dtype=expected.dtype)
         result.param_grads = {k: Grad(v, at(bounds.params[k])) for k, v in layer.param_grads.items()}
-        grads = [Grad(layer.input_grad, at(bounds.input))] + [  # further inputs: the elementwise model
-            Grad(np.asarray(g), tolerance.Bound(np.asarray(m), tolerance.reduction_ratio([layer.cotangent], g),
-                                                dtype=expected.dtype))
-            for g, m in zip(run.input_grads[1:], run.input_magnitudes[1:])]
+        grads = [Grad(layer.input_grad, at(bounds.input)) if floating[0] else None]
+        for k, (g, m) in enumerate(zip(run.input_grads[1:], run.input_magnitudes[1:]), start=1):
+            if not floating[k]:             # class indices, lengths: no gradient
+                grads.append(None)
+            elif k - 1 < len(bounds.others) and bounds.others[k - 1] is not None:
+                grads.append(Grad(np.asarray(g), at(bounds.others[k - 1])))
+            else:                           # further inputs: the elementwise model by default
+                grads.append(Grad(np.asarray(g), tolerance.Bound(
+                    np.asarray(m), tolerance.reduction_ratio(layer.cotangents, g), dtype=expected.dtype)))
         starts = np.cumsum([0] + [len(arrays(a)) for a in call.args])  # grads: one per array leaf
         result.input_grads = [grads[k] if isinstance(a, np.ndarray) else None for a, k in zip(call.args, starts)]
     return result

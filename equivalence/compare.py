@@ -13,9 +13,10 @@ How it works (one forward on each side, plus local re-runs of single jaxconv lay
    code with each child call answered by torch's recorded output of that child, and the inputs
    its code hands to the children are checked too. Each check's tolerance comes from its
    layer kind's error model in :mod:`equivalence.tolerance`.
-4. With ``grads``: the loss is ``sum(output * cotangent)`` with a cotangent drawn from the
-   seed; gradients for the inputs and every parameter (torch names) are compared
-   (:mod:`equivalence.rows`), and in train mode the updated buffers.
+4. With ``grads``: the loss is ``sum_k sum(output_k * cotangent_k)`` over every floating
+   output, each cotangent drawn from the seed; gradients for the floating inputs and every
+   parameter (torch names) are compared (:mod:`equivalence.rows`), and in train mode the
+   updated buffers.
 """
 from __future__ import annotations
 
@@ -108,6 +109,33 @@ def _autocast_contexts(torch, torch_module, autocast):
                          f"got autocast={autocast!r}")
     device = next((p.device.type for p in torch_module.parameters()), "cpu")
     return torch.autocast(device, dtype=getattr(torch, dtype)), jaxconv.autocast(dtype)
+
+
+#: The attributes that hold a jaxconv module's mode (``Module.train``).
+_MODE_FLAGS = ("training", "deterministic", "use_running_average")
+
+
+@contextlib.contextmanager
+def _left_as_found(torch_module, jax_module):
+    """Within the block, compare switches both models' modes, runs a training forward (which
+    moves BatchNorm statistics) and a backward (which sets ``.grad``); on exit both are as they
+    were: torch's modes, parameters and buffers (:func:`~equivalence.translator.state.preserved`)
+    and gradients, jaxconv's modes and variables."""
+    from .translator.state import preserved
+
+    grads = [(p, p.grad) for p in torch_module.parameters()]
+    variables = jax.tree.map(lambda a: a, nnx.state(jax_module))    # a copy: state holds the variables
+    modes = [(m, {k: vars(m)[k] for k in _MODE_FLAGS if k in vars(m)}) for _, m in named_modules(jax_module)]
+    try:
+        with preserved(torch_module):
+            yield
+    finally:
+        for p, g in grads:
+            p.grad = g
+        nnx.update(jax_module, variables)
+        for m, flags in modes:
+            for k, v in flags.items():
+                setattr(m, k, v)
 
 
 def _is_leaf(module) -> bool:
@@ -285,8 +313,9 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
     - ``jax_module``: the jaxconv twin (an ``nnx.Module`` with the same submodule names).
     - ``*inputs``: torch tensors, arrays, or shapes (tuples of ints) for which standard-normal
       data is drawn from ``seed``.
-    - ``grads``: also compare gradients of ``sum(output * cotangent)`` (a cotangent drawn from
-      ``seed``) with respect to the inputs and every parameter, by torch name.
+    - ``grads``: also compare gradients of ``sum_k sum(output_k * cotangent_k)`` over every
+      floating output (cotangents drawn from ``seed``) with respect to the floating inputs and
+      every parameter, by torch name.
     - ``seed``: seed of the drawn inputs and cotangent (recorded in the report).
     - ``dtype``: cast the inputs to this dtype (drawn inputs are float32 by default): a name
       (``'bfloat16'``), a numpy/jnp dtype or a torch dtype. The two models' floating weights
@@ -302,14 +331,24 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
     gradient the lower precision of the gradient's and its layer's output (a float32
     parameter's gradient under bfloat16 autocast is checked as bfloat16).
 
-    Train-mode BatchNorm buffers are updated once on each side, as one training forward would.
-    A model's main output, the one the cotangent multiplies, is its first array in
-    ``jax.tree_util`` order (a dict's values by sorted key). Returns a
+    Train-mode BatchNorm buffers are updated once on each side, as one training forward would,
+    and checked; afterwards both models are as compare found them (modes, parameters, buffers,
+    torch's ``.grad``).
+    A model's outputs pair up in ``jax.tree_util`` order (a dict's values by sorted key); the
+    layer rows check each call's first array. Returns a
     :class:`~equivalence.report.Report`.
     """
     torch = require_torch("equivalence.compare")
-    start = time.perf_counter()
     train = bool(torch_module.training) if train is None else bool(train)
+    with _left_as_found(torch_module, jax_module):
+        return _compare(torch, torch_module, jax_module, inputs, grads, seed, dtype, train, c, jit,
+                        progress, autocast)
+
+
+def _compare(torch, torch_module, jax_module, inputs, grads, seed, dtype, train, c, jit, progress,
+             autocast) -> Report:
+    """:func:`compare` on models it may change (its caller puts them back)."""
+    start = time.perf_counter()
     torch_module.train(train)
     if train:
         jax_module.train()
@@ -326,7 +365,7 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
         with torch_cast:
             torch_run = run_torch(torch, torch_module, arrays, seed + 1, grads)
         with jax_cast:
-            jax_run = run_jax(jax_module, arrays, torch_run.cotangent, grads, jit)
+            jax_run = run_jax(jax_module, arrays, torch_run.cotangents, grads, jit)
             comparison = _Comparison(torch_run, jax_run, jax_module, jax_named,
                                      dict(torch_module.named_modules()), grads, train, c,
                                      list(torch_module.named_modules(remove_duplicate=False)))

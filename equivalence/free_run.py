@@ -19,7 +19,7 @@ from flax import nnx
 from jaxconv.nn import named_modules
 from jaxconv.trace import intercept
 
-from ._tree import first_array
+from ._tree import floating_arrays
 from .state_dict import named_variables
 
 
@@ -41,9 +41,10 @@ class JaxRun:
         return by_name
 
 
-def run_jax(module, inputs, cotangent, grads: bool, jit: bool) -> JaxRun:
+def run_jax(module, inputs, cotangents, grads: bool, jit: bool) -> JaxRun:
     """Run ``module`` on ``inputs`` recording every named submodule's output; with ``grads``,
-    the vector-Jacobian product of the main output with ``cotangent``."""
+    the vector-Jacobian product of its floating outputs with ``cotangents`` (torch's, one per
+    floating output: :func:`~equivalence._tree.floating_arrays`)."""
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
     names: list = []  # filled while tracing; the recorded outputs leave as outputs
 
@@ -64,17 +65,22 @@ def run_jax(module, inputs, cotangent, grads: bool, jit: bool) -> JaxRun:
         with intercept({sub: record(name) for name, sub in named_modules(m)}):
             out = m(*inputs)
         _, _, new_rest = nnx.split(m, nnx.Param, ...)
-        return first_array(out), (out, calls, new_rest)
+        return floating_arrays(out), (out, calls, new_rest)
 
     fn = jax.jit(forward) if jit else forward
     inputs = [jnp.asarray(x) for x in inputs]
     param_grads, input_grads = {}, []
     if grads:
-        _, vjp, (out, calls, new_rest) = jax.vjp(fn, params, inputs, has_aux=True)
-        g_params, g_inputs = vjp(jnp.asarray(cotangent))
+        outs, vjp, (out, calls, new_rest) = jax.vjp(fn, params, inputs, has_aux=True)
+        shapes = [tuple(np.shape(g)) for g in cotangents]
+        if [tuple(o.shape) for o in outs] != shapes:
+            raise ValueError(f"compare: jaxconv's model returns floating outputs of shapes "
+                             f"{[tuple(o.shape) for o in outs]}, torch's of shapes {shapes}")
+        g_params, g_inputs = vjp([jnp.asarray(g, o.dtype) for g, o in zip(cotangents, outs)])
         gm = nnx.merge(graphdef, g_params, rest)
         param_grads = {n: np.asarray(v[...]) for n, v in named_variables(gm) if isinstance(v, nnx.Param)}
-        input_grads = [np.asarray(g) for g in g_inputs]
+        input_grads = [np.asarray(g) if jnp.issubdtype(x.dtype, jnp.inexact) else None
+                       for g, x in zip(g_inputs, inputs)]
     else:
         _, (out, calls, new_rest) = fn(params, inputs)
     nnx.update(module, new_rest)

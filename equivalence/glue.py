@@ -18,7 +18,7 @@ from jaxconv.nn import named_children, named_modules
 from jaxconv.trace import intercept
 
 from . import tolerance
-from ._tree import arrays, first_array, to_jax
+from ._tree import arrays, first_array, floating_arrays, to_jax
 from .checks import Grad, _named_params
 from .tolerance import running
 from .tolerance.code import NO_RUNNING_BOUND
@@ -155,15 +155,15 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
     checked children first).
 
     The composite's code runs on torch's recorded inputs, its children answered by torch's
-    outputs, under ``jax.vjp``: the cotangent of its output is torch's, that of each array a
+    outputs, under ``jax.vjp``: the cotangents of its floating outputs are torch's, that of each array a
     child gets positionally that child's local input gradient (``child_input_grads``; every
     child must have them). The bounds: the running error bound of that backward pass (the
     children's input gradients carrying their own bounds), or where larger, for a ``traced``
     kind its backward model with the cotangents of every value of the input's shape summed in
     absolute value (an upper bound of the one that reaches the normalization's output),
     otherwise the elementwise model's, the same run on absolute values with absolute cotangents."""
-    x, g_out = first_array(call.args), call.grad_out
-    if x is None or g_out is None or not np.issubdtype(x.dtype, np.floating) or any(
+    x, g_outs = first_array(call.args), call.cotangents()
+    if x is None or g_outs is None or not np.issubdtype(x.dtype, np.floating) or any(
             ch.index not in child_input_grads for ch in children):
         return {}
     prefix = f"{call.name}." if call.name else ""
@@ -186,15 +186,15 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
                 out, seen, _ = _glue_run(nnx.merge(graphdef, p, rest), call, children, (tuple(full), kwargs, answers))
                 passed = [[ps[0][j] if j < len(ps[0]) else None for j, _ in pairs]
                           for (_, ps), pairs in zip(seen, cots)]
-                return first_array(out), passed
+                return floating_arrays(out), passed
 
-            (out, passed), vjp = jax.vjp(run, p, xs)
-            if out is None or len(passed) != len(cs) or any(
+            (outs, passed), vjp = jax.vjp(run, p, xs)
+            if [o.shape for o in outs] != [np.shape(h) for h in g] or len(passed) != len(cs) or any(
                     not isinstance(q, jax.Array) or np.shape(c) != q.shape for qs, ds in zip(passed, cs)
                     for q, c in zip(qs, ds)):
                 raise _NoLocalGrad
-            return vjp((g.astype(out.dtype), [[c.astype(q.dtype) for q, c in zip(qs, ds)]
-                                              for qs, ds in zip(passed, cs)]))
+            return vjp(([h.astype(o.dtype) for h, o in zip(g, outs)],
+                        [[c.astype(q.dtype) for q, c in zip(qs, ds)] for qs, ds in zip(passed, cs)]))
         return grads_of
 
     def own_of(grads):
@@ -202,17 +202,17 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
                 if not any(n.startswith(f"{r}.") for r in answered)}
 
     xs = [jnp.asarray(call.args[i]) for i in where]
-    values = [xs, jnp.asarray(g_out), [[jnp.asarray(g.value) for _, g in pairs] for pairs in cots]]
+    values = [xs, [jnp.asarray(g) for g in g_outs], [[jnp.asarray(g.value) for _, g in pairs] for pairs in cots]]
     try:
         grads, x_grads = vjp_of(None)(params, *values)
     except _NoLocalGrad:
         return {}
     own = own_of(grads)
     child_errors = [g.bound.tolerance(g.value.dtype, 1.0) for pairs in cots for _, g in pairs]
-    seeds = [None] * (len(jax.tree.leaves(params)) + len(xs) + 1) + child_errors
+    seeds = [None] * (len(jax.tree.leaves(params)) + len(xs) + len(g_outs)) + child_errors
     flat_cots = [np.asarray(g.value) for pairs in cots for _, g in pairs]
     abs_params = jax.tree.map(jnp.abs, params)
-    abs_values = [[jnp.abs(a) for a in xs], jnp.abs(values[1]), [[jnp.abs(c) for c in cs] for cs in values[2]]]
+    abs_values = [[jnp.abs(a) for a in xs], [jnp.abs(g) for g in values[1]], [[jnp.abs(c) for c in cs] for cs in values[2]]]
     try:
         _, (e_grads, e_xs) = running.running_error(vjp_of(None), params, *values, errors=seeds)
         e_own, e_xs = own_of(e_grads), [_finite(e) for e in e_xs]
@@ -220,9 +220,9 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
         it = iter(child_errors)
         carried = [[jnp.asarray(next(it)) for _ in cs] for cs in values[2]]
         _, mags = vjp_of(np.abs)(abs_params, *abs_values)
-        _, spread = vjp_of(np.abs)(abs_params, abs_values[0], jnp.zeros_like(values[1]), carried)
+        _, spread = vjp_of(np.abs)(abs_params, abs_values[0], [jnp.zeros_like(g) for g in values[1]], carried)
         e_own = {}
-        e_xs = [tolerance.eps(a.dtype) * np.sqrt(tolerance.reduction_ratio([g_out, *flat_cots], a)) * np.asarray(m)
+        e_xs = [tolerance.eps(a.dtype) * np.sqrt(tolerance.reduction_ratio([*g_outs, *flat_cots], a)) * np.asarray(m)
                 + np.asarray(p) for m, p, a in zip(mags, spread, xs)]
     it = iter(tolerance.Bound(e / tolerance.eps(a.dtype), 1) for e, a in zip(e_xs, xs))
     child_input_grads[call.index] = [Grad(np.asarray(x_grads[where.index(i)]), next(it)) if i in where else None
@@ -231,13 +231,13 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
         return {}
     kind = tolerance.kind_for(sub, torch_module)
     if kind.traced:
-        cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [g_out, *flat_cots] if np.shape(c) == x.shape),
+        cotangent = sum((np.abs(np.asarray(c, np.float64)) for c in [*g_outs, *flat_cots] if np.shape(c) == x.shape),
                         np.zeros(x.shape))
         layer = _traced_call(sub, torch_module, call, train, cotangent=cotangent, param_grads=own)
         bounds = kind.model(layer).params
     else:
         mags = own_of(vjp_of(np.abs)(abs_params, *abs_values)[0])
-        bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([g_out, *flat_cots], v)) for k, v in own.items()}
+        bounds = {k: tolerance.Bound(mags[k], tolerance.reduction_ratio([*g_outs, *flat_cots], v)) for k, v in own.items()}
     return {k: Grad(v, _widest(bounds[k], e_own.get(k), v.dtype)) for k, v in own.items() if k in bounds}
 
 

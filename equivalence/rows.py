@@ -31,7 +31,7 @@ def grad_rows(torch_run, jax_run, local_params: dict, local_inputs: dict, c: flo
               for name, want in torch_run.param_grads.items()]
     wanted += [(f"input[{k}]", want, "input", local_inputs.get(k),
                 free_inputs[k] if k < len(free_inputs) else None)
-               for k, want in enumerate(torch_run.input_grads)]
+               for k, want in enumerate(torch_run.input_grads) if want is not None]
     for name, want, typ, local, free in wanted:
         if local is None and free is None:
             rows.append(_missing("grad", name, typ, tuple(want.shape), "gradient"))

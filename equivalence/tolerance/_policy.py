@@ -39,7 +39,10 @@ POLICY = (
     "worst-case bound, get c times their sampled rounding error: the root mean square, over 16 "
     "draws of random signs, of every op's rounding carried through the layer's signed "
     "linearization, step by step (at least 2 ulps of the value); their gradients the same of "
-    "their backward pass. Train-mode buffers are checked locally too: jaxconv's update on "
+    "their backward pass. Losses (CrossEntropyLoss, MSELoss, ..., CTCLoss) get S = |loss| and n "
+    "= the entries reduced into each value (N*C for a mean cross entropy), at least c times "
+    "their running error bound (which sees logsumexp(x) - x[t] cancel); their gradients the "
+    "same. Train-mode buffers are checked locally too: jaxconv's update on "
     "torch's recorded input of each call. "
     "NaN/inf at the same "
     "positions on both sides agrees; on one side only it fails. ratio = max(|jax - torch| / "
@@ -214,8 +217,9 @@ class LayerCall:
     """One call of a leaf layer as its error model sees it (numpy arrays, torch's inputs):
     ``module`` the jaxconv layer (or functional op) that ran, ``torch_module`` torch's; ``magnitude``
     the layer with ``|parameters|`` on ``|inputs|``. With gradients: ``cotangent`` (torch's
-    gradient of the output), jaxconv's local backward (``param_grads``, ``input_grad``) and the
-    absolute-valued layer's with ``|cotangent|`` (``param_magnitudes``, ``input_magnitude``)."""
+    gradient of the output; ``cotangents``: of each floating output, an LSTM's ``h_n`` and
+    ``c_n`` too), jaxconv's local backward of all of them (``param_grads``, ``input_grad``) and
+    the absolute-valued layer's with ``|cotangents|`` (``param_magnitudes``, ``input_magnitude``)."""
 
     module: Any
     torch_module: Any
@@ -228,16 +232,20 @@ class LayerCall:
     param_magnitudes: dict = field(default_factory=dict)
     input_grad: np.ndarray | None = None
     input_magnitude: np.ndarray | None = None
+    cotangents: tuple = ()
 
 
 @dataclass(frozen=True)
 class LayerBounds:
     """What an error model returns: the forward's :class:`Bound`, and with gradients one per
-    parameter (by name) and one for the first input."""
+    parameter (by name) and one for the first input; optionally ``others``, one for each
+    further floating array input (a loss's target) by position, where the elementwise model
+    would not do (``None`` entries and those left out get it)."""
 
     forward: Bound
     params: dict = field(default_factory=dict)
     input: Bound | None = None
+    others: tuple = ()
 
 
 Model = Callable[[LayerCall], LayerBounds]

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .._tree import first_array
+from .._tree import floating_arrays
 from ..state_dict import named_variables
 from . import running
 from ._policy import FALLBACK, Bound, Kind, LayerBounds, LayerCall, Model, elementwise, kind_of, register
@@ -75,27 +75,31 @@ def kind_for(module, torch_module=None) -> Kind:
 def running_errors(call: LayerCall):
     """The running error bounds of a layer's code on torch's input (``call.inputs``):
     ``(forward, {parameter: gradient's}, first input's gradient's)``, the gradients' only with
-    ``call.cotangent`` (as the layer's ``jax.vjp`` with torch's cotangent); ``None`` where the
+    ``call.cotangent`` (as the layer's ``jax.vjp`` with torch's cotangents); ``None`` where the
     code has an op without a rule or cannot be traced."""
     graphdef, params, rest = nnx.split(nnx.clone(call.module), nnx.Param, ...)
     where = [i for i, a in enumerate(call.inputs) if isinstance(a, (np.ndarray, jax.Array))]
 
-    def forward(p, xs):
+    def outputs(p, xs):
         args = list(call.inputs)
         for i, a in zip(where, xs):
             args[i] = a
-        return first_array(nnx.merge(graphdef, p, jax.tree.map(lambda v: v, rest))(*args))
+        return floating_arrays(nnx.merge(graphdef, p, jax.tree.map(lambda v: v, rest))(*args))
 
-    def backward(p, xs, g):
-        out, vjp = jax.vjp(forward, p, xs)
-        return vjp(g.astype(out.dtype))
+    def forward(p, xs):
+        return outputs(p, xs)[0]
+
+    def backward(p, xs, gs):    # every floating output's cotangent
+        outs, vjp = jax.vjp(outputs, p, xs)
+        return vjp([g.astype(o.dtype) for g, o in zip(gs, outs)])
 
     xs = [jnp.asarray(call.inputs[i]) for i in where]
     try:
         e_out = np.asarray(running.running_error(forward, params, xs)[1])
         if call.cotangent is None:
             return e_out, {}, None
-        _, (e_params, e_xs) = running.running_error(backward, params, xs, jnp.asarray(call.cotangent))
+        cotangents = [jnp.asarray(g) for g in (call.cotangents or (call.cotangent,))]
+        _, (e_params, e_xs) = running.running_error(backward, params, xs, cotangents)
     except NO_RUNNING_BOUND:
         return None
     merged = nnx.merge(graphdef, e_params, rest)

@@ -36,14 +36,14 @@ def test_seed_models_forward_and_grads(name, shape, kwargs, train):
     assert names == {n for n, _ in tm.named_parameters()} | {"input[0]"}
     layer_names = {r.name.split("#")[0] for r in report.rows if r.section == "layer"}
     assert layer_names == {n or "(root)" for n, _ in tm.named_modules()}
-    if train:  # BatchNorm statistics were updated once, identically, on both sides
-        for n, b in tm.named_buffers():
-            np.testing.assert_allclose(np.asarray(equivalence.state_dict(jm)[n]), b.numpy(),
-                                       rtol=1e-5, atol=1e-6)
-    # compare leaves both models in the mode it ran them in
+    if train:  # BatchNorm statistics were updated once on each side, and checked
+        assert {r.name for r in report.rows if r.section == "buffer"} >= {
+            n for n, _ in tm.named_buffers() if n.endswith("running_mean")}
+    # compare leaves both models in the modes it found them in (test_compare_outputs.py: and
+    # their values)
     modes = _modes(jm)
     assert len(modes) == sum(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout)) for m in tm.modules())
-    assert modes == [train] * len(modes) and tm.training == train
+    assert modes == [True] * len(modes) and tm.training
 
 
 def _modes(jm):

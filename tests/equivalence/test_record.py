@@ -69,7 +69,7 @@ def test_torch_run_records_calls_and_gradients():
     h = tm.conv(xt)
     out = tm.act(h) + tm.act(xt.sum(1, keepdim=True))
     cot = np.random.default_rng(3).standard_normal(out.shape).astype(np.float32)
-    np.testing.assert_array_equal(run.cotangent, cot)
+    np.testing.assert_array_equal(run.cotangents[0], cot)
     np.testing.assert_allclose(run.out, out.detach().numpy(), rtol=1e-6)
     g_h, g_x = torch.autograd.grad((out * torch.from_numpy(cot)).sum(), [h, xt])
     np.testing.assert_allclose(run.calls[1].grad_out, g_h.numpy(), rtol=1e-5, atol=1e-7)
@@ -84,7 +84,7 @@ def test_jax_run_records_each_call_and_matches_torch_gradients():
     equivalence.load_state_dict(jm, tm.state_dict())
     x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
     t = run_torch(torch, tm, [x], cotangent_seed=3, grads=True)
-    j = run_jax(jm, [x], t.cotangent, grads=True, jit=True)
+    j = run_jax(jm, [x], t.cotangents, grads=True, jit=True)
     assert isinstance(j, JaxRun)
     outs = j.outputs()
     assert {k: len(v) for k, v in outs.items()} == {"": 1, "conv": 1, "act": 2}
