@@ -32,6 +32,10 @@ number of terms it sums. Which ``S`` and ``n`` a layer gets is the *error model*
   timm ``StdConv2d``, a jaxconv subclass overriding ``__call__``) keeps its kind's model, each
   tolerance at least ``c`` times the running error bound of its code (:func:`kind_for`);
   :func:`softmax` (masked logits) and :func:`resize` (``Upsample``) use that bound alone.
+- :func:`loss` (``CrossEntropyLoss``, ``MSELoss``, ..., ``CTCLoss``): ``S = |loss|``, ``n`` the
+  entries reduced into each value (``N * C`` for a mean cross entropy), at least ``c`` times
+  the running error bound of the loss's code, which sees each term's cancellation
+  (``logsumexp(x) - x[t]``); its gradients (of every floating input) the same (:mod:`.losses`).
 - gradients: ``S`` is the absolute-valued layer's vector-Jacobian product at ``|x|`` with
   ``|g|`` (torch's gradient of the layer's output), ``n`` the number of terms it sums.
 
@@ -49,9 +53,10 @@ from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, REDUCED, ROUNDING, Bou
 from .norms import batchnorm, normalization
 from .recurrence import recurrent
 from .code import is_module_code, kind_for, resize, running_only, softmax, with_running_bound
+from .losses import loss
 
 __all__ = ["C", "ELEMENTWISE_N", "FALLBACK", "POLICY", "REDUCED", "ROUNDING", "Bound", "BufferModel",
            "Kind", "LayerBounds", "LayerCall", "Model", "batchnorm", "compute_dtype", "dot", "elementwise", "eps", "errors", "fan",
-           "is_module_code", "kind_for", "kind_of", "kinds", "max_difference", "normalization",
+           "is_module_code", "kind_for", "kind_of", "kinds", "loss", "max_difference", "normalization",
            "policy_text", "recurrent", "reduction_ratio", "register", "resize", "running_only", "softmax",
            "tolerance", "unregister", "with_running_bound"]

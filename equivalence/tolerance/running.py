@@ -17,8 +17,9 @@ rounding and passes on its inputs' errors:
 
 So a softmax's sensitivity to its scores and an attention's to its softmax are in the bound,
 where running the code on absolute values misses them. A result that is inf or NaN (a masked
-logit's ``-inf``) adds no rounding of its own. Calls (``jit``, ``custom_jvp_call``,
-``custom_vjp_call``) are entered; ``interpolate``'s resampling call gives its weight matrices,
+logit's ``-inf``, ``log(0)`` where a CTC path cannot be) adds no rounding of its own and
+carries no error on (its slope there, ``0 * inf``, would make the next error NaN). Calls
+(``jit``, ``custom_jvp_call``, ``custom_vjp_call``) are entered; ``interpolate``'s resampling call gives its weight matrices,
 computed before the trace, the rounding of their source coordinates (:func:`._rules.resample_weights`).
 A ``scan`` (a recurrent layer's loop over time, and its transpose in a backward pass) runs these
 rules on its body step by step, the carry's bound carried with it. An op with erroneous inputs
@@ -253,7 +254,7 @@ def _eqn(eqn, vals, errs):
         raise Unsupported(name)
     result = []
     for out, e, own in zip(outs, moved, own_rounding(eqn, vals, outs)):
-        e = None if e is None else jnp.asarray(e).astype(_error_dtype(out))
+        e = None if e is None else _finite_rounding(out, jnp.asarray(e).astype(_error_dtype(out)))
         result.append(own if e is None else e if own is None else e + own)
     return outs, result
 

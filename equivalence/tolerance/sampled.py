@@ -115,7 +115,7 @@ def _extremum(eqn, vals, tans):
     ta, tb = (jnp.zeros(np.shape(v), _error_dtype(v)) if t is None else t for v, t in zip(vals, tans))
     if eqn.primitive.name == "min":
         a, b, ta, tb = -a, -b, -ta, -tb
-    d = (a - b).astype(ta.dtype)
+    d = jnp.where(a == b, 0, a - b).astype(ta.dtype)       # -inf - -inf: equal, not NaN
     out = jnp.where(d >= 0, jnp.maximum(ta, tb - d), jnp.maximum(d + ta, tb))
     return _bind(eqn, vals), [-out if eqn.primitive.name == "min" else out]
 
@@ -137,6 +137,8 @@ def _eqn(eqn, vals, tans, salt):
     for j, (o, t, own) in enumerate(zip(outs, touts, own_rounding(eqn, vals, outs))):
         if own is not None:
             own = own * _signs(_fold(salt, j), np.shape(o), own.dtype)
+        if t is not None:       # an inf or NaN result (log(0)) carries no error: 0 * inf is NaN
+            t = jnp.where(jnp.isfinite(o), t, jnp.zeros((), t.dtype))
         result.append(own if t is None else t if own is None else t + own)
     return outs, result
 

@@ -120,7 +120,7 @@ def test_match_by_class_name_functional_op_and_predicate():
     finally:
         tolerance.unregister("conv-op"), tolerance.unregister("wide")
     assert set(tolerance.kinds()) == {"elementwise", "dot", "batchnorm", "normalization", "recurrent", "softmax",
-                                      "resize"}
+                                      "resize", "loss"}
 
 
 def test_register_rejects_bad_arguments():
