@@ -34,7 +34,7 @@ def _data(seed=0):
 
 class Functions(torch.nn.Module):
     """Every functional loss, with non-default keywords, on ``(x, k, p, s)`` (with ``few``,
-    the first five: the default suite's)."""
+    the first seven: the default suite's)."""
 
     export = False          # True: export records its ops (the ATen table)
 
@@ -60,6 +60,8 @@ class Functions(torch.nn.Module):
             TF.binary_cross_entropy_with_logits(x, p, pos_weight=self.w, reduction="sum"),
             TF.mse_loss(x, p),
             TF.kl_div(lp, p.log(), reduction="batchmean", log_target=True),
+            torch.kl_div(lp, p, 2),      # the ATen binding: an enum reduction (2: 'sum')
+            torch.binary_cross_entropy_with_logits(x, p, None, self.w, 0),
         ]
         if self.few:
             return tuple(out)

@@ -82,7 +82,11 @@ def _same_named(op):
 
 
 def function(target):
-    """The emitter of an ATen overload, or ``None`` (for other targets too)."""
+    """The emitter of an ATen overload, or of a ``torch`` function that binds one with its
+    schema (:data:`.losses.BINDINGS`); ``None`` (for other targets too)."""
     if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten":
         return TABLE.get(target.__name__) or _same_named(target)
-    return None
+    try:
+        return losses.BINDINGS.get(target)      # torch.kl_div: the ATen op's own schema
+    except TypeError:       # unhashable
+        return None

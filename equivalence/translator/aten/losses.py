@@ -8,8 +8,13 @@ losses come as ``nll_loss_nd`` (any number of dimensions) or ``nll_loss2d``, and
 ``cross_entropy`` as one ``cross_entropy_loss``. ``F.multilabel_soft_margin_loss``,
 ``F.gaussian_nll_loss`` and ``F.triplet_margin_with_distance_loss`` have no ATen op: export
 records the ops of their Python code (``log_sigmoid``, ``pairwise_distance``, ...).
+
+Some of these ops are ``torch`` functions too (``torch.kl_div(input, target, 2)``): the ATen
+op's binding, with its schema (:data:`BINDINGS`), translated by the same entries.
 """
 from __future__ import annotations
+
+import torch
 
 from ._table import TABLE, kw, op, tup
 
@@ -117,3 +122,10 @@ def _ctc(e, log_probs, targets, input_lengths, target_lengths, blank=0, reductio
 def _log_sigmoid(e, input):
     """``F.logsigmoid`` (in export graphs of ``multilabel_soft_margin_loss``)."""
     return f"jax.nn.log_sigmoid({e.fmt(input)})"
+
+
+#: ``torch`` functions that are these ATen ops' bindings (ATen's arguments, enum reductions).
+BINDINGS = {getattr(torch, name): TABLE[f"{name}.default"] for name in (
+    "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "margin_ranking_loss",
+    "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss")}
+BINDINGS[torch.ctc_loss] = TABLE["ctc_loss.IntList"]
