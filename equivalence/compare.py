@@ -38,7 +38,7 @@ from jaxconv.nn import named_children, named_modules
 
 from . import tolerance as tol_mod
 from ._torch import numpy_dtype, require_torch, to_numpy
-from ._tree import first_array
+from ._tree import first_array, is_floating
 from .checks import LeafInput, check_leaf, run_leaves
 from .glue import check_glue, glue_floor, glue_grads
 from .free_run import JaxRun, run_jax
@@ -70,7 +70,8 @@ def _pinned_precision(torch):
 
 def _draw_inputs(inputs, seed, dtype):
     """The inputs as numpy arrays (standard-normal data drawn for shapes, float32 unless
-    ``dtype``) and their description."""
+    ``dtype``, which casts the floating ones: class indices stay integers) and their
+    description."""
     rng = np.random.default_rng(seed)
     arrays, shapes = [], []
     for x in inputs:
@@ -78,7 +79,7 @@ def _draw_inputs(inputs, seed, dtype):
             a, origin = rng.standard_normal(tuple(int(d) for d in x)).astype(np.float32), "drawn"
         else:
             a, origin = to_numpy(x), "given"
-        if dtype is not None:
+        if dtype is not None and is_floating(a):
             a = a.astype(dtype)
         arrays.append(a)
         shapes.append({"shape": list(a.shape), "dtype": str(a.dtype), "origin": origin})
@@ -317,7 +318,7 @@ def compare(torch_module, jax_module, *inputs, grads: bool = False, seed: int = 
       floating output (cotangents drawn from ``seed``) with respect to the floating inputs and
       every parameter, by torch name.
     - ``seed``: seed of the drawn inputs and cotangent (recorded in the report).
-    - ``dtype``: cast the inputs to this dtype (drawn inputs are float32 by default): a name
+    - ``dtype``: cast the floating inputs to this dtype (drawn inputs are float32 by default): a name
       (``'bfloat16'``), a numpy/jnp dtype or a torch dtype. The two models' floating weights
       must have the same dtypes (a ``TypeError`` names those that differ).
     - ``train``: the mode both run in; ``None`` takes the torch module's ``training`` flag.

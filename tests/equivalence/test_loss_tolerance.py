@@ -60,6 +60,17 @@ def test_a_float_target_has_its_gradient_checked_and_a_wrong_pos_weight_fails():
     assert not equivalence.compare(tm, jm, x, y, grads=True).passed
 
 
+@pytest.mark.slow
+def test_dtype_casts_the_logits_not_the_class_indices():
+    torch.manual_seed(0)
+    tm = Classifier(torch.nn.NLLLoss(weight=_weights())).double()
+    x, k = _x(8, 6), torch.tensor([0, 3, 1, 4, 2, 2, 1, 0])
+    jm = equivalence.translate(tm, x.double(), k)
+    report = equivalence.compare(tm, jm, x, k, dtype=torch.float64, grads=True)
+    assert report.passed, report.to_text()
+    assert [i["dtype"] for i in report.meta["inputs"]] == ["float64", "int64"]
+
+
 LOSSES = {  # name: (module, inputs)
     "CrossEntropyLoss-2d": (torch.nn.CrossEntropyLoss(label_smoothing=0.2),
                             lambda: (_x(2, 5, 3, 4, scale=4), torch.randint(0, 5, (2, 3, 4), generator=torch.Generator().manual_seed(0)))),
