@@ -31,6 +31,7 @@ import inspect
 import torch
 import torch.fx as fx
 
+from .outline import outline
 from .state import record_calls
 
 _CONSTANTS = (type(None), bool, int, float, str)
@@ -78,6 +79,22 @@ def pattern_of(value):
     return TENSOR       # anything else is left to a placeholder
 
 
+class Number:
+    """A number the example passed (a shape, perhaps): it agrees with a call site that passes
+    the same constant, and does not make one of its own."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return f"<number {self.value!r}>"
+
+    @classmethod
+    def of(cls, pattern):
+        """``pattern``, a number as a :class:`Number`."""
+        return cls(pattern) if isinstance(pattern, (int, float)) and not isinstance(pattern, bool) else pattern
+
+
 def site(args, kwargs=None):
     """The call site of a call with these ``args`` / ``kwargs`` (graph nodes or values)."""
     return (tuple(pattern_of(a) for a in args),
@@ -90,23 +107,25 @@ DEFAULT_SITE = ((TENSOR,), ())
 REQUIRED = None
 
 
-def returned(root, example_inputs) -> dict:
-    """``{module: pattern}`` of what each module of ``root`` returned when it ran on
-    ``example_inputs`` (:func:`.state.record_calls`), where every call returned the same;
+def example_calls(root, example_inputs) -> dict:
+    """``{module: [(site, output pattern, (args, kwargs) outline, output outline), ...]}``:
+    each call of each module of ``root`` when it ran on ``example_inputs``
+    (:func:`.state.record_calls`): its :func:`site`, the :func:`pattern_of` what it returned,
+    and the :func:`.outline.outline` of both (its arguments as ``(args, {name: kwarg})``), for
+    :mod:`.outline`'s check of traced graphs;
     nothing without them, or when the run fails (the export fallback reports that)."""
     if not example_inputs:
         return {}
     try:
-        calls = record_calls(root, example_inputs, list(root.modules()), lambda args, kwargs: None,
-                             pattern_of)
+        calls = record_calls(root, example_inputs, list(root.modules()), _inputs,
+                             lambda value: (pattern_of(value), outline(value)))
     except Exception:  # noqa: BLE001 - tracing does not need the run
         return {}
-    out = {}
-    for m, results in calls.items():
-        patterns = [r for _, r in results]
-        if _same(patterns):
-            out[m] = patterns[0]
-    return out
+    return {m: [(s, p, args, out) for (s, args), (p, out) in results] for m, results in calls.items()}
+
+
+def _inputs(args, kwargs):
+    return site(args, kwargs), (outline(args), {k: outline(v) for k, v in kwargs.items()})
 
 
 def pass_through(fn):
@@ -122,12 +141,13 @@ def pass_through(fn):
 class Sites:
     """The call sites of every module of a part tree, learnt as its parts are traced."""
 
-    def __init__(self, parts: dict, root_site=REQUIRED, returns=None):
+    def __init__(self, parts: dict, root_site=REQUIRED, calls=None):
         self.parts = parts                      # path (each of a shared module's) -> graph.Part
-        self.calls: dict[str, dict] = {}        # path -> {repr(site): site}, from graphs
+        self.calls: dict[str, dict] = {}        # path -> {caller path: {repr(site): site}}, from graphs
         self.outputs: dict[str, object] = {}    # path -> pattern of what its graph returns
         self.root = root_site
-        self.returns = returns or {}            # module -> pattern it returned in the example
+        self.example = calls or {}              # module -> its calls in the example (example_calls)
+        self.returns = {m: cs[0][1] for m, cs in self.example.items() if _same([c[1] for c in cs])}
 
     def record(self, path: str, graph) -> None:
         """Add the call sites in ``graph`` (the forward of the module at ``path``), and what
@@ -135,22 +155,32 @@ class Sites:
         for node in graph.find_nodes(op="call_module"):
             child = f"{path}.{node.target}" if path else node.target
             call = site(node.args, node.kwargs)
-            self.calls.setdefault(child, {})[repr(call)] = call
+            self.calls.setdefault(child, {}).setdefault(path, {})[repr(call)] = call
         self.outputs[path] = pattern_of(graph.output_node().args[0])
 
-    def of(self, part) -> list:
+    def forget(self, path: str) -> None:
+        """Drop what the graphs of the module at ``path`` said (they were found wrong)."""
+        self.outputs.pop(path, None)
+        for callers in self.calls.values():
+            callers.pop(path, None)
+
+    def of(self, part, example: bool = True) -> list:
         """The call sites of ``part`` (a ``graph.Part``) by all its paths (a shared module
-        has several): ``REQUIRED`` for a root called without example inputs, ``DEFAULT_SITE``
-        where nothing says how it is called."""
+        has several) and, with ``example``, its calls when the model ran on the example
+        inputs (their numbers as :class:`Number`: they may be shapes): ``REQUIRED`` for a root
+        called without example inputs, ``DEFAULT_SITE`` where nothing says how it is called."""
         found = {repr(s): s for path in part.paths for s in self._at(path)}
+        for call in self.example.get(part.module, ()) if example else ():
+            args, kwargs = (tuple(map(Number.of, call[0][0])), tuple((k, Number.of(v)) for k, v in call[0][1]))
+            found[repr((args, kwargs))] = (args, kwargs)
         return list(found.values()) or [DEFAULT_SITE]
 
     def _at(self, path: str) -> list:
         """The call sites through ``path``: those its caller's graph records; for an item of
         a ``Sequential``, what the ``Sequential`` passes it; for the root, the example's; none
         where ``path`` is not called through (a module its parent's forward never calls)."""
-        if path in self.calls:
-            return list(self.calls[path].values())
+        if any(self.calls.get(path, {}).values()):
+            return [s for sites in self.calls[path].values() for s in sites.values()]
         if not path:
             return [self.root]
         parent, _, name = path.rpartition(".")
@@ -188,8 +218,9 @@ def specialise(module, calls) -> dict:
     ``calls`` (:meth:`Sites.of`).
 
     ``value`` is a constant or a :class:`TensorList`; parameters not named stay placeholders.
-    A ``**kwargs`` parameter that no call passes anything to is bound to ``{}`` (named
-    ``'**kwargs'``); with ``*args``, nothing is specialised.
+    A ``**kwargs`` parameter that every call passes the same constants to (Hugging Face's
+    ``output_hidden_states=True``, passed down the model) is bound to them, ``{}`` where no
+    call passes anything (named ``'**kwargs'``); with ``*args``, nothing is specialised.
     """
     try:
         sig = inspect.signature(module.forward)
@@ -201,13 +232,15 @@ def specialise(module, calls) -> dict:
         return {}
     var = next((p.name for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD), None)
     seen: dict[str, list] = {p.name: [] for p in params}
+    passed = set()      # what the calls pass to **var, each as sorted items
     for call in calls:
         try:
             bound = sig.bind_partial() if call is REQUIRED else sig.bind(*call[0], **dict(call[1]))
         except TypeError:
             return {}
-        if bound.arguments.get(var):
-            var = None      # a call passes keywords to it: it stays a placeholder
+        passed.add(repr(sorted(bound.arguments.get(var, {}).items())))
+        if not all(isinstance(v, _CONSTANTS) for v in bound.arguments.get(var, {}).values()):
+            var = None      # a call passes tensors to it: it stays a placeholder
         for p in params:
             if p.name in bound.arguments:
                 seen[p.name].append(bound.arguments[p.name])
@@ -217,12 +250,14 @@ def specialise(module, calls) -> dict:
                 seen[p.name].append(TENSOR)
     out = {}
     for name, values in seen.items():
-        if not values or not _same(values) or values[0] is TENSOR:
+        numbers = [v.value for v in values if isinstance(v, Number)]
+        values = [v for v in values if not isinstance(v, Number)]
+        if not values or not _same(values + numbers) or values[0] is TENSOR:
             continue
         if isinstance(values[0], (TensorList, *_CONSTANTS)):
             out[name] = values[0]
-    if var is not None:
-        out[f"**{var}"] = {}
+    if var is not None and len(passed) <= 1:
+        out[f"**{var}"] = dict(bound.arguments.get(var, {})) if calls else {}
     return out
 
 

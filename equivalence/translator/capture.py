@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.fx as fx
 
-from . import callsite, functions
+from . import callsite, functions, outline
 from .concrete import Concrete, check_sources, error_line
 from .export import fallback
 from .graph import Part, Problem, eliminate_dead_code, signature, writes
@@ -43,7 +43,7 @@ class _Tracer(Concrete, fx.Tracer):
     Buffers are proxies too, so that an in-place update in ``forward`` (timm's
     ``BatchNormAct2d``: ``self.num_batches_tracked.add_(1)``) is a graph node, not a change
     made to the torch module while tracing. A child that returned a tuple or list when the
-    model ran on the example (``returns``: :func:`callsite.returned`) returns that structure
+    model ran on the example (``returns``: :func:`callsite.example_calls`) returns that structure
     of items of its call, so that ``attention_output, *rest = self.attention(x)`` traces.
     Python values computed from parameters and buffers are taken as they are
     (:class:`.concrete.Concrete`).
@@ -179,7 +179,7 @@ def _one_convention(part: Part, sites: callsite.Sites, problems: list) -> bool:
     from one call (torch.export's) computes every call; where not, its problem says which
     arguments differ (a shared module called with ``flag=True`` by one parent, ``False`` by
     another)."""
-    per_call = [callsite.specialise(part.module, [c]) for c in sites.of(part)]
+    per_call = [callsite.specialise(part.module, [c]) for c in sites.of(part, example=False)]
     values = {k: [s.get(k, callsite.TENSOR) for s in per_call] for s in per_call for k in s}
     differ = {k: v for k, v in values.items() if any(type(x) is not type(v[0]) or x != v[0] for x in v)}
     if not differ:
@@ -244,10 +244,17 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
     optional: dict[type, frozenset] = {}
     sites = callsite.Sites({path: p for p in tree.parts() for path in p.paths},
                            callsite.site(example_inputs) if example_inputs else callsite.REQUIRED,
-                           callsite.returned(root, example_inputs))
+                           callsite.example_calls(root, example_inputs))
     for p in traced:
         optional[p.cls] = (optional.get(p.cls, frozenset())
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))
+    for p in traced:    # a graph that is not what torch ran (a wrapper or hooks): export it
+        why = outline.disagreement(p, sites.example)
+        if why:
+            problems.append(Problem(p.path, qualified_name(p.cls), f"{why} (a wrapper of its "
+                                    "forward, or hooks, that torch.fx does not see)"))
+            p.graphs, p.constants, p.frozen = {}, {}, []
+            sites.forget(p.path)
     failed = [p for p in traced if not p.graphs and _one_convention(p, sites, problems)]
     if failed:
         fallback(root, failed, example_inputs, problems)

@@ -67,7 +67,8 @@ def _specialisation(name: str, part: Part) -> tuple[list[str], list[str]]:
     items = {k: v for k, v in part.specialised.items() if not (isinstance(v, float) and v != v)}
     if not items:
         return [], []
-    shown = [f"no {k}" if k.startswith("**") else f"{k}={literal(v)}" for k, v in items.items()]
+    shown = [(f"{k}={literal(v)}" if v else f"no {k}") if k.startswith("**") else f"{k}={literal(v)}"
+             for k, v in items.items()]
     how = ("as the example inputs call it; other values raise: translate again with example "
            "inputs that pass them." if not part.path else "as its caller calls it.")
     doc = ["", *textwrap.wrap(f"Specialised to {', '.join(shown)}, {how}", 96,
@@ -76,7 +77,8 @@ def _specialisation(name: str, part: Part) -> tuple[list[str], list[str]]:
         return doc, []
     lines = []
     for (k, v), what in zip(items.items(), shown):
-        test = k[2:] if k.startswith("**") else f"{k} is not None" if v is None else f"{k} != {literal(v)}"
+        test = (f"{k} is not None" if v is None else f"{k} != {literal(v)}") if not k.startswith("**") \
+            else f"{k[2:]} != {literal(v)}" if v else k[2:]
         message = f"{name} was translated for {what} only; translate again for other values"
         lines += [f"if {test}:", f"    raise ValueError({message!r})"]
     return doc, lines
