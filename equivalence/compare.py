@@ -202,6 +202,21 @@ class _Comparison:
         for name in self.count:
             if name not in self.free and name in self.jax_named:
                 self.structure.append(f"{name or '(root)'}: torch called it, jaxconv did not")
+        self.check_tied()
+
+    def check_tied(self) -> None:
+        """Record every parameter or buffer that one side holds as one tensor under two names
+        (weight tying, a shared module) and the other as two: training would update them
+        apart."""
+        ours = {name: id(v) for name, v in named_variables(self.jax_module)}
+        theirs = {f"{p}.{n}" if p else n: id(t) for p, m in self.torch_paths
+                  for n, t in [*m._parameters.items(), *m._buffers.items()] if t is not None}
+        first_ours, first_theirs = {}, {}
+        for name in [n for n in theirs if n in ours]:
+            a, b = first_theirs.setdefault(theirs[name], name), first_ours.setdefault(ours[name], name)
+            if a != b:
+                self.structure.append(f"{name}: torch's is " + (f"{a}'s tensor" if a != name else "a tensor of its own")
+                                      + ", jaxconv's " + (f"{b}'s variable" if b != name else "a variable of its own"))
 
     def label(self, cl: TorchCall) -> str:
         """The row name of a call: the module's name, ``#k`` for the k-th call of a shared one."""

@@ -16,7 +16,8 @@ import torch
 from .graph import Part, Problem, rebind_in_place
 from .classes import class_source, non_persistent, own_variables, variant
 from .leaves import NOT_RANDOM, qualified_name
-from .text import IMPORTS, Header, constant_name, literal, param
+from .state import tied
+from .text import IMPORTS, Header, constant_name, identifier, literal, param
 
 _WIDTH = 100
 
@@ -115,6 +116,25 @@ class Builder:
         return _call_text(self.names[variant(part)], args, _WIDTH, depth)
 
 
+def _tie(name: str, first: str, parts: dict) -> str:
+    """The statement that makes the variable of state_dict name ``name`` the one of ``first``
+    in the built tree (from ``<root>``): ``<root>.head.weight = <root>.embed.weight``."""
+    def reach(name):
+        text, path = "<root>", ""
+        *modules, leaf = name.split(".")
+        for piece in modules:
+            indexed = parts[path].kind in ("sequential", "list") and piece.isdigit()
+            text = (f"{text}[{piece}]" if indexed else f"{text}.{piece}" if identifier(piece)
+                    else f"getattr({text}, {piece!r})")
+            path = f"{path}.{piece}" if path else piece
+        return text, leaf
+
+    owner, leaf = reach(first)
+    value = f"{owner}.{leaf}" if identifier(leaf) else f"getattr({owner}, {leaf!r})"
+    owner, leaf = reach(name)
+    return f"{owner}.{leaf} = {value}" if identifier(leaf) else f"setattr({owner}, {leaf!r}, {value})"
+
+
 def generate(tree: Part, problems: list) -> str:
     """The whole module source for ``tree``; problems found on the way are appended."""
     parts = {path: p for p in tree.parts() for path in p.paths}
@@ -145,8 +165,13 @@ def generate(tree: Part, problems: list) -> str:
             "initialisation, in train", "mode as torch builds it; load torch's weights with "
             "``equivalence.load_state_dict(model, state_dict)``.", '"""', *IMPORTS]
     head += header.lines()
+    ties = [_tie(name, first, parts) for name, first in tied(tree.module)]
+    if ties:            # one variable held by two modules (weight tying), as in torch
+        model = builder.locals.create_name("model", None)
+        ties = [f"{model} = {build}", *(t.replace("<root>", model) for t in ties)]
+        build = model
     footer = ["def build(rngs=None):",
               f'    """The translated ``{tree.cls.__name__}``; ``rngs``: an ``nnx.Rngs`` or '
               'key for the parameters (the jaxconv stream when ``None``)."""',
-              *(f"    {line}" for line in builder.bindings), f"    return {build}"]
+              *(f"    {line}" for line in builder.bindings + ties), f"    return {build}"]
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join(classes + ["\n".join(footer)]) + "\n"

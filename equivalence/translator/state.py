@@ -73,3 +73,21 @@ def record_calls(root: torch.nn.Module, example_inputs, modules, inputs=None, ou
         for h in handles:
             h.remove()
     return {m: [tuple(c) for c in cs] for m, cs in calls.items()}
+
+
+def tied(root: torch.nn.Module) -> list[tuple[str, str]]:
+    """``(name, first name)`` of each parameter or persistent buffer that a second module
+    holds too (weight tying: ``head.weight = embed.weight``), by their state_dict names. A
+    module held twice is not listed: its variables are shared with it."""
+    first, out = {}, []
+    for prefix, m in root.named_modules():      # each module once, at its first path
+        persistent = [(n, b) for n, b in m._buffers.items() if n not in m._non_persistent_buffers_set]
+        for name, t in [*m._parameters.items(), *persistent]:
+            if t is None:
+                continue
+            full = f"{prefix}.{name}" if prefix else name
+            if id(t) in first:
+                out.append((full, first[id(t)]))
+            else:
+                first[id(t)] = full
+    return out

@@ -197,7 +197,9 @@ def test_compare_passes_names_calls_by_first_path_and_catches_planted_bugs(stage
     assert report.structure == ["pos.proj: torch called it 2 time(s), jaxconv 1",
                                 "pos: torch called it 2 time(s), jaxconv 1",
                                 "blocks.1.pos.proj: torch called it 0 time(s), jaxconv 1",
-                                "blocks.1.pos: torch called it 0 time(s), jaxconv 1"]
+                                "blocks.1.pos: torch called it 0 time(s), jaxconv 1",
+                                *(f"blocks.1.pos.{n}: torch's is pos.{n}'s tensor, jaxconv's a variable of its own"
+                                  for n in ("gamma", "proj.weight", "proj.bias"))]
     failing = {r.name for r in report.rows if not r.passed}
     assert {"pos#0", "pos#1"} <= failing and not any(n.startswith("blocks") for n in failing)
 
@@ -292,3 +294,81 @@ def test_a_shared_module_its_callers_call_with_different_flags_is_refused_by_nam
     with pytest.raises(equivalence.TranslationError, match=r"0\.p \(.*PosEnc\): torch\.fx cannot trace "
                        r"its forward: .*its call sites pass different constants \(residual is True or False\)"):
         translate(tm, _input())
+
+
+# --- one parameter held by two modules (weight tying) -----------------------------------------
+class Tied(torch.nn.Module):
+    """Weight tying: the head reuses the embedding's weight (``head.weight = embed.weight``),
+    and a ModuleList item's LayerNorm holds the root's own parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.rand(4) + 0.5)
+        self.embed = torch.nn.Linear(4, 4)
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.LayerNorm(4)])
+        self.head = torch.nn.Linear(4, 4, bias=False)
+        self.head.weight = self.embed.weight
+        self.blocks[1].weight = self.scale
+
+    def forward(self, x):
+        y = self.blocks[1](self.blocks[0](torch.tanh(self.embed(x))))
+        return self.head(y) * self.scale
+
+
+def _tied_input(seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((3, 4)).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def tied():
+    torch.manual_seed(0)
+    tm = Tied().eval()
+    return tm, translate(tm, _tied_input())
+
+
+def test_a_tied_parameter_is_one_variable_in_the_source_the_module_and_the_state_dict(tied):
+    """The translation built two variables with equal values: training would untie them."""
+    tm, jm = tied
+    source = translate_source(tm, _tied_input())
+    assert "    model.head.weight = model.embed.weight\n" in source
+    assert "    model.blocks[1].weight = model.scale\n" in source
+    assert jm.head.weight is jm.embed.weight and jm.blocks[1].weight is jm.scale
+    assert len(jax.tree_util.tree_leaves(nnx.state(jm, nnx.Param))) == len(list(tm.parameters())) == 6
+    ours, theirs = equivalence.state_dict(jm), tm.state_dict()
+    assert list(ours) == list(theirs)
+    for k, v in theirs.items():
+        np.testing.assert_array_equal(ours[k], v.numpy(), err_msg=k)
+    fresh = translate(Tied().eval(), _tied_input())
+    equivalence.load_state_dict(fresh, theirs, strict=True)
+    assert fresh.head.weight is fresh.embed.weight
+    x = _tied_input(1)
+    with torch.no_grad():
+        ref = tm(x).numpy()
+    assert relative_error(nnx.jit(lambda m, x: m(x))(fresh, jnp.asarray(x.numpy())), ref) < 1e-6
+
+
+def test_a_tied_parameter_gets_the_sum_of_its_uses_and_one_step_keeps_it_tied(tied):
+    tm, jm = (copy.deepcopy(tied[0]), nnx.clone(tied[1]))
+    x, cot = _tied_input(2), torch.from_numpy(np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32))
+    theirs = _torch_grads(tm, x, cot)
+    xj, cotj = jnp.asarray(x.numpy()), jnp.asarray(cot.numpy())
+    grads = nnx.jit(nnx.grad(lambda m: jnp.sum(m(xj) * cotj)))(jm)
+    graphdef, _, rest = nnx.split(jm, nnx.Param, ...)
+    ours = dict(equivalence.named_variables(nnx.merge(graphdef, grads, rest)))
+    for name, g in theirs.items():
+        assert relative_error(ours[name][...], g) < 1e-5, name
+    optimizer = nnx.Optimizer(jm, optax.sgd(0.1), wrt=nnx.Param)
+    optimizer.update(jm, grads)
+    torch.optim.SGD(tm.parameters(), lr=0.1).step()
+    assert jm.head.weight is jm.embed.weight and jm.blocks[1].weight is jm.scale
+    for k, v in tm.state_dict().items():
+        np.testing.assert_allclose(equivalence.state_dict(jm)[k], v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_compare_passes_a_tied_parameter_and_catches_one_untied(tied):
+    tm, jm = tied
+    assert equivalence.compare(tm, jm, _tied_input(4)).passed
+    untied = nnx.clone(jm)
+    untied.head.weight = nnx.Param(untied.embed.weight.get_value())
+    report = equivalence.compare(tm, untied, _tied_input(4))
+    assert report.structure == ["head.weight: torch's is embed.weight's tensor, jaxconv's a variable of its own"]
