@@ -96,16 +96,30 @@ def translate_source(torch_module, *example_inputs, **example_kwargs) -> str:
     return source
 
 
+#: sha256 of each generated source executed -> its module (see :func:`_load_source`).
+_LOADED: dict = {}
+
+
 def _load_source(source: str, name: str):
-    """Execute generated ``source`` as a module; its lines show in tracebacks (linecache)."""
+    """Execute generated ``source`` as a module; its lines show in tracebacks (linecache).
+
+    Its classes live as long as the process whatever holds them (flax registers every
+    ``nnx.Module`` subclass with JAX's pytree registry, which never forgets a type), so a
+    source executed before gives the module made then: translating the same model again
+    makes no new classes, registry entries or linecache lines."""
+    import hashlib
     import linecache
     import types
 
-    filename = f"<jaxconv translation of {name}>"
+    key = hashlib.sha256(source.encode()).hexdigest()
+    if key in _LOADED:
+        return _LOADED[key]
+    filename = f"<jaxconv translation of {name} {key[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(f"jaxconv_translated_{name}")
     module.__file__ = filename
     exec(compile(source, filename, "exec"), module.__dict__)
+    _LOADED[key] = module
     return module
 
 

@@ -1,22 +1,28 @@
 """Nothing of a model outlives its translation and comparison.
 
 After ``translate`` and ``compare`` return and the caller drops its references, the torch
-model, the translated module tree and the generated Python module are garbage: no registry,
-cache, hook or compiled function of ``equivalence`` keeps them. (The generated classes stay:
-flax registers every ``nnx.Module`` subclass with JAX's pytree registry, which never forgets
-a type; they hold code, not weights.) JAX's own caches keep the compiled code of eager ops,
-one per new shape, up to their LRU limits; ``jax.clear_caches()`` releases those, so the slow
-test bounds memory across distinct models with it.
+model and the translated module tree are garbage: no registry, cache, hook or compiled
+function of ``equivalence`` keeps them. The generated classes stay: flax registers every
+``nnx.Module`` subclass with JAX's pytree registry, which never forgets a type (they hold
+code, not weights). So the generated module is kept by its source text, and translating the
+same model again makes no new class, registry entry, hooking subclass (``jaxconv.trace``) or
+linecache entry. JAX's own caches keep the compiled code of eager ops, one per new shape, up
+to their LRU limits; ``jax.clear_caches()`` releases those, so the slow test bounds memory
+across distinct models with it.
 """
 import gc
+import linecache
 import weakref
 
 import jax
 import numpy as np
 import pytest
 import torch
+from flax.nnx import graphlib
+from jax._src import tree_util
 
-from equivalence import compare, translate, translator
+from equivalence import compare, translate
+from jaxconv import trace
 from tests._util import rss_mb
 from tests._zoo import randomize_batchnorm, timm
 
@@ -45,16 +51,13 @@ class Small(torch.nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-def _translate_and_compare(monkeypatch, make, x, grads=True):
-    """One round; weak references to the torch model, the translated module and the generated
-    Python module, and the verdict."""
-    loaded, load = [], translator._load_source
-    with monkeypatch.context() as patch:
-        patch.setattr(translator, "_load_source", lambda *a: loaded.append(load(*a)) or loaded[-1])
-        model = randomize_batchnorm(make()).eval()
-        jm = translate(model, x)
+def _translate_and_compare(make, x, grads=True):
+    """One round; weak references to the torch model and the translated module, the
+    translated module's class, and the verdict."""
+    model = randomize_batchnorm(make()).eval()
+    jm = translate(model, x)
     passed = compare(model, jm, x, grads=grads).passed
-    return [weakref.ref(model), weakref.ref(jm), *map(weakref.ref, loaded)], passed
+    return [weakref.ref(model), weakref.ref(jm)], type(jm), passed
 
 
 def _alive(refs):
@@ -62,22 +65,34 @@ def _alive(refs):
     return [r for r in refs if r() is not None]
 
 
-def test_nothing_outlives_translate_and_compare(monkeypatch):
-    """The forward comparison (the slow test adds gradients, which cost the time of both)."""
+def _registries():
+    """How many classes flax, JAX's pytree registry (Python side), ``jaxconv.trace`` and
+    linecache hold."""
+    return (len(graphlib.GRAPH_REGISTRY), len(tree_util._registry), len(trace._hooked),
+            len(linecache.cache))
+
+
+def test_nothing_outlives_translate_and_compare():
+    """The forward comparison (the slow test adds gradients, which cost the time of both);
+    a second round of the same model makes no new class."""
     x = torch.randn(2, 3, 10, 10, generator=torch.Generator().manual_seed(0))
-    refs, passed = _translate_and_compare(monkeypatch, Small, x, grads=False)
-    assert passed and len(refs) == 3
+    refs, cls, passed = _translate_and_compare(Small, x, grads=False)
+    assert passed and len(refs) == 2
     assert not _alive(refs), [type(r()).__name__ for r in _alive(refs)]
+    before = _registries()
+    refs, again, passed = _translate_and_compare(Small, x, grads=False)
+    assert passed and not _alive(refs)
+    assert again is cls and _registries() == before
 
 
 @pytest.mark.slow
-def test_memory_stays_bounded_across_models(monkeypatch):
+def test_memory_stays_bounded_across_models():
     """The same small model ten times, then three timm models (one twice): each is garbage
     when its round ends, and memory (JAX's caches cleared) grows by at most a few MB a round."""
     x = torch.randn(2, 3, 10, 10, generator=torch.Generator().manual_seed(0))
     refs, rss = [], []
     for _ in range(10):
-        more, passed = _translate_and_compare(monkeypatch, Small, x)
+        more, _, passed = _translate_and_compare(Small, x)
         assert passed and not _alive(more)
         rss.append(rss_mb())
     assert rss[-1] - rss[2] <= 5 * 8, rss
@@ -86,8 +101,8 @@ def test_memory_stays_bounded_across_models(monkeypatch):
     rss = []
     for name in names:
         torch.manual_seed(0)
-        more, passed = _translate_and_compare(
-            monkeypatch, lambda name=name: timm().create_model(name, pretrained=False, num_classes=10), x)
+        more, _, passed = _translate_and_compare(
+            lambda name=name: timm().create_model(name, pretrained=False, num_classes=10), x)
         assert passed, name
         refs += more
         assert not _alive(more), name
