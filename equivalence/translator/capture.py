@@ -249,10 +249,8 @@ def capture(root: torch.nn.Module, example_inputs=()) -> tuple[Part, list[Proble
         optional[p.cls] = (optional.get(p.cls, frozenset())
                            | _trace_part(p, frozenset(present[p.cls]), problems, sites))
     for p in traced:    # a graph that is not what torch ran (a wrapper or hooks): export it
-        why = outline.disagreement(p, sites.example)
-        if why:
-            problems.append(Problem(p.path, qualified_name(p.cls), f"{why} (a wrapper of its "
-                                    "forward, or hooks, that torch.fx does not see)"))
+        if why := outline.disagreement(p, sites.example):
+            problems.append(Problem(p.path, qualified_name(p.cls), why))
             p.graphs, p.constants, p.frozen = {}, {}, []
             sites.forget(p.path)
     failed = [p for p in traced if not p.graphs and _one_convention(p, sites, problems)]

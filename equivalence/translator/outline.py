@@ -212,18 +212,16 @@ def _call_disagrees(node, child, ours, example) -> str:
 
 def disagreement(part, example: dict) -> str:
     """How ``part``'s traced graph (eval mode) differs from torch's calls of its module in
-    ``example`` (:attr:`.callsite.Sites.example`); ``''`` where it agrees, or where the
-    example did not call it."""
+    ``example`` (:attr:`.callsite.Sites.example`), as a problem's text; ``''`` where it
+    agrees, or where the example did not call it."""
     module = part.module
     if module not in example or not part.graphs:
         return ""
     graph = part.graphs.get(False, part.graphs.get(None))
     returned, calls = _evaluate(graph, module, example)
     theirs = _only([c[3] for c in example[module]])
-    if not agree(returned, theirs):
-        return f"its traced forward returns {returned!r} where torch's call returned {theirs!r}"
+    why = "" if agree(returned, theirs) else (
+        f"its traced forward returns {returned!r} where torch's call returned {theirs!r}")
     for node, child, ours in calls:
-        why = _call_disagrees(node, child, ours, example)
-        if why:
-            return why
-    return ""
+        why = why or _call_disagrees(node, child, ours, example)
+    return f"{why} (a wrapper of its forward, or hooks, that torch.fx does not see)" if why else ""
