@@ -38,8 +38,11 @@ def check(model, x):
     y, ty = jm(jnp.asarray(x.numpy())), model(x)
     if isinstance(ty, dict):
         assert type(y).__name__ == type(ty).__name__ and list(y) == list(ty)
-        for k in ty:
-            assert relative_error(getattr(y, k), ty[k].detach()) <= 1e-4, k
+        for k in ty:        # a field may be a tuple (hidden states, a backbone's feature maps)
+            ours, theirs = jax.tree_util.tree_leaves(getattr(y, k)), torch.utils._pytree.tree_leaves(ty[k])
+            assert len(ours) == len(theirs), k
+            for a, b in zip(ours, theirs):
+                assert relative_error(a, b.detach()) <= 1e-4, k
     else:
         assert relative_error(y, ty.detach()) <= 1e-4
     sd, tsd = state_dict(jm), model.state_dict()
@@ -190,6 +193,12 @@ UNSEEN = {
     "PvtV2": (lambda: transformers.PvtV2Model(transformers.PvtV2Config(
         hidden_sizes=[8, 16], depths=[1, 1], num_encoder_blocks=2, sr_ratios=[2, 1], num_attention_heads=[1, 2],
         mlp_ratios=[2, 2], patch_sizes=[7, 3], strides=[4, 2])), 64),
+    # backbones: the root's wrapper passes output_hidden_states=True on, the encoder's hooks
+    # collect the hidden states (capture_outputs) and the root's wrapper drops them again
+    "ConvNextBackbone": (lambda: transformers.ConvNextBackbone(transformers.ConvNextConfig(
+        hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, out_features=["stage1", "stage2"])), 32),
+    "Dinov2Backbone": (lambda: transformers.Dinov2Backbone(transformers.Dinov2Config(
+        **_VIT, out_features=["stage1", "stage2"])), 32),
 }
 
 
