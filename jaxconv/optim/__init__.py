@@ -1,0 +1,5 @@
+"""torch.optim as optax transformations: torch's names, arguments, defaults and update order."""
+from .optimizer import Optimizer, OptimizerState
+from .sgd import SGD
+
+__all__ = ["SGD", "Optimizer", "OptimizerState"]
