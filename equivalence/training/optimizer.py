@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 #: Group keys that choose torch's kernel (for-each, fused, autograd through the step, CUDA
-#: graphs) or label parameters, and change no value of a single-tensor CPU update.
+#: graphs) or label parameters, and change no value of a single-tensor CPU update: passed on
+#: where the jaxconv class takes them (it validates them), dropped where not.
 IGNORED = frozenset({"params", "foreach", "fused", "differentiable", "capturable", "initial_lr",
                      "param_names"})
 
@@ -90,9 +91,9 @@ def hyperparameters(torch_optimizer, group: Mapping, *, start: bool) -> dict:
     accepted = set(_arguments(cls))
     out = {}
     for key, value in group.items():
-        if key in IGNORED:
-            continue
         target = spec.rename.get(key, key)
+        if target not in accepted and key in IGNORED:
+            continue
         if target not in accepted:
             raise RecipeError(f"torch.optim.{type(torch_optimizer).__name__} option {key!r}="
                                    f"{value!r} has no translation: jaxconv.optim.{cls.__name__} "

@@ -17,3 +17,8 @@ def translate_scheduler(scheduler, optimizer):
 def schedule_from_torch(tx, old, scheduler_state, hyper):
     """``(schedule state, hyper)`` at the torch scheduler's position (its ``state_dict()``)."""
     raise RecipeError("moving a scheduler's position needs jaxconv.optim.lr_scheduler")
+
+
+def schedule_to_torch(tx, state):
+    """The torch scheduler's ``state_dict()`` at the position of ``state``."""
+    raise RecipeError("exporting a scheduler's position needs jaxconv.optim.lr_scheduler")

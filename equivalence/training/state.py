@@ -104,7 +104,7 @@ def _check_hyper(tx: Optimizer, groups: Sequence[Mapping], torch_class) -> None:
             raise OptimizerStateError(f"group {g} of the torch optimizer state: {err}") from None
         for key, value in values.items():
             mine = ours.get(key)
-            if key == LR or key in scheduled:
+            if key == LR or key in scheduled or key in IGNORED:
                 continue
             if key == "betas" and "beta1" in scheduled:
                 value, mine = value[1:], tuple(mine)[1:]
@@ -178,11 +178,11 @@ def state_from_torch(tx: Optimizer, old: OptimizerState, torch_state: Mapping,
             raise OptimizerStateError(f"parameter {name!r} is in group {torch_group[name]} of the "
                                       f"torch optimizer but group {g} of the jaxconv one")
     for name, entry in entries.items():
-        extra = sorted(set(entry) - set(tx.slots) - {"step"})
+        extra = sorted(set(entry) - set(old.slots) - {"step"})
         if extra:
             raise OptimizerStateError(f"the torch state of parameter {name!r} holds {extra}, which "
-                                      f"jaxconv's {type(tx).__name__} does not keep ({list(tx.slots)})")
-        if name not in held and tx.slots:
+                                      f"jaxconv's {type(tx).__name__} does not keep ({list(old.slots)})")
+        if name not in held and old.slots:
             raise OptimizerStateError(f"the torch optimizer holds state for {name!r}, which the "
                                       f"jaxconv optimizer does not update")
     steps = _group_steps(tx, groups, entries, index_names, held)
@@ -341,7 +341,7 @@ def state_to_torch(tx: Optimizer, state: OptimizerState, names: Sequence[Sequenc
                     entry[key] = to_torch(np.array(values[key][name]))
                 else:
                     raise RecipeError(f"torch's {type(tx).__name__} keeps {key!r} per parameter, "
-                                      f"jaxconv's keeps {list(tx.slots)}")
+                                      f"jaxconv's keeps {list(state.slots)}")
             torch_state[index] = entry
             index += 1
         param_groups.append(out)
