@@ -107,7 +107,7 @@ def load_training_checkpoint(source, jax_model, optimizer=None, *, torch_model=N
 
 
 def save_training_checkpoint(path, jax_model, optimizer, *, torch_model=None, tx=None,
-                             **extra) -> None:
+                             torch_scheduler=None, **extra) -> None:
     """Write ``{'model', 'optimizer', 'lr_scheduler', 'epoch', ...}`` as torchvision's scripts
     do, for torch (``model.load_state_dict(c['model'])``, ``optimizer.load_state_dict(
     c['optimizer'])``) or :func:`load_training_checkpoint` to resume from.
@@ -118,6 +118,8 @@ def save_training_checkpoint(path, jax_model, optimizer, *, torch_model=None, tx
       optimizer: the ``nnx.Optimizer``; :func:`optimizer_state_dict` is ``'optimizer'``.
       torch_model: optional; the parameter order for groups selected by a predicate.
       tx: the jaxconv optimizer where ``optimizer.tx`` chains it.
+      torch_scheduler: where a scheduler is attached, a torch scheduler of the same kind (its
+        ``state_dict()`` gives torch's keys; see :func:`scheduler_state_dict`).
       **extra: further entries (``epoch=7``), saved as given.
     """
     torch = require_torch(f"writing the training checkpoint {os.fspath(path)!r}")
@@ -127,8 +129,11 @@ def save_training_checkpoint(path, jax_model, optimizer, *, torch_model=None, tx
     checkpoint = {"model": {k: to_torch(v) for k, v in state_dict(jax_model).items()},
                   "optimizer": state_to_torch(tx, state, index_names(tx, names, leaf_of))}
     if tx.scheduler is not None:
-        from .scheduler import schedule_to_torch
+        if torch_scheduler is None:
+            raise TypeError("save_training_checkpoint: the optimizer has a scheduler; pass "
+                            "torch_scheduler= (a torch scheduler of the same kind) for torch's format")
+        from .scheduler import scheduler_state_dict
 
-        checkpoint["lr_scheduler"] = schedule_to_torch(tx, state)
+        checkpoint["lr_scheduler"] = scheduler_state_dict(optimizer, torch_scheduler, tx=tx)
     checkpoint.update(extra)
     torch.save(checkpoint, os.fspath(path))

@@ -29,12 +29,15 @@ def batches(n, seed=1):
 
 
 def torch_steps(model, optimizer, data, scheduler=None):
-    """torch's training steps (cross-entropy) on ``data``."""
+    """torch's training steps (cross-entropy) on ``data``, the scheduler stepped after each."""
     for x, y in data:
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
         optimizer.step()
-        if scheduler is not None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(loss.item())
+        elif scheduler is not None:
             scheduler.step()
 
 
@@ -46,13 +49,14 @@ def translate(model):
 
 
 def jax_steps(model, optimizer, data, wrt=nnx.Param):
-    """jaxconv's training steps (cross-entropy) on ``data``."""
+    """jaxconv's training steps (cross-entropy) on ``data``; the loss goes to the scheduler."""
     def loss_fn(m, x, y):
         return F.cross_entropy(m(x), y)
 
     for x, y in data:
-        grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, wrt))(model, jnp.asarray(x), jnp.asarray(y))
-        optimizer.update(model, grads)
+        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt))(
+            model, jnp.asarray(x), jnp.asarray(y))
+        optimizer.update(model, grads, value=loss)  # the metric of ReduceLROnPlateau
 
 
 def max_relative_error(jax_model, torch_model) -> float:
