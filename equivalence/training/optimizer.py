@@ -18,6 +18,8 @@ from typing import NamedTuple
 #: where the jaxconv class takes them (it validates them), dropped where not.
 IGNORED = frozenset({"params", "foreach", "fused", "differentiable", "capturable", "initial_lr",
                      "param_names"})
+#: Group keys a torch scheduler writes for itself (OneCycleLR's); the scheduler translates them.
+SCHEDULER_KEYS = frozenset({"max_lr", "min_lr", "max_momentum", "base_momentum"})
 
 
 class Translation(NamedTuple):
@@ -26,17 +28,20 @@ class Translation(NamedTuple):
     Attributes:
       name: the :mod:`jaxconv.optim` class name.
       rename: torch group key -> jaxconv argument, where they differ.
+      implied: torch group keys the jaxconv class implies, with the value it implies (AdamW's
+        ``decoupled_weight_decay=True``); another value is refused.
     """
 
     name: str
     rename: Mapping[str, str] = {}
+    implied: Mapping[str, object] = {}
 
 
 #: torch.optim class name -> its translation; a class missing here is refused by name.
 OPTIMIZERS: dict[str, Translation] = {
     "SGD": Translation("SGD"),
     "Adam": Translation("Adam"),
-    "AdamW": Translation("AdamW"),
+    "AdamW": Translation("AdamW", implied={"decoupled_weight_decay": True}),
     "RMSprop": Translation("RMSprop"),
     "Adagrad": Translation("Adagrad"),
     "Adadelta": Translation("Adadelta"),
@@ -92,7 +97,9 @@ def hyperparameters(torch_optimizer, group: Mapping, *, start: bool) -> dict:
     out = {}
     for key, value in group.items():
         target = spec.rename.get(key, key)
-        if target not in accepted and key in IGNORED:
+        if target not in accepted and (key in IGNORED or key in SCHEDULER_KEYS):
+            continue
+        if target not in accepted and key in spec.implied and _python(value) == spec.implied[key]:
             continue
         if target not in accepted:
             raise RecipeError(f"torch.optim.{type(torch_optimizer).__name__} option {key!r}="

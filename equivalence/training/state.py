@@ -290,6 +290,7 @@ def _torch_template(tx: Optimizer, group: Mapping):
     cls = torch_optimizer_class(tx)
     rename = {v: k for k, v in OPTIMIZERS[cls.__name__].rename.items()}
     kwargs = {rename.get(k, k): v for k, v in group.items() if k != "params"}
+    kwargs = {k: v for k, v in kwargs.items() if k not in OPTIMIZERS[cls.__name__].implied}
     p = torch.nn.Parameter(torch.zeros(1))
     p.grad = torch.zeros(1)
     template = cls([p], **kwargs)

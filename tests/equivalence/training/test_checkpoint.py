@@ -70,7 +70,8 @@ def test_jaxconv_checkpoint_resumes_in_torch(tmp_path):
 def test_bad_checkpoint_leaves_model_and_optimizer_unchanged(tmp_path):
     model, opt = _trained()
     bad = copy.deepcopy(opt.state_dict())  # state_dict() shares the live per-parameter dicts
-    bad["state"][5]["momentum_buffer"] = torch.zeros(3)            # 4.bias has 5 elements
+    index = [n for n, _ in model.named_parameters()].index("4.bias")   # 5 elements
+    bad["state"][index]["momentum_buffer"] = torch.zeros(3)
     jax_model, optimizer = _fresh_twin(opt, model)
     weights, state = equivalence.state_dict(jax_model), opt_leaves(optimizer)
     with pytest.raises(OptimizerStateError, match=r"'4.bias' has shape \(3,\)"):

@@ -30,6 +30,29 @@ SGD_CASES = {
 }
 
 
+#: The other optimizers, each with its options that keep more state (run where jaxconv has them).
+FAMILY = {
+    "Adam_amsgrad": lambda m: torch.optim.Adam(_groups(m), lr=0.01, weight_decay=1e-2, amsgrad=True),
+    "AdamW": lambda m: torch.optim.AdamW(m.parameters(), lr=0.01, betas=(0.8, 0.99)),
+    "RMSprop_centered": lambda m: torch.optim.RMSprop(m.parameters(), lr=0.01, momentum=0.5,
+                                                      centered=True, weight_decay=1e-3),
+    "Adagrad": lambda m: torch.optim.Adagrad(m.parameters(), lr=0.05, lr_decay=1e-2,
+                                             initial_accumulator_value=0.1),
+    "Adadelta": lambda m: torch.optim.Adadelta(m.parameters(), lr=0.5, rho=0.8),
+    "Adamax": lambda m: torch.optim.Adamax(m.parameters(), lr=0.01),
+    "NAdam": lambda m: torch.optim.NAdam(m.parameters(), lr=0.01, momentum_decay=3e-3),
+    "RAdam_decoupled": lambda m: torch.optim.RAdam(m.parameters(), lr=0.01, weight_decay=1e-2,
+                                                   decoupled_weight_decay=True),
+}
+
+
+def _needs_jaxconv(case):
+    import jaxconv.optim
+
+    name = type(FAMILY[case](torch_model())).__name__
+    return pytest.mark.skipif(not hasattr(jaxconv.optim, name), reason=f"no jaxconv.optim.{name}")
+
+
 def _resumed(make, steps_before=3):
     """torch trained ``steps_before`` steps, its twin and optimizer state moved to jaxconv."""
     model = torch_model()
@@ -47,6 +70,23 @@ def test_training_continues_where_torch_stopped(case):
     more = batches(3, seed=2)
     torch_steps(model, torch_opt, more)
     jax_steps(jax_model, optimizer, more)
+    assert max_relative_error(jax_model, model) < TOL
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=_needs_jaxconv(c)) for c in sorted(FAMILY)])
+def test_every_optimizer_continues_and_round_trips(case):
+    """Moments, accumulators, mu_product and step counts move both ways (RAdam's rectification
+    starts at step 6: the resumed run crosses it)."""
+    model, torch_opt, jax_model, optimizer = _resumed(FAMILY[case])
+    more = batches(3, seed=2)
+    torch_steps(model, torch_opt, more)
+    jax_steps(jax_model, optimizer, more)
+    assert max_relative_error(jax_model, model) < TOL
+    fresh = FAMILY[case](model)
+    fresh.load_state_dict(optimizer_state_dict(optimizer, model))
+    last = batches(2, seed=4)
+    torch_steps(model, fresh, last)
+    jax_steps(jax_model, optimizer, last)
     assert max_relative_error(jax_model, model) < TOL
 
 
