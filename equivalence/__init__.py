@@ -10,6 +10,9 @@ from . import examples
 from .compare import assert_equivalent, compare
 from .report import Report, Row
 from . import tolerance
+from .training import (OptimizerStateError, RecipeError, load_optimizer_state,
+                       load_training_checkpoint, optimizer_state_dict, save_training_checkpoint,
+                       translate_optimizer)
 
 #: Lazily imported (they need torch): name -> (submodule, attribute).
 _LAZY = {name: ("translator", name) for name in
