@@ -22,6 +22,7 @@ text. The check costs one device-to-host transfer per call, as torch's does (its
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -52,6 +53,19 @@ def _leaf_norm(g, p: float):
     g = jnp.asarray(g)
     acc = jnp.promote_types(g.dtype, jnp.float32)
     return vector_norm(g.astype(acc).reshape(-1), p, 0).astype(g.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _total_norm(leaves, p: float):
+    """The norm of the per-leaf norms, one compiled program per tree (eagerly too)."""
+    return vector_norm(jnp.stack([_leaf_norm(g, p) for g in leaves]), p, 0)
+
+
+@jax.jit
+def _scale(grads, max_norm, total_norm):
+    # torch: `max_norm / (total_norm + 1e-6)` is Tensor.__rtruediv__, i.e. reciprocal() * max_norm
+    coef = jnp.minimum(jnp.reciprocal(total_norm + 1e-6) * max_norm, 1.0)
+    return jax.tree_util.tree_map(lambda g: (g * coef).astype(g.dtype), grads)
 
 
 def _nonfinite_message(norm_type: float) -> str:
@@ -94,8 +108,7 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     leaves = _leaves(tensors)
     if not leaves:
         return jnp.asarray(0.0, jnp.float32)
-    norms = jnp.stack([_leaf_norm(g, p) for g in leaves])
-    total = vector_norm(norms, p, 0)
+    total = _total_norm(leaves, p)
     if error_if_nonfinite:
         _check_finite(total, p)
     return total
@@ -116,11 +129,8 @@ def clip_grads_with_norm(grads, max_norm: float, total_norm, foreach: bool | Non
     leaf and the coefficient, then rounded once, as torch's in-place multiply does).
     """
     del foreach
-    total_norm = jnp.asarray(total_norm)
-    # torch: `max_norm / (total_norm + 1e-6)` is Tensor.__rtruediv__, i.e. reciprocal() * max_norm
-    coef = jnp.reciprocal(total_norm + 1e-6) * float(max_norm)
-    coef = jnp.minimum(coef, 1.0)
-    return jax.tree_util.tree_map(lambda g: (g * coef).astype(jnp.asarray(g).dtype), grads)
+    grads = jax.tree_util.tree_map(jnp.asarray, grads)
+    return _scale(grads, float(max_norm), jnp.asarray(total_norm))
 
 
 def clip_grad_norm(grads, max_norm: float, norm_type: float = 2.0,
