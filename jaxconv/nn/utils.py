@@ -171,7 +171,11 @@ def clip_grad_value(grads, clip_value: float, foreach: bool | None = None):
     **Returns:** the clamped tree (NaN stays NaN, as torch's ``clamp``).
     """
     del foreach
-    clip_value = float(clip_value)
+    return _clamp(jax.tree_util.tree_map(jnp.asarray, grads), float(clip_value))
+
+
+@jax.jit
+def _clamp(grads, clip_value):
     return jax.tree_util.tree_map(
         lambda g: jnp.minimum(jnp.maximum(g, -clip_value), clip_value).astype(g.dtype), grads)
 
