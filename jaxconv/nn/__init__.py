@@ -1,5 +1,5 @@
 """Flax NNX modules with torch's constructor signatures, parameter names and layouts."""
-from . import init
+from . import init, utils
 from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
                    ConvTranspose3d)
 from .container import ModuleDict, ModuleList, Sequential

@@ -73,6 +73,13 @@ class _NormBase(Module):
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
 
+    def reset_running_stats(self) -> None:
+        """torch's ``reset_running_stats``: running mean 0, running variance 1, no batches."""
+        if self.track_running_stats:
+            self.running_mean[...] = jnp.zeros_like(self.running_mean[...])
+            self.running_var[...] = jnp.ones_like(self.running_var[...])
+            self.num_batches_tracked[...] = jnp.zeros_like(self.num_batches_tracked[...])
+
     def _params(self):
         return (None if self.weight is None else self.weight[...],
                 None if self.bias is None else self.bias[...])

@@ -1,5 +1,6 @@
 """torch.optim as optax transformations: torch's names, arguments, defaults and update order."""
 from .optimizer import Optimizer, OptimizerState
 from .sgd import SGD
+from . import swa_utils
 
 __all__ = ["SGD", "Optimizer", "OptimizerState"]
