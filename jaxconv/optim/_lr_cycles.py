@@ -26,8 +26,8 @@ def _groups(hyper) -> int:
 class CyclicRule(Rule):
     """``CyclicLR``: the lr cycles between ``base_lr`` and ``max_lr`` (momentum the other way).
 
-    ``scale_fn`` (if given) is called on the cycle number or the step count as a float jax array
-    (traced under jit): write it with jnp operations.
+    ``scale_fn`` (if given) is called on the cycle number or the step count as an integer jax
+    array (traced under jit): write it with jnp operations.
     """
 
     name = "CyclicLR"
@@ -69,7 +69,7 @@ class CyclicRule(Rule):
 
     def _scale(self, x, dtype):
         if self.scale_fn is not None:
-            return call_traced(self.scale_fn, x.astype(dtype), f"{self.name}'s scale_fn", dtype)
+            return call_traced(self.scale_fn, x, f"{self.name}'s scale_fn", dtype)
         if self.mode == "triangular":
             return jnp.ones((), dtype)
         if self.mode == "triangular2":

@@ -60,18 +60,20 @@ def _int(value, arg: str, rule: str, minimum: int = 0) -> int:
     return int(value)
 
 
-def per_group(value, arg: str, rule: str, groups: int) -> list[float]:
+def per_group(value, arg: str, rule: str, groups: int, cast=float) -> list:
     """torch's ``_format_param``: one value per parameter group (a list must have ``groups``)."""
     if isinstance(value, (list, tuple)):
         if len(value) != groups:
             raise ValueError(f"{rule}: {arg} has {len(value)} values, but the optimizer has "
                              f"{groups} parameter groups; give one per group or a single value")
-        return [float(v) for v in value]
-    return [float(value)] * groups
+        return [cast(v) for v in value]
+    return [cast(value)] * groups
 
 
 def call_traced(fn: Callable, x, what: str, dtype) -> jax.Array:
     """``fn(x)`` on a traced step, with a clear error when ``fn`` is not jnp-traceable."""
+    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):    # int64 under x64, as torch's int
+        x = jnp.asarray(x).astype(jax.dtypes.canonicalize_dtype(jnp.int64))
     try:
         out = fn(x)
     except _TRACE_ERRORS as err:

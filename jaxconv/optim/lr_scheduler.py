@@ -71,11 +71,11 @@ def _attach(optimizer, rule: Rule, last_epoch: int = -1) -> Optimizer:
     return optimizer.with_scheduler(rule)
 
 
-def _check_lists(optimizer, rule: str, **lists) -> None:
+def _check_lists(optimizer, rule: str, cast=float, **lists) -> None:
     """Per-group arguments given as lists must have one value per group (torch's rule)."""
     if isinstance(optimizer, Optimizer):
         for arg, value in lists.items():
-            per_group(value, arg, rule, len(optimizer.groups))
+            per_group(value, arg, rule, len(optimizer.groups), cast)
 
 
 def _check_cycle_momentum(optimizer, rule: str, cycle_momentum: bool) -> None:
@@ -95,14 +95,14 @@ def _check_cycle_momentum(optimizer, rule: str, cycle_momentum: bool) -> None:
 def LambdaLR(optimizer, lr_lambda, last_epoch: int = -1) -> Optimizer:
     """torch's ``LambdaLR``: ``lr = initial_lr * lr_lambda(step)`` (jnp-traceable callables)."""
     if isinstance(lr_lambda, (list, tuple)):
-        _check_lists(optimizer, "LambdaLR", lr_lambda=lr_lambda)
+        _check_lists(optimizer, "LambdaLR", lambda f: f, lr_lambda=lr_lambda)
     return _attach(optimizer, LambdaRule(lr_lambda), last_epoch)
 
 
 def MultiplicativeLR(optimizer, lr_lambda, last_epoch: int = -1) -> Optimizer:
     """torch's ``MultiplicativeLR``: ``lr *= lr_lambda(step)`` (jnp-traceable callables)."""
     if isinstance(lr_lambda, (list, tuple)):
-        _check_lists(optimizer, "MultiplicativeLR", lr_lambda=lr_lambda)
+        _check_lists(optimizer, "MultiplicativeLR", lambda f: f, lr_lambda=lr_lambda)
     return _attach(optimizer, MultiplicativeRule(lr_lambda), last_epoch)
 
 
