@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from ._lr_rules import Rule, _int, check_sequence, per_group, with_lr
+from ._lr_rules import Rule, _int, per_group, with_lr
 from .optimizer import INITIAL_LR, LR
+
+
+def check_sequence(rules: Sequence[Rule], arg: str, rule: str) -> tuple[Rule, ...]:
+    """``rules`` as a tuple of rules, refusing ReduceLROnPlateau (its step needs the metric)."""
+    rules = tuple(rules)
+    if not rules:
+        raise ValueError(f"{rule}: {arg} must hold at least one scheduler, got none")
+    for i, r in enumerate(rules):
+        if not isinstance(r, Rule):
+            raise TypeError(f"{rule}: {arg}[{i}] must be a scheduler rule, got {type(r).__name__}")
+        if not r.sets_initial_lr:
+            raise ValueError(f"{rule} does not support ReduceLROnPlateau (its step needs the "
+                             f"metric), got one at {arg}[{i}]; attach it to the optimizer after")
+    return rules
 
 
 class ChainedRule(Rule):

@@ -22,12 +22,15 @@ integers and once-rounded constants in at most ``m`` float32 operations, each ex
 relative error after ``n`` steps is at most ``(1 + (m + 1) u)**n - 1 <= 1.01 n (m + 1) u`` while
 ``n (m + 1) u <= 0.01``. Counting: the cosine ratio has the most, ``m = 19`` (argument 2u, sin 2u
 -> each ``cos(x/2)`` within 4u; their quotient 9u; squared 19u), so every recursive rule stays
-within ``|lr_n - lr_n^torch| <= 20 n u lr_max = 10 n eps32 lr_max``; non-recursive rules (Lambda,
-CosineAnnealingWarmRestarts, Cyclic, OneCycle) stay within a few ``u lr_max`` at every step.
-``eta_min > 0`` adds one rounding per step relative to ``lr_max`` (absorbed above), except past
-``T_max`` where the cosine rises again from ``lr = eta_min``: the float32 rounding of
-``eta_min + x`` (``u eta_min``) is then multiplied by up to ``(2 T_max / pi)**2`` (torch's float64
-does the same, harmlessly). In float64 (``jax_enable_x64``) the same count gives ``~1e-13``
+within ``|lr_n - lr_n^torch| <= 20 n u |lr_n| = 10 n eps32 |lr_n|``: relative to the lr itself,
+which torch's ``1 + cos`` form would break near ``T_max`` (its error there is ``~u (2T/pi)**2``
+relative). With ``eta_min`` the recursion runs on ``lr - eta_min`` and the subtraction and
+addition round relative to ``eta_min`` (at most ``2 u eta_min`` a step, damped by ratios <= 1):
+add ``10 n eps32 eta_min``. Non-recursive rules (Lambda, CosineAnnealingWarmRestarts, Cyclic,
+OneCycle) stay within a few ``u`` of their largest term at every step. The exception: past
+``T_max`` the cosine rises again from ``lr = eta_min``, and the float32 rounding of
+``eta_min + x`` there is multiplied by up to ``(2 T_max / pi)**2`` (torch's float64 does the
+same, harmlessly). In float64 (``jax_enable_x64``) the same count gives ``~1e-13``
 relative over hundreds of steps, the size of torch's own rounding.
 """
 from __future__ import annotations
@@ -35,7 +38,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -388,16 +391,3 @@ class CosineAnnealingWarmRestartsRule(Rule):
         c2 = jnp.sin((t_i - t_cur).astype(dtype) * (math.pi / 2) / t_i.astype(dtype)) ** 2
         return with_lr(hyper, eta + (state["base_lrs"] - eta) * c2)
 
-
-def check_sequence(rules: Sequence[Rule], arg: str, rule: str) -> tuple[Rule, ...]:
-    """``rules`` as a tuple of rules, refusing ReduceLROnPlateau (its step needs the metric)."""
-    rules = tuple(rules)
-    if not rules:
-        raise ValueError(f"{rule}: {arg} must hold at least one scheduler, got none")
-    for i, r in enumerate(rules):
-        if not isinstance(r, Rule):
-            raise TypeError(f"{rule}: {arg}[{i}] must be a scheduler rule, got {type(r).__name__}")
-        if not r.sets_initial_lr:
-            raise ValueError(f"{rule} does not support ReduceLROnPlateau (its step needs the "
-                             f"metric), got one at {arg}[{i}]; attach it to the optimizer after")
-    return rules

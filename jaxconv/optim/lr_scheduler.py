@@ -21,8 +21,8 @@ be written with jnp operations (``lambda e: jnp.minimum(1.0, (e + 1) / 10)``, no
 
 Precision: the lrs live in the optimizer state's float dtype. With ``jax_enable_x64`` they equal
 torch's float64 values to rounding; in float32 the recursive (chainable) forms accumulate at most
-about ``10 * n * eps32`` relative to the largest lr after ``n`` steps (derivation in
-:mod:`jaxconv.optim._lr_rules`).
+``10 * n * eps32`` relative to the lr itself after ``n`` steps (derivation and the ``eta_min``
+term in :mod:`jaxconv.optim._lr_rules`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ import copy
 
 import jax
 
-from ._lr_compose import ChainedRule, ReduceLROnPlateauRule, SequentialRule
+from ._lr_compose import (
+    ChainedRule,
+    ReduceLROnPlateauRule,
+    SequentialRule,
+    check_sequence,
+)
 from ._lr_cycles import CyclicRule, OneCycleRule
 from ._lr_rules import (
     ConstantRule,
@@ -44,7 +49,6 @@ from ._lr_rules import (
     PolynomialRule,
     Rule,
     StepRule,
-    check_sequence,
     per_group,
 )
 from .optimizer import LR, Optimizer, OptimizerState
