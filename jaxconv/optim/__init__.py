@@ -4,3 +4,7 @@ from .sgd import SGD
 from . import swa_utils
 
 __all__ = ["SGD", "Optimizer", "OptimizerState"]
+
+from . import lr_scheduler
+
+__all__ += ["lr_scheduler"]
