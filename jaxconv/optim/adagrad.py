@@ -10,7 +10,8 @@ from .optimizer import Optimizer
 
 class Adagrad(Optimizer):
     """torch's Adagrad: the learning rate decays as ``lr / (1 + (step - 1) * lr_decay)``; the
-    accumulated ``sum`` of squared gradients starts at ``initial_accumulator_value``.
+    accumulated ``sum`` of squared gradients starts at ``initial_accumulator_value`` (the
+    constructor's, for every group, as in torch).
 
     Arguments:
       params: ``None`` or torch's list of parameter groups (see :class:`Optimizer`).
@@ -36,8 +37,9 @@ class Adagrad(Optimizer):
         check_rules(type(self).__name__, hyper, where, self.rules)
 
     def init_slot(self, name, param, group):
-        """``sum`` starts at the group's ``initial_accumulator_value`` (torch's ``full_like``)."""
-        return jnp.full_like(param, group["initial_accumulator_value"])
+        """``sum`` starts at the constructor's ``initial_accumulator_value``: torch fills every
+        group's state with it in ``__init__``, whatever a group sets."""
+        return jnp.full_like(param, self.defaults["initial_accumulator_value"])
 
     def step_leaf(self, grad, param, slots, hyper, step):
         """torch's ``_single_tensor_adagrad`` for one parameter (see :meth:`Optimizer.step_leaf`)."""

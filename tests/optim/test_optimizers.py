@@ -45,24 +45,29 @@ def resolve(groups, params):
     return out
 
 
-def run_torch(name, kwargs, params, grads, groups=None):
-    """``STEPS`` steps of ``torch.optim.<name>`` (single-tensor path): parameters and state by name."""
+def run_torch(name, kwargs, params, grads, groups=None, before_step=None):
+    """``STEPS`` steps of ``torch.optim.<name>`` (single-tensor path): parameters and state by
+    name. ``before_step(optimizer, k)`` runs before step ``k`` (a scheduler's part)."""
     tensors = {n: torch.tensor(np.asarray(x), requires_grad=True) for n, x in named_leaves(params)}
     spec = resolve(groups, params) if groups else [{"params": list(tensors)}]
     tgroups = [dict(g, params=[tensors[n] for n in g["params"]]) for g in spec]
-    opt = getattr(torch.optim, name)(tgroups, **kwargs, foreach=False)
-    for grad in grads:
+    opt = getattr(torch.optim, name)(tgroups, **{"foreach": False, **kwargs})
+    for k, grad in enumerate(grads):
         for n, g in named_leaves(grad):
             tensors[n].grad = torch.tensor(np.asarray(g))
+        if before_step is not None:
+            before_step(opt, k)
         opt.step()
     state = {n: {k: v.detach().numpy() for k, v in opt.state[t].items()} for n, t in tensors.items()}
     return {n: t.detach().numpy() for n, t in tensors.items()}, state
 
 
-def run_jax(name, kwargs, params, grads, groups=None, dtype=np.float32, jit=False):
-    """The same with ``jaxconv.optim.<name>``: eagerly (op by op, as torch; cheap for a grid of
-    configurations) or all steps in one jit (a scan)."""
+def run_jax(name, kwargs, params, grads, groups=None, dtype=np.float32, jit=False, rule=None):
+    """The same with ``jaxconv.optim.<name>`` (and scheduler ``rule``): eagerly (op by op, as
+    torch; cheap for a grid of configurations) or all steps in one jit (a scan)."""
     tx = getattr(jopt, name)(groups, **kwargs)
+    if rule is not None:
+        tx = tx.with_scheduler(rule)
     params = jax.tree.map(lambda x: jnp.asarray(x, dtype), params)
     stacked = jax.tree.map(lambda *g: jnp.asarray(np.stack(g), dtype), *grads)
 
@@ -83,18 +88,17 @@ def run_jax(name, kwargs, params, grads, groups=None, dtype=np.float32, jit=Fals
     return dict(named_leaves(params)), slots, state
 
 
-def compare(name, kwargs, groups=None, dtype=np.float32, seed=0, jit=False):
+def compare(name, kwargs, groups=None, dtype=np.float32, seed=0, jit=False, rule=None,
+            before_step=None):
     """Run both and compare parameters and torch's per-parameter state by name."""
     rng = np.random.default_rng(seed)
     params = make_params(rng)
     grads = make_grads(rng, params)
     cast = (lambda t: jax.tree.map(lambda x: np.asarray(x, dtype), t))
-    theirs, tstate = run_torch(name, kwargs, cast(params), [cast(g) for g in grads], groups)
-    if dtype == np.float32:
-        with jax.enable_x64(False):
-            ours, slots, state = run_jax(name, kwargs, params, grads, groups, dtype, jit)
-    else:
-        ours, slots, state = run_jax(name, kwargs, params, grads, groups, dtype, jit)
+    theirs, tstate = run_torch(name, kwargs, cast(params), [cast(g) for g in grads], groups,
+                               before_step)
+    with jax.enable_x64(dtype == np.float64):
+        ours, slots, state = run_jax(name, kwargs, params, grads, groups, dtype, jit, rule)
     # float32: a few ulp per step of each quantity; float64: the same math beyond rounding
     rtol, atol = (2e-6 * STEPS, 1e-6 * STEPS) if dtype == np.float32 else (1e-12, 1e-13)
     for n, value in theirs.items():
@@ -153,3 +157,269 @@ def test_matches_torch_float64(name, kwargs):
     """With every option on, float64 agrees to float64 rounding: the same math, not an
     approximation of it."""
     compare(name, kwargs, dtype=np.float64)
+
+
+def test_fused_and_foreach_change_no_result():
+    """The docstrings' claim: torch's fused CPU AdamW differs from the single-tensor kernel by
+    rounding only, so ours (which ignores the flag) matches it as closely."""
+    compare("AdamW", dict(CONFIGS["AdamW"][1], fused=True))
+    compare("Adam", dict(CONFIGS["Adam"][1], foreach=True))
+
+
+# ----------------------------------------------------------------------------- jit
+def test_jit_matches_eager():
+    """Every optimizer, every option of its second configuration, runs under jax.jit (traced
+    step, traced lr) and gives what the eager run gives, on a 0-d and a 1-d leaf (one jit for
+    all of them: one compilation)."""
+    txs = {name: getattr(jopt, name)(None, **configs[1]) for name, configs in CONFIGS.items()}
+    rng = np.random.default_rng(1)
+    params = {"s": jnp.asarray(rng.standard_normal() + 1.0), "v": jnp.asarray(rng.standard_normal(3))}
+    grads = [jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(np.shape(x))), params)
+             for _ in range(2)]
+
+    def run(params, grads):
+        out = {}
+        for name, tx in txs.items():
+            p, s = params, tx.init(params)
+            for g in grads:
+                u, s = tx.update(g, s, p)
+                p = optax.apply_updates(p, u)
+            out[name] = p
+        return out
+
+    eager, jitted = run(params, grads), jax.jit(run)(params, grads)
+    for name in txs:
+        for leaf in params:
+            np.testing.assert_allclose(jitted[name][leaf], eager[name][leaf], rtol=1e-14,
+                                       atol=1e-15, err_msg=f"{name} {leaf}")
+
+
+# ----------------------------------------------------------------------------- precision
+def test_step_scalars_in_float32_are_accurate():
+    """Bias corrections and RAdam's rho_t in float32 agree with the exact values to a few ulp at
+    every step (a float32 ``1 - 0.999**t`` is off by 1e-5, a direct float32 rho_t by 1e-4)."""
+    from decimal import Decimal, localcontext
+
+    from jaxconv.optim._common import one_minus_pow, radam_rho
+    steps = np.unique(np.geomspace(1, 100000, 60).astype(np.int32))
+    with jax.enable_x64(False), localcontext() as ctx:
+        ctx.prec = 40
+        for beta in (0.9, 0.999, 0.9999, 0.5):
+            b = Decimal(beta)
+            exact_bc = np.array([float(1 - b ** int(t)) for t in steps])
+            ours = np.asarray(jax.vmap(lambda t: one_minus_pow(beta, t, jnp.float32))(steps))
+            np.testing.assert_allclose(ours, exact_bc, rtol=4e-7, err_msg=f"1 - {beta}**t")
+            rho_inf = 2 / (1 - b) - 1
+            exact_rho = np.array([float(rho_inf - 2 * int(t) * b ** int(t) / (1 - b ** int(t)))
+                                  for t in steps])
+            rho = np.asarray(jax.vmap(lambda t: radam_rho(beta, t, jnp.float32)[0])(steps))
+            np.testing.assert_allclose(rho, exact_rho, rtol=4e-7, atol=4e-7, err_msg=f"rho_t {beta}")
+
+
+# ----------------------------------------------------------------------------- groups
+NO_DECAY = (lambda name, p: np.ndim(p) <= 1)   # timm's rule: biases, norm weights, scalars
+
+
+@pytest.mark.parametrize("name, kwargs, groups", [
+    ("Adam", {"lr": 0.02, "weight_decay": 0.1},                  # by names, per-group options
+     [{"params": ["a.weight", "b.0.kernel"], "lr": 0.05, "amsgrad": True},
+      {"params": ["a.bias", "scale"], "weight_decay": 0.0, "maximize": True}]),
+    ("AdamW", {"lr": 0.02, "weight_decay": 0.3},                 # by predicate: no decay for 0/1-d
+     [{"params": NO_DECAY, "weight_decay": 0.0}, {"params": lambda n, p: not NO_DECAY(n, p)}]),
+    ("RMSprop", {"lr": 0.01, "eps": 1e-2},                       # momentum only in one group
+     [{"params": ["a.weight"], "momentum": 0.9, "centered": True},
+      {"params": lambda n, p: n != "a.weight", "alpha": 0.8}]),
+    ("SGD", {"lr": 0.05},                                        # the same for SGD's buffer
+     [{"params": NO_DECAY, "momentum": 0.9, "nesterov": True}, {"params": ["a.weight", "b.0.kernel"]}]),
+    ("Adagrad", {"lr": 0.1},
+     [{"params": NO_DECAY, "initial_accumulator_value": 0.5}, {"params": ["a.weight", "b.0.kernel"]}]),
+])
+def test_parameter_groups_match_torch(name, kwargs, groups):
+    compare(name, kwargs, groups)
+
+
+def test_parameter_group_errors():
+    params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
+    both = jopt.AdamW([{"params": ["w", "b"]}, {"params": NO_DECAY, "weight_decay": 0.0}])
+    with pytest.raises(ValueError, match=r"'b' is selected by parameter groups \[0, 1\]"):
+        both.init(params)
+    none = jopt.AdamW([{"params": ["w"]}])
+    with pytest.raises(ValueError, match=r"'b' is selected by no parameter group"):
+        none.init(params)
+    with pytest.raises(ValueError, match=r"sets \['momentum'\], which is not an argument of AdamW"):
+        jopt.AdamW([{"params": ["w"], "momentum": 0.9}])
+    with pytest.raises(ValueError, match=r"AdamW: eps of parameter group 0 must be >= 0, got -1"):
+        jopt.AdamW([{"params": ["w"], "eps": -1.0}])
+
+
+# ----------------------------------------------------------------------------- momentum_key
+class TableRule:
+    """A stand-in scheduler rule (the protocol of jaxconv.optim.lr_scheduler): before update
+    ``k`` the group has ``lr[k]`` and momentum/beta1 ``momentum[k]``, as a torch OneCycleLR
+    would set them."""
+
+    cycles_momentum = True
+
+    def __init__(self, lr, momentum):
+        self.lr, self.momentum = np.asarray(lr), np.asarray(momentum)
+
+    def _at(self, k, hyper):
+        key = next(k_ for k_ in hyper if k_ in ("momentum", "beta1"))
+        dtype = hyper["lr"].dtype
+        return dict(hyper, lr=jnp.full_like(hyper["lr"], jnp.asarray(self.lr, dtype)[k]),
+                    **{key: jnp.full_like(hyper[key], jnp.asarray(self.momentum, dtype)[k])})
+
+    def init(self, hyper, momentum_key):
+        return jnp.zeros((), jnp.int32), self._at(0, hyper)
+
+    def step(self, state, hyper, value=None):
+        return state + 1, self._at(state + 1, hyper)
+
+
+LRS = [0.01, 0.03, 0.05, 0.04, 0.03, 0.02, 0.01, 0.005, 0.001]
+BETA1S = [0.95, 0.93, 0.9, 0.87, 0.85, 0.88, 0.91, 0.94, 0.95]
+
+
+@pytest.mark.parametrize("name, kwargs, momenta", [
+    ("Adam", {"amsgrad": True, "weight_decay": 0.1, "decoupled_weight_decay": True}, BETA1S),
+    ("AdamW", {"eps": 1e-3}, BETA1S),
+    ("Adamax", {"eps": 1e-2}, BETA1S),
+    ("NAdam", {"weight_decay": 0.1}, BETA1S),
+    ("RAdam", {"eps": 1e-2}, BETA1S),
+    # momentum 0 at construction: the cycled value turns torch's buffer on, and off at 0
+    ("RMSprop", {"eps": 1e-2}, [0.9, 0.8, 0.0, 0.5, 0.7, 0.0, 0.9, 0.95, 0.9]),
+    ("SGD", {"dampening": 0.1}, [0.9, 0.8, 0.7, 0.5, 0.7, 0.8, 0.9, 0.95, 0.9]),
+])
+def test_cycled_momentum_and_beta1_follow_torch(name, kwargs, momenta):
+    """A scheduler moving lr and ``momentum_key`` (traced values, ``1 - beta1`` in the array's
+    dtype) gives torch's run with the same values set in its param_groups each step."""
+    rule = TableRule(LRS, momenta)
+    key = getattr(jopt, name).momentum_key
+
+    def before_step(opt, k):
+        for group in opt.param_groups:
+            group["lr"] = LRS[k]
+            if key == "beta1":
+                group["betas"] = (momenta[k], group["betas"][1])
+            else:
+                group["momentum"] = momenta[k]
+
+    compare(name, kwargs, rule=rule, before_step=before_step)
+    compare(name, kwargs, dtype=np.float64, rule=rule, before_step=before_step)
+
+
+# ----------------------------------------------------------------------------- arguments
+NAMES = ["SGD", *[n for n in CONFIGS if n != "SGD"]]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_signature_is_torchs(name):
+    """torch's parameter names, order, kinds and defaults (``params`` optional here: None is
+    one group of every parameter)."""
+    import inspect
+    ours = inspect.signature(getattr(jopt, name)).parameters
+    theirs = inspect.signature(getattr(torch.optim, name)).parameters
+    assert list(ours) == list(theirs)
+    for key, param in theirs.items():
+        assert ours[key].kind == param.kind, key
+        if key != "params":
+            assert ours[key].default == param.default, key
+    assert ours["params"].default is None
+
+
+BAD = [("Adam", {"lr": -1e-3}, "lr must be >= 0, got -0.001"),
+       ("Adam", {"lr": float("nan")}, "lr must be >= 0, got nan"),
+       ("Adam", {"eps": -1e-8}, "eps must be >= 0"),
+       ("Adam", {"betas": (1.0, 0.999)}, r"betas\[0\] must be in \[0, 1\), got 1.0"),
+       ("AdamW", {"betas": (0.9, -0.1)}, r"betas\[1\] must be in \[0, 1\), got -0.1"),
+       ("AdamW", {"weight_decay": -0.1}, "weight_decay must be >= 0"),
+       ("Adam", {"betas": (0, 0.999)}, "betas must both be floats"),
+       ("RMSprop", {"alpha": -0.5}, "alpha must be >= 0"),
+       ("RMSprop", {"momentum": -0.5}, "momentum must be >= 0"),
+       ("RMSprop", {"eps": -1.0}, "eps must be >= 0"),
+       ("Adagrad", {"lr_decay": -0.1}, "lr_decay must be >= 0"),
+       ("Adagrad", {"initial_accumulator_value": -0.1}, "initial_accumulator_value must be >= 0"),
+       ("Adagrad", {"weight_decay": -0.1}, "weight_decay must be >= 0"),
+       ("Adadelta", {"rho": 1.5}, r"rho must be in \[0, 1\], got 1.5"),
+       ("Adadelta", {"eps": -1.0}, "eps must be >= 0"),
+       ("Adamax", {"betas": (0.9, 1.0)}, r"betas\[1\] must be in \[0, 1\)"),
+       ("NAdam", {"momentum_decay": -1e-3}, "momentum_decay must be >= 0"),
+       ("NAdam", {"betas": (-0.1, 0.9)}, r"betas\[0\] must be in \[0, 1\)"),
+       ("RAdam", {"weight_decay": -1.0}, "weight_decay must be >= 0"),
+       ("SGD", {"momentum": -0.1}, "momentum must be >= 0"),
+       ("SGD", {"nesterov": True}, "nesterov requires momentum > 0")]
+
+
+@pytest.mark.parametrize("name, kwargs, message", BAD)
+def test_invalid_arguments_raise_as_torch(name, kwargs, message):
+    with pytest.raises(ValueError):
+        getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kwargs)
+    with pytest.raises(ValueError, match=f"{name}: {message}"):
+        getattr(jopt, name)(**kwargs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_refused_differentiable_and_complex(name):
+    with pytest.raises(ValueError, match=f"{name}: differentiable=True .* no translation"):
+        getattr(jopt, name)(differentiable=True)
+    tx = getattr(jopt, name)()
+    with pytest.raises(ValueError, match=r"parameter 'w' is complex \(complex64\)"):
+        tx.init({"w": jnp.ones(2, jnp.complex64), "b": jnp.ones(2)})
+    if "fused" in inspect_params(name):
+        with pytest.raises(ValueError, match="fused and foreach cannot both be True"):
+            getattr(jopt, name)(fused=True, foreach=True)
+
+
+def inspect_params(name):
+    import inspect
+    return inspect.signature(getattr(jopt, name)).parameters
+
+
+# ----------------------------------------------------------------------------- nnx.Optimizer
+def test_nnx_optimizer_trains_a_jaxconv_model_as_torch():
+    """AdamW with timm's no-decay groups through ``nnx.Optimizer`` under ``nnx.jit``, on a small
+    model in train mode (BatchNorm statistics randomised), follows torch step by step."""
+    from flax import nnx
+
+    import jaxconv.functional as F
+    import jaxconv.nn as nn
+    from equivalence import load_state_dict, state_dict
+    from tests._zoo import randomize_batchnorm
+
+    torch.manual_seed(0)
+    # Adam turns a gradient of rounding noise into a full step of either sign, so no parameter
+    # may have an exact zero gradient: no bias right before BatchNorm, no dead ReLU channel
+    theirs = randomize_batchnorm(torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(),
+                                                     torch.nn.BatchNorm1d(7), torch.nn.Linear(7, 3)))
+    rng = np.random.default_rng(2)
+    batches = [(rng.standard_normal((6, 5), np.float32), rng.integers(0, 3, 6)) for _ in range(4)]
+    no_decay = (lambda name, p: p.ndim <= 1)
+    kwargs = {"lr": 0.02, "weight_decay": 0.1}
+    named = dict(theirs.named_parameters())
+    topt = torch.optim.AdamW([{"params": [p for n, p in named.items() if p.ndim <= 1], "weight_decay": 0.0},
+                              {"params": [p for n, p in named.items() if p.ndim > 1]}],
+                             foreach=False, **kwargs)
+    with jax.enable_x64(False):
+        ours = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.BatchNorm1d(7), nn.Linear(7, 3))
+        load_state_dict(ours, theirs.state_dict())
+        tx = jopt.AdamW([{"params": no_decay, "weight_decay": 0.0},
+                         {"params": lambda n, p: not no_decay(n, p)}], **kwargs)
+        optimizer = nnx.Optimizer(ours, tx, wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, optimizer, x, y):
+            loss, grads = nnx.value_and_grad(lambda m: F.cross_entropy(m(x), y))(model)
+            optimizer.update(model, grads)
+            return loss
+
+        for x, y in batches:
+            loss = step(ours, optimizer, jnp.asarray(x), jnp.asarray(y))
+            topt.zero_grad()
+            tloss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(y))
+            tloss.backward()
+            topt.step()
+            np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-5)
+    got = state_dict(ours)
+    for n, value in theirs.state_dict().items():
+        np.testing.assert_allclose(got[n], value.numpy(), rtol=1e-5, atol=1e-6, err_msg=n)
+    assert np.asarray(optimizer.opt_state.step[...]).tolist() == [4, 4]
