@@ -51,9 +51,11 @@ class OptimizerState(NamedTuple):
 
 class Hyper(dict):
     """A group's hyperparameters for one update; ``.static`` holds the constructor's Python
-    values, on which torch's branches (``if momentum != 0``) are decided."""
+    values, on which torch's branches (``if momentum != 0``) are decided, and ``.scheduled`` the
+    names a scheduler moves (``'lr'``, ``'momentum'``, ``'betas'``), whose values are arrays."""
 
     static: dict[str, Any]
+    scheduled: frozenset[str]
 
 
 def _key_name(key) -> str:
@@ -87,6 +89,11 @@ def _matches(selector, name: str, leaf) -> bool:
     return name in selector
 
 
+def _entry(values: jax.Array, i: int) -> jax.Array:
+    """Entry ``i`` of a per-group array, by one slice (eager indexing costs ~1 ms a call)."""
+    return jax.lax.index_in_dim(values, i, keepdims=False)
+
+
 class Optimizer:
     """A torch optimizer as an optax transformation (``init`` / ``update``).
 
@@ -111,10 +118,22 @@ class Optimizer:
 
     # ----------------------------------------------------------------- construction
     def _check(self, hyper: Mapping[str, Any], where: str) -> None:
-        """Validate hyperparameters with torch's rules; ``where`` names the group in messages."""
+        """Validate hyperparameters with torch's rules; ``where`` names the group in messages.
+
+        torch's implementation flags: ``foreach`` and ``fused`` pick a kernel, not a result, and
+        are accepted and ignored (``fused`` and ``foreach`` both true is refused, as torch does);
+        ``differentiable=True`` is refused."""
+        name = type(self).__name__
         lr = hyper.get(LR, 0.0)
         if isinstance(lr, (int, float)) and lr < 0:
-            raise ValueError(f"{type(self).__name__}: lr{where} must be >= 0, got {lr}")
+            raise ValueError(f"{name}: lr{where} must be >= 0, got {lr}")
+        if hyper.get("differentiable"):
+            raise ValueError(f"{name}: differentiable{where}=True (torch's autograd through "
+                             f"optimizer.step) has no translation; the update here is plain jnp, "
+                             f"which jax.grad differentiates without it: pass differentiable=False")
+        if hyper.get("fused") and hyper.get("foreach"):
+            raise ValueError(f"{name}: fused{where} and foreach cannot both be True (torch refuses "
+                             f"it), got fused={hyper['fused']}, foreach={hyper['foreach']}")
 
     def _groups(self, params) -> list[dict[str, Any]]:
         if params is None:
@@ -137,9 +156,15 @@ class Optimizer:
         return groups
 
     def group_index(self, params) -> list[int]:
-        """The group of every leaf of ``params``, in leaf order; raises unless exactly one matches."""
+        """The group of every leaf of ``params``, in leaf order; raises unless exactly one matches,
+        or for a complex-valued leaf (torch updates its real view; not translated)."""
         index = []
         for name, leaf in named_leaves(params):
+            if jnp.iscomplexobj(leaf):
+                raise ValueError(f"{type(self).__name__}: parameter {name!r} is complex "
+                                 f"({leaf.dtype}); torch's optimizers update complex parameters "
+                                 f"through their real view, which is not translated: optimize "
+                                 f"the real and imaginary parts as real parameters")
             hits = [i for i, g in enumerate(self.groups) if _matches(g["params"], name, leaf)]
             if len(hits) != 1:
                 rule = "no parameter group" if not hits else f"parameter groups {hits}"
@@ -187,7 +212,7 @@ class Optimizer:
         groups = self.group_index(params)
         leaves, treedef = jax.tree_util.tree_flatten(params)
         slots = {}
-        for name in self.slots:
+        for name in self.slot_names():
             made = [self.init_slot(name, leaf, self.groups[g]) for leaf, g in zip(leaves, groups)]
             slots[name] = jax.tree_util.tree_unflatten(treedef, made)
         hyper, schedule = self._initial_hyper(), ()
@@ -217,10 +242,11 @@ class Optimizer:
         leaves = treedef.flatten_up_to(params)
         slots = {k: treedef.flatten_up_to(v) for k, v in state.slots.items()}
         hypers = [self._group_hyper(g, state.hyper, i) for i, g in enumerate(self.groups)]
+        steps = [_entry(step, i) for i in range(len(self.groups))]
         out, new_slots = [], {k: [] for k in slots}
         for j, (grad, param, g) in enumerate(zip(grads, leaves, groups)):
             mine = {k: v[j] for k, v in slots.items()}
-            new_param, mine = self.step_leaf(grad, param, mine, hypers[g], step[g])
+            new_param, mine = self.step_leaf(grad, param, mine, hypers[g], steps[g])
             out.append((new_param - param).astype(param.dtype) if new_param is not None else None)
             for k, column in new_slots.items():
                 column.append(mine[k])
@@ -239,12 +265,22 @@ class Optimizer:
         merged.static = static
         for key, values in hyper.items():
             if key == "beta1":
-                merged["betas"] = (values[i], static["betas"][1])
+                merged["betas"] = (_entry(values, i), static["betas"][1])
             else:
-                merged[key] = values[i]
+                merged[key] = _entry(values, i)
+        merged.scheduled = frozenset("betas" if k == "beta1" else k for k in hyper)
         return merged
 
     # ----------------------------------------------------------------- per optimizer
+    def slot_names(self) -> tuple[str, ...]:
+        """The per-parameter state kept: the names of :attr:`slots` some group uses."""
+        return tuple(n for n in self.slots if any(self.uses_slot(n, g) for g in self.groups))
+
+    def uses_slot(self, name: str, group) -> bool:
+        """Whether torch keeps per-parameter state ``name`` for a group (e.g. a momentum buffer
+        only with momentum); a slot some group uses is kept for every parameter."""
+        return True
+
     def init_slot(self, name: str, param, group) -> jax.Array:
         """torch's initial value of per-parameter state ``name`` (zeros unless overridden)."""
         return jnp.zeros_like(param)

@@ -13,17 +13,23 @@ class SGD(Optimizer):
       params: ``None`` or torch's list of parameter groups (see :class:`Optimizer`).
       lr, momentum, dampening, weight_decay, nesterov, maximize: as in ``torch.optim.SGD``. The
         momentum buffer starts as the first gradient, as torch's does.
+      foreach, fused: accepted and ignored (see :meth:`Optimizer._check`); differentiable: refused.
     """
 
     slots = ("momentum_buffer",)
     momentum_key = "momentum"
 
     def __init__(self, params=None, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
-                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
-        if not self.defaults["momentum"]:
-            self.slots = ()
+                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                         foreach=foreach, differentiable=differentiable, fused=fused)
+
+    def uses_slot(self, name, group):
+        """The momentum buffer, for a group with momentum (or a scheduler cycling it)."""
+        return group["momentum"] != 0 or "momentum" in self.scheduled_keys()
 
     def _check(self, hyper, where):
         super()._check(hyper, where)
@@ -41,7 +47,7 @@ class SGD(Optimizer):
             grad = -grad
         if static["weight_decay"] != 0:
             grad = grad + static["weight_decay"] * param
-        if static["momentum"] != 0:
+        if static["momentum"] != 0 or "momentum" in hyper.scheduled:
             buf = slots["momentum_buffer"]
             buf = jnp.where(step == 1, grad, buf * hyper["momentum"] + (1 - hyper["dampening"]) * grad)
             slots = dict(slots, momentum_buffer=buf)
