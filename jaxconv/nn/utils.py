@@ -185,11 +185,8 @@ class ClipGradNorm:
 
     ``optax.chain(ClipGradNorm(1.0), jaxconv.optim.SGD(lr=0.1))`` is torch's
     ``clip_grad_norm_(model.parameters(), 1.0); optimizer.step()``; it works in
-    ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
-
-    Note: ``optax.chain`` drops extra update arguments (``value=loss``) for members that are not
-    ``optax.GradientTransformationExtraArgs``; pass a jaxconv optimizer that needs ``value``
-    (``ReduceLROnPlateau``) as ``optax.GradientTransformationExtraArgs(opt.init, opt.update)``.
+    ``nnx.Optimizer(model, tx, wrt=nnx.Param)``; ``value=loss`` reaches a chained
+    ``ReduceLROnPlateau``.
 
     **Arguments:** ``max_norm``, ``norm_type``, ``error_if_nonfinite``: as :func:`clip_grad_norm`.
     """

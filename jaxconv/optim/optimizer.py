@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 #: Per-group keys every state carries: the learning rate used by the next update, and the one the
 #: group started with (torch's ``initial_lr``, which schedulers read as ``base_lrs``).
@@ -94,8 +95,11 @@ def _entry(values: jax.Array, i: int) -> jax.Array:
     return jax.lax.index_in_dim(values, i, keepdims=False)
 
 
-class Optimizer:
+class Optimizer(optax.GradientTransformationExtraArgs):
     """A torch optimizer as an optax transformation (``init`` / ``update``).
+
+    It is an ``optax.GradientTransformationExtraArgs``, so ``optax.chain`` passes extra
+    arguments (``value=loss`` for ``ReduceLROnPlateau``) through to it.
 
     Arguments:
       params: ``None`` (one group holding every parameter), or torch's list of group dicts. A
@@ -109,6 +113,23 @@ class Optimizer:
     slots: tuple[str, ...] = ()
     #: the hyperparameter a momentum-cycling scheduler moves (``'momentum'`` or ``'beta1'``).
     momentum_key: str | None = None
+
+    def __new__(cls, *args, **kwargs):
+        # optax unpacks a transformation as the tuple (init, update): its two fields call this
+        # object's methods, through a cell so that copies (with_scheduler) call their own.
+        del args, kwargs
+        cell = []
+        self = super().__new__(cls, lambda *a, **k: cell[0].init(*a, **k),
+                               lambda *a, **k: cell[0].update(*a, **k))
+        cell.append(self)
+        return self
+
+    def __getnewargs__(self):
+        return ()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
+        return f"{type(self).__name__}({args})"
 
     def __init__(self, params=None, **defaults):
         self.defaults = dict(defaults)

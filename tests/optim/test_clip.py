@@ -229,12 +229,11 @@ class _RecordValue:
 
 
 def test_value_reaches_a_chained_jaxconv_optimizer():
-    """optax.chain passes extra arguments only to GradientTransformationExtraArgs members, so a
-    jaxconv optimizer needing ``value`` is wrapped as one (the documented way)."""
+    """optax.chain passes extra arguments only to GradientTransformationExtraArgs members: a
+    jaxconv optimizer is one, so ``value`` reaches it."""
     params = {"w": jnp.arange(3.0)}
     opt = SGD(lr=0.1).with_scheduler(_RecordValue())
-    tx = optax.chain(utils.ClipGradNorm(1.0),
-                     optax.GradientTransformationExtraArgs(opt.init, opt.update))
+    tx = optax.chain(utils.ClipGradNorm(1.0), opt)
     state = tx.init(params)
     _, state = tx.update({"w": jnp.array([0.3, -2.0, 1.0])}, state, params, value=2.5)
     assert float(state[1].schedule) == 2.5
