@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-TORCH_IMPLS = ("torch", "torch_cl")
+TORCH_IMPLS = ("torch", "torch_cl", "torch_fused")
 
 
 class MismatchError(AssertionError):

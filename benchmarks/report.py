@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "jaxconv_cl", "translated", "torch", "torch_cl", "lax_nchw", "lax_nhwc", "flax_nnx", "equinox",
-              "optax")
+IMPL_ORDER = ("jaxconv", "jaxconv_cl", "translated", "torch", "torch_cl", "torch_fused", "lax_nchw", "lax_nhwc", "flax_nnx",
+              "equinox", "optax")
 
 
 def slug(env) -> str:
@@ -40,7 +40,8 @@ def table(result) -> str:
             line += "   / flax: " + " ".join(f"{k} {v:.2f}" for k, v in r["jaxconv_vs_flax"].items())
         if "items_per_s" in r:
             ips = r["items_per_s"]
-            line += f"   img/s jaxconv {ips['jaxconv']:.1f} torch {ips['torch']:.1f} cl {ips['torch_cl']:.1f}"
+            unit = "params" if r["group"] == "optimizer" else "img"
+            line += f"   {unit}/s " + " ".join(f"{k} {ips[k]:.3g}" for k in ("jaxconv", "torch", "torch_cl") if k in ips)
         lines.append(line)
     if result.get("translation"):
         t = result["translation"]
@@ -61,7 +62,8 @@ def write_png(result, path) -> str:
     import matplotlib.pyplot as plt
 
     rows = result["cases"]
-    impls = [i for i in IMPL_ORDER if i not in ("torch", "torch_cl") and any(i in r["median_s"] for r in rows)]
+    torch_impls = ("torch", "torch_cl", "torch_fused")
+    impls = [i for i in IMPL_ORDER if i not in torch_impls and any(i in r["median_s"] for r in rows)]
     fig, ax = plt.subplots(figsize=(11, 0.35 * len(rows) * len(impls) / 3 + 2))
     h = 0.8 / len(impls)
     for j, impl in enumerate(impls):

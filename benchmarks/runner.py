@@ -191,6 +191,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     from . import cases as C
     from . import losses as LS
     from . import low_precision as LP
+    from . import optim as OP
     from . import report
 
     torch_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -207,13 +208,17 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     bf16_list = [(m, mode) for m in ("resnet18",) for mode in LP.MODES
                  if not only or any(o in f"{m}_{mode}" for o in only)]
     loss_list = [r for r in ("cross_entropy_ls",) if not only or any(o in r for o in only)]
-    bar = Progress((len(layer_list) + len(loss_list) + 2 * len(model_list) + 2 * len(bf16_list)) * rounds,
-                   progress)
+    optim_list = [r for r in ("adamw_update", "resnet18_train_step_adamw") if not only or any(o in r for o in only)]
+    bar = Progress((len(layer_list) + len(loss_list) + len(optim_list) + 2 * len(model_list)
+                    + 2 * len(bf16_list)) * rounds, progress)
     rows = []
     for case in layer_list:
         rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
     for _ in loss_list:
         rows.append(LS.run_cross_entropy(quick, rng, torch_device, rounds, min_time, tol, bar))
+    for case in optim_list:
+        rows.append(OP.run_update(quick, rng, torch_device, rounds, min_time, tol, bar) if case == "adamw_update"
+                    else OP.run_train_step("resnet18", quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     for name in model_list:
         rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     for name, mode in bf16_list:  # tolerances from bfloat16's epsilon and the depth

@@ -34,6 +34,7 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
     names = [r["case"] for r in result["cases"]]
     expected = [c.name for c in cases.layer_cases(quick=True, batch=2)]
     expected += ["cross_entropy_ls_{}x{}".format(*losses.shapes(quick=True))]
+    expected += ["adamw_update_4_tensors", "resnet18_train_step_adamw"]
     expected += [f"{m}_{k}" for m in models.MODELS for k in ("forward", "train_step")]
     bf16 = [f"resnet18_{mode}_{k}" for mode in low_precision.MODES for k in ("forward", "train_step")]
     assert bf16 == ["resnet18_bf16_autocast_forward", "resnet18_bf16_autocast_train_step",
@@ -50,6 +51,10 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
             assert impls == {"jaxconv", "jaxconv_cl", "translated", "flax_nnx", "torch", "torch_cl"}
             assert row["translated_vs_handwritten"] > 0
             assert set(row["jaxconv_vs_flax"]) == {"jaxconv", "jaxconv_cl", "translated"}
+        elif row["group"] == "optimizer":  # one AdamW update: jaxconv.optim, optax, torch's kernels
+            assert impls == {"jaxconv", "optax", "torch", "torch_fused"} and row["jaxconv_vs_optax"] > 0
+        elif row["group"] == "optimizer train step":  # forward, backward and AdamW
+            assert impls == {"jaxconv", "flax_nnx", "torch"} and row["jaxconv_vs_flax"]["jaxconv"] > 0
         elif row["group"] == "loss":  # value and gradient, against torch and optax
             assert impls == {"jaxconv", "torch", "optax"} and row["jaxconv_vs_optax"] > 0
         elif row["group"] == "batchnorm":  # equinox's BatchNorm needs a named axis: not run
