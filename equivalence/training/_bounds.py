@@ -30,8 +30,15 @@ def _eps(x) -> float:
     return tol_mod.eps(np.asarray(x).dtype)
 
 
-def normwise(step, stage, name, quantity, jax_value, t32, t64, c) -> Check:
-    """``||jax - t32|| <= c ||t32 - t64|| + FLOOR_ULPS eps ||t32||`` (integers: exact)."""
+def own_rounding(t32, t64, running) -> np.ndarray:
+    """A value's rounding estimate in one stage: ``max(E, |t32 - t64|)`` elementwise."""
+    own = _diff(t32, t64) if np.shape(t64) == np.shape(t32) else np.zeros(np.shape(t32))
+    return own if running is None else np.maximum(own, np.asarray(running, np.float64))
+
+
+def normwise(step, stage, name, quantity, jax_value, t32, t64, c, carried=None) -> Check:
+    """``||jax - t32|| <= c max(||R||, ||t32 - t64||) + FLOOR_ULPS eps ||t32||`` (``R``: the
+    rounding the free run carries, or ``None``; integers: exact)."""
     t32 = np.asarray(t32)
     if np.shape(jax_value) != t32.shape:
         return Check(step, stage, name, quantity, float("inf"), float("nan"), float("inf"),
@@ -40,7 +47,8 @@ def normwise(step, stage, name, quantity, jax_value, t32, t64, c) -> Check:
     if not np.issubdtype(t32.dtype, np.inexact):
         return Check(step, stage, name, quantity, err, 0.5, err / 0.5)
     drift = float(np.linalg.norm(_diff(t32, t64)))
-    bound = float(c * drift + FLOOR_ULPS * _eps(t32) * np.linalg.norm(np.nan_to_num(t32.astype(np.float64)))
+    own = 0.0 if carried is None else float(np.linalg.norm(np.nan_to_num(np.asarray(carried, np.float64))))
+    bound = float(c * max(drift, own) + FLOOR_ULPS * _eps(t32) * np.linalg.norm(np.nan_to_num(t32.astype(np.float64)))
                   + np.finfo(np.float32).tiny)
     return Check(step, stage, name, quantity, err, bound, 0.0 if err == 0 else err / bound)
 
@@ -49,10 +57,7 @@ def elementwise(step, stage, name, quantity, jax_value, t32, t64, running, c) ->
     """``|jax - t32| <= c max(E, |t32 - t64|) + FLOOR_ULPS eps |t32|`` elementwise (``E``: the
     running error bound of jaxconv's code, or ``None``)."""
     t32 = np.asarray(t32)
-    own = _diff(t32, t64) if np.shape(t64) == t32.shape else np.zeros(t32.shape)
-    if running is not None:
-        own = np.maximum(own, np.asarray(running, np.float64))
-    tol = c * own + FLOOR_ULPS * _eps(t32) * np.abs(t32.astype(np.float64)) + np.finfo(np.float32).tiny
+    tol = c * own_rounding(t32, t64, running) + FLOOR_ULPS * _eps(t32) * np.abs(t32.astype(np.float64)) + np.finfo(np.float32).tiny
     if not np.issubdtype(t32.dtype, np.inexact):
         tol = 0.5     # integers (a BatchNorm's counter) agree exactly
     e = tol_mod.errors(jax_value, t32, tol)

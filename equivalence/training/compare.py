@@ -41,8 +41,19 @@ located in one stage of one step:
 
 **The trajectory** (each step): after ``t + 1`` steps every parameter, buffer and optimizer slot
 of the free-running jaxconv run against ``torch32``'s, norm-wise per tensor, and the loss:
-``||jax - torch32|| <= c ||torch32 - torch64|| + FLOOR_ULPS eps ||torch32||``. Rounding alone
-moves torch that far from its float64 run; a wrong recipe moves jaxconv much further.
+
+    ||jax - torch32|| <= c max(||R||, ||torch32 - torch64||) + FLOOR_ULPS eps ||torch32||
+
+``torch32 - torch64`` is how far rounding alone moves torch's run from its float64 twin: the
+model's dynamics amplifying every step's rounding, measured. ``R`` is the rounding each step's
+local check allows, carried through the optimizer's own recursion: every step, jaxconv's update
+runs once more under the running error bound with that step's gradient rounding
+(``max(E, |torch32 - ref64|)`` of the gradient, and of the clipping) and the ``R`` carried so
+far in the parameters and slots as input errors; a buffer's ``R`` adds up its local roundings.
+``R`` matters where torch's own float32 value is mostly rounding, so one float64 sample of it
+says little: a parameter whose exact gradient is zero (a conv bias right before a BatchNorm)
+walks on rounding noise in both runs, and the momentum buffer sums that noise over the steps.
+A wrong recipe moves jaxconv much further than either.
 
 Dropout and stochastic depth are refused (their masks are not replayed yet).
 """
@@ -55,8 +66,6 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 
 from jaxconv.optim import Optimizer
 from jaxconv.optim.optimizer import named_leaves, param_name
@@ -65,8 +74,9 @@ from .. import tolerance as tol_mod
 from ..tolerance import running
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
+from ._bounds import elementwise, normwise, own_rounding, schedule_checks, torch_hyper
+from ._jax_side import JaxSide, flat, with_running
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
-from ._bounds import elementwise, normwise, schedule_checks, torch_hyper
 from .training_report import TRAJECTORY, StepRow, TrainingReport
 
 
@@ -95,97 +105,6 @@ def state_from_torch(tx: Optimizer, old, state_dict, index_names):
     hyper = {k: jnp.asarray([torch_hyper(g, k) for g in state_dict["param_groups"]], v.dtype)
              for k, v in old.hyper.items()}
     return old._replace(step=jnp.asarray(steps, old.step.dtype), hyper=hyper, slots=slots)
-
-
-# ------------------------------------------------------------------------------- the jaxconv side
-def _clip_fn(max_grad_norm):
-    """``grads -> (clipped, total_norm)`` with :func:`jaxconv.nn.utils.clip_grad_norm`."""
-    from jaxconv.nn import utils
-
-    return lambda grads: utils.clip_grad_norm(grads, max_grad_norm)
-
-
-def _loss_grad(graphdef, loss_graph, params, rest, loss_state, x, y):
-    """jaxconv's loss of ``(x, y)``, its gradients and the buffers after the forward. Module
-    level, with the graphs static, so one model's compilation serves every comparison of it."""
-    def f(p):
-        m = nnx.merge(graphdef, p, jax.tree.map(lambda a: a, rest))
-        out = nnx.merge(loss_graph, loss_state)(m(x), y)
-        return out, nnx.split(m, nnx.Param, ...)[2]
-    (loss, new_rest), grads = jax.value_and_grad(f, has_aux=True)(params)
-    return loss, grads, new_rest
-
-
-_loss_grad_jit = jax.jit(_loss_grad, static_argnums=(0, 1))
-
-
-class JaxSide:
-    """The jaxconv model (a clone), its loss and optimizer: the free run, and the local step
-    from a given state."""
-
-    def __init__(self, jax_model, jax_loss, tx: Optimizer, max_grad_norm):
-        model = nnx.clone(jax_model)
-        model.train()
-        self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-        self.loss_graph, self.loss_state = nnx.split(jax_loss)
-        self.tx, self.clip = tx, None if max_grad_norm is None else _clip_fn(max_grad_norm)
-        self.opt_state = tx.init(self.params)
-        # committed, as the step's outputs will be: one compilation, not one per placement
-        device = jax.devices()[0]
-        self.params, self.rest, self.opt_state = jax.device_put(
-            (self.params, self.rest, self.opt_state), device)
-        self.update = jax.jit(self._update)
-
-    def loss_grad(self, params, rest, x, y, jit=True):
-        """:func:`_loss_grad` of this model and loss."""
-        fn = _loss_grad_jit if jit else _loss_grad
-        return fn(self.graphdef, self.loss_graph, params, rest, self.loss_state, x, y)
-
-    def _update(self, params, grads, opt_state, loss):
-        if self.clip is not None:
-            grads, _ = self.clip(grads)
-        updates, opt_state = self.tx.update(grads, opt_state, params, value=loss)
-        return optax.apply_updates(params, updates), opt_state
-
-    def step(self, x, y) -> np.ndarray:
-        """One free-running training step; the loss."""
-        loss, grads, self.rest = self.loss_grad(self.params, self.rest, x, y)
-        self.params, self.opt_state = self.update(self.params, grads, self.opt_state, loss)
-        return np.asarray(loss)
-
-    def at(self, tree, values: dict):
-        """``tree`` (the params' or the rest's) with the leaves ``values`` names, by torch name."""
-        return jax.tree_util.tree_map_with_path(
-            lambda path, leaf: jnp.asarray(values[param_name(path)], leaf.dtype)
-            if param_name(path) in values else leaf, tree)
-
-    def local_forward(self, params, rest, x, y):
-        """The loss, gradients and buffers from torch's ``(params, rest)`` (unjitted, for the
-        running error bound)."""
-        loss, grads, new_rest = self.loss_grad(params, rest, x, y, jit=False)
-        return {"loss": loss, "grads": grads, "rest": new_rest}
-
-    def local_update(self, grads, clipped, state, flat_params, loss_value):
-        """The clipping of torch's ``grads`` and the update of torch's ``clipped`` gradients
-        from ``state`` (flat ``{name: array}`` trees)."""
-        out = {}
-        if self.clip is not None:
-            out["clipped"], out["norm"] = self.clip(grads)
-        updates, new = self.tx.update(clipped, state, flat_params, value=loss_value)
-        out["params"], out["slots"] = optax.apply_updates(flat_params, updates), new.slots
-        return out
-
-
-def _with_running(fn, *args):
-    """``(outputs, running error bounds)`` of ``fn(*args)``; bounds ``None`` without a rule."""
-    try:
-        return running.running_error(fn, *args)
-    except running.Unsupported:
-        return fn(*args), None
-
-
-def _flat(values: dict, like: dict):
-    return {n: jnp.asarray(values[n], np.asarray(like[n]).dtype) for n in like}
 
 
 # ------------------------------------------------------------------------------- the entry point
@@ -316,10 +235,10 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, max_grad_norm, c) -> l
     zeros = {n: np.zeros_like(v) for n, v in rec.params.items()}
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
                              rec.state_dict, index_names)
-    out, errs = _with_running(side.local_forward, side.at(side.params, rec.params),
+    out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
                               side.at(side.rest, rec.buffers), x, y)
-    upd, upd_errs = _with_running(side.local_update, _flat({**zeros, **rec.grads}, flat_params),
-                                  _flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
+    upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),
+                                  flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
                                   jnp.asarray(rec.loss))
     out.update(upd)
     errs = {**(errs or {}), **(upd_errs or {})}
@@ -331,14 +250,18 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, max_grad_norm, c) -> l
             return None
     checks = [elementwise(t, "loss", "(loss)", "loss", out["loss"], rec.loss, ref.loss, err("loss"), c)]
     e_grads, e_rest = dict(named_leaves(err("grads"))), dict(named_leaves(err("rest")))
+    rounding = {}   # each gradient's and buffer's rounding estimate this step, max(E, |t32 - ref64|)
     for name, g in named_leaves(out["grads"]):
         if name in rec.grads:
             checks.append(elementwise(t, "grad", name, "grad", g, rec.grads[name], ref.grads[name],
                                       e_grads.get(name), c))
+            rounding[name] = own_rounding(rec.grads[name], ref.grads[name], e_grads.get(name))
     for name, b in named_leaves(out["rest"]):
         if name in rec.after_buffers:
             checks.append(elementwise(t, "buffer", name, name.rsplit(".", 1)[-1], b,
                                       rec.after_buffers[name], ref.buffers[name], e_rest.get(name), c))
+            _accumulate(side, (name, name.rsplit(".", 1)[-1]),
+                        own_rounding(rec.after_buffers[name], ref.buffers[name], e_rest.get(name)))
     if max_grad_norm is not None:
         checks.append(elementwise(t, "clip", "(all)", "total_norm", out["norm"],
                                   np.asarray(rec.total_norm, np.float32), ref.total_norm, err("norm"), c))
@@ -346,6 +269,8 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, max_grad_norm, c) -> l
             if name in rec.clipped:
                 checks.append(elementwise(t, "clip", name, "grad", v, rec.clipped[name],
                                           ref.clipped[name], err("clipped", name), c))
+                rounding[name] = rounding.get(name, 0) + own_rounding(
+                    rec.clipped[name], ref.clipped[name], err("clipped", name))
     for slot, tree in out["slots"].items():  # slots first: torch computes them first
         for name, v in tree.items():
             if name in rec.after_slots.get(slot, {}):
@@ -354,7 +279,34 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, max_grad_norm, c) -> l
     for name, v in out["params"].items():
         checks.append(elementwise(t, "update", name, "param", v, rec.after_params[name],
                                   ref.params[name], err("params", name), c))
+    _carry(side, state, rec, flat_params, zeros, rounding)
     return checks
+
+
+def _accumulate(side: JaxSide, key, rounding) -> None:
+    side.carried[key] = rounding if key not in side.carried else side.carried[key] + rounding
+
+
+def _carry(side: JaxSide, state, rec, flat_params, zeros, rounding) -> None:
+    """Carry the free run's rounding through one update (module docstring, the trajectory):
+    jaxconv's update, run under the running error bound with this step's gradient rounding and
+    the rounding carried so far in the parameters and slots as input errors."""
+    names = sorted(flat_params)
+    state_errors = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(state)[0]:
+        keys = [str(getattr(k, "name", getattr(k, "key", k))) for k in path]
+        state_errors.append(side.carried.get((keys[2], keys[1])) if keys[0] == "slots" else None)
+    errors = ([None] * len(names) + [rounding.get(n) for n in names] + state_errors
+              + [side.carried.get((n, "param")) for n in names] + [None])
+    try:
+        _, (params, slots) = running.running_error(
+            lambda *a: tuple(side.local_update(*a)[k] for k in ("params", "slots")),
+            flat({**zeros, **rec.grads}, flat_params), flat({**zeros, **rec.clipped}, flat_params),
+            state, flat_params, jnp.asarray(rec.loss), errors=errors)
+    except running.Unsupported:
+        return
+    side.carried.update({(n, "param"): np.asarray(e) for n, e in params.items()})
+    side.carried.update({(n, k): np.asarray(e) for k, tree in slots.items() for n, e in tree.items()})
 
 
 def _start(side: JaxSide, t32: Recipe, c) -> list:
@@ -369,13 +321,17 @@ def _trajectory(side: JaxSide, t32: Recipe, t64: Recipe, t, c) -> list:
     checks = []
     p32, p64, b32, b64 = t32.params(), t64.params(), t32.buffers(), t64.buffers()
     for name, v in named_leaves(side.params):
-        checks.append(normwise(t, TRAJECTORY, name, "param", v, p32[name], p64[name], c))
+        checks.append(normwise(t, TRAJECTORY, name, "param", v, p32[name], p64[name], c,
+                               side.carried.get((name, "param"))))
     for name, v in named_leaves(side.rest):
         if name in b32:
-            checks.append(normwise(t, TRAJECTORY, name, name.rsplit(".", 1)[-1], v, b32[name], b64[name], c))
+            quantity = name.rsplit(".", 1)[-1]
+            checks.append(normwise(t, TRAJECTORY, name, quantity, v, b32[name], b64[name], c,
+                                   side.carried.get((name, quantity))))
     s32, s64 = t32.slots(), t64.slots()
     for slot, tree in side.opt_state.slots.items():
         for name, v in named_leaves(tree):
             if name in s32.get(slot, {}):
-                checks.append(normwise(t, TRAJECTORY, name, slot, v, s32[slot][name], s64[slot][name], c))
+                checks.append(normwise(t, TRAJECTORY, name, slot, v, s32[slot][name], s64[slot][name], c,
+                                       side.carried.get((name, slot))))
     return checks
