@@ -208,3 +208,89 @@ def test_bad_arguments(recipe):
     dropped = torch.nn.Sequential(model, torch.nn.Dropout(0.2))
     with pytest.raises(ValueError, match=r"active dropout .*1 \(Dropout, p=0.2\)"):
         equivalence.compare_training(dropped, port, _sgd(model), jopt.SGD(lr=0.1), batches, loss)
+
+
+@pytest.mark.slow
+def test_weight_decay_coupled_for_decoupled(recipe):
+    """torch's AdamW (decoupled decay) ported as Adam(weight_decay=...) (coupled, an L2 penalty
+    in the gradient): the first moment of the first step."""
+    model, port, batches = recipe
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    report = equivalence.compare_training(model, port, opt, jopt.Adam(lr=1e-2, weight_decay=0.1),
+                                          batches, torch.nn.CrossEntropyLoss(), steps=2)
+    _located(report, 0, "update", "exp_avg")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("torch_cls, ours", [
+    (torch.optim.Adam, lambda: jopt.Adam(lr=1e-2, weight_decay=1e-2, amsgrad=True)),
+    (torch.optim.AdamW, lambda: jopt.AdamW(lr=1e-2, weight_decay=1e-2, amsgrad=True)),
+    (torch.optim.RMSprop, lambda: jopt.RMSprop(lr=1e-3, weight_decay=1e-2, momentum=0.5, centered=True)),
+])
+def test_adaptive_recipes_pass(recipe, torch_cls, ours):
+    """Adam, AdamW (amsgrad) and RMSprop (centered, momentum) over 5 steps: every slot checked."""
+    model, port, batches = recipe
+    tx = ours()
+    opt = torch_cls(model.parameters(), **{k: v for k, v in tx.defaults.items()
+                                           if k in ("lr", "weight_decay", "amsgrad", "momentum", "centered")})
+    report = equivalence.compare_training(model, port, opt, tx, batches, torch.nn.CrossEntropyLoss(),
+                                          steps=5, max_grad_norm=1.0)
+    assert report.passed, report.to_text()
+    slots = {c.quantity for c in report.checks if c.stage == "update"} - {"param"}
+    assert slots == set(tx.slots), slots
+
+
+class EpsInsideSqrt(jopt.RMSprop):
+    """Planted: optax's default, ``g / sqrt(v + eps)``, where torch has ``g / (sqrt(v) + eps)``."""
+
+    def step_leaf(self, grad, param, slots, hyper, step):
+        alpha = hyper.static["alpha"]
+        square_avg = slots["square_avg"] * alpha + (1 - alpha) * grad * grad
+        lr = hyper["lr"].astype(param.dtype)
+        return param - lr * grad / jnp.sqrt(square_avg + hyper.static["eps"]), dict(slots, square_avg=square_avg)
+
+
+@pytest.mark.slow
+def test_rmsprop_eps_inside_sqrt(recipe):
+    """The parameters of the first step (the slot is right)."""
+    model, port, batches = recipe
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, eps=1e-6)
+    report = equivalence.compare_training(model, port, opt, EpsInsideSqrt(lr=1e-3, eps=1e-6), batches,
+                                          torch.nn.CrossEntropyLoss(), steps=2)
+    _located(report, 0, "update", "param")
+    assert all(c.passed for c in report.checks if c.quantity == "square_avg" and c.step == 0)
+
+
+class OneStepEarly:
+    """Planted: a scheduler rule stepped once more at construction (the schedule one step ahead)."""
+
+    def __init__(self, rule):
+        self.rule, self.cycles_momentum = rule, rule.cycles_momentum
+
+    def init(self, hyper, momentum_key):
+        return self.rule.step(*self.rule.init(hyper, momentum_key))
+
+    def step(self, state, hyper, value=None):
+        return self.rule.step(state, hyper, value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("early", [False, True])
+def test_cosine_schedule(recipe, early):
+    """torch's CosineAnnealingLR and jaxconv's over 5 steps; one step ahead fails at step 0 on
+    the learning rate."""
+    model, port, batches = recipe
+    from jaxconv.optim import lr_scheduler
+
+    opt = _sgd(model)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4, eta_min=1e-3)
+    tx = lr_scheduler.CosineAnnealingLR(jopt.SGD(**SGD_ARGS), T_max=4, eta_min=1e-3)
+    if early:
+        tx = copy.copy(tx)
+        tx.scheduler = OneStepEarly(tx.scheduler)
+    report = equivalence.compare_training(model, port, opt, tx, batches, torch.nn.CrossEntropyLoss(),
+                                          steps=5, scheduler=scheduler)
+    if not early:
+        assert report.passed, report.to_text()
+        return
+    _located(report, 0, "schedule", "lr", "group 0")
