@@ -13,6 +13,7 @@ from . import tolerance
 from .training import (OptimizerStateError, RecipeError, load_optimizer_state,
                        load_training_checkpoint, optimizer_state_dict, save_training_checkpoint,
                        translate_optimizer)
+from .training import TrainingReport, compare_training
 
 #: Lazily imported (they need torch): name -> (submodule, attribute).
 _LAZY = {name: ("translator", name) for name in

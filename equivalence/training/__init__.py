@@ -10,3 +10,6 @@ __all__ = ["ARGUMENTS", "OPTIMIZERS", "OptimizerStateError", "RecipeError", "Tra
            "frozen_names", "load_optimizer_state", "load_training_checkpoint",
            "optimizer_state_dict", "save_training_checkpoint", "scheduler_state_dict", "trainable",
            "translate_optimizer", "translate_scheduler"]
+from .compare import compare_training
+from .training_report import TrainingReport
+__all__ += ["TrainingReport", "compare_training"]

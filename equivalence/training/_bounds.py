@@ -1,0 +1,79 @@
+"""The bounds of :func:`~equivalence.training.compare_training`'s checks (derivations in
+:mod:`equivalence.training.compare`), each returning a :class:`~.training_report.Check`."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tolerance as tol_mod
+from .training_report import FLOOR_ULPS, Check
+
+
+def torch_hyper(group, key: str) -> float:
+    """A scheduled hyperparameter's value in a torch parameter group."""
+    if key == "initial_lr":
+        return float(group.get("initial_lr", group["lr"]))
+    if key == "beta1":
+        return float(group["betas"][0])
+    return float(group[key])
+
+
+def _diff(a, e):
+    """``|a - e|`` in float64, NaN/inf at the same places as agreement, on one side as inf."""
+    a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+    same = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
+    with np.errstate(invalid="ignore"):
+        d = np.where(same, 0.0, np.abs(a - e))
+    return np.where(np.isnan(d), np.inf, d)
+
+
+def _eps(x) -> float:
+    return tol_mod.eps(np.asarray(x).dtype)
+
+
+def own_rounding(t32, t64, running) -> np.ndarray:
+    """A value's rounding estimate in one stage: ``max(E, |t32 - t64|)`` elementwise."""
+    own = _diff(t32, t64) if np.shape(t64) == np.shape(t32) else np.zeros(np.shape(t32))
+    return own if running is None else np.maximum(own, np.asarray(running, np.float64))
+
+
+def normwise(step, stage, name, quantity, jax_value, t32, t64, c, carried=None) -> Check:
+    """``||jax - t32|| <= c max(||R||, ||t32 - t64||) + FLOOR_ULPS eps ||t32||`` (``R``: the
+    rounding the free run carries, or ``None``; integers: exact)."""
+    t32 = np.asarray(t32)
+    if np.shape(jax_value) != t32.shape:
+        return Check(step, stage, name, quantity, float("inf"), float("nan"), float("inf"),
+                     f"shape {np.shape(jax_value)} != torch's {t32.shape}")
+    err = float(np.linalg.norm(_diff(jax_value, t32)))
+    if not np.issubdtype(t32.dtype, np.inexact):
+        return Check(step, stage, name, quantity, err, 0.5, err / 0.5)
+    drift = float(np.linalg.norm(_diff(t32, t64)))
+    own = 0.0 if carried is None else float(np.linalg.norm(np.nan_to_num(np.asarray(carried, np.float64))))
+    bound = float(c * max(drift, own) + FLOOR_ULPS * _eps(t32) * np.linalg.norm(np.nan_to_num(t32.astype(np.float64)))
+                  + np.finfo(np.float32).tiny)
+    return Check(step, stage, name, quantity, err, bound, 0.0 if err == 0 else err / bound)
+
+
+def elementwise(step, stage, name, quantity, jax_value, t32, t64, running, c) -> Check:
+    """``|jax - t32| <= c max(E, |t32 - t64|) + FLOOR_ULPS eps |t32|`` elementwise (``E``: the
+    running error bound of jaxconv's code, or ``None``)."""
+    t32 = np.asarray(t32)
+    tol = c * own_rounding(t32, t64, running) + FLOOR_ULPS * _eps(t32) * np.abs(t32.astype(np.float64)) + np.finfo(np.float32).tiny
+    if not np.issubdtype(t32.dtype, np.inexact):
+        tol = 0.5     # integers (a BatchNorm's counter) agree exactly
+    e = tol_mod.errors(jax_value, t32, tol)
+    return Check(step, stage, name, quantity, float(e["err_at"]), float(e["tol"]), float(e["ratio"]), e["note"])
+
+
+def schedule_checks(step, hyper_jax, groups, c) -> list:
+    """The scheduled hyperparameters (``lr``, a cycled ``momentum`` / ``beta1``) per group."""
+    out = []
+    for key, values in hyper_jax.items():
+        if key == "initial_lr":
+            continue
+        values = np.asarray(values)
+        for g, group in enumerate(groups):
+            want = torch_hyper(group, key)
+            bound = float(c * _eps(values) * (step + 1) * abs(want) + np.finfo(np.float64).tiny)
+            err = abs(float(values[g]) - want)
+            out.append(Check(step, "schedule", f"group {g}", key, err, bound, err / bound))
+    return out

@@ -1,0 +1,105 @@
+"""The jaxconv side of :func:`~equivalence.training.compare_training`: the model (a clone), its
+loss and optimizer; the free run, and the stages of one step from a given state."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxconv.optim import Optimizer
+from jaxconv.optim.optimizer import param_name
+
+from ..tolerance import running
+
+
+def clip_fn(max_grad_norm):
+    """``grads -> (clipped, total_norm)`` with :func:`jaxconv.nn.utils.clip_grad_norm`."""
+    from jaxconv.nn import utils
+
+    return lambda grads: utils.clip_grad_norm(grads, max_grad_norm)
+
+
+def _loss_grad(graphdef, loss_graph, params, rest, loss_state, x, y):
+    """jaxconv's loss of ``(x, y)``, its gradients and the buffers after the forward. Module
+    level, with the graphs static, so one model's compilation serves every comparison of it."""
+    def f(p):
+        m = nnx.merge(graphdef, p, jax.tree.map(lambda a: a, rest))
+        out = nnx.merge(loss_graph, loss_state)(m(x), y)
+        return out, nnx.split(m, nnx.Param, ...)[2]
+    (loss, new_rest), grads = jax.value_and_grad(f, has_aux=True)(params)
+    return loss, grads, new_rest
+
+
+_loss_grad_jit = jax.jit(_loss_grad, static_argnums=(0, 1))
+
+
+class JaxSide:
+    """The jaxconv model (a clone), its loss and optimizer: the free run, and the local step
+    from a given state."""
+
+    def __init__(self, jax_model, jax_loss, tx: Optimizer, max_grad_norm):
+        model = nnx.clone(jax_model)
+        model.train()
+        self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
+        self.loss_graph, self.loss_state = nnx.split(jax_loss)
+        self.tx, self.clip = tx, None if max_grad_norm is None else clip_fn(max_grad_norm)
+        self.opt_state = tx.init(self.params)
+        self.carried: dict = {}     # (name, quantity) -> the rounding the free run carries (see _carry)
+        # committed, as the step's outputs will be: one compilation, not one per placement
+        device = jax.devices()[0]
+        self.params, self.rest, self.opt_state = jax.device_put(
+            (self.params, self.rest, self.opt_state), device)
+        self.update = jax.jit(self._update)
+
+    def loss_grad(self, params, rest, x, y, jit=True):
+        """:func:`_loss_grad` of this model and loss."""
+        fn = _loss_grad_jit if jit else _loss_grad
+        return fn(self.graphdef, self.loss_graph, params, rest, self.loss_state, x, y)
+
+    def _update(self, params, grads, opt_state, loss):
+        if self.clip is not None:
+            grads, _ = self.clip(grads)
+        updates, opt_state = self.tx.update(grads, opt_state, params, value=loss)
+        return optax.apply_updates(params, updates), opt_state
+
+    def step(self, x, y) -> np.ndarray:
+        """One free-running training step; the loss."""
+        loss, grads, self.rest = self.loss_grad(self.params, self.rest, x, y)
+        self.params, self.opt_state = self.update(self.params, grads, self.opt_state, loss)
+        return np.asarray(loss)
+
+    def at(self, tree, values: dict):
+        """``tree`` (the params' or the rest's) with the leaves ``values`` names, by torch name."""
+        return jax.tree_util.tree_map_with_path(
+            lambda path, leaf: jnp.asarray(values[param_name(path)], leaf.dtype)
+            if param_name(path) in values else leaf, tree)
+
+    def local_forward(self, params, rest, x, y):
+        """The loss, gradients and buffers from torch's ``(params, rest)`` (unjitted, for the
+        running error bound)."""
+        loss, grads, new_rest = self.loss_grad(params, rest, x, y, jit=False)
+        return {"loss": loss, "grads": grads, "rest": new_rest}
+
+    def local_update(self, grads, clipped, state, flat_params, loss_value):
+        """The clipping of torch's ``grads`` and the update of torch's ``clipped`` gradients
+        from ``state`` (flat ``{name: array}`` trees)."""
+        out = {}
+        if self.clip is not None:
+            out["clipped"], out["norm"] = self.clip(grads)
+        updates, new = self.tx.update(clipped, state, flat_params, value=loss_value)
+        out["params"], out["slots"] = optax.apply_updates(flat_params, updates), new.slots
+        return out
+
+
+def with_running(fn, *args):
+    """``(outputs, running error bounds)`` of ``fn(*args)``; bounds ``None`` without a rule."""
+    try:
+        return running.running_error(fn, *args)
+    except running.Unsupported:
+        return fn(*args), None
+
+
+def flat(values: dict, like: dict):
+    return {n: jnp.asarray(values[n], np.asarray(like[n]).dtype) for n in like}
