@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tolerance as tol_mod
+from .state import torch_hyper
 from .training_report import FLOOR_ULPS, Check
-
-
-def torch_hyper(group, key: str) -> float:
-    """A scheduled hyperparameter's value in a torch parameter group."""
-    if key == "initial_lr":
-        return float(group.get("initial_lr", group["lr"]))
-    if key == "beta1":
-        return float(group["betas"][0])
-    return float(group[key])
 
 
 def _diff(a, e):

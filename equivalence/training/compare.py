@@ -68,43 +68,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv.optim import Optimizer
-from jaxconv.optim.optimizer import named_leaves, param_name
+from jaxconv.optim.optimizer import named_leaves
 
 from .. import tolerance as tol_mod
 from ..tolerance import running
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
-from ._bounds import elementwise, normwise, own_rounding, schedule_checks, torch_hyper
+from ._bounds import elementwise, normwise, own_rounding, schedule_checks
 from ._jax_side import JaxSide, flat, with_running
+from .state import state_from_torch
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
 from .training_report import TRAJECTORY, StepRow, TrainingReport
-
-
-# ------------------------------------------------------------------------------- torch's state
-def state_from_torch(tx: Optimizer, old, state_dict, index_names):
-    """``old`` (an ``OptimizerState`` over a flat ``{torch name: array}`` tree) holding torch's
-    optimizer state ``state_dict``: slots by name, each group's step (torch's ``step``, or 1
-    where an optimizer without one has state) and the scheduled hyperparameters; the schedule
-    stays ``old``'s. ``index_names``: each torch group's parameter names, in order."""
-    flat = [n for names in index_names for n in names]
-    entries = {flat[i]: {k: v for k, v in e.items() if v is not None}
-               for i, e in state_dict["state"].items()}
-    steps = []
-    for names in index_names:
-        seen = [entries[n] for n in names if entries.get(n)]
-        counts = [int(float(to_numpy(e["step"]))) for e in seen if "step" in e]
-        steps.append(counts[0] if counts else int(bool(seen)))
-
-    def slot(k):
-        def value(path, leaf):
-            entry = entries.get(param_name(path), {})
-            return jnp.asarray(to_numpy(entry[k]), leaf.dtype) if k in entry else leaf
-        return value
-
-    slots = {k: jax.tree_util.tree_map_with_path(slot(k), tree) for k, tree in old.slots.items()}
-    hyper = {k: jnp.asarray([torch_hyper(g, k) for g in state_dict["param_groups"]], v.dtype)
-             for k, v in old.hyper.items()}
-    return old._replace(step=jnp.asarray(steps, old.step.dtype), hyper=hyper, slots=slots)
 
 
 # ------------------------------------------------------------------------------- the entry point
@@ -212,7 +186,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             t64.optimizer.step()
             t64.step_scheduler()
             loss_jax = side.step(x, y)
-            local = _local(side, rec, ref, t, x, y, index_names, max_grad_norm, c)
+            local = _local(side, rec, ref, t, x, y, index_names, type(torch_optimizer), max_grad_norm, c)
             local += schedule_checks(t, lr_jax, rec.hyper, c)
             traj = [normwise(t, TRAJECTORY, "(loss)", "loss", loss_jax, rec.loss, loss64, c)]
             traj += _trajectory(side, t32, t64, t, c)
@@ -228,13 +202,13 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     return TrainingReport(rows, checks, meta, c)
 
 
-def _local(side: JaxSide, rec, ref, t, x, y, index_names, max_grad_norm, c) -> list:
+def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_norm, c) -> list:
     """The local checks of step ``t`` (module docstring, 1-3), from one run of jaxconv's code
     under the running error bound."""
     flat_params = {n: jnp.asarray(v) for n, v in rec.params.items()}
     zeros = {n: np.zeros_like(v) for n, v in rec.params.items()}
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
-                             rec.state_dict, index_names)
+                             rec.state_dict, index_names, torch_class=torch_class, strict=False)
     out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
                               side.at(side.rest, rec.buffers), x, y)
     upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),

@@ -136,7 +136,7 @@ def _group_steps(tx, groups, entries, index_names, held) -> list[int]:
 
 def state_from_torch(tx: Optimizer, old: OptimizerState, torch_state: Mapping,
                      index_names: Sequence[Sequence[str]], scheduler_state=None,
-                     torch_class=None) -> OptimizerState:
+                     torch_class=None, *, strict: bool = True) -> OptimizerState:
     """A new :class:`OptimizerState` holding torch's optimizer state.
 
     Arguments:
@@ -147,13 +147,17 @@ def state_from_torch(tx: Optimizer, old: OptimizerState, torch_state: Mapping,
         ``torch_state['state']`` is the ``i``-th name over all groups).
       scheduler_state: the torch scheduler's ``state_dict()``, where ``tx`` has a scheduler.
       torch_class: the torch optimizer class, to read its group keys (default: ``tx``'s).
+      strict: check that the fixed hyperparameters are ``tx``'s and move the scheduler's
+        position. ``False`` (the proof, which checks both itself): neither; the scheduled
+        hyperparameters are torch's and the schedule stays ``old``'s.
 
     Raises:
       OptimizerStateError: naming the parameter or group that does not fit.
     """
     groups = list(torch_state["param_groups"])
     torch_class = torch_class or torch_optimizer_class(tx)
-    _check_hyper(tx, groups, torch_class)
+    if strict:
+        _check_hyper(tx, groups, torch_class)
     flat = [n for names in index_names for n in names]
     for g, (group, names) in enumerate(zip(groups, index_names)):
         if len(group["params"]) != len(names):
@@ -206,10 +210,12 @@ def state_from_torch(tx: Optimizer, old: OptimizerState, torch_state: Mapping,
 
     hyper = {}
     for key, array in old.hyper.items():
-        values = [_torch_hyper(group, key) for group in groups]
+        values = [torch_hyper(group, key) for group in groups]
         hyper[key] = jnp.asarray(values, array.dtype)
     schedule = old.schedule
-    if tx.scheduler is not None:
+    if not strict:
+        pass
+    elif tx.scheduler is not None:
         if scheduler_state is None:
             raise OptimizerStateError(f"the jaxconv {type(tx).__name__} has a scheduler: pass the "
                                       f"torch scheduler (or its state_dict) to move its position")
@@ -223,7 +229,7 @@ def state_from_torch(tx: Optimizer, old: OptimizerState, torch_state: Mapping,
     return OptimizerState(jnp.asarray(steps, old.step.dtype), hyper, slots, schedule)
 
 
-def _torch_hyper(group: Mapping, key: str) -> float:
+def torch_hyper(group: Mapping, key: str) -> float:
     """A scheduled hyperparameter's current value in a torch group."""
     if key == INITIAL_LR:
         return float(group.get(INITIAL_LR, group[LR]))
