@@ -88,12 +88,6 @@ def _check_cycle_momentum(optimizer, rule: str, cycle_momentum: bool) -> None:
     if optimizer.momentum_key is None:
         raise ValueError(f"{rule}: {type(optimizer).__name__} has no momentum or beta1 for "
                          f"cycle_momentum=True to cycle; pass cycle_momentum=False")
-    if optimizer.momentum_key == "momentum" and any(g["momentum"] == 0 for g in optimizer.groups):
-        raise ValueError(f"{rule}: cycle_momentum=True on {type(optimizer).__name__} built with "
-                         f"momentum=0: torch's would start using the cycled momentum, but jaxconv's "
-                         f"decides at construction whether it keeps a momentum buffer. Build it "
-                         f"with momentum > 0 (the scheduler overwrites the value) or pass "
-                         f"cycle_momentum=False")
 
 
 def LambdaLR(optimizer, lr_lambda, last_epoch: int = -1) -> Optimizer:

@@ -349,7 +349,6 @@ def test_plateau_without_value_is_a_clear_error():
     (lambda o: L.SequentialLR(o, [L.StepLR(o, 3), L.StepLR(jax_sgd(), 4)], [1]),
      r"schedulers\[1\] was built on another optimizer"),
     (lambda o: L.CyclicLR(o, 0.01, 0.1, mode="sine"), "mode must be 'triangular'"),
-    (lambda o: L.CyclicLR(jo.SGD(lr=0.1), 0.01, 0.1), "momentum=0"),
     (lambda o: L.LambdaLR(o, [lambda e: 1.0]), "lr_lambda has 1 values, but the optimizer has 2"),
     (lambda o: L.ReduceLROnPlateau(o, factor=1.0), "factor must be < 1.0, got 1.0"),
     (lambda o: L.CosineAnnealingWarmRestarts(o, 0), "T_0 must be a positive integer, got 0"),
