@@ -39,13 +39,20 @@ class JaxSide:
     """The jaxconv model (a clone), its loss and optimizer: the free run, and the local step
     from a given state."""
 
-    def __init__(self, jax_model, jax_loss, tx: Optimizer, max_grad_norm):
+    def __init__(self, jax_model, jax_loss, tx: Optimizer, max_grad_norm, start=None):
+        """``start``: the optimizer state to start from (``tx.init``'s layout, or leaves in
+        its order such as an ``nnx.Optimizer``'s pure state; or a function of ``tx.init``'s
+        state giving it), else ``tx.init(params)``."""
         model = nnx.clone(jax_model)
         model.train()
         self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
         self.loss_graph, self.loss_state = nnx.split(jax_loss)
         self.tx, self.clip = tx, None if max_grad_norm is None else clip_fn(max_grad_norm)
         self.opt_state = tx.init(self.params)
+        if callable(start):
+            start = start(self.opt_state)
+        if start is not None:
+            self.opt_state = _like(self.opt_state, start)
         self.carried: dict = {}     # (name, quantity) -> the rounding the free run carries (see _carry)
         # committed, as the step's outputs will be: one compilation, not one per placement
         device = jax.devices()[0]
@@ -91,6 +98,18 @@ class JaxSide:
         updates, new = self.tx.update(clipped, state, flat_params, value=loss_value)
         out["params"], out["slots"] = optax.apply_updates(flat_params, updates), new.slots
         return out
+
+
+def _like(init, start):
+    """``start``'s leaves in ``init``'s tree (an ``nnx.Optimizer``'s pure state holds the same
+    leaves in the same order, without the ``Param`` wrappers)."""
+    ours, theirs = jax.tree_util.tree_leaves(init), jax.tree_util.tree_leaves(start)
+    if [np.shape(a) for a in ours] != [np.shape(b) for b in theirs]:
+        raise ValueError(f"compare_training: jax_optimizer's state does not fit jax_model's "
+                         f"parameters ({len(theirs)} leaves, {len(ours)} expected, or shapes "
+                         f"differ): build the nnx.Optimizer over jax_model with wrt=nnx.Param")
+    return jax.tree_util.tree_structure(init).unflatten(
+        [jnp.asarray(b, np.asarray(a).dtype) for a, b in zip(ours, theirs)])
 
 
 def with_running(fn, *args):

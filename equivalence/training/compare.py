@@ -9,6 +9,15 @@ optimizer and scheduler are left untouched):
 * ``jax``: the jaxconv model with the jaxconv optimizer, free-running from the same start;
 * per step, the float64 *reference* of that one step taken from ``torch32``'s exact state.
 
+**Resuming.** Where torch's recipe has already stepped (trained, or loaded a checkpoint), the
+jaxconv side starts from the same point: from the ``nnx.Optimizer`` given (loaded with
+:func:`~equivalence.training.load_training_checkpoint`), or, given the bare optimizer, from
+torch's optimizer state and scheduler position moved in as
+:func:`~equivalence.training.load_optimizer_state` moves them (the fixed hyperparameters must
+match). The ``start`` checks hold the models' parameters and buffers, each group's step count and
+every optimizer slot to torch's before the first step; a fresh torch recipe starts jaxconv from
+``init``, so the scheduler's construction is checked too.
+
 **The local check** (each step ``t``): jaxconv starts from ``torch32``'s exact state before the
 step (parameters, buffers, optimizer state, learning rate) on the same batch, so a failure is
 located in one stage of one step:
@@ -36,8 +45,9 @@ located in one stage of one step:
    ``c`` (:data:`~equivalence.tolerance.C`) covers the sum. ``FLOOR_ULPS`` ulps of the value
    are always allowed (one rounded op each side).
 4. ``schedule``: jaxconv's learning rate (and a cycled momentum or ``beta1``) per group
-   before the step against torch's, relative ``c eps(dtype) (t + 1)``: ``t + 1`` scheduler
-   steps, each rounding a few times in the hyperparameters' dtype.
+   before the step against torch's, relative ``c eps(dtype) (k + t + 1)``: ``k + t + 1``
+   scheduler steps (``k`` those torch took before a resumed run), each rounding a few times in
+   the hyperparameters' dtype.
 
 **The trajectory** (each step): after ``t + 1`` steps every parameter, buffer and optimizer slot
 of the free-running jaxconv run against ``torch32``'s, norm-wise per tensor, and the loss:
@@ -78,7 +88,7 @@ from ._bounds import elementwise, normwise, own_rounding, schedule_checks
 from ._jax_side import JaxSide, flat, with_running
 from .state import state_from_torch
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
-from .training_report import TRAJECTORY, StepRow, TrainingReport
+from .training_report import TRAJECTORY, Check, StepRow, TrainingReport
 
 
 # ------------------------------------------------------------------------------- the entry point
@@ -113,6 +123,43 @@ def _batches(batches, steps):
     return [tuple(to_numpy(a) for a in batches[t % len(batches)]) for t in range(steps)]
 
 
+def _jax_optimizer(jax_optimizer):
+    """``(tx, its state to start from or None)`` from a jaxconv optimizer or an ``nnx.Optimizer``
+    over one (loaded with :func:`~equivalence.training.load_training_checkpoint`, ...)."""
+    from flax import nnx
+
+    state = None
+    if isinstance(jax_optimizer, nnx.Optimizer):
+        from .state import find_state
+
+        state = find_state(nnx.as_pure(jax_optimizer.opt_state))
+        jax_optimizer = jax_optimizer.tx
+    if not isinstance(jax_optimizer, Optimizer):
+        raise TypeError(f"compare_training: jax_optimizer must be a jaxconv.optim optimizer (its "
+                        f"state is checked slot by slot against torch's) or an nnx.Optimizer over "
+                        f"one, got {type(jax_optimizer).__name__}")
+    return jax_optimizer, state
+
+
+def _position(recipe: Recipe):
+    """How many steps torch's recipe has taken (its scheduler's ``last_epoch``; 1 for an optimizer
+    with state and no scheduler), or ``None`` when it has not stepped."""
+    scheduler = recipe.scheduler
+    schedulers = [] if scheduler is None else [scheduler, *getattr(scheduler, "_schedulers", [])]
+    epochs = [int(getattr(s, "last_epoch", 0) or 0) for s in schedulers]
+    if max(epochs, default=0) > 0:
+        return max(epochs)
+    return 1 if recipe.optimizer.state else None
+
+
+def _resume(tx, t32: Recipe, index_names, torch_class, init):
+    """torch's optimizer state and scheduler position in jaxconv's layout, as
+    :func:`~equivalence.training.load_optimizer_state` moves them (``strict``: the fixed
+    hyperparameters must be ``tx``'s)."""
+    return state_from_torch(tx, init, t32.optimizer.state_dict(), index_names,
+                            None if t32.scheduler is None else t32.scheduler.state_dict(), torch_class)
+
+
 def _index_names(recipe: Recipe) -> list:
     names = {id(p): n for n, p in recipe.model.named_parameters()}
     out = []
@@ -138,7 +185,9 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     - ``torch_optimizer``: a ``torch.optim`` optimizer over ``torch_model``'s parameters (fresh,
       or carrying state: the jaxconv side starts from it).
     - ``jax_optimizer``: its :mod:`jaxconv.optim` twin (with the scheduler attached, as
-      ``translate_optimizer(..., scheduler=)`` gives it).
+      ``translate_optimizer(..., scheduler=)`` gives it), started from torch's state where torch
+      has stepped; or an ``nnx.Optimizer`` over it whose state the jaxconv side starts from (a
+      resumed run, loaded with :func:`~equivalence.training.load_training_checkpoint`).
     - ``batches``: a sequence of ``(input, target)`` arrays or tensors; step ``t`` takes
       ``batches[t % len(batches)]``.
     - ``loss``: a torch loss module (``CrossEntropyLoss(label_smoothing=0.1)``, ...), translated
@@ -153,10 +202,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     module docstring's.
     """
     torch = require_torch("equivalence.compare_training")
-    if not isinstance(jax_optimizer, Optimizer):
-        raise TypeError(f"compare_training: jax_optimizer must be a jaxconv.optim optimizer (its "
-                        f"state is checked slot by slot against torch's), got "
-                        f"{type(jax_optimizer).__name__}")
+    tx, given_state = _jax_optimizer(jax_optimizer)
     if not isinstance(loss, torch.nn.Module):
         raise TypeError(f"compare_training: loss must be a torch loss module, got {type(loss).__name__}")
     if max_grad_norm is not None and not max_grad_norm > 0:
@@ -167,6 +213,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     given = Recipe(torch_model, torch_optimizer, scheduler, loss)
     t32, t64, scratch = given.copy(torch), given.copy(torch, True), given.copy(torch, True)
     index_names = _index_names(t32)
+    offset = _position(t32)
     with _pinned_precision(torch) as precision:
         t32.model.eval()
         with torch.no_grad():
@@ -175,8 +222,11 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
         from ..translator import translate
 
         jax_loss = translate(loss, example.detach(), torch.as_tensor(data[0][1]))
-        side = JaxSide(jax_model, jax_loss, jax_optimizer, max_grad_norm)
-        rows, checks = [], _start(side, t32, c)
+        resume = None if offset is None else functools.partial(
+            _resume, tx, t32, index_names, type(torch_optimizer))
+        side = JaxSide(jax_model, jax_loss, tx, max_grad_norm,
+                       given_state if given_state is not None else resume)
+        rows, checks = [], _start(side, t32, index_names, type(torch_optimizer), c)
         for t, (x, y) in enumerate(data):
             lr_jax = {k: np.asarray(v) for k, v in side.opt_state.hyper.items()}
             rec = torch_step(torch, t32, x, y, max_grad_norm)
@@ -187,7 +237,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             t64.step_scheduler()
             loss_jax = side.step(x, y)
             local = _local(side, rec, ref, t, x, y, index_names, type(torch_optimizer), max_grad_norm, c)
-            local += schedule_checks(t, lr_jax, rec.hyper, c)
+            local += schedule_checks(t, lr_jax, rec.hyper, c, (offset or 0) + t + 1)
             traj = [normwise(t, TRAJECTORY, "(loss)", "loss", loss_jax, rec.loss, loss64, c)]
             traj += _trajectory(side, t32, t64, t, c)
             checks += local + traj
@@ -198,7 +248,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             "optimizer": type(jax_optimizer).__name__,
             "scheduler": None if scheduler is None else type(scheduler).__name__,
             "loss": type(loss).__name__, "max_grad_norm": max_grad_norm, "precision": precision,
-            "seconds": round(time.perf_counter() - start, 3)}
+            "resumed_at": offset, "seconds": round(time.perf_counter() - start, 3)}
     return TrainingReport(rows, checks, meta, c)
 
 
@@ -283,11 +333,28 @@ def _carry(side: JaxSide, state, rec, flat_params, zeros, rounding) -> None:
     side.carried.update({(n, k): np.asarray(e) for k, tree in slots.items() for n, e in tree.items()})
 
 
-def _start(side: JaxSide, t32: Recipe, c) -> list:
-    """The two models before training: every parameter and buffer as torch's (to rounding)."""
+def _start(side: JaxSide, t32: Recipe, index_names, torch_class, c) -> list:
+    """The two sides before training: every parameter and buffer as torch's (to rounding); the
+    optimizer's step counts and per-parameter state as torch's (its learning rates are step 0's
+    ``schedule`` check)."""
     theirs = {**t32.params(), **t32.buffers()}
-    return [elementwise(0, "start", name, "value", v, theirs[name], theirs[name], None, c)
-            for name, v in named_leaves(side.params) + named_leaves(side.rest) if name in theirs]
+    checks = [elementwise(0, "start", name, "value", v, theirs[name], theirs[name], None, c)
+              for name, v in named_leaves(side.params) + named_leaves(side.rest) if name in theirs]
+    state = side.opt_state
+    want = state_from_torch(side.tx, state, t32.optimizer.state_dict(), index_names,
+                            torch_class=torch_class, strict=False)
+    counted = bool(t32.optimizer.state or state.slots)   # else torch keeps no step (plain SGD)
+    for g, (ours, theirs_) in enumerate(zip(np.asarray(state.step), np.asarray(want.step))):
+        if counted:
+            err = abs(int(ours) - int(theirs_))
+            checks.append(Check(0, "start", f"group {g}", "step", err, 0.5, err / 0.5))
+    slots = t32.slots()
+    for slot, tree in state.slots.items():
+        for name, v in named_leaves(tree):
+            if name in slots.get(slot, {}):
+                t = slots[slot][name]
+                checks.append(elementwise(0, "start", name, slot, v, t, t, None, c))
+    return checks
 
 
 def _trajectory(side: JaxSide, t32: Recipe, t64: Recipe, t, c) -> list:
