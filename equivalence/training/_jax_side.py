@@ -12,6 +12,7 @@ from jaxconv.optim import Optimizer
 from jaxconv.optim.optimizer import param_name
 
 from ..tolerance import running
+from ._masks import replaying
 
 
 def clip_fn(max_grad_norm):
@@ -21,12 +22,15 @@ def clip_fn(max_grad_norm):
     return lambda grads: utils.clip_grad_norm(grads, max_grad_norm)
 
 
-def _loss_grad(graphdef, loss_graph, params, rest, loss_state, x, y):
-    """jaxconv's loss of ``(x, y)``, its gradients and the buffers after the forward. Module
-    level, with the graphs static, so one model's compilation serves every comparison of it."""
+def _loss_grad(graphdef, loss_graph, params, rest, loss_state, x, y, masks):
+    """jaxconv's loss of ``(x, y)``, its gradients and the buffers after the forward, torch's
+    dropout ``masks`` replayed (:func:`._masks.replaying`). Module level, with the graphs
+    static, so one model's compilation serves every comparison of it."""
     def f(p):
         m = nnx.merge(graphdef, p, jax.tree.map(lambda a: a, rest))
-        out = nnx.merge(loss_graph, loss_state)(m(x), y)
+        with replaying(m, masks):
+            y_hat = m(x)
+        out = nnx.merge(loss_graph, loss_state)(y_hat, y)
         return out, nnx.split(m, nnx.Param, ...)[2]
     (loss, new_rest), grads = jax.value_and_grad(f, has_aux=True)(params)
     return loss, grads, new_rest
@@ -60,10 +64,10 @@ class JaxSide:
             (self.params, self.rest, self.opt_state), device)
         self.update = jax.jit(self._update)
 
-    def loss_grad(self, params, rest, x, y, jit=True):
+    def loss_grad(self, params, rest, x, y, masks, jit=True):
         """:func:`_loss_grad` of this model and loss."""
         fn = _loss_grad_jit if jit else _loss_grad
-        return fn(self.graphdef, self.loss_graph, params, rest, self.loss_state, x, y)
+        return fn(self.graphdef, self.loss_graph, params, rest, self.loss_state, x, y, masks)
 
     def _update(self, params, grads, opt_state, loss):
         if self.clip is not None:
@@ -71,9 +75,9 @@ class JaxSide:
         updates, opt_state = self.tx.update(grads, opt_state, params, value=loss)
         return optax.apply_updates(params, updates), opt_state
 
-    def step(self, x, y) -> np.ndarray:
-        """One free-running training step; the loss."""
-        loss, grads, self.rest = self.loss_grad(self.params, self.rest, x, y)
+    def step(self, x, y, masks) -> np.ndarray:
+        """One free-running training step (torch's dropout ``masks`` replayed); the loss."""
+        loss, grads, self.rest = self.loss_grad(self.params, self.rest, x, y, masks)
         self.params, self.opt_state = self.update(self.params, grads, self.opt_state, loss)
         return np.asarray(loss)
 
@@ -83,10 +87,10 @@ class JaxSide:
             lambda path, leaf: jnp.asarray(values[param_name(path)], leaf.dtype)
             if param_name(path) in values else leaf, tree)
 
-    def local_forward(self, params, rest, x, y):
+    def local_forward(self, params, rest, x, y, masks):
         """The loss, gradients and buffers from torch's ``(params, rest)`` (unjitted, for the
         running error bound)."""
-        loss, grads, new_rest = self.loss_grad(params, rest, x, y, jit=False)
+        loss, grads, new_rest = self.loss_grad(params, rest, x, y, masks, jit=False)
         return {"loss": loss, "grads": grads, "rest": new_rest}
 
     def local_update(self, grads, clipped, state, flat_params, loss_value):

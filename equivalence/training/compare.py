@@ -65,7 +65,11 @@ says little: a parameter whose exact gradient is zero (a conv bias right before 
 walks on rounding noise in both runs, and the momentum buffer sums that noise over the steps.
 A wrong recipe moves jaxconv much further than either.
 
-Dropout and stochastic depth are refused (their masks are not replayed yet).
+**Dropout and stochastic depth**: every run uses torch's masks. The float32 run records each
+dropout-like module's draw (the generator's state and the kept elements), the float64 runs draw
+again from the same states (the same elements kept, scaled in float64) and the jaxconv module of
+the same name applies the same keep mask with its own scaling (:mod:`._masks`). Random numbers
+drawn outside such a module (``F.dropout`` in a ``forward``) are refused.
 """
 from __future__ import annotations
 
@@ -84,6 +88,7 @@ from .. import tolerance as tol_mod
 from ..tolerance import running
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
+from ._masks import jax_masks
 from ._bounds import elementwise, normwise, own_rounding, schedule_checks
 from ._jax_side import JaxSide, flat, with_running
 from .state import state_from_torch
@@ -92,23 +97,6 @@ from .training_report import TRAJECTORY, Check, StepRow, TrainingReport
 
 
 # ------------------------------------------------------------------------------- the entry point
-def _refuse_dropout(torch_model) -> None:
-    """Raise naming the active dropout / stochastic depth layers: their masks are not replayed."""
-    import torch
-
-    active = []
-    for name, m in torch_model.named_modules():
-        p = m.p if isinstance(m, torch.nn.modules.dropout._DropoutNd) else \
-            getattr(m, "drop_prob", getattr(m, "p", 0.0)) if type(m).__name__ in ("DropPath", "StochasticDepth") else 0.0
-        if p:
-            active.append(f"{name} ({type(m).__name__}, p={p})")
-    if active:
-        raise ValueError(f"compare_training: torch_model has active dropout or stochastic depth in "
-                         f"train mode: {', '.join(active[:4])}{', ...' if len(active) > 4 else ''}; "
-                         f"its random masks are not replayed on the jaxconv side, so the two runs "
-                         f"cannot agree; compare with p=0 (set each layer's p / drop_prob to 0)")
-
-
 def _batches(batches, steps):
     if not isinstance(batches, Sequence) or not batches:
         raise ValueError(f"compare_training: batches must be a non-empty sequence of (input, target) "
@@ -207,14 +195,13 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
         raise TypeError(f"compare_training: loss must be a torch loss module, got {type(loss).__name__}")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"compare_training: max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-    _refuse_dropout(torch_model)
     data = _batches(batches, steps)
     start = time.perf_counter()
     given = Recipe(torch_model, torch_optimizer, scheduler, loss)
     t32, t64, scratch = given.copy(torch), given.copy(torch, True), given.copy(torch, True)
     index_names = _index_names(t32)
     offset = _position(t32)
-    with _pinned_precision(torch) as precision:
+    with _pinned_precision(torch) as precision, torch.random.fork_rng(devices=[]):
         t32.model.eval()
         with torch.no_grad():
             example = t32.model(torch.as_tensor(data[0][0]))
@@ -231,11 +218,11 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             lr_jax = {k: np.asarray(v) for k, v in side.opt_state.hyper.items()}
             rec = torch_step(torch, t32, x, y, max_grad_norm)
             ref = reference_step(torch, scratch, rec, x, y, max_grad_norm)
-            loss64 = t64.forward_backward(torch, x, y)
+            loss64 = t64.forward_backward(torch, x, y, rec.draws)
             t64.clip(torch, max_grad_norm)
             t64.optimizer.step()
             t64.step_scheduler()
-            loss_jax = side.step(x, y)
+            loss_jax = side.step(x, y, jax_masks(rec.draws))
             local = _local(side, rec, ref, t, x, y, index_names, type(torch_optimizer), max_grad_norm, c)
             local += schedule_checks(t, lr_jax, rec.hyper, c, (offset or 0) + t + 1)
             traj = [normwise(t, TRAJECTORY, "(loss)", "loss", loss_jax, rec.loss, loss64, c)]
@@ -260,7 +247,7 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
                              rec.state_dict, index_names, torch_class=torch_class, strict=False)
     out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
-                              side.at(side.rest, rec.buffers), x, y)
+                              side.at(side.rest, rec.buffers), x, y, jax_masks(rec.draws))
     upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),
                                   flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
                                   jnp.asarray(rec.loss))
