@@ -22,7 +22,14 @@ def clip_fn(max_grad_norm):
     return lambda grads: utils.clip_grad_norm(grads, max_grad_norm)
 
 
-def _loss_grad(graphdef, loss_graph, params, rest, loss_state, x, y, masks):
+def _updated(frozen: frozenset):
+    """The ``nnx`` filter of the parameters the optimizer updates (all but ``frozen``)."""
+    if not frozen:
+        return nnx.Param
+    return lambda path, value: isinstance(value, nnx.Param) and param_name(path) not in frozen
+
+
+def _loss_grad(graphdef, loss_graph, frozen, params, rest, loss_state, x, y, masks):
     """jaxconv's loss of ``(x, y)``, its gradients and the buffers after the forward, torch's
     dropout ``masks`` replayed (:func:`._masks.replaying`). Module level, with the graphs
     static, so one model's compilation serves every comparison of it."""
@@ -31,25 +38,27 @@ def _loss_grad(graphdef, loss_graph, params, rest, loss_state, x, y, masks):
         with replaying(m, masks):
             y_hat = m(x)
         out = nnx.merge(loss_graph, loss_state)(y_hat, y)
-        return out, nnx.split(m, nnx.Param, ...)[2]
+        return out, nnx.split(m, _updated(frozen), ...)[2]
     (loss, new_rest), grads = jax.value_and_grad(f, has_aux=True)(params)
     return loss, grads, new_rest
 
 
-_loss_grad_jit = jax.jit(_loss_grad, static_argnums=(0, 1))
+_loss_grad_jit = jax.jit(_loss_grad, static_argnums=(0, 1, 2))
 
 
 class JaxSide:
     """The jaxconv model (a clone), its loss and optimizer: the free run, and the local step
     from a given state."""
 
-    def __init__(self, jax_model, jax_loss, tx: Optimizer, max_grad_norm, start=None):
+    def __init__(self, jax_model, jax_loss, tx: Optimizer, max_grad_norm, start=None,
+                 frozen=frozenset()):
         """``start``: the optimizer state to start from (``tx.init``'s layout, or leaves in
         its order such as an ``nnx.Optimizer``'s pure state; or a function of ``tx.init``'s
         state giving it), else ``tx.init(params)``."""
         model = nnx.clone(jax_model)
         model.train()
-        self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
+        self.frozen = frozenset(frozen)
+        self.graphdef, self.params, self.rest = nnx.split(model, _updated(self.frozen), ...)
         self.loss_graph, self.loss_state = nnx.split(jax_loss)
         self.tx, self.clip = tx, None if max_grad_norm is None else clip_fn(max_grad_norm)
         self.opt_state = tx.init(self.params)
@@ -67,7 +76,8 @@ class JaxSide:
     def loss_grad(self, params, rest, x, y, masks, jit=True):
         """:func:`_loss_grad` of this model and loss."""
         fn = _loss_grad_jit if jit else _loss_grad
-        return fn(self.graphdef, self.loss_graph, params, rest, self.loss_state, x, y, masks)
+        return fn(self.graphdef, self.loss_graph, self.frozen, params, rest, self.loss_state, x, y,
+                  masks)
 
     def _update(self, params, grads, opt_state, loss):
         if self.clip is not None:

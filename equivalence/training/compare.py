@@ -65,6 +65,12 @@ says little: a parameter whose exact gradient is zero (a conv bias right before 
 walks on rounding noise in both runs, and the momentum buffer sums that noise over the steps.
 A wrong recipe moves jaxconv much further than either.
 
+**Parameters torch does not update** (frozen, or in no group of its optimizer:
+:func:`~equivalence.training.frozen_names`) are neither differentiated nor updated on the jaxconv
+side, as ``nnx.Optimizer(..., wrt=trainable(...))`` leaves them. A parameter in a group that gets
+no gradient (unused in the forward) is refused: torch skips it (no step, no state, no weight
+decay), a jaxconv optimizer given its zero gradient would decay it.
+
 **Dropout and stochastic depth**: every run uses torch's masks. The float32 run records each
 dropout-like module's draw (the generator's state and the kept elements), the float64 runs draw
 again from the same states (the same elements kept, scaled in float64) and the jaxconv module of
@@ -91,6 +97,7 @@ from ..compare import _pinned_precision
 from ._masks import jax_masks
 from ._bounds import elementwise, normwise, own_rounding, schedule_checks
 from ._jax_side import JaxSide, flat, with_running
+from .optimizer import frozen_names
 from .state import state_from_torch
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
 from .training_report import TRAJECTORY, Check, StepRow, TrainingReport
@@ -146,6 +153,20 @@ def _resume(tx, t32: Recipe, index_names, torch_class, init):
     hyperparameters must be ``tx``'s)."""
     return state_from_torch(tx, init, t32.optimizer.state_dict(), index_names,
                             None if t32.scheduler is None else t32.scheduler.state_dict(), torch_class)
+
+
+def _refuse_unused(index_names, frozen, grads: dict, t: int) -> None:
+    """Raise naming an optimized parameter torch left without a gradient (unused in the forward):
+    torch's optimizer skips it (no step, no state, no weight decay), while jaxconv's, given every
+    parameter's gradient (zeros for an unused one), would update it."""
+    unused = [n for names in index_names for n in names if n not in grads and n not in frozen]
+    if unused:
+        raise ValueError(f"compare_training: at step {t} torch left {len(unused)} parameter(s) of "
+                         f"torch_optimizer without a gradient (unused in the forward): "
+                         f"{', '.join(map(repr, unused[:4]))}{', ...' if len(unused) > 4 else ''}; "
+                         f"torch's optimizer skips them (no weight decay, no state), a jaxconv "
+                         f"optimizer would update them with a zero gradient; leave them out of "
+                         f"torch_optimizer, or use them")
 
 
 def _index_names(recipe: Recipe) -> list:
@@ -211,12 +232,14 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
         jax_loss = translate(loss, example.detach(), torch.as_tensor(data[0][1]))
         resume = None if offset is None else functools.partial(
             _resume, tx, t32, index_names, type(torch_optimizer))
+        frozen = frozen_names(t32.optimizer, t32.model)
         side = JaxSide(jax_model, jax_loss, tx, max_grad_norm,
-                       given_state if given_state is not None else resume)
+                       given_state if given_state is not None else resume, frozen)
         rows, checks = [], _start(side, t32, index_names, type(torch_optimizer), c)
         for t, (x, y) in enumerate(data):
             lr_jax = {k: np.asarray(v) for k, v in side.opt_state.hyper.items()}
             rec = torch_step(torch, t32, x, y, max_grad_norm)
+            _refuse_unused(index_names, frozen, rec.grads, t)
             ref = reference_step(torch, scratch, rec, x, y, max_grad_norm)
             loss64 = t64.forward_backward(torch, x, y, rec.draws)
             t64.clip(torch, max_grad_norm)
@@ -242,12 +265,13 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
 def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_norm, c) -> list:
     """The local checks of step ``t`` (module docstring, 1-3), from one run of jaxconv's code
     under the running error bound."""
-    flat_params = {n: jnp.asarray(v) for n, v in rec.params.items()}
-    zeros = {n: np.zeros_like(v) for n, v in rec.params.items()}
+    flat_params = {n: jnp.asarray(rec.params[n]) for n, _ in named_leaves(side.params)}
+    zeros = {n: np.zeros_like(v) for n, v in flat_params.items()}
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
                              rec.state_dict, index_names, torch_class=torch_class, strict=False)
     out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
-                              side.at(side.rest, rec.buffers), x, y, jax_masks(rec.draws))
+                              side.at(side.rest, {**rec.params, **rec.buffers}), x, y,
+                              jax_masks(rec.draws))
     upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),
                                   flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
                                   jnp.asarray(rec.loss))
