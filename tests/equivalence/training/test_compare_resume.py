@@ -64,6 +64,7 @@ def _resumed(path):
     return model, opt, sched, jax_model, optimizer
 
 
+@pytest.mark.slow
 def test_resumed_from_torch_checkpoint(checkpoint):
     """K steps in torch, saved; both sides load it; MORE steps side by side pass, from torch's
     exact optimizer state (step counts, moments) and OneCycleLR position."""
@@ -85,6 +86,7 @@ def test_resumed_from_torch_checkpoint(checkpoint):
     assert [s.lr[0] for s in report.steps] == pytest.approx(lrs)
 
 
+@pytest.mark.slow
 def test_not_resumed_fails_at_start(checkpoint):
     """The jaxconv optimizer left fresh (the checkpoint's model loaded, its optimizer state not):
     the start check names the step count and the moments."""
