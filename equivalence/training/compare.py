@@ -91,15 +91,15 @@ from jaxconv.optim import Optimizer
 from jaxconv.optim.optimizer import named_leaves
 
 from .. import tolerance as tol_mod
-from ..tolerance import running
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
-from ._masks import jax_masks
+from ..tolerance import running
 from ._bounds import elementwise, normwise, own_rounding, schedule_checks
 from ._jax_side import JaxSide, flat, with_running
+from ._masks import jax_masks
+from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
 from .optimizer import frozen_names
 from .state import state_from_torch
-from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
 from .training_report import TRAJECTORY, Check, StepRow, TrainingReport
 
 

@@ -12,7 +12,7 @@ from equivalence.training._masks import jax_masks
 from tests._zoo import randomize_batchnorm, timm
 from tests.equivalence.training._recipe import SHAPE, batches
 
-SGD = dict(lr=0.1, momentum=0.9, weight_decay=1e-3)
+SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}
 
 
 def _dropout_model():
