@@ -56,8 +56,10 @@ def elementwise(step, stage, name, quantity, jax_value, t32, t64, running, c) ->
     return Check(step, stage, name, quantity, float(e["err_at"]), float(e["tol"]), float(e["ratio"]), e["note"])
 
 
-def schedule_checks(step, hyper_jax, groups, c) -> list:
-    """The scheduled hyperparameters (``lr``, a cycled ``momentum`` / ``beta1``) per group."""
+def schedule_checks(step, hyper_jax, groups, c, scheduler_steps=None) -> list:
+    """The scheduled hyperparameters (``lr``, a cycled ``momentum`` / ``beta1``) per group,
+    relative ``c eps scheduler_steps`` (default ``step + 1``)."""
+    scheduler_steps = step + 1 if scheduler_steps is None else scheduler_steps
     out = []
     for key, values in hyper_jax.items():
         if key == "initial_lr":
@@ -65,7 +67,7 @@ def schedule_checks(step, hyper_jax, groups, c) -> list:
         values = np.asarray(values)
         for g, group in enumerate(groups):
             want = torch_hyper(group, key)
-            bound = float(c * _eps(values) * (step + 1) * abs(want) + np.finfo(np.float64).tiny)
+            bound = float(c * _eps(values) * scheduler_steps * abs(want) + np.finfo(np.float64).tiny)
             err = abs(float(values[g]) - want)
             out.append(Check(step, "schedule", f"group {g}", key, err, bound, err / bound))
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._torch import to_numpy, to_torch
+from ._masks import draws
 
 
 def _cast_state(optimizer, dtype) -> None:
@@ -31,6 +32,7 @@ class Recipe:
     optimizer: object
     scheduler: object
     loss: object
+    draws: list = field(default_factory=list)   # the last forward's dropout draws (._masks.Draw)
 
     def copy(self, torch, float64: bool = False) -> Recipe:
         """A deep copy (in float64 with ``float64``), in train mode."""
@@ -75,9 +77,10 @@ class Recipe:
         for n, p in self.model.named_parameters():
             p.grad = None if n not in grads else to_torch(grads[n]).to(p.dtype)
 
-    def forward_backward(self, torch, x, y) -> np.ndarray:
+    def forward_backward(self, torch, x, y, replay=None) -> np.ndarray:
         """Zero the gradients, run the loss on ``(x, y)`` and backpropagate; the loss (0-d, in
-        the model's dtype)."""
+        the model's dtype). The dropout-like modules' draws are recorded into ``self.draws``, or
+        ``replay``'s (a recorded list) replayed (:mod:`._masks`)."""
         self.optimizer.zero_grad(set_to_none=True)
         x = to_torch(np.asarray(x))
         if x.is_floating_point():
@@ -85,7 +88,8 @@ class Recipe:
         y = to_torch(np.asarray(y))
         if y.is_floating_point():
             y = y.to(self.dtype)
-        loss = self.loss(self.model(x), y)
+        with draws(torch, self.model, replay) as self.draws:
+            loss = self.loss(self.model(x), y)
         loss.backward()
         return to_numpy(loss.detach())
 
@@ -123,6 +127,7 @@ class TorchStep:
     after_params: dict = field(default_factory=dict)
     after_buffers: dict = field(default_factory=dict)
     after_slots: dict = field(default_factory=dict)
+    draws: list = field(default_factory=list)
 
 
 def grad_norm(grads: dict) -> float:
@@ -137,6 +142,7 @@ def torch_step(torch, recipe: Recipe, x, y, max_grad_norm) -> TorchStep:
                     copy.deepcopy(recipe.optimizer.state_dict()),
                     None if recipe.scheduler is None else copy.deepcopy(recipe.scheduler.state_dict()))
     rec.loss = recipe.forward_backward(torch, x, y)
+    rec.draws = recipe.draws
     rec.grads = recipe._grads()
     rec.total_norm = recipe.clip(torch, max_grad_norm)
     rec.clipped = recipe._grads()
@@ -172,7 +178,7 @@ def reference_step(torch, scratch: Recipe, rec: TorchStep, x, y, max_grad_norm) 
         for n, b in scratch.model.named_buffers():
             b.copy_(to_torch(rec.buffers[n]))
     scratch.optimizer.load_state_dict(copy.deepcopy(rec.state_dict))  # cast to float64 by torch
-    loss = scratch.forward_backward(torch, x, y)
+    loss = scratch.forward_backward(torch, x, y, rec.draws)
     grads, buffers = scratch._grads(), scratch.buffers()
     scratch._set_grads(torch, rec.grads)
     total_norm = scratch.clip(torch, max_grad_norm)

@@ -9,6 +9,15 @@ optimizer and scheduler are left untouched):
 * ``jax``: the jaxconv model with the jaxconv optimizer, free-running from the same start;
 * per step, the float64 *reference* of that one step taken from ``torch32``'s exact state.
 
+**Resuming.** Where torch's recipe has already stepped (trained, or loaded a checkpoint), the
+jaxconv side starts from the same point: from the ``nnx.Optimizer`` given (loaded with
+:func:`~equivalence.training.load_training_checkpoint`), or, given the bare optimizer, from
+torch's optimizer state and scheduler position moved in as
+:func:`~equivalence.training.load_optimizer_state` moves them (the fixed hyperparameters must
+match). The ``start`` checks hold the models' parameters and buffers, each group's step count and
+every optimizer slot to torch's before the first step; a fresh torch recipe starts jaxconv from
+``init``, so the scheduler's construction is checked too.
+
 **The local check** (each step ``t``): jaxconv starts from ``torch32``'s exact state before the
 step (parameters, buffers, optimizer state, learning rate) on the same batch, so a failure is
 located in one stage of one step:
@@ -36,8 +45,9 @@ located in one stage of one step:
    ``c`` (:data:`~equivalence.tolerance.C`) covers the sum. ``FLOOR_ULPS`` ulps of the value
    are always allowed (one rounded op each side).
 4. ``schedule``: jaxconv's learning rate (and a cycled momentum or ``beta1``) per group
-   before the step against torch's, relative ``c eps(dtype) (t + 1)``: ``t + 1`` scheduler
-   steps, each rounding a few times in the hyperparameters' dtype.
+   before the step against torch's, relative ``c eps(dtype) (k + t + 1)``: ``k + t + 1``
+   scheduler steps (``k`` those torch took before a resumed run), each rounding a few times in
+   the hyperparameters' dtype.
 
 **The trajectory** (each step): after ``t + 1`` steps every parameter, buffer and optimizer slot
 of the free-running jaxconv run against ``torch32``'s, norm-wise per tensor, and the loss:
@@ -55,7 +65,17 @@ says little: a parameter whose exact gradient is zero (a conv bias right before 
 walks on rounding noise in both runs, and the momentum buffer sums that noise over the steps.
 A wrong recipe moves jaxconv much further than either.
 
-Dropout and stochastic depth are refused (their masks are not replayed yet).
+**Parameters torch does not update** (frozen, or in no group of its optimizer:
+:func:`~equivalence.training.frozen_names`) are neither differentiated nor updated on the jaxconv
+side, as ``nnx.Optimizer(..., wrt=trainable(...))`` leaves them. A parameter in a group that gets
+no gradient (unused in the forward) is refused: torch skips it (no step, no state, no weight
+decay), a jaxconv optimizer given its zero gradient would decay it.
+
+**Dropout and stochastic depth**: every run uses torch's masks. The float32 run records each
+dropout-like module's draw (the generator's state and the kept elements), the float64 runs draw
+again from the same states (the same elements kept, scaled in float64) and the jaxconv module of
+the same name applies the same keep mask with its own scaling (:mod:`._masks`). Random numbers
+drawn outside such a module (``F.dropout`` in a ``forward``) are refused.
 """
 from __future__ import annotations
 
@@ -71,34 +91,19 @@ from jaxconv.optim import Optimizer
 from jaxconv.optim.optimizer import named_leaves
 
 from .. import tolerance as tol_mod
-from ..tolerance import running
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
+from ..tolerance import running
 from ._bounds import elementwise, normwise, own_rounding, schedule_checks
 from ._jax_side import JaxSide, flat, with_running
-from .state import state_from_torch
+from ._masks import jax_masks
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
-from .training_report import TRAJECTORY, StepRow, TrainingReport
+from .optimizer import frozen_names
+from .state import state_from_torch
+from .training_report import TRAJECTORY, Check, StepRow, TrainingReport
 
 
 # ------------------------------------------------------------------------------- the entry point
-def _refuse_dropout(torch_model) -> None:
-    """Raise naming the active dropout / stochastic depth layers: their masks are not replayed."""
-    import torch
-
-    active = []
-    for name, m in torch_model.named_modules():
-        p = m.p if isinstance(m, torch.nn.modules.dropout._DropoutNd) else \
-            getattr(m, "drop_prob", getattr(m, "p", 0.0)) if type(m).__name__ in ("DropPath", "StochasticDepth") else 0.0
-        if p:
-            active.append(f"{name} ({type(m).__name__}, p={p})")
-    if active:
-        raise ValueError(f"compare_training: torch_model has active dropout or stochastic depth in "
-                         f"train mode: {', '.join(active[:4])}{', ...' if len(active) > 4 else ''}; "
-                         f"its random masks are not replayed on the jaxconv side, so the two runs "
-                         f"cannot agree; compare with p=0 (set each layer's p / drop_prob to 0)")
-
-
 def _batches(batches, steps):
     if not isinstance(batches, Sequence) or not batches:
         raise ValueError(f"compare_training: batches must be a non-empty sequence of (input, target) "
@@ -111,6 +116,57 @@ def _batches(batches, steps):
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"compare_training: steps must be a positive int, got {steps!r}")
     return [tuple(to_numpy(a) for a in batches[t % len(batches)]) for t in range(steps)]
+
+
+def _jax_optimizer(jax_optimizer):
+    """``(tx, its state to start from or None)`` from a jaxconv optimizer or an ``nnx.Optimizer``
+    over one (loaded with :func:`~equivalence.training.load_training_checkpoint`, ...)."""
+    from flax import nnx
+
+    state = None
+    if isinstance(jax_optimizer, nnx.Optimizer):
+        from .state import find_state
+
+        state = find_state(nnx.as_pure(jax_optimizer.opt_state))
+        jax_optimizer = jax_optimizer.tx
+    if not isinstance(jax_optimizer, Optimizer):
+        raise TypeError(f"compare_training: jax_optimizer must be a jaxconv.optim optimizer (its "
+                        f"state is checked slot by slot against torch's) or an nnx.Optimizer over "
+                        f"one, got {type(jax_optimizer).__name__}")
+    return jax_optimizer, state
+
+
+def _position(recipe: Recipe):
+    """How many steps torch's recipe has taken (its scheduler's ``last_epoch``; 1 for an optimizer
+    with state and no scheduler), or ``None`` when it has not stepped."""
+    scheduler = recipe.scheduler
+    schedulers = [] if scheduler is None else [scheduler, *getattr(scheduler, "_schedulers", [])]
+    epochs = [int(getattr(s, "last_epoch", 0) or 0) for s in schedulers]
+    if max(epochs, default=0) > 0:
+        return max(epochs)
+    return 1 if recipe.optimizer.state else None
+
+
+def _resume(tx, t32: Recipe, index_names, torch_class, init):
+    """torch's optimizer state and scheduler position in jaxconv's layout, as
+    :func:`~equivalence.training.load_optimizer_state` moves them (``strict``: the fixed
+    hyperparameters must be ``tx``'s)."""
+    return state_from_torch(tx, init, t32.optimizer.state_dict(), index_names,
+                            None if t32.scheduler is None else t32.scheduler.state_dict(), torch_class)
+
+
+def _refuse_unused(index_names, frozen, grads: dict, t: int) -> None:
+    """Raise naming an optimized parameter torch left without a gradient (unused in the forward):
+    torch's optimizer skips it (no step, no state, no weight decay), while jaxconv's, given every
+    parameter's gradient (zeros for an unused one), would update it."""
+    unused = [n for names in index_names for n in names if n not in grads and n not in frozen]
+    if unused:
+        raise ValueError(f"compare_training: at step {t} torch left {len(unused)} parameter(s) of "
+                         f"torch_optimizer without a gradient (unused in the forward): "
+                         f"{', '.join(map(repr, unused[:4]))}{', ...' if len(unused) > 4 else ''}; "
+                         f"torch's optimizer skips them (no weight decay, no state), a jaxconv "
+                         f"optimizer would update them with a zero gradient; leave them out of "
+                         f"torch_optimizer, or use them")
 
 
 def _index_names(recipe: Recipe) -> list:
@@ -138,7 +194,9 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     - ``torch_optimizer``: a ``torch.optim`` optimizer over ``torch_model``'s parameters (fresh,
       or carrying state: the jaxconv side starts from it).
     - ``jax_optimizer``: its :mod:`jaxconv.optim` twin (with the scheduler attached, as
-      ``translate_optimizer(..., scheduler=)`` gives it).
+      ``translate_optimizer(..., scheduler=)`` gives it), started from torch's state where torch
+      has stepped; or an ``nnx.Optimizer`` over it whose state the jaxconv side starts from (a
+      resumed run, loaded with :func:`~equivalence.training.load_training_checkpoint`).
     - ``batches``: a sequence of ``(input, target)`` arrays or tensors; step ``t`` takes
       ``batches[t % len(batches)]``.
     - ``loss``: a torch loss module (``CrossEntropyLoss(label_smoothing=0.1)``, ...), translated
@@ -153,21 +211,18 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     module docstring's.
     """
     torch = require_torch("equivalence.compare_training")
-    if not isinstance(jax_optimizer, Optimizer):
-        raise TypeError(f"compare_training: jax_optimizer must be a jaxconv.optim optimizer (its "
-                        f"state is checked slot by slot against torch's), got "
-                        f"{type(jax_optimizer).__name__}")
+    tx, given_state = _jax_optimizer(jax_optimizer)
     if not isinstance(loss, torch.nn.Module):
         raise TypeError(f"compare_training: loss must be a torch loss module, got {type(loss).__name__}")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"compare_training: max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-    _refuse_dropout(torch_model)
     data = _batches(batches, steps)
     start = time.perf_counter()
     given = Recipe(torch_model, torch_optimizer, scheduler, loss)
     t32, t64, scratch = given.copy(torch), given.copy(torch, True), given.copy(torch, True)
     index_names = _index_names(t32)
-    with _pinned_precision(torch) as precision:
+    offset = _position(t32)
+    with _pinned_precision(torch) as precision, torch.random.fork_rng(devices=[]):
         t32.model.eval()
         with torch.no_grad():
             example = t32.model(torch.as_tensor(data[0][0]))
@@ -175,19 +230,24 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
         from ..translator import translate
 
         jax_loss = translate(loss, example.detach(), torch.as_tensor(data[0][1]))
-        side = JaxSide(jax_model, jax_loss, jax_optimizer, max_grad_norm)
-        rows, checks = [], _start(side, t32, c)
+        resume = None if offset is None else functools.partial(
+            _resume, tx, t32, index_names, type(torch_optimizer))
+        frozen = frozen_names(t32.optimizer, t32.model)
+        side = JaxSide(jax_model, jax_loss, tx, max_grad_norm,
+                       given_state if given_state is not None else resume, frozen)
+        rows, checks = [], _start(side, t32, index_names, type(torch_optimizer), c)
         for t, (x, y) in enumerate(data):
             lr_jax = {k: np.asarray(v) for k, v in side.opt_state.hyper.items()}
             rec = torch_step(torch, t32, x, y, max_grad_norm)
+            _refuse_unused(index_names, frozen, rec.grads, t)
             ref = reference_step(torch, scratch, rec, x, y, max_grad_norm)
-            loss64 = t64.forward_backward(torch, x, y)
+            loss64 = t64.forward_backward(torch, x, y, rec.draws)
             t64.clip(torch, max_grad_norm)
             t64.optimizer.step()
             t64.step_scheduler()
-            loss_jax = side.step(x, y)
+            loss_jax = side.step(x, y, jax_masks(rec.draws))
             local = _local(side, rec, ref, t, x, y, index_names, type(torch_optimizer), max_grad_norm, c)
-            local += schedule_checks(t, lr_jax, rec.hyper, c)
+            local += schedule_checks(t, lr_jax, rec.hyper, c, (offset or 0) + t + 1)
             traj = [normwise(t, TRAJECTORY, "(loss)", "loss", loss_jax, rec.loss, loss64, c)]
             traj += _trajectory(side, t32, t64, t, c)
             checks += local + traj
@@ -198,19 +258,20 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             "optimizer": type(jax_optimizer).__name__,
             "scheduler": None if scheduler is None else type(scheduler).__name__,
             "loss": type(loss).__name__, "max_grad_norm": max_grad_norm, "precision": precision,
-            "seconds": round(time.perf_counter() - start, 3)}
+            "resumed_at": offset, "seconds": round(time.perf_counter() - start, 3)}
     return TrainingReport(rows, checks, meta, c)
 
 
 def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_norm, c) -> list:
     """The local checks of step ``t`` (module docstring, 1-3), from one run of jaxconv's code
     under the running error bound."""
-    flat_params = {n: jnp.asarray(v) for n, v in rec.params.items()}
-    zeros = {n: np.zeros_like(v) for n, v in rec.params.items()}
+    flat_params = {n: jnp.asarray(rec.params[n]) for n, _ in named_leaves(side.params)}
+    zeros = {n: np.zeros_like(v) for n, v in flat_params.items()}
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
                              rec.state_dict, index_names, torch_class=torch_class, strict=False)
     out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
-                              side.at(side.rest, rec.buffers), x, y)
+                              side.at(side.rest, {**rec.params, **rec.buffers}), x, y,
+                              jax_masks(rec.draws))
     upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),
                                   flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
                                   jnp.asarray(rec.loss))
@@ -283,11 +344,28 @@ def _carry(side: JaxSide, state, rec, flat_params, zeros, rounding) -> None:
     side.carried.update({(n, k): np.asarray(e) for k, tree in slots.items() for n, e in tree.items()})
 
 
-def _start(side: JaxSide, t32: Recipe, c) -> list:
-    """The two models before training: every parameter and buffer as torch's (to rounding)."""
+def _start(side: JaxSide, t32: Recipe, index_names, torch_class, c) -> list:
+    """The two sides before training: every parameter and buffer as torch's (to rounding); the
+    optimizer's step counts and per-parameter state as torch's (its learning rates are step 0's
+    ``schedule`` check)."""
     theirs = {**t32.params(), **t32.buffers()}
-    return [elementwise(0, "start", name, "value", v, theirs[name], theirs[name], None, c)
-            for name, v in named_leaves(side.params) + named_leaves(side.rest) if name in theirs]
+    checks = [elementwise(0, "start", name, "value", v, theirs[name], theirs[name], None, c)
+              for name, v in named_leaves(side.params) + named_leaves(side.rest) if name in theirs]
+    state = side.opt_state
+    want = state_from_torch(side.tx, state, t32.optimizer.state_dict(), index_names,
+                            torch_class=torch_class, strict=False)
+    counted = bool(t32.optimizer.state or state.slots)   # else torch keeps no step (plain SGD)
+    for g, (ours, theirs_) in enumerate(zip(np.asarray(state.step), np.asarray(want.step))):
+        if counted:
+            err = abs(int(ours) - int(theirs_))
+            checks.append(Check(0, "start", f"group {g}", "step", err, 0.5, err / 0.5))
+    slots = t32.slots()
+    for slot, tree in state.slots.items():
+        for name, v in named_leaves(tree):
+            if name in slots.get(slot, {}):
+                t = slots[slot][name]
+                checks.append(elementwise(0, "start", name, slot, v, t, t, None, c))
+    return checks
 
 
 def _trajectory(side: JaxSide, t32: Recipe, t64: Recipe, t, c) -> list:

@@ -176,7 +176,8 @@ class TrainingReport:
         line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
         lines = [f"compare_training: {m.get('torch_type')} (torch) vs {m.get('jax_type')} (jaxconv), "
                  f"{m.get('optimizer')}, scheduler {m.get('scheduler')}, loss {m.get('loss')}, "
-                 f"max_grad_norm {m.get('max_grad_norm')}, {len(self.steps)} steps", "",
+                 f"max_grad_norm {m.get('max_grad_norm')}, {len(self.steps)} steps"
+                 + (f", resumed after torch's step {m['resumed_at']}" if m.get("resumed_at") else ""), "",
                  line(head)] + [line(r) for r in rows]
         failing = [c for c in self.checks if not c.passed]
         if failing:
@@ -196,7 +197,7 @@ class TrainingReport:
             "summary": self.verdict(),
             "first_divergence": _check_dict(self.first_divergence),
             "recipe": {k: self.meta.get(k) for k in ("torch_type", "jax_type", "optimizer", "scheduler",
-                                                     "loss", "max_grad_norm")},
+                                                     "loss", "max_grad_norm", "resumed_at")},
             "steps": [{"step": s.step, "loss_torch": _finite(s.loss_torch), "loss_jax": _finite(s.loss_jax),
                        "lr": s.lr, "grad_norm": _finite(s.grad_norm), "local": _check_dict(s.local),
                        "trajectory": _check_dict(s.trajectory)} for s in self.steps],

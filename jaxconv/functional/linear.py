@@ -99,17 +99,33 @@ def _check_p(p):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _masked(input, p, key, mask_shape, fn):
-    if key is None:
+def _given_mask(mask, input, fn):
+    """A given keep mask (replaying another run's draw) as booleans; its shape must broadcast
+    to the input's."""
+    mask = jnp.asarray(mask)
+    try:
+        fits = jnp.broadcast_shapes(mask.shape, input.shape) == input.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{fn}: mask must broadcast to the input's shape {input.shape}, got "
+                         f"shape {mask.shape}")
+    return mask.astype(bool)
+
+
+def _masked(input, p, key, mask_shape, fn, mask=None):
+    if key is None and mask is None:
         raise ValueError(f"{fn}: a key is required when training with p > 0 (pass key=...)")
     if p == 1.0:
         return jnp.zeros_like(input)
-    keep = jax.random.bernoulli(key, 1.0 - p, mask_shape)
+    keep = (jax.random.bernoulli(key, 1.0 - p, mask_shape) if mask is None
+            else _given_mask(mask, input, fn))
     scale = jnp.asarray(1, input.dtype) / jnp.asarray(1.0 - p, input.dtype)
     return jnp.where(keep, input * scale, jnp.zeros((), input.dtype))
 
 
-def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None):
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None,
+            mask=None):
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (``F.dropout``).
 
     **Arguments:**
@@ -118,15 +134,18 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,
     - ``training``: identity when ``False``.
     - ``inplace``: accepted and ignored.
     - ``key``: a ``jax.random`` key, required when ``training`` and ``p > 0``.
+    - ``mask``: instead of ``key``, the keep mask to apply (``True`` = kept; its shape
+      broadcasts to the input's): another run's draw replayed (``equivalence.compare_training``
+      replays torch's). The same for ``dropout1d/2d/3d`` and ``stochastic_depth``.
     """
     _check_p(p)
     if not training or p == 0:
         return input
-    return _masked(input, p, key, input.shape, "dropout")
+    return _masked(input, p, key, input.shape, "dropout", mask)
 
 
 def stochastic_depth(input, p: float, mode: str = "row", training: bool = True,
-                     scale: bool = True, *, key=None):
+                     scale: bool = True, *, key=None, mask=None):
     """Drop whole samples (``mode='row'``) or the whole batch (``'batch'``) with probability ``p``.
 
     torchvision's ``ops.stochastic_depth`` and, with ``scale=scale_by_keep``, timm's
@@ -136,27 +155,30 @@ def stochastic_depth(input, p: float, mode: str = "row", training: bool = True,
 
     - ``p``: drop probability in ``[0, 1]``; ``mode``: ``'row'`` or ``'batch'``.
     - ``training``: identity when ``False``; ``key``: required when training with ``p > 0``.
+    - ``mask``: instead of ``key``, the keep mask (as :func:`dropout`'s).
     """
     _check_p(p)
     if mode not in ("row", "batch"):
         raise ValueError(f"stochastic_depth: mode has to be either 'batch' or 'row', but got {mode!r}")
     if not training or p == 0:
         return input
-    if key is None:
+    if key is None and mask is None:
         raise ValueError("stochastic_depth: a key is required when training with p > 0 (pass key=...)")
     shape = (input.shape[0],) + (1,) * (input.ndim - 1) if mode == "row" else (1,) * input.ndim
-    noise = jax.random.bernoulli(key, 1.0 - p, shape).astype(input.dtype)
+    keep = (jax.random.bernoulli(key, 1.0 - p, shape) if mask is None
+            else _given_mask(mask, input, "stochastic_depth"))
+    noise = keep.astype(input.dtype)
     if scale and p < 1:
         noise = noise / jnp.asarray(1.0 - p, input.dtype)
     return input * noise
 
 
-def _feature_dropout(input, p, training, key, fn):
+def _feature_dropout(input, p, training, key, fn, mask=None):
     if input.ndim < 2:
         raise ValueError(f"{fn}: feature dropout needs at least 2 dimensions, got input of shape {input.shape}")
     if not training or p == 0:
         return input
-    return _masked(input, p, key, input.shape[:2] + (1,) * (input.ndim - 2), fn)
+    return _masked(input, p, key, input.shape[:2] + (1,) * (input.ndim - 2), fn, mask)
 
 
 def _deprecated_rank(fn: str, ndim: int, n: int):
@@ -168,7 +190,8 @@ def _deprecated_rank(fn: str, ndim: int, n: int):
         f"(i.e. {n + 1}D or {n + 2}D inputs).", stacklevel=3)
 
 
-def dropout1d(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None):
+def dropout1d(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None,
+              mask=None):
     """Zero whole channels of ``(N, C, L)`` or unbatched ``(C, L)`` input (``F.dropout1d``);
     arguments as ``dropout``."""
     _check_p(p)
@@ -179,11 +202,13 @@ def dropout1d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
             "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs)."
         )
     if input.ndim == 2:
-        return _feature_dropout(input[None], p, training, key, "dropout1d")[0]
-    return _feature_dropout(input, p, training, key, "dropout1d")
+        return _feature_dropout(input[None], p, training, key, "dropout1d",
+                                None if mask is None else jnp.asarray(mask)[None])[0]
+    return _feature_dropout(input, p, training, key, "dropout1d", mask)
 
 
-def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None):
+def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None,
+              mask=None):
     """Zero whole channels of ``(N, C, H, W)`` input (``F.dropout2d``); arguments as ``dropout``.
 
     As in torch, a 3-D input is read as ``(N, C, L)`` (with torch's warning), not as an
@@ -199,15 +224,17 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
             "the channel dim. This behavior will change in a future release to interpret the "
             "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
             "channel-wise dropout behavior, please switch to using dropout1d instead.", stacklevel=2)
-    return _feature_dropout(input, p, training, key, "dropout2d")
+    return _feature_dropout(input, p, training, key, "dropout2d", mask)
 
 
-def dropout3d(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None):
+def dropout3d(input, p: float = 0.5, training: bool = True, inplace: bool = False, *, key=None,
+              mask=None):
     """Zero whole channels of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` input
     (``F.dropout3d``); arguments as ``dropout``."""
     _check_p(p)
     if input.ndim not in (4, 5):
         _deprecated_rank("dropout3d", input.ndim, 3)
     if input.ndim != 5:
-        return _feature_dropout(input[None], p, training, key, "dropout3d")[0]
-    return _feature_dropout(input, p, training, key, "dropout3d")
+        return _feature_dropout(input[None], p, training, key, "dropout3d",
+                                None if mask is None else jnp.asarray(mask)[None])[0]
+    return _feature_dropout(input, p, training, key, "dropout3d", mask)

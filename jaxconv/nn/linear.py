@@ -151,12 +151,14 @@ class Dropout(RandomInTraining, Module):
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
 
-    def __call__(self, x):
+    def __call__(self, x, *, mask=None):
         """Randomly zeros elements (``Dropout``) or channels (``Dropout1d/2d/3d``) in training.
 
         **Arguments:** ``x``: any shape for ``Dropout``; ``(N, C, L)`` or ``(C, L)`` for
         ``Dropout1d``; ``(N, C, H, W)`` (or ``(N, C, L)``) for ``Dropout2d``; ``(N, C, D, H, W)``
-        or ``(C, D, H, W)`` for ``Dropout3d``.
+        or ``(C, D, H, W)`` for ``Dropout3d``. ``mask``: in training, the keep mask to apply
+        instead of drawing one (booleans broadcasting to ``x``; torch's draw replayed by
+        ``equivalence.compare_training``, through :func:`jaxconv.trace.intercept`).
 
         **Returns:** the shape and dtype of ``x``. Training (``deterministic=False``, as built):
         each element or channel zeroed with probability ``p``, the rest scaled by
@@ -165,6 +167,8 @@ class Dropout(RandomInTraining, Module):
         """
         if self.deterministic or self.p == 0:
             return self._fn(x, self.p, False)
+        if mask is not None:
+            return self._fn(x, self.p, True, mask=mask)
         return self._fn(x, self.p, True, key=self.rngs.dropout())
 
 
@@ -200,17 +204,17 @@ class StochasticDepth(Dropout):
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode}"
 
-    def __call__(self, x):
+    def __call__(self, x, *, mask=None):
         """Randomly zeros whole samples (``mode='row'``) or the batch (``'batch'``) in training.
 
-        **Arguments:** ``x``: ``(N, *)``, the samples along dim 0.
+        **Arguments:** ``x``: ``(N, *)``, the samples along dim 0. ``mask``: as ``Dropout``'s.
 
         **Returns:** the shape of ``x``. Training: each sample (or the batch) zeroed with
         probability ``p``, the survivors divided by ``1 - p`` (torchvision's). Eval: ``x``
         unchanged.
         """
-        key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
-        return stochastic_depth(x, self.p, self.mode, not self.deterministic, key=key)
+        key = None if self.deterministic or self.p == 0 or mask is not None else self.rngs.dropout()
+        return stochastic_depth(x, self.p, self.mode, not self.deterministic, key=key, mask=mask)
 
 
 class DropPath(Dropout):
@@ -224,15 +228,15 @@ class DropPath(Dropout):
     def extra_repr(self) -> str:
         return f"drop_prob={round(self.drop_prob, 3):0.3f}"
 
-    def __call__(self, x):
+    def __call__(self, x, *, mask=None):
         """Randomly zeros whole samples in training (timm's ``drop_path``).
 
-        **Arguments:** ``x``: ``(N, *)``, the samples along dim 0.
+        **Arguments:** ``x``: ``(N, *)``, the samples along dim 0. ``mask``: as ``Dropout``'s.
 
         **Returns:** the shape of ``x``. Training: each sample zeroed with probability
         ``drop_prob``, the survivors divided by ``1 - drop_prob`` when ``scale_by_keep``. Eval:
         ``x`` unchanged.
         """
-        key = None if self.deterministic or self.p == 0 else self.rngs.dropout()
+        key = None if self.deterministic or self.p == 0 or mask is not None else self.rngs.dropout()
         return stochastic_depth(x, self.p, "row", not self.deterministic, self.scale_by_keep,
-                                key=key)
+                                key=key, mask=mask)

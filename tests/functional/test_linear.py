@@ -160,3 +160,23 @@ def test_dropout2d_reads_3d_input_as_batched_1d_with_torch_warning(rng):
     _channel_structure(ty, x, x.shape[:2])
     with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d, which is deprecated"):
         F.dropout2d(randn(rng, 3, 4), 0.5, training=False)
+
+
+def test_given_mask_replays_torchs_draw(rng):
+    """``mask=`` applies a given keep mask (torch's draw) with jaxconv's own scaling: torch's
+    output exactly, for element, channel and sample masks; a mask that does not broadcast is
+    refused naming its shape."""
+    x = randn(rng, 4, 3, 5, 5)
+    for fn, tfn, p in [(F.dropout, TF.dropout, 0.3), (F.dropout2d, TF.dropout2d, 0.4)]:
+        torch.manual_seed(1)
+        ty = tfn(t(x), p).numpy()
+        torch.manual_seed(1)
+        keep = tfn(torch.ones(x.shape), p).numpy() != 0
+        assert 0 < keep.mean() < 1
+        np.testing.assert_allclose(np.asarray(fn(x, p, mask=keep)), ty, rtol=1e-6, atol=0)
+    keep = np.array([True, False, True, True])[:, None, None, None]
+    np.testing.assert_allclose(np.asarray(F.stochastic_depth(x, 0.25, mask=keep)),
+                               x * keep / 0.75, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match=r"dropout: mask must broadcast to the input's shape "
+                                         r"\(4, 3, 5, 5\), got shape \(3,\)"):
+        F.dropout(x, 0.5, mask=np.ones(3, bool))

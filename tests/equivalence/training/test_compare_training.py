@@ -205,8 +205,8 @@ def test_bad_arguments(recipe):
         equivalence.compare_training(model, port, _sgd(model), jopt.SGD(lr=0.1), [batches[0][0]], loss)
     with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
         equivalence.compare_training(model, port, _sgd(model), jopt.SGD(lr=0.1), batches, loss, steps=0)
-    dropped = torch.nn.Sequential(model, torch.nn.Dropout(0.2))
-    with pytest.raises(ValueError, match=r"active dropout .*1 \(Dropout, p=0.2\)"):
+    dropped = torch.nn.Sequential(model, torch.nn.AlphaDropout(0.2))
+    with pytest.raises(ValueError, match=r"'1' \(AlphaDropout, p=0.2\) adds noise that is not a mask"):
         equivalence.compare_training(dropped, port, _sgd(model), jopt.SGD(lr=0.1), batches, loss)
 
 
