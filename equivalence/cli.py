@@ -308,9 +308,9 @@ def demo(out_dir: str = DEMO_OUT, train_steps: int = DEMO_STEPS) -> int:
     if train_steps:
         recipe = dict(DEMO_RECIPE, scheduler=DEMO_RECIPE["scheduler"].format(steps=train_steps))
         shape = (DEMO_BATCH,) + tuple(ex.input_shape[1:])
-        print(f"\ntraining {train_steps} steps in both frameworks on random batches, the same as\n"
-              f"  jaxconv-port translate --torch {ex.torch_spec} --input-shape "
-              f"{','.join(map(str, shape))} --out {out_dir} --train-steps {train_steps} "
+        print(f"\ntraining {train_steps} steps in both frameworks on 4 random batches, the training "
+              f"check of\n  jaxconv-port translate --torch {ex.torch_spec} --input-shape "
+              f"{','.join(map(str, shape))} --out {out_dir} --train-steps {train_steps} --batches 4 "
               f"--optimizer {recipe['optimizer']!r} --no-decay --scheduler {recipe['scheduler']!r} "
               f"--loss {recipe['loss']!r} --max-grad-norm {recipe['max_grad_norm']}")
         training = cli_training.training_check(*models, shape, steps=train_steps,

@@ -14,7 +14,7 @@ The optimizer is built on the torch model's parameters (with ``--no-decay``, tim
 no weight decay for 1-d parameters and biases), the scheduler on the optimizer; both are
 translated with :func:`~equivalence.training.translate_optimizer`. The batches are random, drawn
 from ``--seed``: inputs of ``--input-shape`` and targets that fit the loss
-(:func:`random_targets`). The report is printed; the certificate ``training_certificate.json``
+(:func:`random_targets`), one per step or ``--batches K`` cycled. The report is printed; the certificate ``training_certificate.json``
 goes to ``--out`` (``check``: beside ``--json`` as ``<name>.training.json``), and with
 ``--plot`` a PNG beside it (``<name>.training.png``).
 """
@@ -58,17 +58,19 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         f"(class indices), {', '.join(FLOAT_LOSSES + PROBABILITY_LOSSES)}")
     g.add_argument("--max-grad-norm", type=_positive, metavar="NORM",
                    help="clip gradients with clip_grad_norm_ to this total 2-norm before each step")
+    g.add_argument("--batches", type=lambda t: _steps(t, 1), metavar="K",
+                   help="draw K random batches and cycle through them (default: one per step)")
     g.add_argument("--no-decay", action="store_true",
                    help="timm's parameter groups: no weight decay for 1-d parameters and biases")
 
 
-def _steps(text: str) -> int:
+def _steps(text: str, least: int = 0) -> int:
     try:
         n = int(text)
     except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text!r}")
+        n = least - 1
+    if n < least:
+        raise argparse.ArgumentTypeError(f"must be an int >= {least}, got {text!r}")
     return n
 
 
@@ -242,7 +244,8 @@ def check_options(args) -> bool:
     ``--train-steps`` or ``--train-steps`` without ``--optimizer``."""
     given = [o for o, v in (("--optimizer", args.optimizer), ("--scheduler", args.scheduler),
                             ("--loss", args.loss), ("--max-grad-norm", args.max_grad_norm),
-                            ("--no-decay", args.no_decay or None)) if v is not None]
+                            ("--no-decay", args.no_decay or None), ("--batches", args.batches))
+             if v is not None]
     if not args.train_steps and given:
         raise _usage(f"{', '.join(given)} given without --train-steps N (N > 0): the training "
                      f"check runs only with --train-steps")
@@ -259,7 +262,7 @@ def run(args, torch_model, jax_model, out_dir=None) -> int:
                             optimizer=args.optimizer, scheduler=args.scheduler,
                             loss=args.loss or "CrossEntropyLoss()",
                             max_grad_norm=args.max_grad_norm, no_decay=args.no_decay,
-                            seed=args.seed, quiet=args.quiet)
+                            seed=args.seed, n_batches=args.batches, quiet=args.quiet)
     write(report, out_dir, json_path=args.json, plot_path=args.plot)
     return 0 if report.passed else 1
 

@@ -100,7 +100,7 @@ def test_training_options_need_each_other(capsys):
 
 RECIPE = ["--train-steps", "3", "--optimizer", "AdamW(lr=1e-2, weight_decay=0.05)", "--no-decay",
           "--scheduler", "OneCycleLR(max_lr=1e-2, total_steps=3, div_factor=4.0)",
-          "--loss", "CrossEntropyLoss(label_smoothing=0.1)", "--max-grad-norm", "0.5"]
+          "--loss", "CrossEntropyLoss(label_smoothing=0.1)", "--max-grad-norm", "0.5", "--batches", "2"]
 
 
 def test_port_with_a_training_check_passes_and_writes_its_certificate(tmp_path, capsys):
