@@ -6,10 +6,16 @@
 - ``port``: build torch model and a hand-written twin, load the checkpoint into each, compare,
   write the jaxconv checkpoint (``.safetensors``) and the certificate (JSON) to ``--out``.
 - ``check``: the same comparison, writing nothing unless ``--json`` / ``--plot`` ask.
-- no arguments: the demo. The bundled residual CNN with random torch weights is translated,
-  its source written to ``translated/residual_cnn/``, and compared forward and with gradients.
+- no arguments (or ``demo``): the demo. The bundled residual CNN with random torch weights is
+  translated, its source written to ``translated/residual_cnn/``, compared forward and with
+  gradients, then trained 24 steps in both frameworks with a realistic recipe and checked step
+  by step (:func:`demo`).
 
-Exit status 0 when the verdict is PASS, 1 when it is FAIL, 2 on a usage error or a model that
+Each of ``translate``, ``port`` and ``check`` also runs a training check with ``--train-steps N
+--optimizer EXPR`` (:mod:`equivalence.cli_training`): from the compared weights, torch and the
+port train side by side and :func:`equivalence.compare_training` checks every step.
+
+Exit status 0 when every verdict is PASS, 1 when one is FAIL, 2 on a usage error or a model that
 cannot be translated.
 """
 from __future__ import annotations
@@ -19,6 +25,8 @@ import importlib
 import os
 import sys
 import time
+
+from . import cli_training
 
 
 class UsageError(SystemExit):
@@ -97,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Port a torch checkpoint to a jaxconv model and prove the port layer by layer. "
                     "Without arguments: the bundled residual CNN example.")
     sub = p.add_subparsers(dest="command")
+    d = sub.add_parser("demo", help="the bundled residual CNN: translate, prove, train (the default)")
+    d.add_argument("--out", default=DEMO_OUT, metavar="DIR", help=f"default {DEMO_OUT}")
+    d.add_argument("--train-steps", type=int, default=DEMO_STEPS, metavar="N",
+                   help=f"training steps after the port (default {DEMO_STEPS}; 0: none)")
     t = sub.add_parser("translate", help="translate a torch model; write model.py, model.safetensors "
                                          "and certificate.json to --out")
     t.add_argument("--torch", required=True, metavar="MODULE:FACTORY",
@@ -132,9 +144,10 @@ def _common(s):
     s.add_argument("--json", metavar="PATH", help="write the certificate as JSON")
     s.add_argument("--plot", metavar="PATH", help="write a PNG of per-layer error vs tolerance")
     s.add_argument("--quiet", action="store_true", help="print only the verdict line")
+    cli_training.add_options(s)
 
 
-def _finish(report, args, out_dir=None) -> int:
+def _finish(report, args, out_dir=None, trained=None) -> int:
     print(report.verdict() if args.quiet else report.to_text())
     if args.json:
         report.to_json(args.json)
@@ -146,7 +159,10 @@ def _finish(report, args, out_dir=None) -> int:
     if args.plot:
         report.plot(args.plot)
         print(f"plot: {args.plot}")
-    return 0 if report.passed else 1
+    status = 0 if report.passed else 1
+    if trained is not None:   # (torch model, jax model) at the compared weights
+        status = max(status, cli_training.run(args, *trained, out_dir))
+    return status
 
 
 def _torch_model(args):
@@ -176,7 +192,8 @@ def _read_checkpoint(path):
 def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False, seed=0,
                  progress=None, autocast=None):
     """Translate ``torch_model``, write ``model.py`` and ``model.safetensors`` to ``out_dir`` and
-    return the :func:`~equivalence.compare` report of the translation against torch."""
+    return the :func:`~equivalence.compare` report of the translation against torch, and the
+    translated model at the weights compared (before a training forward moved statistics)."""
     import numpy as np
 
     from . import compare, io, state_dict
@@ -198,21 +215,34 @@ def translate_to(torch_model, input_shape, out_dir, *, train=False, grads=False,
     print(f"translated {type(torch_model).__name__} in {took:.1f} s: "
           f"{os.path.join(out_dir, 'model.py')} ({source.count(chr(10))} lines, "
           f"{source.count(chr(10) + 'class ')} classes), weights {os.path.join(out_dir, 'model.safetensors')}")
-    return compare(torch_model, model, input_shape, grads=grads, seed=seed, train=train,
-                   progress=progress, autocast=autocast)
+    weights = {k: v.detach().clone() for k, v in torch_model.state_dict().items()}
+    report = compare(torch_model, model, input_shape, grads=grads, seed=seed, train=train,
+                     progress=progress, autocast=autocast)
+    return report, _restored(torch_model, model, weights)
+
+
+def _restored(torch_model, jax_model, weights):
+    """``(torch_model, jax_model)`` both holding ``weights`` again (a train-mode comparison moves
+    BatchNorm's statistics on each side by its own rounding)."""
+    from . import load_state_dict
+
+    torch_model.load_state_dict(weights, strict=True)
+    load_state_dict(jax_model, weights, strict=True)
+    return torch_model, jax_model
 
 
 def _translate(args) -> int:
     from .translator import TranslationError
 
+    train = cli_training.check_options(args)
     try:
-        report = translate_to(_torch_model(args), args.input_shape, args.out, train=args.train,
-                              grads=args.grads, seed=args.seed, autocast=args.autocast,
-                              progress=_Progress(sys.stderr.isatty()))
+        report, models = translate_to(_torch_model(args), args.input_shape, args.out,
+                                      train=args.train, grads=args.grads, seed=args.seed,
+                                      autocast=args.autocast, progress=_Progress(sys.stderr.isatty()))
     except TranslationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return _finish(report, args, args.out)
+    return _finish(report, args, args.out, models if train else None)
 
 
 def _run(args) -> int:
@@ -220,6 +250,7 @@ def _run(args) -> int:
     from ._torch import to_torch
     from .state_dict import StateDictError
 
+    train = cli_training.check_options(args)
     torch_model = _load_factory(args.torch)()
     jax_model = _load_factory(args.jax)()
     if args.checkpoint:
@@ -234,6 +265,7 @@ def _run(args) -> int:
     # What is compared is what gets exported: taken now, as a training forward moves BatchNorm's
     # running statistics (and building the model again would draw other weights).
     compared = state_dict(jax_model)
+    weights = {k: v.detach().clone() for k, v in torch_model.state_dict().items()}
     torch_model.train(args.train)
     report = compare(torch_model, jax_model, args.input_shape, grads=args.grads, seed=args.seed,
                      train=args.train, autocast=args.autocast, progress=_Progress(sys.stderr.isatty()))
@@ -243,28 +275,50 @@ def _run(args) -> int:
         path = os.path.join(out_dir, "model.safetensors")
         io.write(compared, path)
         print(f"jaxconv checkpoint: {path}")
-    return _finish(report, args, out_dir)
+    return _finish(report, args, out_dir, _restored(torch_model, jax_model, weights) if train else None)
 
 
 DEMO_OUT = os.path.join("translated", "residual_cnn")
+DEMO_STEPS = 24
+#: The demo's training recipe, as the command-line options of the training check: timm's AdamW
+#: with no weight decay for biases, OneCycleLR over the run, label smoothing, gradient clipping.
+DEMO_RECIPE = dict(optimizer="AdamW(lr=1e-3, weight_decay=0.05)", no_decay=True,
+                   scheduler="OneCycleLR(max_lr=3e-3, total_steps={steps})",
+                   loss="CrossEntropyLoss(label_smoothing=0.1)", max_grad_norm=1.0)
+DEMO_BATCH = 8     # batch size of the training check, and of its 4 random batches, cycled
 
 
-def demo(out_dir: str = DEMO_OUT) -> int:
-    """The main job: translate the bundled residual CNN (random torch weights) and prove it."""
+def demo(out_dir: str = DEMO_OUT, train_steps: int = DEMO_STEPS) -> int:
+    """The main job: translate the bundled residual CNN (random torch weights) and prove it, then
+    train it ``train_steps`` steps in torch and jaxconv with :data:`DEMO_RECIPE` and check every
+    step; both certificates go to ``out_dir``."""
     from .examples import EXAMPLES
 
     ex = EXAMPLES["residual_cnn"]
     start = time.perf_counter()
     print(f"jaxconv-port demo: {ex.description}")
     print(f"torch model {ex.torch_spec} -> equivalence.translate (no hand-written twin)")
-    report = translate_to(ex.torch_factory(seed=0), ex.input_shape, out_dir, grads=True,
-                          progress=_Progress(sys.stderr.isatty()))
+    report, models = translate_to(ex.torch_factory(seed=0), ex.input_shape, out_dir, grads=True,
+                                  progress=_Progress(sys.stderr.isatty()))
     print(report.to_text())
     path = os.path.join(out_dir, "certificate.json")
     report.to_json(path)
     print(f"certificate: {path}")
+    passed = report.passed
+    if train_steps:
+        recipe = dict(DEMO_RECIPE, scheduler=DEMO_RECIPE["scheduler"].format(steps=train_steps))
+        shape = (DEMO_BATCH,) + tuple(ex.input_shape[1:])
+        print(f"\ntraining {train_steps} steps in both frameworks on 4 random batches, the training "
+              f"check of\n  jaxconv-port translate --torch {ex.torch_spec} --input-shape "
+              f"{','.join(map(str, shape))} --out {out_dir} --train-steps {train_steps} --batches 4 "
+              f"--optimizer {recipe['optimizer']!r} --no-decay --scheduler {recipe['scheduler']!r} "
+              f"--loss {recipe['loss']!r} --max-grad-norm {recipe['max_grad_norm']}")
+        training = cli_training.training_check(*models, shape, steps=train_steps,
+                                               n_batches=4, **recipe)
+        cli_training.write(training, out_dir)
+        passed = passed and training.passed
     print(f"({time.perf_counter() - start:.1f} s)")
-    return 0 if report.passed else 1
+    return 0 if passed else 1
 
 
 def main(argv=None) -> int:
@@ -277,6 +331,8 @@ def main(argv=None) -> int:
         _parser().print_help()
         return 2
     try:
+        if args.command == "demo":
+            return demo(args.out, args.train_steps)
         return _translate(args) if args.command == "translate" else _run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,7 +11,10 @@ import torch
 from equivalence import cli, examples
 from tests.equivalence import _unseeded
 
-ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+# this checkout's packages first, also where another checkout is the one installed (worktrees)
+ROOT = str(Path(__file__).resolve().parents[2])
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu",
+       "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
 
 
 def _run(*args, timeout=240, cwd=None):
@@ -19,8 +22,10 @@ def _run(*args, timeout=240, cwd=None):
                           text=True, env=ENV, timeout=timeout, cwd=cwd)
 
 
-def test_no_arguments_runs_the_demo(tmp_path):
-    proc = _run(cwd=tmp_path)
+def test_the_demo_without_its_training(tmp_path):
+    """``python -m equivalence`` is ``demo``; its port and proof (training: the slow test below
+    and tests/equivalence/test_cli_training.py)."""
+    proc = _run("demo", "--train-steps", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "residual CNN" in out and "equivalence.translate (no hand-written twin)" in out
@@ -31,6 +36,27 @@ def test_no_arguments_runs_the_demo(tmp_path):
     assert "gradients of sum(output * cotangent)" in out and "resblock2.conv2.weight" in out
     verdict = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert verdict and verdict[-1].startswith("PASS: ")
+    assert "compare_training" not in out and not (source.parent / "training_certificate.json").exists()
+
+
+@pytest.mark.slow
+def test_no_arguments_runs_the_demo_with_its_training(tmp_path):
+    """The whole main job: port, proof, then 24 steps of AdamW (no-decay groups), OneCycleLR,
+    label smoothing and clipping in both frameworks, every step checked (about 3 min)."""
+    proc = _run(cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "--no-decay --scheduler 'OneCycleLR(max_lr=3e-3, total_steps=24)'" in out
+    assert ("compare_training: ResidualCNN (torch) vs ResidualCNN (jaxconv), AdamW, scheduler "
+            "OneCycleLR, loss CrossEntropyLoss, max_grad_norm 1.0, 24 steps") in out
+    folder = tmp_path / "translated" / "residual_cnn"
+    cert = json.loads((folder / "training_certificate.json").read_text())
+    assert cert["verdict"] == "PASS" and len(cert["steps"]) == 24
+    assert len(cert["steps"][0]["lr"]) == 2      # the no-decay groups
+    assert json.loads((folder / "certificate.json").read_text())["verdict"] == "PASS"
+    verdict = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert [v.split(":")[0] for v in verdict] == ["PASS", "PASS"]
+    assert verdict[1].startswith("PASS: 24 steps, ")
 
 
 @pytest.fixture
