@@ -27,17 +27,7 @@ import sys
 import time
 
 from . import cli_training
-
-
-class UsageError(SystemExit):
-    """A bad argument or input file: ``main`` prints ``error: <message>`` and exits with 2."""
-
-    def __init__(self, message: str):
-        super().__init__(2)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+from ._usage import UsageError
 
 
 def _load_factory(spec: str):

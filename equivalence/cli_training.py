@@ -26,6 +26,8 @@ import os
 
 import numpy as np
 
+from ._usage import UsageError
+
 #: The losses :func:`random_targets` draws targets for: class indices, or floats like the output.
 CLASS_LOSSES = ("CrossEntropyLoss", "NLLLoss")
 FLOAT_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
@@ -85,8 +87,6 @@ def _positive(text: str) -> float:
 
 
 def _usage(message: str):
-    from .cli import UsageError
-
     return UsageError(message)
 
 

@@ -56,9 +56,18 @@ def elementwise(step, stage, name, quantity, jax_value, t32, t64, running, c) ->
     return Check(step, stage, name, quantity, float(e["err_at"]), float(e["tol"]), float(e["ratio"]), e["note"])
 
 
+#: The values a scheduler's formulas combine with the current one, per scheduled key (torch's
+#: group entries): each step rounds relative to the largest, not to the current value (OneCycleLR
+#: starts at max_lr / 25, computed from max_lr).
+SCHEDULE_SCALES = {"lr": ("initial_lr", "max_lr", "min_lr"),
+                   "momentum": ("base_momentum", "max_momentum"),
+                   "beta1": ("base_momentum", "max_momentum")}
+
+
 def schedule_checks(step, hyper_jax, groups, c, scheduler_steps=None) -> list:
     """The scheduled hyperparameters (``lr``, a cycled ``momentum`` / ``beta1``) per group,
-    relative ``c eps scheduler_steps`` (default ``step + 1``)."""
+    to ``c eps scheduler_steps`` (default ``step + 1``) relative to the largest value the
+    schedule combines (:data:`SCHEDULE_SCALES`)."""
     scheduler_steps = step + 1 if scheduler_steps is None else scheduler_steps
     out = []
     for key, values in hyper_jax.items():
@@ -67,7 +76,9 @@ def schedule_checks(step, hyper_jax, groups, c, scheduler_steps=None) -> list:
         values = np.asarray(values)
         for g, group in enumerate(groups):
             want = torch_hyper(group, key)
-            bound = float(c * _eps(values) * scheduler_steps * abs(want) + np.finfo(np.float64).tiny)
+            scale = max([abs(want)] + [abs(float(group[k])) for k in SCHEDULE_SCALES.get(key, ())
+                                       if isinstance(group.get(k), (int, float))])
+            bound = float(c * _eps(values) * scheduler_steps * scale + np.finfo(np.float64).tiny)
             err = abs(float(values[g]) - want)
             out.append(Check(step, "schedule", f"group {g}", key, err, bound, err / bound))
     return out

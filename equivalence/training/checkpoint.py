@@ -16,7 +16,7 @@ from .. import io
 from .._torch import require_torch, to_torch
 from ..state_dict import load_state_dict, state_dict
 from .state import (OptimizerStateError, _assign, _resolve, find_state, index_names,
-                    state_from_torch, state_to_torch)
+                    scheduler_state_dict, state_from_torch, state_to_torch)
 
 #: Keys under which training scripts save the optimizer's and the scheduler's state_dict.
 OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "opt")
@@ -132,7 +132,6 @@ def save_training_checkpoint(path, jax_model, optimizer, *, torch_model=None, tx
         if torch_scheduler is None:
             raise TypeError("save_training_checkpoint: the optimizer has a scheduler; pass "
                             "torch_scheduler= (a torch scheduler of the same kind) for torch's format")
-        from .scheduler import scheduler_state_dict
 
         checkpoint["lr_scheduler"] = scheduler_state_dict(optimizer, torch_scheduler, tx=tx)
     checkpoint.update(extra)

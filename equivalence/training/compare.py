@@ -45,9 +45,11 @@ located in one stage of one step:
    ``c`` (:data:`~equivalence.tolerance.C`) covers the sum. ``FLOOR_ULPS`` ulps of the value
    are always allowed (one rounded op each side).
 4. ``schedule``: jaxconv's learning rate (and a cycled momentum or ``beta1``) per group
-   before the step against torch's, relative ``c eps(dtype) (k + t + 1)``: ``k + t + 1``
-   scheduler steps (``k`` those torch took before a resumed run), each rounding a few times in
-   the hyperparameters' dtype.
+   before the step against torch's, to ``c eps(dtype) (k + t + 1) S``: ``k + t + 1`` scheduler
+   steps (``k`` those torch took before a resumed run), each rounding a few times in the
+   hyperparameters' dtype relative to ``S``, the largest value its formulas combine (the
+   current one, the group's ``initial_lr``, OneCycleLR's ``max_lr`` and ``min_lr``, the
+   momentum bounds): torch's own ``end + (start - end) w`` rounds to ulps of ``max_lr``.
 
 **The trajectory** (each step): after ``t + 1`` steps every parameter, buffer and optimizer slot
 of the free-running jaxconv run against ``torch32``'s, norm-wise per tensor, and the loss:
@@ -125,7 +127,7 @@ def _jax_optimizer(jax_optimizer):
 
     state = None
     if isinstance(jax_optimizer, nnx.Optimizer):
-        from .state import find_state
+        from jaxconv.optim.optimizer import find_state
 
         state = find_state(nnx.as_pure(jax_optimizer.opt_state))
         jax_optimizer = jax_optimizer.tx

@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from .errors import RecipeError
+
 #: Group keys that choose torch's kernel (for-each, fused, autograd through the step, CUDA
 #: graphs) or label parameters, and change no value of a single-tensor CPU update: passed on
 #: where the jaxconv class takes them (it validates them), dropped where not.
@@ -49,11 +51,6 @@ OPTIMIZERS: dict[str, Translation] = {
     "NAdam": Translation("NAdam"),
     "RAdam": Translation("RAdam"),
 }
-
-
-class RecipeError(ValueError):
-    """A torch optimizer, scheduler or option with no jaxconv translation, or an optimizer whose
-    parameters do not belong to the model given."""
 
 
 def jaxconv_class(torch_optimizer):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .optimizer import RecipeError
+from .errors import RecipeError
 
 
 def _lambdas(s):
@@ -180,27 +180,3 @@ def schedule_from_torch(tx, old, scheduler_state: Mapping, hyper):
         raise RecipeError(f"the torch scheduler's state does not fit the jaxconv "
                           f"{type(rule).__name__}'s")
     return state, hyper
-
-
-def scheduler_state_dict(optimizer, torch_scheduler, *, tx=None) -> dict:
-    """The jaxconv scheduler's position in ``torch_scheduler.state_dict()``'s format.
-
-    ``torch_scheduler`` (built on a torch optimizer with the same groups) gives torch's keys and
-    constant entries; its position (``last_epoch``, ``_step_count``, ``_last_lr``, ``base_lrs``
-    and ``ReduceLROnPlateau``'s ``best``, ``num_bad_epochs``, ``cooldown_counter``) is jaxconv's.
-    """
-    from .state import _resolve, find_state
-
-    tx, opt_state = _resolve(optimizer, tx)
-    state = find_state(opt_state)
-    out = dict(torch_scheduler.state_dict())
-    for key, value in _fields(state.schedule).items():
-        if key in out and not isinstance(out[key], (Mapping, list, tuple, str)):
-            out[key] = type(out[key])(np.asarray(value)) if out[key] is not None else value
-    lrs = [float(x) for x in np.asarray(state.hyper["lr"])]
-    out["_last_lr"] = lrs
-    if "base_lrs" in out:
-        out["base_lrs"] = [float(x) for x in np.asarray(state.hyper["initial_lr"])]
-    if "_step_count" in out and "last_epoch" in out:
-        out["_step_count"] = int(out["last_epoch"]) + 1
-    return out

@@ -19,38 +19,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv.optim import Optimizer, OptimizerState
-from jaxconv.optim.optimizer import INITIAL_LR, LR, _matches, named_leaves
+from jaxconv.optim.optimizer import (INITIAL_LR, LR, _matches, find_state, named_leaves,
+                                     replace_state)
 
 from .._torch import require_torch, to_numpy, to_torch
-from .optimizer import IGNORED, OPTIMIZERS, RecipeError, group_names, hyperparameters
-
-
-class OptimizerStateError(RecipeError):
-    """A torch optimizer state that does not fit the jaxconv optimizer (another model's, a
-    missing parameter, a shape that differs, another optimizer or group count); nothing was
-    changed."""
+from .errors import OptimizerStateError, RecipeError
+from .optimizer import IGNORED, OPTIMIZERS, group_names, hyperparameters
 
 
 # ------------------------------------------------------------------------ finding the state
-def _is_state(x) -> bool:
-    return isinstance(x, OptimizerState)
-
-
-def find_state(opt_state) -> OptimizerState:
-    """The one :class:`OptimizerState` inside an optax state (itself, or inside a chain's)."""
-    found = [x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_state) if _is_state(x)]
-    if len(found) != 1:
-        raise TypeError(f"expected one jaxconv.optim OptimizerState inside the optimizer state, "
-                        f"found {len(found)} (in a {type(opt_state).__name__})")
-    return found[0]
-
-
-def replace_state(opt_state, new: OptimizerState):
-    """``opt_state`` with its :class:`OptimizerState` replaced by ``new``."""
-    leaves, treedef = jax.tree_util.tree_flatten(opt_state, is_leaf=_is_state)
-    return treedef.unflatten([new if _is_state(x) else x for x in leaves])
-
-
 def _resolve(optimizer, tx):
     """``(tx, pure optax state)`` from an ``nnx.Optimizer`` or an optax state plus ``tx``."""
     from flax import nnx
@@ -376,3 +353,27 @@ def optimizer_state_dict(optimizer, torch_model=None, *, tx=None) -> dict:
                         "selects its parameters by a predicate, and torch's order is the model's")
     params = dict(torch_model.named_parameters()) if torch_model is not None else {}
     return state_to_torch(tx, find_state(opt_state), index_names(tx, list(params), params.get))
+
+
+def scheduler_state_dict(optimizer, torch_scheduler, *, tx=None) -> dict:
+    """The jaxconv scheduler's position in ``torch_scheduler.state_dict()``'s format.
+
+    ``torch_scheduler`` (built on a torch optimizer with the same groups) gives torch's keys and
+    constant entries; its position (``last_epoch``, ``_step_count``, ``_last_lr``, ``base_lrs``
+    and ``ReduceLROnPlateau``'s ``best``, ``num_bad_epochs``, ``cooldown_counter``) is jaxconv's.
+    """
+    from .scheduler import _fields
+
+    tx, opt_state = _resolve(optimizer, tx)
+    state = find_state(opt_state)
+    out = dict(torch_scheduler.state_dict())
+    for key, value in _fields(state.schedule).items():
+        if key in out and not isinstance(out[key], (Mapping, list, tuple, str)):
+            out[key] = type(out[key])(np.asarray(value)) if out[key] is not None else value
+    lrs = [float(x) for x in np.asarray(state.hyper["lr"])]
+    out["_last_lr"] = lrs
+    if "base_lrs" in out:
+        out["base_lrs"] = [float(x) for x in np.asarray(state.hyper["initial_lr"])]
+    if "_step_count" in out and "last_epoch" in out:
+        out["_step_count"] = int(out["last_epoch"]) + 1
+    return out

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from ._lr_rules import Rule, _int, per_group, with_lr
-from .optimizer import INITIAL_LR, LR
+from ._lr_rules import INITIAL_LR, LR, Rule, _int, per_group, with_lr
 
 
 def check_sequence(rules: Sequence[Rule], arg: str, rule: str) -> tuple[Rule, ...]:

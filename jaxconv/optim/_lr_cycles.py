@@ -11,8 +11,7 @@ import math
 
 import jax.numpy as jnp
 
-from ._lr_rules import Rule, _int, call_traced, per_group, with_lr
-from .optimizer import INITIAL_LR, LR
+from ._lr_rules import INITIAL_LR, LR, Rule, _int, call_traced, per_group, with_lr
 
 
 def _momentum_key(hyper) -> str:
@@ -161,13 +160,19 @@ class OneCycleRule(Rule):
         # e - lo and hi - e from an integer part (exact) and a Python fraction (one rounding)
         since = (e - math.floor(lo)).astype(dtype) - (lo - math.floor(lo))
         until = (math.floor(hi) - e).astype(dtype) + (hi - math.floor(hi))
-        pct = since / length
+        # torch's ``end + (start - end) * w`` as ``start * w + end * (1 - w)``: both terms >= 0,
+        # so the result is within a few ulps of itself, not of max(start, end) (OneCycleLR's
+        # first lr is max_lr / 25: the cancelling form misses it by ulps of max_lr)
+        pct, rest = since / length, until / length
         if self.anneal_strategy == "linear":
-            return (end - start) * pct + start
-        # (cos(pi pct) + 1) / 2 = cos^2(pi pct / 2) = sin^2(pi (1 - pct) / 2): no cancellation
-        c2 = jnp.where(pct <= 0.5, jnp.cos(pct * (math.pi / 2)) ** 2,
-                       jnp.sin((until / length) * (math.pi / 2)) ** 2)
-        return end + (start - end) * c2
+            return start * rest + end * pct
+        # (cos(pi pct) + 1) / 2 = cos^2(pi pct / 2) = sin^2(pi (1 - pct) / 2), its complement
+        # sin^2(pi pct / 2) = cos^2(pi (1 - pct) / 2): each from the smaller angle, no cancellation
+        near = pct <= 0.5
+        a, b = pct * (math.pi / 2), rest * (math.pi / 2)
+        w = jnp.where(near, jnp.cos(a) ** 2, jnp.sin(b) ** 2)
+        w_rest = jnp.where(near, jnp.sin(a) ** 2, jnp.cos(b) ** 2)
+        return start * w + end * w_rest
 
     def get_lr(self, state, hyper, initial):
         e, dtype = state["last_epoch"], hyper[LR].dtype

@@ -44,7 +44,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .optimizer import INITIAL_LR, LR
+#: Per-group keys every optimizer state carries: the learning rate used by the next update, and
+#: the one the group started with (torch's ``initial_lr``, which schedulers read as ``base_lrs``).
+LR, INITIAL_LR = "lr", "initial_lr"
 
 State = dict[str, Any]
 Hyper = dict[str, jax.Array]

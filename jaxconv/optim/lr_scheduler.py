@@ -51,7 +51,7 @@ from ._lr_rules import (
     StepRule,
     per_group,
 )
-from .optimizer import LR, Optimizer, OptimizerState
+from .optimizer import LR, Optimizer, find_state
 
 __all__ = [
     "ChainedRule", "ChainedScheduler", "ConstantLR", "ConstantRule", "CosineAnnealingLR",
@@ -247,10 +247,5 @@ def get_last_lr(opt_state) -> list[float]:
     Returns:
       One Python float per parameter group (outside jit; inside, read ``state.hyper['lr']``).
     """
-    found = [s for s in jax.tree_util.tree_leaves(
-        opt_state, is_leaf=lambda x: isinstance(x, OptimizerState)) if isinstance(s, OptimizerState)]
-    if len(found) != 1:
-        raise ValueError(f"get_last_lr: opt_state must hold exactly one jaxconv OptimizerState, "
-                         f"found {len(found)} in a {type(opt_state).__name__}")
-    lr = jax.tree_util.tree_leaves(found[0].hyper[LR])[0]      # unwraps nnx's OptArray
+    lr = jax.tree_util.tree_leaves(find_state(opt_state).hyper[LR])[0]   # unwraps nnx's OptArray
     return [float(v) for v in jax.device_get(lr)]

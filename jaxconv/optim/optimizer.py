@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-#: Per-group keys every state carries: the learning rate used by the next update, and the one the
-#: group started with (torch's ``initial_lr``, which schedulers read as ``base_lrs``).
-LR, INITIAL_LR = "lr", "initial_lr"
+from ._lr_compose import ChainedRule
+from ._lr_rules import INITIAL_LR, LR
 
 
 class OptimizerState(NamedTuple):
@@ -57,6 +56,26 @@ class Hyper(dict):
 
     static: dict[str, Any]
     scheduled: frozenset[str]
+
+
+def _is_state(x) -> bool:
+    return isinstance(x, OptimizerState)
+
+
+def find_state(opt_state) -> OptimizerState:
+    """The one :class:`OptimizerState` in an optax state: itself, inside an ``optax.chain``'s
+    state, or in ``nnx.Optimizer.opt_state`` (its arrays then wrapped in nnx variables)."""
+    found = [x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_state) if _is_state(x)]
+    if len(found) != 1:
+        raise TypeError(f"expected one jaxconv.optim OptimizerState inside the optimizer state, "
+                        f"found {len(found)} (in a {type(opt_state).__name__})")
+    return found[0]
+
+
+def replace_state(opt_state, new: OptimizerState):
+    """``opt_state`` with its :class:`OptimizerState` replaced by ``new``."""
+    leaves, treedef = jax.tree_util.tree_flatten(opt_state, is_leaf=_is_state)
+    return treedef.unflatten([new if _is_state(x) else x for x in leaves])
 
 
 def _key_name(key) -> str:
@@ -200,7 +219,6 @@ class Optimizer(optax.GradientTransformationExtraArgs):
         torch schedulers stepped on one optimizer."""
         out = copy.copy(self)
         if self.scheduler is not None:
-            from .lr_scheduler import ChainedRule
             scheduler = ChainedRule([self.scheduler, scheduler])
         out.scheduler = scheduler
         return out

@@ -314,7 +314,7 @@ def test_get_last_lr_on_raw_and_chained_state():
     assert L.get_last_lr(state) == pytest.approx([0.02, 0.006], rel=1e-15)
     chained = optax.chain(optax.identity(), tx)
     assert L.get_last_lr(chained.init(params)) == pytest.approx([0.02, 0.006], rel=1e-15)
-    with pytest.raises(ValueError, match="exactly one jaxconv OptimizerState, found 0"):
+    with pytest.raises(TypeError, match="expected one jaxconv.optim OptimizerState .* found 0"):
         L.get_last_lr(optax.sgd(0.1).init(params))
 
 
