@@ -24,11 +24,12 @@ def table(result) -> str:
             f"torch={env['torch_device']}  batch={result['batch']}  rounds={result['rounds']}  "
             f"load={env.get('load_average_start')}\nmedian ms per call; ratio = jaxconv / best torch, "
             "jaxconv / best plain lax; compile = jaxconv lower+compile s\n")
-    cols = f"{'case':<34}" + "".join(f"{i:>10}" for i in impls) + f"{'vs torch':>10}{'vs lax':>8}{'compile':>9}"
+    width = {i: max(10, len(i) + 2) for i in impls}
+    cols = f"{'case':<34}" + "".join(f"{i:>{width[i]}}" for i in impls) + f"{'vs torch':>10}{'vs lax':>8}{'compile':>9}"
     lines = [head, cols, "-" * len(cols)]
     for r in result["cases"]:
         med = r["median_s"]
-        line = f"{r['case']:<34}" + "".join(f"{_fmt_time(med.get(i)):>10}" for i in impls)
+        line = f"{r['case']:<34}" + "".join(f"{_fmt_time(med.get(i)):>{width[i]}}" for i in impls)
         lax = r.get("jaxconv_vs_best_lax")
         line += f"{r['jaxconv_vs_best_torch']:>10.2f}" + (f"{lax:>8.2f}" if lax else f"{'-':>8}")
         line += f"{r['compile_s'].get('jaxconv', float('nan')):>9.2f}"
