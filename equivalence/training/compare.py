@@ -112,7 +112,14 @@ from .. import tolerance as tol_mod
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
 from ..tolerance import running
-from ._bounds import elementwise, loss_trajectory, normwise, own_rounding, schedule_checks, start_allowance
+from ._bounds import (
+    elementwise,
+    loss_trajectory,
+    normwise,
+    own_rounding,
+    schedule_checks,
+    start_allowance,
+)
 from ._jax_side import JaxSide, flat, with_running
 from ._masks import jax_masks
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
@@ -270,7 +277,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             local += schedule_checks(t, lr_jax, rec.hyper, c, (offset or 0) + t + 1)
             traj = [loss_trajectory(t, loss_jax, rec.loss, loss64, loss_rounding, rec.grads, allowed, c)]
             traj += _trajectory(side, t32, t64, t, c)
-            allowed.update({k.name: k.bound for k in traj if k.quantity == "param"})
+            allowed.update({ch.name: ch.bound for ch in traj if ch.quantity == "param"})
             checks += local + traj
             worst = lambda cs: max(cs, key=lambda k: k.ratio, default=None)  # noqa: E731
             rows.append(StepRow(t, float(rec.loss), float(loss_jax), [float(h["lr"]) for h in rec.hyper],
