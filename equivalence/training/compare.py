@@ -297,10 +297,10 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_
     zeros = {n: np.zeros_like(v) for n, v in flat_params.items()}
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
                              rec.state_dict, index_names, torch_class=torch_class, strict=False)
-    out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
+    out, errs = with_running(side.running_forward, side.at(side.params, rec.params),
                               side.at(side.rest, {**rec.params, **rec.buffers}), x, y,
                               jax_masks(rec.draws))
-    upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),
+    upd, upd_errs = with_running(side.running_update, flat({**zeros, **rec.grads}, flat_params),
                                   flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
                                   jnp.asarray(rec.loss))
     out.update(upd)
@@ -362,8 +362,7 @@ def _carry(side: JaxSide, state, rec, flat_params, zeros, rounding) -> None:
     errors = ([None] * len(names) + [rounding.get(n) for n in names] + state_errors
               + [side.carried.get((n, "param")) for n in names] + [None])
     try:
-        _, (params, slots) = running.running_error(
-            lambda *a: tuple(side.local_update(*a)[k] for k in ("params", "slots")),
+        _, (params, slots) = side.running_carry(
             flat({**zeros, **rec.grads}, flat_params), flat({**zeros, **rec.clipped}, flat_params),
             state, flat_params, jnp.asarray(rec.loss), errors=errors)
     except running.Unsupported:
