@@ -302,7 +302,34 @@ def _compiled(program: _Program):
     return jax.jit(functools.partial(_run, program.jaxpr))
 
 
-def running_error(fn, *args, errors=None):
+def _signature(leaves, where, inputs, tree, errs):
+    """What a trace of ``fn`` depends on besides its closure: the argument tree, the non-array
+    leaves, each array's shape, dtype and weak type, and which inputs carry an error (``None``
+    when a non-array leaf cannot be hashed: no caching)."""
+    rest = tuple(a for i, a in enumerate(leaves) if i not in set(where))
+    try:
+        hash(rest)
+    except TypeError:
+        return None
+    avals = tuple((a.shape, a.dtype, getattr(a, "weak_type", False)) for a in inputs)
+    return tree, rest, avals, tuple(e is None for e in errs)
+
+
+class RunningBound:
+    """:func:`running_error` of one function, its jaxpr traced once per argument signature
+    (shapes, dtypes, which inputs carry errors) and evaluated by the compiled interpreter after:
+    a training comparison evaluates the same update step after step. ``fn``'s closure must not
+    change between calls (its captured constants are traced once)."""
+
+    def __init__(self, fn):
+        self.fn, self._traced = fn, {}
+
+    def __call__(self, *args, errors=None):
+        """``running_error(fn, *args, errors=errors)``."""
+        return running_error(self.fn, *args, errors=errors, _cache=self._traced)
+
+
+def running_error(fn, *args, errors=None, _cache=None):
     """``(outputs, errors)`` of ``fn(*args)``: its outputs, and for each array output a bound on
     its distance from the exact result (the module docstring's rules), an array of its shape
     (zeros where the output is exact, as integer outputs are).
@@ -327,11 +354,18 @@ def running_error(fn, *args, errors=None):
         return fn(*jax.tree_util.tree_unflatten(tree, full))
 
     inputs = [jnp.asarray(leaves[i]) for i in where]
-    closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
     errs = [None if e is None else jnp.asarray(e) for e in errors] if errors is not None else [None] * len(inputs)
     if len(errs) != len(inputs):
         raise ValueError(f"errors: one per array input, {len(inputs)}, got {len(errs)}")
-    outs, oerrs = _compiled(_Program(closed.jaxpr))(list(closed.consts), inputs, errs)
+    key = None if _cache is None else _signature(leaves, where, inputs, tree, errs)
+    entry = None if key is None else _cache.get(key)
+    if entry is None:
+        closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
+        entry = (_compiled(_Program(closed.jaxpr)), list(closed.consts), shape)
+        if key is not None:
+            _cache[key] = entry
+    run, consts, shape = entry
+    outs, oerrs = run(consts, inputs, errs)
     oerrs = [jnp.zeros(np.shape(o), _error_dtype(o) if _floating(o) else jnp.float32) if e is None
              else jnp.broadcast_to(e, np.shape(o)) for o, e in zip(outs, oerrs)]
     structure = jax.tree_util.tree_structure(shape)

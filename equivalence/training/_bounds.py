@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import tolerance as tol_mod
 from .state import torch_hyper
-from .training_report import FLOOR_ULPS, Check
+from .training_report import FLOOR_ULPS, TRAJECTORY, Check
 
 
 def _diff(a, e):
@@ -43,6 +43,25 @@ def normwise(step, stage, name, quantity, jax_value, t32, t64, c, carried=None) 
     bound = float(c * max(drift, own) + FLOOR_ULPS * _eps(t32) * np.linalg.norm(np.nan_to_num(t32.astype(np.float64)))
                   + np.finfo(np.float32).tiny)
     return Check(step, stage, name, quantity, err, bound, 0.0 if err == 0 else err / bound)
+
+
+def start_allowance(params: dict) -> dict:
+    """Each parameter's allowance before the first step, :data:`FLOOR_ULPS` ulps of its norm (the
+    ``start`` check holds jaxconv's parameters to torch's to that)."""
+    return {n: FLOOR_ULPS * _eps(p) * float(np.linalg.norm(np.asarray(p, np.float64))) for n, p in params.items()}
+
+
+def loss_trajectory(step, jax_loss, t32, t64, own, grads: dict, allowed: dict, c) -> Check:
+    """The free runs' loss at ``step``: :func:`normwise` with the rounding it carries taken from
+    what the parameters' trajectories allow (first order, Cauchy-Schwarz per tensor):
+    ``R = sum_p ||dL/dp|| A_p / c + own``, ``dL/dp`` torch's gradient at this step (``grads``),
+    ``A_p`` the parameter's trajectory bound after the previous step (``allowed``, by torch
+    name; :func:`start_allowance` before the first) and ``own`` this step's local rounding of
+    the loss (its float64 sample ``|torch32 - ref64|``)."""
+    carried = float(np.sum(own)) + sum(
+        float(np.linalg.norm(np.nan_to_num(np.asarray(g, np.float64)))) * allowed[name] / c
+        for name, g in grads.items() if name in allowed)
+    return normwise(step, TRAJECTORY, "(loss)", "loss", jax_loss, t32, t64, c, np.float64(carried))
 
 
 def elementwise(step, stage, name, quantity, jax_value, t32, t64, running, c) -> Check:

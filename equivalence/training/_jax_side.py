@@ -72,6 +72,11 @@ class JaxSide:
         self.params, self.rest, self.opt_state = jax.device_put(
             (self.params, self.rest, self.opt_state), device)
         self.update = jax.jit(self._update)
+        # the running error bounds of the local stages, each traced once per signature
+        self.running_forward = running.RunningBound(self.local_forward)
+        self.running_update = running.RunningBound(self.local_update)
+        self.running_carry = running.RunningBound(
+            lambda *a: tuple(self.local_update(*a)[k] for k in ("params", "slots")))
 
     def loss_grad(self, params, rest, x, y, masks, jit=True):
         """:func:`_loss_grad` of this model and loss."""
@@ -126,12 +131,12 @@ def _like(init, start):
         [jnp.asarray(b, np.asarray(a).dtype) for a, b in zip(ours, theirs)])
 
 
-def with_running(fn, *args):
-    """``(outputs, running error bounds)`` of ``fn(*args)``; bounds ``None`` without a rule."""
+def with_running(bound: running.RunningBound, *args):
+    """``(outputs, running error bounds)`` of ``bound.fn(*args)``; bounds ``None`` without a rule."""
     try:
-        return running.running_error(fn, *args)
+        return bound(*args)
     except running.Unsupported:
-        return fn(*args), None
+        return bound.fn(*args), None
 
 
 def flat(values: dict, like: dict):

@@ -67,6 +67,22 @@ says little: a parameter whose exact gradient is zero (a conv bias right before 
 walks on rounding noise in both runs, and the momentum buffer sums that noise over the steps.
 A wrong recipe moves jaxconv much further than either.
 
+**The loss's trajectory** is a function of the parameters, so its allowance follows from theirs
+(to first order, Cauchy-Schwarz per tensor): the loss at step ``t`` is computed from the
+parameters after step ``t - 1``, each within ``A_p`` (its trajectory bound then;
+``FLOOR_ULPS`` ulps of its norm before the first step) of ``torch32``'s, so
+
+    |L(jax params) - L(torch32 params)| <= sum_p ||dL/dp|| A_p
+
+with ``dL/dp`` torch's gradient at that step; on top, each side rounds its own forward, by
+``|torch32 - ref64|`` for torch (the local ``loss`` check's float64 sample; ``c`` covers
+jaxconv's as in the trajectory formula). The loss's ``R`` is
+``sum_p ||dL/dp|| A_p / c + |torch32 - ref64|`` in the trajectory formula above. (The running
+bound ``E`` of the whole forward is left out here: worst case over every layer it can be
+vacuous, ``> 1`` for the residual CNN's loss, and the local ``loss`` check already holds
+jaxconv's forward to it.) One float64 sample ``|loss32 - loss64|`` alone is no bound: it can be
+far smaller than what the parameters' own (passing) divergence moves the loss.
+
 **Parameters torch does not update** (frozen, or in no group of its optimizer:
 :func:`~equivalence.training.frozen_names`) are neither differentiated nor updated on the jaxconv
 side, as ``nnx.Optimizer(..., wrt=trainable(...))`` leaves them. A parameter in a group that gets
@@ -96,7 +112,14 @@ from .. import tolerance as tol_mod
 from .._torch import require_torch, to_numpy
 from ..compare import _pinned_precision
 from ..tolerance import running
-from ._bounds import elementwise, normwise, own_rounding, schedule_checks
+from ._bounds import (
+    elementwise,
+    loss_trajectory,
+    normwise,
+    own_rounding,
+    schedule_checks,
+    start_allowance,
+)
 from ._jax_side import JaxSide, flat, with_running
 from ._masks import jax_masks
 from ._torch_runs import Recipe, grad_norm, reference_step, torch_step
@@ -238,6 +261,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
         side = JaxSide(jax_model, jax_loss, tx, max_grad_norm,
                        given_state if given_state is not None else resume, frozen)
         rows, checks = [], _start(side, t32, index_names, type(torch_optimizer), c)
+        allowed = start_allowance(t32.params())   # each parameter's trajectory bound so far
         for t, (x, y) in enumerate(data):
             lr_jax = {k: np.asarray(v) for k, v in side.opt_state.hyper.items()}
             rec = torch_step(torch, t32, x, y, max_grad_norm)
@@ -248,10 +272,12 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
             t64.optimizer.step()
             t64.step_scheduler()
             loss_jax = side.step(x, y, jax_masks(rec.draws))
-            local = _local(side, rec, ref, t, x, y, index_names, type(torch_optimizer), max_grad_norm, c)
+            local, loss_rounding = _local(side, rec, ref, t, x, y, index_names, type(torch_optimizer),
+                                          max_grad_norm, c)
             local += schedule_checks(t, lr_jax, rec.hyper, c, (offset or 0) + t + 1)
-            traj = [normwise(t, TRAJECTORY, "(loss)", "loss", loss_jax, rec.loss, loss64, c)]
+            traj = [loss_trajectory(t, loss_jax, rec.loss, loss64, loss_rounding, rec.grads, allowed, c)]
             traj += _trajectory(side, t32, t64, t, c)
+            allowed.update({ch.name: ch.bound for ch in traj if ch.quantity == "param"})
             checks += local + traj
             worst = lambda cs: max(cs, key=lambda k: k.ratio, default=None)  # noqa: E731
             rows.append(StepRow(t, float(rec.loss), float(loss_jax), [float(h["lr"]) for h in rec.hyper],
@@ -266,15 +292,15 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
 
 def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_norm, c) -> list:
     """The local checks of step ``t`` (module docstring, 1-3), from one run of jaxconv's code
-    under the running error bound."""
+    under the running error bound, and the loss's float64 sample of its rounding ``|t32 - ref64|``."""
     flat_params = {n: jnp.asarray(rec.params[n]) for n, _ in named_leaves(side.params)}
     zeros = {n: np.zeros_like(v) for n, v in flat_params.items()}
     state = state_from_torch(side.tx, side.tx.init(flat_params)._replace(schedule=side.opt_state.schedule),
                              rec.state_dict, index_names, torch_class=torch_class, strict=False)
-    out, errs = with_running(side.local_forward, side.at(side.params, rec.params),
+    out, errs = with_running(side.running_forward, side.at(side.params, rec.params),
                               side.at(side.rest, {**rec.params, **rec.buffers}), x, y,
                               jax_masks(rec.draws))
-    upd, upd_errs = with_running(side.local_update, flat({**zeros, **rec.grads}, flat_params),
+    upd, upd_errs = with_running(side.running_update, flat({**zeros, **rec.grads}, flat_params),
                                   flat({**zeros, **rec.clipped}, flat_params), state, flat_params,
                                   jnp.asarray(rec.loss))
     out.update(upd)
@@ -317,7 +343,7 @@ def _local(side: JaxSide, rec, ref, t, x, y, index_names, torch_class, max_grad_
         checks.append(elementwise(t, "update", name, "param", v, rec.after_params[name],
                                   ref.params[name], err("params", name), c))
     _carry(side, state, rec, flat_params, zeros, rounding)
-    return checks
+    return checks, own_rounding(rec.loss, ref.loss, None)
 
 
 def _accumulate(side: JaxSide, key, rounding) -> None:
@@ -336,8 +362,7 @@ def _carry(side: JaxSide, state, rec, flat_params, zeros, rounding) -> None:
     errors = ([None] * len(names) + [rounding.get(n) for n in names] + state_errors
               + [side.carried.get((n, "param")) for n in names] + [None])
     try:
-        _, (params, slots) = running.running_error(
-            lambda *a: tuple(side.local_update(*a)[k] for k in ("params", "slots")),
+        _, (params, slots) = side.running_carry(
             flat({**zeros, **rec.grads}, flat_params), flat({**zeros, **rec.clipped}, flat_params),
             state, flat_params, jnp.asarray(rec.loss), errors=errors)
     except running.Unsupported:

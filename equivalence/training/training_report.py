@@ -36,7 +36,10 @@ POLICY = (
     "scheduler deep-copied), R_t the rounding the local checks allow (each step's gradient "
     "rounding and the update's) carried through the optimizer's recursion by the running error "
     "bound (a buffer's: its local roundings added up): rounding alone moves torch that far, a "
-    "wrong recipe moves jaxconv much further. c = {c:g}. A check passes "
+    "wrong recipe moves jaxconv much further. The loss's R_t follows from the parameters' "
+    "allowances to first order: sum over parameters p of ||dL/dp|| * A_p / c (Cauchy-Schwarz "
+    "per tensor; dL/dp torch's gradient at step t, A_p the parameter's trajectory bound after "
+    "step t - 1) plus the loss's local rounding |torch32 - torch64|. c = {c:g}. A check passes "
     "when error / bound <= 1; the first failing check (step, stage, parameter, quantity) is the "
     "first divergence, local checks before the trajectory."
 )
