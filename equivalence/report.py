@@ -9,6 +9,15 @@ from dataclasses import asdict, dataclass, field
 from . import tolerance as tol_mod
 
 
+def write_json(data, path=None, indent: int = 2) -> str:
+    """``data`` as JSON text; also written to ``path`` (with a final newline) when given."""
+    text = json.dumps(data, indent=indent)
+    if path is not None:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+    return text
+
+
 @dataclass
 class Row:
     """One check: a layer's forward (``section='layer'``), a gradient or a buffer.
@@ -203,11 +212,7 @@ class Report:
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """The certificate as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text + "\n")
-        return text
+        return write_json(self.to_dict(), path, indent)
 
     def plot(self, path) -> None:
         """Write a PNG of each check's max error against its tolerance (log scale)."""

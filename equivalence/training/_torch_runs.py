@@ -56,6 +56,29 @@ class Recipe:
         """The buffers by torch name, numpy copies."""
         return {n: to_numpy(b) for n, b in self.model.named_buffers()}
 
+    def position(self):
+        """How many steps the recipe has taken (its scheduler's ``last_epoch``; 1 for an optimizer
+        with state and no scheduler), or ``None`` when it has not stepped."""
+        scheduler = self.scheduler
+        schedulers = [] if scheduler is None else [scheduler, *getattr(scheduler, "_schedulers", [])]
+        epochs = [int(getattr(s, "last_epoch", 0) or 0) for s in schedulers]
+        if max(epochs, default=0) > 0:
+            return max(epochs)
+        return 1 if self.optimizer.state else None
+
+    def index_names(self) -> list:
+        """Each optimizer group's parameter names, in group order (raises for a parameter that
+        is not the model's)."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        out = []
+        for g, group in enumerate(self.optimizer.param_groups):
+            missing = [i for i, p in enumerate(group["params"]) if id(p) not in names]
+            if missing:
+                raise ValueError(f"compare_training: torch_optimizer's parameter group {g} holds "
+                                 f"parameters (index {missing[0]}) that are not torch_model's")
+            out.append([names[id(p)] for p in group["params"]])
+        return out
+
     def hyper(self) -> list:
         """Each parameter group's hyperparameters (``params`` left out)."""
         return [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]

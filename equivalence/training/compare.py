@@ -161,17 +161,6 @@ def _jax_optimizer(jax_optimizer):
     return jax_optimizer, state
 
 
-def _position(recipe: Recipe):
-    """How many steps torch's recipe has taken (its scheduler's ``last_epoch``; 1 for an optimizer
-    with state and no scheduler), or ``None`` when it has not stepped."""
-    scheduler = recipe.scheduler
-    schedulers = [] if scheduler is None else [scheduler, *getattr(scheduler, "_schedulers", [])]
-    epochs = [int(getattr(s, "last_epoch", 0) or 0) for s in schedulers]
-    if max(epochs, default=0) > 0:
-        return max(epochs)
-    return 1 if recipe.optimizer.state else None
-
-
 def _resume(tx, t32: Recipe, index_names, torch_class, init):
     """torch's optimizer state and scheduler position in jaxconv's layout, as
     :func:`~equivalence.training.load_optimizer_state` moves them (``strict``: the fixed
@@ -192,18 +181,6 @@ def _refuse_unused(index_names, frozen, grads: dict, t: int) -> None:
                          f"torch's optimizer skips them (no weight decay, no state), a jaxconv "
                          f"optimizer would update them with a zero gradient; leave them out of "
                          f"torch_optimizer, or use them")
-
-
-def _index_names(recipe: Recipe) -> list:
-    names = {id(p): n for n, p in recipe.model.named_parameters()}
-    out = []
-    for g, group in enumerate(recipe.optimizer.param_groups):
-        missing = [i for i, p in enumerate(group["params"]) if id(p) not in names]
-        if missing:
-            raise ValueError(f"compare_training: torch_optimizer's parameter group {g} holds "
-                             f"parameters (index {missing[0]}) that are not torch_model's")
-        out.append([names[id(p)] for p in group["params"]])
-    return out
 
 
 def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, batches, loss, *,
@@ -245,8 +222,8 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     start = time.perf_counter()
     given = Recipe(torch_model, torch_optimizer, scheduler, loss)
     t32, t64, scratch = given.copy(torch), given.copy(torch, True), given.copy(torch, True)
-    index_names = _index_names(t32)
-    offset = _position(t32)
+    index_names = t32.index_names()
+    offset = t32.position()
     with _pinned_precision(torch) as precision, torch.random.fork_rng(devices=[]):
         t32.model.eval()
         with torch.no_grad():

@@ -2,11 +2,10 @@
 per-step table, the verdict, a JSON certificate and a plot of divergence against its bound."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..report import _devices, _versions
+from ..report import _devices, _versions, write_json
 from ..tolerance import C
 
 #: The stages of one step's local check, in the order a step computes them.
@@ -215,11 +214,7 @@ class TrainingReport:
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """The certificate as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text + "\n")
-        return text
+        return write_json(self.to_dict(), path, indent)
 
     def plot(self, path) -> None:
         """Write a PNG of each step's worst local and trajectory error against its bound (log)."""
