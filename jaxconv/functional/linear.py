@@ -113,13 +113,19 @@ def _given_mask(mask, input, fn):
     return mask.astype(bool)
 
 
-def _masked(input, p, key, mask_shape, fn, mask=None):
-    if key is None and mask is None:
+def _keep(input, p, key, mask_shape, fn, mask):
+    """The keep mask: ``mask`` when given, else drawn from ``key`` with probability ``1 - p``."""
+    if mask is not None:
+        return _given_mask(mask, input, fn)
+    if key is None:
         raise ValueError(f"{fn}: a key is required when training with p > 0 (pass key=...)")
+    return jax.random.bernoulli(key, 1.0 - p, mask_shape)
+
+
+def _masked(input, p, key, mask_shape, fn, mask=None):
+    keep = _keep(input, p, key, mask_shape, fn, mask)
     if p == 1.0:
         return jnp.zeros_like(input)
-    keep = (jax.random.bernoulli(key, 1.0 - p, mask_shape) if mask is None
-            else _given_mask(mask, input, fn))
     scale = jnp.asarray(1, input.dtype) / jnp.asarray(1.0 - p, input.dtype)
     return jnp.where(keep, input * scale, jnp.zeros((), input.dtype))
 
@@ -162,12 +168,8 @@ def stochastic_depth(input, p: float, mode: str = "row", training: bool = True,
         raise ValueError(f"stochastic_depth: mode has to be either 'batch' or 'row', but got {mode!r}")
     if not training or p == 0:
         return input
-    if key is None and mask is None:
-        raise ValueError("stochastic_depth: a key is required when training with p > 0 (pass key=...)")
     shape = (input.shape[0],) + (1,) * (input.ndim - 1) if mode == "row" else (1,) * input.ndim
-    keep = (jax.random.bernoulli(key, 1.0 - p, shape) if mask is None
-            else _given_mask(mask, input, "stochastic_depth"))
-    noise = keep.astype(input.dtype)
+    noise = _keep(input, p, key, shape, "stochastic_depth", mask).astype(input.dtype)
     if scale and p < 1:
         noise = noise / jnp.asarray(1.0 - p, input.dtype)
     return input * noise
