@@ -86,10 +86,6 @@ def _positive(text: str) -> float:
     return x
 
 
-def _usage(message: str):
-    return UsageError(message)
-
-
 def parse_call(text: str, option: str):
     """``"AdamW(lr=1e-3, betas=(0.9, 0.99))"`` -> ``(AdamW class, args, kwargs)``, without
     evaluating anything: a class name of the option's torch namespace (:data:`_KINDS`), called
@@ -105,10 +101,10 @@ def parse_call(text: str, option: str):
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as e:
-        raise _usage(f"{option} {text!r}: not a Python expression ({e.msg}); {rule}") from None
+        raise UsageError(f"{option} {text!r}: not a Python expression ({e.msg}); {rule}") from None
     call = node if isinstance(node, ast.Call) else ast.Call(node, [], [])
     if not isinstance(call.func, ast.Name):
-        raise _usage(f"{option} {text!r}: {rule}")
+        raise UsageError(f"{option} {text!r}: {rule}")
     name = call.func.id
     cls = getattr(importlib.import_module(namespace), name, None)
     bases = {"Optimizer": (torch.optim.Optimizer,),
@@ -117,7 +113,7 @@ def parse_call(text: str, option: str):
     abstract = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.nn.modules.loss._Loss,
                 torch.nn.modules.loss._WeightedLoss)
     if name.startswith("_") or not isinstance(cls, type) or not issubclass(cls, bases) or cls in abstract:
-        raise _usage(f"{option} {text!r}: {name!r} is not a {kind} class of {namespace}; {rule}")
+        raise UsageError(f"{option} {text!r}: {name!r} is not a {kind} class of {namespace}; {rule}")
     args, kwargs = [], {}
     for k in [None] * len(call.args) + call.keywords:
         value = call.args[len(args)] if k is None else k.value
@@ -127,7 +123,7 @@ def parse_call(text: str, option: str):
             literal = ast.literal_eval(value)
         except ValueError:
             what = ast.unparse(value) if k is None else f"{k.arg or '**'}={ast.unparse(value)}"
-            raise _usage(f"{option} {text!r}: argument {what!r} is not a literal (numbers, "
+            raise UsageError(f"{option} {text!r}: argument {what!r} is not a literal (numbers, "
                          f"strings, tuples, lists, True/False/None); {rule}") from None
         if k is None:
             args.append(literal)
@@ -143,7 +139,7 @@ def _build(option: str, text: str, first, extra: dict | None = None):
     try:
         return cls(*first, *args, **kwargs, **(extra or {}))
     except (TypeError, ValueError, KeyError) as e:
-        raise _usage(f"{option} {text!r}: torch's {cls.__name__} refuses it: {e}") from None
+        raise UsageError(f"{option} {text!r}: torch's {cls.__name__} refuses it: {e}") from None
 
 
 def no_decay_groups(torch_model, weight_decay: float) -> list[dict]:
@@ -168,7 +164,7 @@ def build_recipe(torch_model, optimizer: str, scheduler: str | None, loss: str, 
         default = inspect.signature(cls).parameters.get("weight_decay")
         wd = kwargs.get("weight_decay", None if default is None else default.default)
         if wd is None:
-            raise _usage(f"--no-decay: torch.optim.{cls.__name__} has no weight_decay argument")
+            raise UsageError(f"--no-decay: torch.optim.{cls.__name__} has no weight_decay argument")
         params = no_decay_groups(torch_model, wd)
     opt = _build("--optimizer", optimizer, [params])
     sched = None if scheduler is None else _build("--scheduler", scheduler, [opt])
@@ -184,14 +180,14 @@ def random_targets(loss, output_shape, rng) -> np.ndarray:
     shape = tuple(output_shape)
     if name in CLASS_LOSSES:
         if len(shape) < 2:
-            raise _usage(f"--loss {name}: needs an output with a class dimension (N, C, ...), "
+            raise UsageError(f"--loss {name}: needs an output with a class dimension (N, C, ...), "
                          f"the model gives shape {shape}")
         return rng.integers(0, shape[1], (shape[0],) + shape[2:])
     if name in FLOAT_LOSSES:
         return rng.standard_normal(shape).astype(np.float32)
     if name in PROBABILITY_LOSSES:
         return rng.random(shape).astype(np.float32)
-    raise _usage(f"--loss {name}: the training check draws random targets only for "
+    raise UsageError(f"--loss {name}: the training check draws random targets only for "
                  f"{', '.join(CLASS_LOSSES + FLOAT_LOSSES + PROBABILITY_LOSSES)}")
 
 
@@ -228,13 +224,13 @@ def training_check(torch_model, jax_model, input_shape, *, steps: int, optimizer
     try:
         tx = translate_optimizer(opt, torch_model, scheduler=sched)
     except RecipeError as e:
-        raise _usage(f"--optimizer/--scheduler: {e}") from None
+        raise UsageError(f"--optimizer/--scheduler: {e}") from None
     batches = random_batches(torch_model, loss_module, input_shape, n_batches or steps, seed)
     try:
         report = compare_training(torch_model, jax_model, opt, tx, batches, loss_module, steps=steps,
                                   scheduler=sched, max_grad_norm=max_grad_norm)
     except (RecipeError, ValueError) as e:
-        raise _usage(f"training check: {e}") from None
+        raise UsageError(f"training check: {e}") from None
     print(report.verdict() if quiet else report.to_text())
     return report
 
@@ -247,10 +243,10 @@ def check_options(args) -> bool:
                             ("--no-decay", args.no_decay or None), ("--batches", args.batches))
              if v is not None]
     if not args.train_steps and given:
-        raise _usage(f"{', '.join(given)} given without --train-steps N (N > 0): the training "
+        raise UsageError(f"{', '.join(given)} given without --train-steps N (N > 0): the training "
                      f"check runs only with --train-steps")
     if args.train_steps and args.optimizer is None:
-        raise _usage(f"--train-steps {args.train_steps} needs --optimizer, e.g. "
+        raise UsageError(f"--train-steps {args.train_steps} needs --optimizer, e.g. "
                      f"--optimizer {_KINDS['--optimizer'][2]!r}")
     return bool(args.train_steps)
 

@@ -24,7 +24,7 @@ from jaxconv.optim.optimizer import (INITIAL_LR, LR, _matches, find_state, named
 
 from .._torch import require_torch, to_numpy, to_torch
 from .errors import OptimizerStateError, RecipeError
-from .optimizer import IGNORED, OPTIMIZERS, group_names, hyperparameters
+from .optimizer import IGNORED, OPTIMIZERS, group_names, hyperparameters, jaxconv_class
 
 
 # ------------------------------------------------------------------------ finding the state
@@ -243,8 +243,6 @@ def load_optimizer_state(optimizer, torch_optimizer, torch_model, scheduler=None
         names = group_names(torch_optimizer, torch_model)
     except RecipeError as err:
         raise OptimizerStateError(str(err)) from None
-    from .optimizer import jaxconv_class
-
     cls, _ = jaxconv_class(torch_optimizer)
     if type(tx) is not cls:
         raise OptimizerStateError(f"the torch optimizer is a {type(torch_optimizer).__name__}, the "
