@@ -36,7 +36,7 @@ CLASSES = [f"{name}{n}d" for n in (1, 2, 3) for name in (
     "Conv", "ConvTranspose", "BatchNorm", "InstanceNorm", "MaxPool", "AvgPool", "AdaptiveAvgPool",
     "AdaptiveMaxPool", "LPPool", "ZeroPad", "ConstantPad", "ReflectionPad", "ReplicationPad",
     "CircularPad")] + ["ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid",
-                       "Sigmoid", "Tanh", "GroupNorm", "RNN", "LSTM", "GRU", "RNNCell",
+                       "Sigmoid", "Tanh", "GroupNorm", "SyncBatchNorm", "RNN", "LSTM", "GRU", "RNNCell",
                        "LSTMCell", "GRUCell"] + [
     "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss",
     "SmoothL1Loss", "HuberLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss",

@@ -65,7 +65,7 @@ def _update(running, stat, momentum):
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, *, axis_name=None):
     """Batch normalization over ``(N, C, *spatial)``, per channel ``C`` (torch's ``F.batch_norm``).
 
     In training mode the batch statistics (mean and biased variance over every axis but
@@ -80,6 +80,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     - ``momentum``: factor of the running-stat update, a float (or a traced scalar such
       as ``1 / num_batches_tracked`` for a cumulative average); ``None`` is refused.
     - ``eps``: added to the variance.
+    - ``axis_name``: (jaxconv) a mapped axis name (or tuple) of ``jax.shard_map`` / ``vmap``
+      whose replicas each hold an equal shard of the batch: in training the statistics are those
+      of all the shards together, torch's ``SyncBatchNorm`` (the running variance's unbiased
+      correction counts every replica's values).
 
     **Returns:** the output, or, when ``training`` and running statistics are given,
     ``(output, new_running_mean, new_running_var)`` where
@@ -100,6 +104,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if training:
         _check_momentum(momentum, "batch_norm")
         n = input.shape[0] * math.prod(input.shape[2:])  # values per channel
+        if axis_name is not None:
+            n *= lax.axis_size(axis_name)
         if n == 1:
             raise ValueError(
                 "Expected more than 1 value per channel when training, got input size "
@@ -127,8 +133,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
     if training:
         axes = (0,) + tuple(range(2, ndim))
-        mean = jnp.mean(x, axes)
-        var = jnp.mean(jnp.square(x - shape(mean)), axes)
+        # over replicas: the mean of equal shards' means, then of their squared deviations from it
+        across = (lambda v: v) if axis_name is None else (lambda v: lax.pmean(v, axis_name))
+        mean = across(jnp.mean(x, axes))
+        var = across(jnp.mean(jnp.square(x - shape(mean)), axes))
     else:
         mean, var = running_mean.astype(dtype), running_var.astype(dtype)
     y = (x - shape(mean)) * lax.rsqrt(shape(var) + eps)

@@ -102,6 +102,10 @@ class _BatchNorm(_NormBase):
     the batch statistics and updates the buffers in place.
     """
 
+    def _sync_axis(self):
+        """The replica axis whose statistics a training call shares: none for BatchNorm."""
+        return None
+
     def _check_input_dim(self, x):
         n = self._n
         ok = (2, 3) if n == 1 else (n + 2,)
@@ -131,7 +135,8 @@ class _BatchNorm(_NormBase):
                 momentum = 1.0 / count
         running_mean, running_var = self._running()
         out = F.batch_norm(x, running_mean, running_var, *self._params(),
-                           training or running_mean is None, momentum, self.eps)
+                           training or running_mean is None, momentum, self.eps,
+                           axis_name=self._sync_axis() if training else None)
         if not update:
             return out
         y, new_mean, new_var = out
