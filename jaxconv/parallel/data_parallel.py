@@ -23,7 +23,7 @@ import jax
 import optax
 from flax import nnx
 from jax import lax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from .._replica import replica_axis
 
@@ -73,6 +73,8 @@ def data_parallel_step(loss_fn, mesh, axis="data"):
     replica computes with the whole parameters, and the update keeps their sharding.
     """
     replicas = replica_count(mesh, axis)
+    explicit = any(t == AxisType.Explicit for t in mesh.axis_types)
+    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(axis))
 
     def replica(graphdef, params, rest, x, y):
         def loss_of(params, rest):
@@ -95,7 +97,12 @@ def data_parallel_step(loss_fn, mesh, axis="data"):
             lambda p, r, x, y: replica(graphdef, p, r, x, y), mesh=mesh,
             in_specs=(P(), P(), P(axis), P(axis)), out_specs=(P(), P(), P(axis)),
             check_vma=False)  # the collectives are written out: pmean'd gradients and loss
+        if explicit:  # shard_map's operands must then be laid out as its in_specs say
+            params, rest = jax.reshard(params, replicated), jax.reshard(rest, replicated)
+            x, y = jax.reshard(x, split), jax.reshard(y, split)
         loss, grads, stacked = mapped(params, rest, x, y)
+        if explicit:
+            stacked = jax.reshard(stacked, replicated)
         nnx.update(model, jax.tree.map(lambda v: v[0], stacked))
         if isinstance(optimizer.tx, optax.GradientTransformationExtraArgs):
             optimizer.update(model, grads, value=loss)  # ReduceLROnPlateau reads the loss

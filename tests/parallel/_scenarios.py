@@ -10,6 +10,7 @@ writes, per scenario, jaxconv's and the reference's losses, parameters and buffe
   real ``DistributedDataParallel``.
 - ``sync``: a torch model converted to ``SyncBatchNorm``, translated, trained with
   ``data_parallel_step``, against one torch process on the global batch.
+- ``explicit``: ``ddp`` on a mesh with ``Explicit`` axes (``jax.make_mesh``'s default).
 - ``fsdp``: ``fsdp`` against ``replicate``, AdamW with a no-decay group from
   ``translate_optimizer``.
 """
@@ -26,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
+from jax.sharding import AxisType, Mesh  # noqa: E402
 
 import equivalence  # noqa: E402
 import jaxconv.functional as F  # noqa: E402
@@ -140,8 +141,12 @@ def main(path):
     net = torch_net()
     model, _, losses = jax_run(copy.deepcopy(net), sgd, data, mesh, parallel.replicate)
     record(out, "ddp/jax", losses, equivalence.state_dict(model))
+    explicit = jax.make_mesh((replicas,), ("data",), axis_types=(AxisType.Explicit,))
+    model, _, losses = jax_run(copy.deepcopy(net), sgd, data, explicit, parallel.replicate)
+    record(out, "explicit/jax", losses, equivalence.state_dict(model))
     losses = torch_ddp(net, sgd(net), data, replicas)
     record(out, "ddp/ref", losses, net.state_dict())
+    record(out, "explicit/ref", losses, net.state_dict())
 
     net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(torch_net())
     model, _, losses = jax_run(copy.deepcopy(net), sgd, data, mesh, parallel.replicate)

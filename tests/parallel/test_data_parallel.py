@@ -14,7 +14,7 @@ import pytest
 
 from equivalence import tolerance
 
-SCENARIOS = ("ddp", "sync", "fsdp")
+SCENARIOS = ("ddp", "explicit", "sync", "fsdp")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_training_equals_the_reference(runs, scenario):
     """Losses, parameters and buffers after every step's update, against the reference run:
-    torch DDP's semantics (``ddp``), one torch process on the global batch (``sync``), the
+    torch DDP's semantics (``ddp``, on Auto and ``explicit`` mesh axes), one torch process on the global batch (``sync``), the
     replicated jaxconv run (``fsdp``)."""
     n = runs["reduction"]
     keys = [k for k in runs if k.startswith(f"{scenario}/jax/") and not k.endswith("/sharded")]
