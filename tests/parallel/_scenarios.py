@@ -114,15 +114,16 @@ def torch_single(net, opt, data):
     return losses
 
 
-def jax_run(net, make_opt, data, mesh, place):
-    """Translate ``net`` and its optimizer, place the model, train with data_parallel_step."""
+def jax_run(net, make_opt, data, mesh, place, batch=lambda a: a):
+    """Translate ``net`` and its optimizer, place the model, train with data_parallel_step on
+    ``batch(x), batch(y)`` (a process's shard as a global array, under several processes)."""
     model = equivalence.translate(net, torch.from_numpy(data[0][0]))
     equivalence.load_state_dict(model, net.state_dict(), dtype=jnp.float64)
     tx = equivalence.translate_optimizer(make_opt(net), net)
     place(model, mesh)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     step = parallel.data_parallel_step(loss_fn, mesh)
-    losses = [float(step(model, optimizer, x, y)) for x, y in data]
+    losses = [float(step(model, optimizer, batch(x), batch(y))) for x, y in data]
     return model, optimizer, losses
 
 
