@@ -85,8 +85,26 @@ def named_variables(module, prefix: str = "") -> Iterator[tuple[str, nnx.Variabl
         yield from named_variables(child, dot + name)
 
 
+def host_copy(value) -> np.ndarray:
+    """A full numpy copy of ``value`` in every process, whatever its sharding.
+
+    An array every process addresses whole (one device, or sharded over local devices) is
+    copied as it is; one replicated over processes from a local replica; one sharded over
+    processes by :func:`jax.experimental.multihost_utils.process_allgather`, a collective that
+    every process must reach in the same order (the decision rests on the sharding, which
+    every process sees the same).
+    """
+    if not isinstance(value, jax.Array) or value.is_fully_addressable:
+        return np.array(value)
+    if value.is_fully_replicated:
+        return np.array(value.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.array(multihost_utils.process_allgather(value, tiled=True))
+
+
 def _export(name: str, var: nnx.Variable) -> np.ndarray:
-    value = np.array(var.get_value())
+    value = host_copy(var.get_value())
     if name.rsplit(".", 1)[-1] == NUM_BATCHES_TRACKED and isinstance(var, nnx.BatchStat):
         value = value.astype(np.int64)
     return value
@@ -98,7 +116,9 @@ def state_dict(module) -> OrderedDict:
     An ordered ``dict[str, np.ndarray]`` (copies) with torch's names and order; the values keep
     the module's dtypes except ``num_batches_tracked``, which is int64 as in torch. Feeding it
     to a torch twin's ``load_state_dict`` (after ``torch.from_numpy``) or to
-    :func:`load_state_dict` is bit-exact.
+    :func:`load_state_dict` is bit-exact. Every process gets the full arrays, whether the
+    model is on one device, replicated, or sharded over devices or processes
+    (:func:`host_copy`); with several processes every one of them must call it.
 
     **Arguments:**
 
@@ -213,8 +233,14 @@ def _new_value(name: str, value, old, dtype):
     target = old.dtype
     if dtype is not None and jnp.issubdtype(old.dtype, jnp.floating):
         target = jnp.dtype(dtype)
-    new = jnp.asarray(_cast(name, value, target), dtype=target)
+    host = _cast(name, value, target)
     sharding = _kept_sharding(old)
+    if sharding is not None and not sharding.is_fully_addressable:
+        # Spread over processes: each process builds the shards of its own devices from its
+        # (full) host copy; device_put would need the same global value to be sent everywhere.
+        host = np.asarray(host, dtype=jax.dtypes.canonicalize_dtype(target))
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    new = jnp.asarray(host, dtype=target)
     return new if sharding is None else jax.device_put(new, sharding)  # a sharded model stays so
 
 
@@ -251,7 +277,9 @@ def load_state_dict(module, source, strict: bool = True, dtype=None) -> Incompat
     The module may be abstract (built with ``nnx.eval_shape``, its variables holding
     ``jax.ShapeDtypeStruct``): loading fills it with arrays, skipping random initialisation.
     A variable's sharding, where it has one, is kept (not for variables traced under
-    ``nnx.jit``, whose sharding is abstract).
+    ``nnx.jit``, whose sharding is abstract): a replicated or sharded model stays so, also
+    across processes, where every process passes the full weights and keeps the shards of its
+    own devices.
 
     **Arguments:**
 
