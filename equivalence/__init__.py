@@ -6,6 +6,8 @@ from . import io
 from .io import CheckpointError
 from .state_dict import (IncompatibleKeys, StateDictError, load_state_dict, named_variables, save,
                          state_dict)
+from .orbax_checkpoint import (CheckpointMismatchError, checkpoint_metadata, restore_checkpoint,
+                               save_checkpoint)
 from . import examples
 from .compare import assert_equivalent, compare
 from .report import Report, Row
