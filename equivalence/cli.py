@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "port":
             s.add_argument("--out", required=True, metavar="DIR",
                            help="writes model.safetensors and certificate.json")
+            s.add_argument("--orbax", metavar="DIR",
+                           help="also write an Orbax checkpoint (equivalence.restore_checkpoint); "
+                                "with --optimizer (--scheduler, --no-decay) naming the recipe, the "
+                                "training checkpoint's optimizer state and step go with the weights")
         _common(s)
     return p
 
@@ -252,6 +256,8 @@ def _run(args) -> int:
         torch_model.load_state_dict({k: to_torch(v) for k, v in weights.items()}, strict=True)
     else:
         load_state_dict(jax_model, torch_model.state_dict(), strict=True)
+    if getattr(args, "orbax", None):
+        cli_training.write_orbax(args, torch_model, jax_model)
     # What is compared is what gets exported: taken now, as a training forward moves BatchNorm's
     # running statistics (and building the model again would draw other weights).
     compared = state_dict(jax_model)

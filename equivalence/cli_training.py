@@ -235,16 +235,25 @@ def training_check(torch_model, jax_model, input_shape, *, steps: int, optimizer
     return report
 
 
+#: The options that describe a training checkpoint's optimizer for ``port --orbax``.
+_RECIPE = ("--optimizer", "--scheduler", "--no-decay")
+
+
 def check_options(args) -> bool:
     """Whether ``args`` ask for the training check; raises on training options without
-    ``--train-steps`` or ``--train-steps`` without ``--optimizer``."""
+    ``--train-steps`` (but for ``--optimizer``, ``--scheduler`` and ``--no-decay`` with
+    ``--orbax``, where they describe the checkpoint's optimizer) or ``--train-steps`` without
+    ``--optimizer``."""
     given = [o for o, v in (("--optimizer", args.optimizer), ("--scheduler", args.scheduler),
                             ("--loss", args.loss), ("--max-grad-norm", args.max_grad_norm),
                             ("--no-decay", args.no_decay or None), ("--batches", args.batches))
              if v is not None]
-    if not args.train_steps and given:
-        raise UsageError(f"{', '.join(given)} given without --train-steps N (N > 0): the training "
-                     f"check runs only with --train-steps")
+    orbax = getattr(args, "orbax", None)
+    stray = [o for o in given if not (orbax and o in _RECIPE)]
+    if not args.train_steps and stray:
+        also = f" ({', '.join(_RECIPE)} alone describe the optimizer for --orbax)" if orbax else ""
+        raise UsageError(f"{', '.join(stray)} given without --train-steps N (N > 0): the training "
+                     f"check runs only with --train-steps{also}")
     if args.train_steps and args.optimizer is None:
         raise UsageError(f"--train-steps {args.train_steps} needs --optimizer, e.g. "
                      f"--optimizer {_KINDS['--optimizer'][2]!r}")
@@ -274,3 +283,68 @@ def write(report, out_dir=None, *, json_path=None, plot_path=None) -> None:
     if plot_path:
         report.plot(_beside(plot_path, ".png"))
         print(f"training plot: {_beside(plot_path, '.png')}")
+
+
+#: Entries of a torch training checkpoint that count optimizer updates, for ``--orbax``'s step.
+STEP_KEYS = ("step", "global_step")
+
+
+def _updates(checkpoint, torch_state) -> int:
+    """The update count of a training checkpoint: its ``step`` / ``global_step`` entry, else
+    the optimizer state's per-parameter ``step`` (Adam and the like; 0 for SGD, which keeps no
+    count)."""
+    for key in STEP_KEYS:
+        if isinstance(checkpoint.get(key), int) and not isinstance(checkpoint[key], bool):
+            return checkpoint[key]
+    steps = [float(entry["step"]) for entry in torch_state.get("state", {}).values()
+             if "step" in entry]
+    return int(max(steps, default=0))
+
+
+def write_orbax(args, torch_model, jax_model) -> None:
+    """``port --orbax DIR``: the ported weights, as an Orbax checkpoint that
+    :func:`equivalence.restore_checkpoint` reads. With ``--optimizer`` (``--scheduler``,
+    ``--no-decay``) naming the recipe, the torch training checkpoint's optimizer and scheduler
+    state go with them (:func:`~equivalence.load_training_checkpoint`), the step is its update
+    count (:func:`_updates`, also ``optimizer.step``) and its other number and string entries
+    (``epoch``) are the step's metadata (:func:`equivalence.checkpoint_metadata`); else the
+    step is 0."""
+    from flax import nnx
+
+    from . import io, save_checkpoint
+    from .state_dict import StateDictError
+    from .training import (OptimizerStateError, RecipeError, load_training_checkpoint, trainable,
+                           translate_optimizer)
+    from .training.checkpoint import OPTIMIZER_KEYS
+
+    optimizer, metadata, step = None, {}, 0
+    if args.optimizer is None:
+        if args.scheduler or args.no_decay:
+            raise UsageError("--orbax: --scheduler and --no-decay describe the checkpoint's "
+                             "optimizer, which --optimizer names; give it too")
+    elif not args.checkpoint:
+        raise UsageError(f"--orbax with --optimizer {args.optimizer!r} needs --checkpoint, a torch "
+                         f"training checkpoint holding the optimizer's state")
+    else:
+        opt, sched, _ = build_recipe(torch_model, args.optimizer, args.scheduler,
+                                     args.loss or "CrossEntropyLoss()", args.no_decay)
+        try:
+            tx = translate_optimizer(opt, torch_model, scheduler=sched)
+            checkpoint = io._torch_load(args.checkpoint)
+            optimizer = nnx.Optimizer(jax_model, tx, wrt=trainable(opt, torch_model))
+            extra = load_training_checkpoint(checkpoint, jax_model, optimizer,
+                                             torch_model=torch_model)
+        except (RecipeError, OptimizerStateError, StateDictError, io.CheckpointError) as e:
+            raise UsageError(f"--orbax: --checkpoint {args.checkpoint} with --optimizer "
+                             f"{args.optimizer!r}: {e}") from None
+        step = _updates(checkpoint, next(checkpoint[k] for k in OPTIMIZER_KEYS if k in checkpoint))
+        optimizer.step.set_value(np.asarray(step, optimizer.step.get_value().dtype))
+        metadata = {k: v for k, v in extra.items()
+                    if isinstance(k, str) and isinstance(v, (bool, int, float, str))}
+    try:
+        save_checkpoint(args.orbax, jax_model, optimizer, step, metadata=metadata)
+    except FileExistsError as e:
+        raise UsageError(f"--orbax {args.orbax}: {e}") from None
+    held = "model" + (f" and {type(optimizer.tx).__name__} state" if optimizer else "")
+    more = "".join(f", {k} {v}" for k, v in metadata.items())
+    print(f"orbax checkpoint: {args.orbax} step {step} ({held}{more})")
