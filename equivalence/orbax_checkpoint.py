@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from numbers import Integral
 
 import jax
+import numpy as np
 from flax import nnx
 
 from jaxconv.optim.optimizer import named_leaves
@@ -106,9 +107,10 @@ def save_checkpoint(directory, model, optimizer=None, step: int | None = None, *
     if isinstance(step, bool) or not isinstance(step, Integral) or step < 0:
         raise ValueError(f"save_checkpoint: step must be an int >= 0 or None, got {step!r}")
     ocp = _ocp()
-    items = {MODEL: ocp.args.StandardSave(_model_tree(model))}
+    trees = {MODEL: _model_tree(model)}
     if optimizer is not None:
-        items[OPTIMIZER] = ocp.args.StandardSave(nnx.to_pure_dict(_optimizer_state(optimizer)))
+        trees[OPTIMIZER] = nnx.to_pure_dict(_optimizer_state(optimizer))
+    items = {k: ocp.args.StandardSave(jax.tree.map(_savable, v)) for k, v in trees.items()}
     manager = _manager(directory, create=True)
     try:
         if int(step) in manager.all_steps():
@@ -144,14 +146,38 @@ def checkpoint_metadata(directory, step: int | None = None) -> dict:
         manager.close()
 
 
+def _sharding(leaf):
+    """Where a live leaf lies; an abstract one (``nnx.eval_shape``) on this process's device."""
+    sharding = getattr(leaf, "sharding", None)
+    return sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+
+def _process_local(leaf) -> bool:
+    """An array each of several processes holds whole (an optimizer's per-group learning rates
+    and counts beside a sharded model): to Orbax a host value, written from process 0 as numpy."""
+    return (jax.process_count() > 1 and isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct))
+            and _sharding(leaf).is_fully_addressable)
+
+
+def _savable(leaf):
+    return np.asarray(leaf) if _process_local(leaf) else leaf
+
+
 def _abstract(leaf):
-    """The restore target of one live leaf: its shape, dtype and sharding."""
+    """The restore target of one live leaf: its shape, dtype and sharding (a process-local
+    array as numpy, placed by :func:`_placed`)."""
+    if _process_local(leaf):
+        return np.empty(leaf.shape, leaf.dtype)
     if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)):
-        sharding = getattr(leaf, "sharding", None)
-        if sharding is None:  # an abstract model from nnx.eval_shape: this process's device
-            sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=_sharding(leaf))
     return leaf
+
+
+def _placed(value, target):
+    """A restored value on its target's sharding (numpy values of process-local arrays)."""
+    if isinstance(value, np.ndarray) and isinstance(target, (jax.Array, jax.ShapeDtypeStruct)):
+        return jax.device_put(value.astype(target.dtype, copy=False), _sharding(target))
+    return value
 
 
 def _shape(meta) -> tuple[int, ...]:
@@ -247,11 +273,11 @@ def restore_checkpoint(directory, model, optimizer=None, *, step: int | None = N
     # Everything is read: only now is anything written.
     values = restored[MODEL]
     for name, var in variables:
-        var.set_value(values[name])
+        var.set_value(_placed(values[name], targets[MODEL][name]))
     if optimizer is not None:
         by_name = dict(named_leaves(restored[OPTIMIZER]))
         tree = targets[OPTIMIZER]
-        leaves = [by_name[name] for name, _ in named_leaves(tree)]
+        leaves = [_placed(by_name[name], leaf) for name, leaf in named_leaves(tree)]
         nnx.replace_by_pure_dict(opt_state, jax.tree.unflatten(jax.tree.structure(tree), leaves))
         nnx.update(optimizer, opt_state)
     return int(step)

@@ -116,29 +116,17 @@ SHARDED = textwrap.dedent('''
     import sys
     import jax, numpy as np
     from flax import nnx
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh
     import equivalence
+    from jaxconv.parallel import fsdp
     from tests.parallel._models import adamw, build
 
     assert len(jax.devices()) == 4, jax.devices()
 
-    def shard(tree, devices):
-        """FSDP's layout: each array split along its largest dimension the devices divide."""
-        mesh = Mesh(np.array(devices), ("data",))
-        def place(x):
-            dims = [d for d in range(x.ndim) if x.shape[d] % len(devices) == 0]
-            spec = [None] * x.ndim
-            if dims:
-                spec[max(dims, key=lambda d: x.shape[d])] = "data"
-            return jax.device_put(x, NamedSharding(mesh, P(*spec)))
-        return jax.tree.map(place, tree)
-
     def placed(seed, devices):
-        model = build(seed)
-        nnx.update(model, shard(nnx.state(model), devices))
-        optimizer = nnx.Optimizer(model, adamw(), wrt=nnx.Param)
-        nnx.update(optimizer, shard(nnx.state(optimizer, nnx.optimizer.OptState), devices))
-        return model, optimizer
+        """A model FSDP-sharded over ``devices`` and an optimizer built on it (sharded alike)."""
+        model = fsdp(build(seed), Mesh(np.array(devices), ("data",)))
+        return model, nnx.Optimizer(model, adamw(), wrt=nnx.Param)
 
     def shardings(*objs):
         return [x.sharding for o in objs for x in jax.tree.leaves(nnx.state(o))]
@@ -178,7 +166,7 @@ SHARDED = textwrap.dedent('''
         expected = shardings(target, target_opt)
         assert equivalence.restore_checkpoint(sys.argv[1], target, target_opt) == saved
         assert shardings(target, target_opt) == expected
-        assert {d for s in expected for d in s.device_set} == set(devices)
+        assert {d for s in shardings(target) for d in s.device_set} == set(devices)
         assert same(target, model) and same(target_opt, optimizer)
     plain = build(6)                                       # the default device, no mesh
     plain_opt = nnx.Optimizer(plain, adamw(), wrt=nnx.Param)
@@ -200,6 +188,7 @@ def test_sharded_checkpoint_restores_on_other_shardings_and_one_device(tmp_path)
     assert proc.returncode == 0 and "CHECKPOINT-OK" in proc.stdout, proc.stdout + proc.stderr[-4000:]
 
 
+@pytest.mark.slow  # ~3 s: a forward comparison and torch training; the usage test below is quick
 def test_port_orbax_converts_a_torch_training_checkpoint(tmp_path, capsys):
     """torch trains 3 steps (AdamW in two groups, OneCycleLR) and saves a torchvision-style
     checkpoint; ``port --orbax`` converts it; restore_checkpoint gives torch's weights, buffers,
