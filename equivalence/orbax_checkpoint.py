@@ -258,7 +258,7 @@ def restore_checkpoint(directory, model, optimizer=None, *, step: int | None = N
             targets[OPTIMIZER] = nnx.to_pure_dict(opt_state)
         for item, tree in targets.items():
             what = type(model).__name__ if item == MODEL else f"{type(optimizer).__name__} state"
-            meta = saved[item] if item in saved.keys() else None
+            meta = saved[item] if item in saved else None
             if meta is None:
                 raise CheckpointMismatchError(
                     f"{where} holds no {item} state (saved without {item}=); nothing was restored",

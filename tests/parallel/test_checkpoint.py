@@ -198,8 +198,8 @@ def test_port_orbax_converts_a_torch_training_checkpoint(tmp_path, capsys):
     from equivalence.training import optimizer_state_dict, translate_optimizer
     from tests.equivalence import _training_twins as twins
 
-    recipe = dict(optimizer="AdamW(lr=1e-3, weight_decay=0.05)",
-                  scheduler="OneCycleLR(max_lr=1e-2, total_steps=10)")
+    recipe = {"optimizer": "AdamW(lr=1e-3, weight_decay=0.05)",
+              "scheduler": "OneCycleLR(max_lr=1e-2, total_steps=10)"}
     torch_model = twins.torch_model()
     opt, sched, loss = build_recipe(torch_model, recipe["optimizer"], recipe["scheduler"],
                                     "CrossEntropyLoss()", no_decay=True)
