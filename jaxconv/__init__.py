@@ -7,3 +7,12 @@ from .summary import Summary, count_params, summary
 
 __version__ = "0.1.0"
 __all__ = ["functional", "nn", "tensor", "autocast", "get_autocast_dtype", "channels_last", "manual_seed", "summary", "Summary", "count_params", "__version__"]
+
+
+def __getattr__(name: str):
+    """``jaxconv.parallel`` is imported on first use, so that ``import jaxconv`` stays cheap."""
+    if name == "parallel":
+        import importlib
+
+        return importlib.import_module(".parallel", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
