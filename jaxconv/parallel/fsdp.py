@@ -8,6 +8,7 @@ jaxconv.optim create their slots with ``zeros_like``), so its moments are sharde
 from __future__ import annotations
 
 import jax
+import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -19,7 +20,12 @@ def place(x, sharding):
     if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
         data = place(jax.random.key_data(x), sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-    return jax.device_put(x, sharding)
+    if sharding.is_fully_addressable or not getattr(x, "is_fully_addressable", True):
+        return jax.device_put(x, sharding)  # within this process, or between global shardings
+    # a process-local value onto devices of several processes: each process gives its devices'
+    # parts of the value they all hold
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def fsdp_spec(shape, replicas: int, axis) -> P:

@@ -127,6 +127,18 @@ def jax_run(net, make_opt, data, mesh, place, batch=lambda a: a):
     return model, optimizer, losses
 
 
+def assert_same_run(got, want, n=REDUCTION * STEPS):
+    """Every entry of ``want`` (name -> array) equals ``got``'s within the policy's float64
+    tolerance for ``n`` reduced terms, relative to the entry's largest value."""
+    from equivalence import tolerance
+
+    assert set(got) == set(want), sorted(set(got) ^ set(want))
+    for key, w in want.items():
+        g = np.asarray(got[key])
+        tol = tolerance.tolerance(np.max(np.abs(w)), n, np.float64)
+        assert np.all(np.abs(g - w) <= tol), (key, np.max(np.abs(g - w)), tol)
+
+
 def record(out, name, losses, state):
     out[f"{name}/loss"] = np.asarray(losses)
     for key, value in state.items():

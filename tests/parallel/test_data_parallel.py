@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from equivalence import tolerance
+from tests.parallel._scenarios import assert_same_run
 
 SCENARIOS = ("ddp", "explicit", "sync", "fsdp")
 
@@ -34,13 +34,11 @@ def test_training_equals_the_reference(runs, scenario):
     """Losses, parameters and buffers after every step's update, against the reference run:
     torch DDP's semantics (``ddp``, on Auto and ``explicit`` mesh axes), one torch process on the global batch (``sync``), the
     replicated jaxconv run (``fsdp``)."""
-    n = runs["reduction"]
-    keys = [k for k in runs if k.startswith(f"{scenario}/jax/") and not k.endswith("/sharded")]
-    assert len(keys) == 16, keys  # the loss, 5 parameters... every entry of the state_dict
-    for key in keys:
-        got, want = runs[key], runs[key.replace("/jax/", "/ref/")]
-        tol = tolerance.tolerance(np.max(np.abs(want)), n, np.float64)
-        assert np.all(np.abs(got - want) <= tol), (key, np.max(np.abs(got - want)), tol)
+    got = {k.split("/", 2)[2]: v for k, v in runs.items() if k.startswith(f"{scenario}/jax/")}
+    want = {k.split("/", 2)[2]: v for k, v in runs.items() if k.startswith(f"{scenario}/ref/")}
+    got.pop("sharded", None), want.pop("sharded", None)
+    assert len(want) == 16, sorted(want)  # the losses and every entry of the state_dict
+    assert_same_run(got, want)
 
 
 def test_replica_local_statistics_differ_from_global_ones(runs):
