@@ -16,7 +16,10 @@ from flax import nnx
 import equivalence
 from equivalence import CheckpointMismatchError, restore_checkpoint, save_checkpoint
 from jaxconv.optim import SGD
+from tests.parallel import _launch
 from tests.parallel._models import X, Y, adamw, build, train_step
+
+MP = _launch.ROOT / "tests" / "parallel" / "_checkpoint_mp.py"
 
 
 def trained(tx, steps=2, seed=0):
@@ -176,6 +179,7 @@ SHARDED = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # the multi-process tests below cover the same by default
 def test_sharded_checkpoint_restores_on_other_shardings_and_one_device(tmp_path):
     """4 forced host devices in a subprocess: an FSDP-sharded model and optimizer holding random
     values, saved, restored onto 2 devices, onto one, and unsharded; state_dict and
@@ -186,6 +190,26 @@ def test_sharded_checkpoint_restores_on_other_shardings_and_one_device(tmp_path)
     proc = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "ckpt")], cwd=root,
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and "CHECKPOINT-OK" in proc.stdout, proc.stdout + proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def saved_by_two_processes(tmp_path_factory):
+    """A checkpoint of an FSDP model and its optimizer written by 2 processes x 2 devices."""
+    out = tmp_path_factory.mktemp("mp")
+    code, output = _launch.run(MP, out, nproc=2, devices=2, args=["save", out / "ckpt"])
+    assert code == 0 and output.count("CHECKPOINT-MP-OK save") == 2, output[-4000:]
+    return out / "ckpt"
+
+
+@pytest.mark.parametrize("nproc, devices", [(1, 1), pytest.param(2, 1, marks=pytest.mark.slow),
+                                             pytest.param(1, 4, marks=pytest.mark.slow)])
+def test_a_checkpoint_of_two_processes_restores_in_another_number(saved_by_two_processes, tmp_path,
+                                                                   nproc, devices):
+    """Written by 2 processes x 2 devices (state_dict and load_state_dict checked there too),
+    restored by ``nproc`` x ``devices`` onto its own FSDP sharding, values bit-exact."""
+    code, output = _launch.run(MP, tmp_path, nproc=nproc, devices=devices,
+                               args=["restore", saved_by_two_processes])
+    assert code == 0 and output.count("CHECKPOINT-MP-OK restore") == nproc, output[-4000:]
 
 
 @pytest.mark.slow  # ~3 s: a forward comparison and torch training; the usage test below is quick
