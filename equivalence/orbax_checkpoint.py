@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from numbers import Integral
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -159,6 +160,12 @@ def _process_local(leaf) -> bool:
             and _sharding(leaf).is_fully_addressable)
 
 
+def _uncommitted(leaf) -> bool:
+    """A live array JAX may move to any device (built without a placement, as an optimizer's
+    per-group learning rates are): restored so, or a jitted step over a mesh would refuse it."""
+    return isinstance(leaf, jax.Array) and not leaf.committed
+
+
 def _savable(leaf):
     return np.asarray(leaf) if _process_local(leaf) else leaf
 
@@ -166,7 +173,7 @@ def _savable(leaf):
 def _abstract(leaf):
     """The restore target of one live leaf: its shape, dtype and sharding (a process-local
     array as numpy, placed by :func:`_placed`)."""
-    if _process_local(leaf):
+    if _process_local(leaf) or _uncommitted(leaf):
         return np.empty(leaf.shape, leaf.dtype)
     if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)):
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=_sharding(leaf))
@@ -174,9 +181,11 @@ def _abstract(leaf):
 
 
 def _placed(value, target):
-    """A restored value on its target's sharding (numpy values of process-local arrays)."""
+    """A restored value on its target's sharding (numpy values of process-local arrays), or
+    uncommitted where the target was."""
     if isinstance(value, np.ndarray) and isinstance(target, (jax.Array, jax.ShapeDtypeStruct)):
-        return jax.device_put(value.astype(target.dtype, copy=False), _sharding(target))
+        value = value.astype(target.dtype, copy=False)
+        return jnp.asarray(value) if _uncommitted(target) else jax.device_put(value, _sharding(target))
     return value
 
 

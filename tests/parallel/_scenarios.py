@@ -11,13 +11,17 @@ writes, per scenario, jaxconv's and the reference's losses, parameters and buffe
 - ``sync``: a torch model converted to ``SyncBatchNorm``, translated, trained with
   ``data_parallel_step``, against one torch process on the global batch.
 - ``explicit``: ``ddp`` on a mesh with ``Explicit`` axes (``jax.make_mesh``'s default).
+- ``resume``: 2 FSDP steps, an Orbax checkpoint, restored into another replicated port (other
+  weights), one more step: the ``fsdp`` reference run.
 - ``fsdp``: ``fsdp`` against ``replicate``, AdamW with a no-decay group from
   ``translate_optimizer``.
 """
 from __future__ import annotations
 
 import copy
+import os
 import sys
+import tempfile
 
 import jax
 
@@ -114,14 +118,17 @@ def torch_single(net, opt, data):
     return losses
 
 
-def jax_run(net, make_opt, data, mesh, place, batch=lambda a: a):
-    """Translate ``net`` and its optimizer, place the model, train with data_parallel_step on
-    ``batch(x), batch(y)`` (a process's shard as a global array, under several processes)."""
-    model = equivalence.translate(net, torch.from_numpy(data[0][0]))
+def jax_run(net, make_opt, data, mesh, place, batch=lambda a: a, resume=None):
+    """Translate ``net`` and its optimizer, place the model, ``resume(model, optimizer)`` if
+    given, train with data_parallel_step on ``batch(x), batch(y)`` (a process's shard as a
+    global array, under several processes)."""
+    model = equivalence.translate(net, torch.zeros(2, 3, 8, 8, dtype=torch.float64))
     equivalence.load_state_dict(model, net.state_dict(), dtype=jnp.float64)
     tx = equivalence.translate_optimizer(make_opt(net), net)
     place(model, mesh)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    if resume is not None:
+        resume(model, optimizer)
     step = parallel.data_parallel_step(loss_fn, mesh)
     losses = [float(step(model, optimizer, batch(x), batch(y))) for x, y in data]
     return model, optimizer, losses
@@ -175,6 +182,14 @@ def main(path):
         specs = [str(v.sharding.spec) for v in jax.tree.leaves(nnx.state(optimizer))
                  if hasattr(v, "sharding") and v.ndim]
         out[f"{name}/sharded"] = np.asarray(sum("data" in s for s in specs))
+    record(out, "resume/ref", losses, equivalence.state_dict(model))
+    ckpt = os.path.join(tempfile.mkdtemp(), "ckpt")
+    model, optimizer, first = jax_run(copy.deepcopy(net), adamw, data[:-1], mesh, parallel.fsdp)
+    equivalence.save_checkpoint(ckpt, model, optimizer)
+    model, optimizer, last = jax_run(
+        torch_net(seed=5), adamw, data[-1:], mesh, parallel.replicate,
+        resume=lambda m, o: equivalence.restore_checkpoint(ckpt, m, o))
+    record(out, "resume/jax", first + last, equivalence.state_dict(model))
 
     step = parallel.data_parallel_step(loss_fn, mesh)
     optimizer = nnx.Optimizer(model, equivalence.translate_optimizer(sgd(net), net), wrt=nnx.Param)

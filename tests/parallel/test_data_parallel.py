@@ -14,7 +14,7 @@ import pytest
 
 from tests.parallel._scenarios import assert_same_run
 
-SCENARIOS = ("ddp", "explicit", "sync", "fsdp")
+SCENARIOS = ("ddp", "explicit", "sync", "fsdp", "resume")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
 def test_training_equals_the_reference(runs, scenario):
     """Losses, parameters and buffers after every step's update, against the reference run:
     torch DDP's semantics (``ddp``, on Auto and ``explicit`` mesh axes), one torch process on the global batch (``sync``), the
-    replicated jaxconv run (``fsdp``)."""
+    replicated jaxconv run (``fsdp``, and ``resume``d from an Orbax checkpoint)."""
     got = {k.split("/", 2)[2]: v for k, v in runs.items() if k.startswith(f"{scenario}/jax/")}
     want = {k.split("/", 2)[2]: v for k, v in runs.items() if k.startswith(f"{scenario}/ref/")}
     got.pop("sharded", None), want.pop("sharded", None)
