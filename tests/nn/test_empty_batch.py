@@ -45,6 +45,7 @@ for n in (1, 2, 3):
         module(f"{pad}Pad{d}", (1,), S[n])
     module(f"ConstantPad{d}", (2, 0.5), S[n])
 module("BatchNorm1d", (6,), (0, 6, 7))
+module("SyncBatchNorm", (6,), S[2])
 module("GroupNorm", (3, 6), S[2])
 module("LayerNorm", ((7, 5),), S[2])
 module("RMSNorm", (5,), S[2])
