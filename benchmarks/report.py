@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "jaxconv_cl", "translated", "torch", "torch_cl", "torch_fused", "lax_nchw", "lax_nhwc", "flax_nnx",
+IMPL_ORDER = ("jaxconv", "jaxconv_cl", "jaxconv_2proc", "translated", "torch", "torch_cl", "torch_fused", "lax_nchw", "lax_nhwc", "flax_nnx",
               "equinox", "optax")
 
 
@@ -42,7 +42,13 @@ def table(result) -> str:
         if "items_per_s" in r:
             ips = r["items_per_s"]
             unit = "params" if r["group"] == "optimizer" else "img"
-            line += f"   {unit}/s " + " ".join(f"{k} {ips[k]:.3g}" for k in ("jaxconv", "torch", "torch_cl") if k in ips)
+            line += f"   {unit}/s " + " ".join(f"{k} {ips[k]:.3g}" for k in ("jaxconv", "jaxconv_2proc", "torch",
+                                                                          "torch_cl") if k in ips)
+        if "vs_torch_ddp" in r:
+            line += "   / torch DDP: " + " ".join(f"{k} {v:.2f}" for k, v in r["vs_torch_ddp"].items())
+        if "scaling_efficiency" in r:
+            line += (f"   efficiency ({r['replicas']} replicas, {r['cores']} cores) "
+                     + " ".join(f"{k} {v:.2f}" for k, v in r["scaling_efficiency"].items()))
         lines.append(line)
     if result.get("translation"):
         t = result["translation"]

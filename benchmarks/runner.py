@@ -193,6 +193,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     from . import low_precision as LP
     from . import optim as OP
     from . import report
+    from . import scaling as SC
 
     torch_device = "cuda" if torch.cuda.is_available() else "cpu"
     batch = 2 if quick else 8
@@ -209,8 +210,11 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
                  if not only or any(o in f"{m}_{mode}" for o in only)]
     loss_list = [r for r in ("cross_entropy_ls",) if not only or any(o in r for o in only)]
     optim_list = [r for r in ("adamw_update", "resnet18_train_step_adamw") if not only or any(o in r for o in only)]
+    # data-parallel scaling: fresh processes per configuration, so not in --quick unless asked
+    replicas = SC.selected(quick, only)
     bar = Progress((len(layer_list) + len(loss_list) + len(optim_list) + 2 * len(model_list)
-                    + 2 * len(bf16_list)) * rounds, progress)
+                    + 2 * len(bf16_list)) * rounds + (SC.units(quick, rounds, replicas) if replicas else 0),
+                   progress)
     rows = []
     for case in layer_list:
         rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
@@ -223,6 +227,8 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
         rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     for name, mode in bf16_list:  # tolerances from bfloat16's epsilon and the depth
         rows.extend(LP.run_model(name, mode, quick, batch, torch_device, rounds, min_time, bar))
+    if replicas:
+        rows.extend(SC.run(quick, rounds, min_time, tol * 5, bar, replicas))
     bar.close()
     translation = translation_time(quick) if not only or "translate" in only else None
     try:

@@ -101,3 +101,49 @@ def test_flax_models_have_the_torch_models_parameter_counts():
         tmodel, fmodel = tcls(width=8, blocks=1), flax_models.FLAX_MODELS[name](width=8, blocks=1)
         n_flax = sum(v.size for v in jax.tree_util.tree_leaves(nnx.state(fmodel, nnx.Param)))
         assert n_flax == sum(p.numel() for p in tmodel.parameters()), name
+
+
+def test_scaling_is_left_out_of_quick_and_efficiency_is_per_implementation():
+    """``--quick`` stays quick (each scaling configuration starts its own processes); efficiency
+    divides by R times the same implementation's 1-replica rate, two processes by one process's."""
+    from benchmarks import scaling
+
+    assert scaling.selected(quick=True, only=None) == [] and scaling.selected(False, None) == [1, 2, 4]
+    assert scaling.selected(True, ["scaling"]) == [1, 2] and scaling.selected(False, ["resnet18"]) == []
+    assert scaling.impls(1) == ["jaxconv", "torch"]
+    argv, env = scaling.command("jaxconv", 4, "/c", 8, False)
+    assert argv[1:5] == ["-m", "benchmarks.scaling_worker", "jaxconv", "4"]
+    assert env["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=4")
+    argv, _ = scaling.command("torch", 2, "/c", 8, True)
+    assert argv[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert argv[-1] == "--quick"
+    rows = [{"replicas": 1, "items_per_s": {"jaxconv": 10.0, "torch": 20.0}},
+            {"replicas": 4, "items_per_s": {"jaxconv": 30.0, "jaxconv_2proc": 20.0, "torch": 40.0}}]
+    scaling.add_efficiency(rows)
+    assert rows[0]["scaling_efficiency"] == {"jaxconv": 1.0, "torch": 1.0}
+    assert rows[1]["scaling_efficiency"] == {"jaxconv": 0.75, "jaxconv_2proc": 0.5, "torch": 0.5}
+
+
+@pytest.mark.slow
+def test_scaling_quick_run(tmp_path):
+    """``--only scaling --quick``: 1 and 2 replicas of the tiny ResNet-18, every configuration
+    checked against torch DDP (first-step loss, averaged gradient) before it is timed."""
+    from benchmarks import scaling
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "scaling", "--out",
+                           str(tmp_path), "--no-png"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (js,) = [f for f in os.listdir(tmp_path) if f.endswith(".json")]
+    with open(tmp_path / js) as f:
+        rows = json.load(f)["cases"]
+    assert [r["case"] for r in rows] == ["scaling_r1", "scaling_r2"]
+    for row in rows:
+        R = row["replicas"]
+        assert set(row["median_s"]) == set(scaling.impls(R)) and row["cores"] == scaling.cores()
+        assert row["processes"]["torch"] == R and row["processes"]["jaxconv"] == 1
+        assert row["processes"].get("jaxconv_2proc", 2) == 2
+        assert all(e <= 5e-2 for e in row["max_rel_error_vs_torch"].values())
+        assert all(np.isfinite(v) and v > 0 for v in row["items_per_s"].values())
+        assert set(row["scaling_efficiency"]) == set(row["median_s"])
+        assert f"efficiency ({R} replicas" in proc.stdout
+    assert rows[0]["scaling_efficiency"] == {"jaxconv": 1.0, "torch": 1.0}
