@@ -90,7 +90,28 @@ def time_rounds(runners: dict, rounds: int, min_time: float, progress=None, labe
     return times
 
 
+def compile_rounds(makers: dict, rounds: int) -> tuple[dict, dict]:
+    """Lower and compile each implementation ``rounds`` times, interleaved in a rotated order like
+    :func:`time_rounds`. ``makers`` maps impl -> zero-argument callable returning ``jax.jit(f)``
+    of a fresh ``f`` (so tracing is not cached from the round before). Returns ``(impl ->
+    compiled, impl -> list of lower+compile seconds)``."""
+    compiled, times = {}, {impl: [] for impl in makers}
+    names = list(makers)
+    for r in range(rounds):
+        for impl in names[r % len(names):] + names[:r % len(names)]:
+            jitted, args = makers[impl]()
+            t0 = time.perf_counter()
+            compiled[impl] = jitted.lower(*args).compile()
+            times[impl].append(time.perf_counter() - t0)
+    return compiled, times
+
+
 def summarise(name, group, times, compile_s, errors, per_item=None):
+    """One row: medians of ``times`` (impl -> seconds per call), ratios to the best torch,
+    lax and Flax; ``compile_s`` is impl -> seconds or impl -> list of rounds (median reported,
+    rounds kept in ``compile_rounds_s``)."""
+    rounds = {k: v for k, v in compile_s.items() if isinstance(v, list)}
+    compile_s = {k: statistics.median(v) if isinstance(v, list) else v for k, v in compile_s.items()}
     med = {k: statistics.median(v) for k, v in times.items()}
     best_torch = min(med[k] for k in TORCH_IMPLS if k in med)
     lax_keys = [k for k in ("lax_nchw", "lax_nhwc") if k in med]
@@ -107,6 +128,11 @@ def summarise(name, group, times, compile_s, errors, per_item=None):
     if "flax_nnx" in med and row["group"].startswith("model"):
         row["jaxconv_vs_flax"] = {k: med[k] / med["flax_nnx"] for k in ("jaxconv", "jaxconv_cl", "translated")
                                   if k in med}
+    if "flax_nnx" in compile_s and row["group"].startswith("model"):
+        row["compile_vs_flax"] = {k: compile_s[k] / compile_s["flax_nnx"] for k in ("jaxconv", "jaxconv_cl",
+                                                                                      "translated") if k in compile_s}
+    if rounds:
+        row["compile_rounds_s"] = rounds
     if per_item:
         row["items_per_s"] = {k: per_item / v for k, v in med.items()}
     return row

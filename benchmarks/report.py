@@ -7,6 +7,8 @@ import re
 IMPL_ORDER = ("jaxconv", "jaxconv_cl", "jaxconv_2proc", "translated", "torch", "torch_cl", "torch_fused", "lax_nchw", "lax_nhwc", "flax_nnx",
               "equinox", "optax")
 
+COMPILE_IMPLS = ("jaxconv", "translated", "flax_nnx")  # lower+compile seconds shown side by side
+
 
 def slug(env) -> str:
     name = env["device_kind"] if env["jax_platform"] != "cpu" else f"cpu{env['cpu_count']}"
@@ -39,6 +41,9 @@ def table(result) -> str:
             line += f"   translated/hand-written {r['translated_vs_handwritten']:.2f}"
         if "jaxconv_vs_flax" in r:
             line += "   / flax: " + " ".join(f"{k} {v:.2f}" for k, v in r["jaxconv_vs_flax"].items())
+        if "compile_vs_flax" in r:
+            line += "   compile s: " + " ".join(f"{k} {r['compile_s'][k]:.2f}" for k in COMPILE_IMPLS
+                                           if k in r["compile_s"])
         if "items_per_s" in r:
             ips = r["items_per_s"]
             unit = "params" if r["group"] == "optimizer" else "img"
@@ -95,8 +100,9 @@ def write_png(result, path) -> str:
 def markdown(result) -> str:
     """A Markdown table of a run: median ms and the two ratios per case."""
     lines = ["| case | jaxconv ms | torch NCHW ms | torch channels_last ms | best plain lax ms | "
-             "jaxconv / best torch | jaxconv / best lax | jaxconv / flax | channels_last / flax |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "jaxconv / best torch | jaxconv / best lax | jaxconv / flax | channels_last / flax | "
+             "compile s jaxconv / translated / flax |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["cases"]:
         med = r["median_s"]
         lax = [med[k] for k in ("lax_nchw", "lax_nhwc") if k in med]
@@ -105,8 +111,10 @@ def markdown(result) -> str:
         vs_flax = r.get("jaxconv_vs_flax", {})
         flax_s = " | ".join(f"{vs_flax[k]:.2f}" if k in vs_flax else "-" for k in ("jaxconv", "jaxconv_cl"))
         cl = f"{med['torch_cl'] * 1e3:.2f}" if "torch_cl" in med else "-"
+        comp = (" / ".join(f"{r['compile_s'][k]:.2f}" for k in COMPILE_IMPLS if k in r["compile_s"])
+                if "compile_vs_flax" in r else "-")
         lines.append(f"| {r['case']} | {med['jaxconv'] * 1e3:.2f} | {med['torch'] * 1e3:.2f} | "
-                     f"{cl} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} | {flax_s} |")
+                     f"{cl} | {lax_s} | {r['jaxconv_vs_best_torch']:.2f} | {ratio_lax} | {flax_s} | {comp} |")
     return "\n".join(lines)
 
 

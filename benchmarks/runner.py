@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 
-from .measure import TORCH_IMPLS, Progress, block, check, grad_of, summarise, tf32, time_rounds, torch_step
+from .measure import (TORCH_IMPLS, Progress, block, check, compile_rounds, grad_of, summarise, tf32,
+                      time_rounds, torch_step)
 
 
 def translation_time(quick: bool) -> dict:
@@ -79,6 +80,7 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     from . import models as M
 
     tmodel, tmodel_cl, jmodel, x = M.build(name, quick, batch, torch_device)
+    compile_n = 1 if quick else 3   # lower+compile rounds per implementation (median reported)
     translated = translate(tmodel)      # the same torch model through equivalence.translate
     fmodel = FM.load_torch(tmodel, FM.FLAX_MODELS[name](**M.size(quick)))
     tx = torch.from_numpy(x).to(torch_device)
@@ -97,13 +99,19 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     with torch.no_grad():
         ref = tmodel(tx).cpu().numpy()
     tf32(prev)
-    compile_s, errors, runners = {}, {}, {}
-    for impl, (model, inp, wrap) in jax_impls.items():
+    errors, runners = {}, {}
+
+    def forward_maker(model, inp, wrap):
         gd, state = nnx.split(model)
-        fwd = lambda s, x, gd=gd: nnx.merge(gd, s)(x)  # noqa: E731
-        t0 = time.perf_counter()
-        fwd_c = jax.jit(wrap(fwd) if wrap else fwd).lower(state, inp).compile()
-        compile_s[impl] = time.perf_counter() - t0
+
+        def make():  # a fresh function each round: no trace cached from the round before
+            fwd = lambda s, x: nnx.merge(gd, s)(x)  # noqa: E731
+            return jax.jit(wrap(fwd) if wrap else fwd), (state, inp)
+        return make
+    compiled, compile_s = compile_rounds({impl: forward_maker(*v) for impl, v in jax_impls.items()},
+                                         compile_n)
+    for impl, (model, inp, wrap) in jax_impls.items():
+        fwd_c, state = compiled[impl], nnx.state(model)
         errors[impl] = check(f"{name}_forward", impl, FM.nchw(fwd_c(state, inp), impl), ref, tol)
         runners[impl] = lambda f=fwd_c, s=state, inp=inp: block(f(s, inp))
 
@@ -128,15 +136,19 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     t_loss, t_grad = torch_step(tmodel, tx)()
     ref_loss, ref_grad = t_loss.item(), first.grad.cpu().numpy()
     tf32(prev)
-    compile_s, errors, runners = {}, {}, {}
-    for impl, (model, inp, wrap) in jax_impls.items():
+    errors, runners = {}, {}
+
+    def step_maker(model, inp, wrap):
         gd, params, rest = nnx.split(model, nnx.Param, ...)
 
-        def step(p, r, x, gd=gd):
-            return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(nnx.merge(gd, p, r))
-        t0 = time.perf_counter()
-        step_c = jax.jit(wrap(step) if wrap else step).lower(params, rest, inp).compile()
-        compile_s[impl] = time.perf_counter() - t0
+        def make():
+            def step(p, r, x):
+                return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(nnx.merge(gd, p, r))
+            return jax.jit(wrap(step) if wrap else step), (params, rest, inp)
+        return make
+    compiled, compile_s = compile_rounds({impl: step_maker(*v) for impl, v in jax_impls.items()}, compile_n)
+    for impl, (model, inp, wrap) in jax_impls.items():
+        step_c, (params, rest) = compiled[impl], nnx.split(model, nnx.Param, ...)[1:]
         loss, grads = step_c(params, rest, inp)
         g = grad_of(grads, FM.param_name(first_name, fmodel) if impl == "flax_nnx" else first_name)
         g = FM.oihw(g) if impl == "flax_nnx" else g
