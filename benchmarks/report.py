@@ -58,6 +58,10 @@ def table(result) -> str:
     if result.get("translation"):
         t = result["translation"]
         lines.append(f"\ntranslating {t['model']} (capture + source + build, no compile): {t['seconds']:.2f} s")
+    if result.get("harness"):
+        from .harness import table as harness_table
+
+        lines.append("\nthe harness's own cost (fresh process per row):\n" + harness_table(result["harness"]))
     return "\n".join(lines)
 
 

@@ -201,6 +201,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     import torch
 
     from . import cases as C
+    from . import harness as H
     from . import losses as LS
     from . import low_precision as LP
     from . import optim as OP
@@ -224,9 +225,10 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     optim_list = [r for r in ("adamw_update", "resnet18_train_step_adamw") if not only or any(o in r for o in only)]
     # data-parallel scaling: fresh processes per configuration, so not in --quick unless asked
     replicas = SC.selected(quick, only)
+    harness_rows = H.selected(quick, only)  # translate/compare cost: one fresh process a row
     bar = Progress((len(layer_list) + len(loss_list) + len(optim_list) + 2 * len(model_list)
-                    + 2 * len(bf16_list)) * rounds + (SC.units(quick, rounds, replicas) if replicas else 0),
-                   progress)
+                    + 2 * len(bf16_list)) * rounds + (SC.units(quick, rounds, replicas) if replicas else 0)
+                   + len(harness_rows), progress)
     rows = []
     for case in layer_list:
         rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
@@ -241,6 +243,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
         rows.extend(LP.run_model(name, mode, quick, batch, torch_device, rounds, min_time, bar))
     if replicas:
         rows.extend(SC.run(quick, rounds, min_time, tol * 5, bar, replicas))
+    harness = H.run(quick, harness_rows, bar) if harness_rows else None
     bar.close()
     translation = translation_time(quick) if not only or "translate" in only else None
     try:
@@ -249,12 +252,12 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
         pass
     result = {"quick": quick, "batch": batch, "rounds": rounds, "dtype": "float32 (rows named *_bf16*: bfloat16)",
               "date": _dt.datetime.now().isoformat(timespec="seconds"), "environment": env, "cases": rows,
-              "translation": translation}
+              "translation": translation, "harness": harness}
     out_dir = out_dir or os.path.join(os.path.dirname(__file__), "results")
     os.makedirs(out_dir, exist_ok=True)
     stem = f"{report.slug(env)}-{_dt.date.today().isoformat()}" + ("-quick" if quick else "")
     result["json_path"] = report.write_json(result, os.path.join(out_dir, stem + ".json"))
-    if write_png:
+    if write_png and rows:  # an --only harness run has no timed rows to chart
         result["png_path"] = report.write_png(result, os.path.join(out_dir, stem + ".png"))
     return result
 

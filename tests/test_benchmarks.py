@@ -147,3 +147,46 @@ def test_scaling_quick_run(tmp_path):
         assert set(row["scaling_efficiency"]) == set(row["median_s"])
         assert f"efficiency ({R} replicas" in proc.stdout
     assert rows[0]["scaling_efficiency"] == {"jaxconv": 1.0, "torch": 1.0}
+
+
+def test_harness_rows_are_left_out_of_quick_and_report_compile_side_by_side():
+    """``--quick`` stays quick (each harness row starts its own process); a model row's compile
+    seconds are the median of its rounds, side by side with Flax's."""
+    from benchmarks import harness, report
+
+    assert harness.selected(quick=True, only=None) == []
+    assert harness.selected(False, None) == ["harness_resnet50", "harness_vit_b_16", "harness_series"]
+    assert harness.selected(True, ["harness"]) == harness.rows(True)
+    assert harness.selected(False, ["vit"]) == ["harness_vit_b_16"] and harness.selected(False, ["resnet18"]) == []
+    assert harness.command("harness_vit_b_16", quick=False)[-3:] == ["one", "tv:vit_b_16", "224"]
+    assert harness.command("harness_series", quick=True)[-3:-1] == ["series", "tv:resnet18,timm:resnet10t,tv:resnet18"]
+    row = measure.summarise("m_forward", "model forward", {"jaxconv": [2.0], "flax_nnx": [1.0], "torch": [1.0]},
+                            {"jaxconv": [3.0, 1.0, 2.0], "translated": [4.0, 5.0, 6.0], "flax_nnx": [1.0, 2.0, 9.0]},
+                            {})
+    assert row["compile_s"] == {"jaxconv": 2.0, "translated": 5.0, "flax_nnx": 2.0}
+    assert row["compile_vs_flax"] == {"jaxconv": 1.0, "translated": 2.5}
+    assert row["compile_rounds_s"]["flax_nnx"] == [1.0, 2.0, 9.0]
+    result = {"environment": {"device_kind": "cpu", "jax_platform": "cpu", "torch_device": "cpu",
+                              "load_average_start": None}, "batch": 1, "rounds": 1, "cases": [row]}
+    assert "compile s: jaxconv 2.00 translated 5.00 flax_nnx 2.00" in report.table(result)
+    assert report.markdown(result).endswith("| 2.00 / 5.00 / 2.00 |")
+
+
+@pytest.mark.slow
+def test_harness_quick_run(tmp_path):
+    """``--only harness --quick``: tiny translate + compare rows, each model passes and is
+    collected once dropped, and the series' resident memory is reported per model."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "harness", "--out",
+                           str(tmp_path), "--no-png"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (js,) = [f for f in os.listdir(tmp_path) if f.endswith(".json")]
+    with open(tmp_path / js) as f:
+        result = json.load(f)
+    assert result["cases"] == [] and [r["case"] for r in result["harness"]] == ["harness_resnet50",
+                                                                                "harness_vit_b_16", "harness_series"]
+    for row in result["harness"][:2]:
+        assert row["passed"] and row["translate_s"] > 0 and row["compare_s"] > 0
+        assert row["peak_compare_mb"] >= row["peak_translate_mb"] > row["rss_start_mb"] > 0
+    series = result["harness"][2]
+    assert all(m["passed"] and m["collected"] and m["rss_mb"] > 0 for m in series["models"])
+    assert "harness_series: MB resident" in proc.stdout
