@@ -99,6 +99,10 @@ def _model(name, train):
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.2)
     jmodel = M.copy_torch_state(tmodel, jcls(width=8, blocks=1))
     tmodel.double()  # float32 values, held and computed in float64 on both sides
+    if train:  # batch statistics without torch's in-place update (torch.func refuses it)
+        for m in tmodel.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.track_running_stats, m.running_mean, m.running_var = False, None, None
     for m in (tmodel, jmodel):
         m.train() if train else m.eval()
     x = np.random.default_rng(1).standard_normal((2, *shapes["quick"]))
@@ -131,4 +135,5 @@ def test_model_jvp_matches_torch(rng, name, train, layout):
     buffers = {k: v.clone() for k, v in tmodel.named_buffers()}
     _, ref = torch.func.jvp(lambda a: torch.func.functional_call(tmodel, (params, buffers), (a,)),
                             (t(x),), (t(dx),))
-    assert_close(out, ref.detach().numpy(), reduction=1000)
+    # train mode: batch statistics of 2 samples amplify float64 rounding (~1e-11 relative)
+    assert_close(out, ref.detach().numpy(), reduction=1e7 if train else 1000)
