@@ -8,8 +8,8 @@ were set by measurement (``python -m benchmarks``) on XLA:CPU, where
 
 * a depthwise conv through ``feature_group_count`` runs 30-150x slower than the same
   work as k*k shifted multiply-adds, which XLA fuses into one loop over the output; its
-  gradient is given in the same form (a custom VJP: automatic transposition of the
-  slices was another 10-40x slower);
+  gradient is given in the same form (the transpose rule of the primitive in
+  ``_depthwise.py``: automatic transposition of the slices was another 10-40x slower);
 * a 1x1 conv is a matrix product, which in torch's channels-first layout needs no
   transposes at all (one product per sample on large images, so that the gradients
   need none either);
@@ -28,6 +28,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from . import _args
+from ._depthwise import depthwise_conv
 
 _TAPS_MIN_CIN = 16
 """Convs with fewer input channels than this (a network's first conv) keep XLA's own weight
@@ -75,12 +76,13 @@ def depthwise(x, weight, stride, pads, dilation):
     With a stride, the padded input is first split into its ``s`` phases per dimension
     (``xph[r][m] = xpad[s*m + r]``), so that every tap reads a contiguous slice.
 
-    The gradient is given as a custom VJP in the same form (automatic transposition of
-    the slices gives k*k bounds-checked pads in one loop, 20-40x slower on XLA:CPU): the
-    input gradient is, per phase, a sum of stride-1 shifted slices of the output gradient
-    times the taps of that phase, interleaved back; the weight gradient is one variadic reduction that
-    reads the padded input and the output gradient once for all k*k taps. Forward-mode
-    differentiation (``jax.jvp``) of a depthwise conv is therefore not available.
+    It is one primitive (:mod:`._depthwise`) whose transpose is given in the same form
+    (automatic transposition of the slices gives k*k bounds-checked pads in one loop, 20-40x
+    slower on XLA:CPU): the input gradient is, per phase, a sum of stride-1 shifted slices of
+    the output gradient times the taps of that phase, interleaved back; the weight gradient is
+    one variadic reduction that reads the padded input and the output gradient once for all
+    k*k taps. Its JVP is two more depthwise convs, so ``jax.jvp``, ``jacfwd`` and ``hessian``
+    work as well as ``jax.grad``.
 
     float16/bfloat16 operands are computed in float32 (:func:`~._dtypes.opmath`); the caller
     rounds the result.
@@ -90,103 +92,7 @@ def depthwise(x, weight, stride, pads, dilation):
     dtype = _args.opmath(jnp.result_type(x, weight))  # float16/bfloat16 products are exact in float32
     if m > 1:
         x = jnp.repeat(x, m, axis=1)
-    return _depthwise(x.astype(dtype), weight[:, 0].astype(dtype), tuple(stride),
-                      tuple(map(tuple, pads)), tuple(dilation))
-
-
-def _taps(kernel, stride, dilation):
-    """Per kernel tap ``k`` (``itertools.product`` order): phase ``r`` and row offset ``q`` with
-    ``d*k = s*q + r``, per dimension."""
-    for taps in itertools.product(*(range(k) for k in kernel)):
-        qr = [divmod(t * d, s) for t, d, s in zip(taps, dilation, stride)]
-        yield taps, tuple(r for _, r in qr), tuple(q for q, _ in qr)
-
-
-def _phase_rows(x_shape, kernel, stride, pads, dilation, out):
-    """Rows ``M`` per phase: enough for every tap read and for the whole (padded-before) input."""
-    return [max(o + d * (k - 1) // s, -(-(lo + size) // s))
-            for size, (lo, _), k, d, s, o in zip(x_shape[2:], pads, kernel, dilation, stride, out)]
-
-
-def _phase_split(x, pads, stride, rows):
-    """``x`` padded (``lo`` before, zeros up to ``s*M`` after) as ``(N, C, *s, *M)``:
-    ``[:, :, r, m] = xpad[:, :, s*m + r]``, materialised once (``optimization_barrier``) so that
-    the fused loop over the taps reads contiguous slices without bounds checks."""
-    n = len(stride)
-    cfg = [(0, 0, 0), (0, 0, 0),
-           *((lo, s * m - lo - size, 0) for size, (lo, _), s, m in zip(x.shape[2:], pads, stride, rows))]
-    xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
-    xp = xp.reshape(*x.shape[:2], *itertools.chain.from_iterable(zip(rows, stride)))
-    xp = jnp.transpose(xp, (0, 1, *(3 + 2 * i for i in range(n)), *(2 + 2 * i for i in range(n))))
-    if all(c == (0, 0, 0) for c in cfg) and all(s == 1 for s in stride):
-        return xp
-    return lax.optimization_barrier(xp)
-
-
-def _phase_slice(xph, r, start, size):
-    """``xph[:, :, r, start : start + size]`` as ``(N, C, *size)``."""
-    piece = lax.slice(xph, (0, 0, *r, *start), (*xph.shape[:2], *(i + 1 for i in r),
-                                                *(a + b for a, b in zip(start, size))))
-    return piece.reshape(*xph.shape[:2], *size)
-
-
-def _per_channel(w, taps):
-    return w[(slice(None), *taps)].reshape((w.shape[0],) + (1,) * (w.ndim - 1))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _depthwise(x, w, stride, pads, dilation):
-    # With d*k = s*q + r: y[p] = sum_k w[k] * xpad[s*p + d*k] = sum_k w[k] * xph[r][p + q].
-    kernel = w.shape[1:]
-    out = _args.window_count(x.shape[2:], pads, kernel, stride, dilation)
-    xph = _phase_split(x, pads, stride, _phase_rows(x.shape, kernel, stride, pads, dilation, out))
-    total = None
-    for taps, r, q in _taps(kernel, stride, dilation):
-        term = _phase_slice(xph, r, q, out) * _per_channel(w, taps)
-        total = term if total is None else total + term
-    return total
-
-
-def _depthwise_fwd(x, w, stride, pads, dilation):
-    return _depthwise(x, w, stride, pads, dilation), (x, w)
-
-
-def _depthwise_bwd(stride, pads, dilation, res, gy):
-    x, w = res
-    n = w.ndim - 1
-    kernel, out = w.shape[1:], gy.shape[2:]
-    rows = _phase_rows(x.shape, kernel, stride, pads, dilation, out)
-    qmax = [d * (k - 1) // s for k, d, s in zip(kernel, dilation, stride)]
-    # Input gradient, per phase r of the padded input: gxph[r][m] = sum_{k: r_k = r} w[k] *
-    # gy[m - q_k] (zero outside gy): stride-1 shifted slices of gy padded by qmax before.
-    cfg = [(0, 0, 0), (0, 0, 0), *((qm, m - o, 0) for qm, m, o in zip(qmax, rows, out))]
-    gyp = lax.optimization_barrier(lax.pad(gy, jnp.zeros((), gy.dtype), cfg))
-    gyp = gyp.reshape(*gyp.shape[:2], *(1,) * n, *gyp.shape[2:])
-    phases = {}
-    for taps, r, q in _taps(kernel, stride, dilation):
-        term = _phase_slice(gyp, (0,) * n, [qm - qq for qm, qq in zip(qmax, q)], rows) * _per_channel(w, taps)
-        phases[r] = term if r not in phases else phases[r] + term
-    zeros = jnp.zeros((*gy.shape[:2], *rows), gy.dtype)
-    gxph = jnp.stack([phases.get(r, zeros) for r in itertools.product(*map(range, stride))], 2)
-    # (N, C, *s, *M) -> (N, C, M1, s1, M2, s2, ...) -> (N, C, *(s*M)), then drop the padding
-    gxph = gxph.reshape(*gy.shape[:2], *stride, *rows)
-    perm = [0, 1]
-    for i in range(n):
-        perm += [2 + n + i, 2 + i]
-    gxp = jnp.transpose(gxph, perm).reshape(*gy.shape[:2], *(s * m for s, m in zip(stride, rows)))
-    gx = gxp[(slice(None), slice(None), *(slice(lo, lo + size) for (lo, _), size in zip(pads, x.shape[2:])))]
-    # Weight gradient gw[c, k] = sum_{n,p} gy[n, c, p] * xph[n, c, r_k, p + q_k]: every tap in
-    # one variadic reduction that reads the input and gy once.
-    xph = _phase_split(x, pads, stride, rows)
-    prods = [_phase_slice(xph, r, q, out) * gy for _, r, q in _taps(kernel, stride, dilation)]
-    zero = jnp.zeros((), gy.dtype)
-    sums = lax.reduce(prods, [zero] * len(prods), lambda a, b: [u + v for u, v in zip(a, b)],
-                      (0, *range(2, n + 2)))
-    gw = jnp.stack(sums, -1).reshape(w.shape)
-    return gx, gw
-
-
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+    return depthwise_conv(x.astype(dtype), weight[:, 0].astype(dtype), stride, pads, dilation)
 
 
 # ---------------------------------------------------------------------------- pointwise

@@ -97,19 +97,26 @@ def _forward(log_probs, ext, skip, input_lengths, target_lengths, zero_infinity)
     return out, lp_ext, alphas, nll
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
 def _ctc_nll(log_probs, ext, skip, input_lengths, target_lengths, zero_infinity):
     return _forward(log_probs, ext, skip, input_lengths, target_lengths, zero_infinity)[0]
 
 
-def _ctc_fwd(log_probs, ext, skip, input_lengths, target_lengths, zero_infinity):
+@_ctc_nll.defjvp
+def _ctc_jvp(zero_infinity, primals, tangents):
+    """The loss's tangent ``sum_{t,c} G[t, n, c] dlog_probs[t, n, c]`` with torch's gradient
+    ``G`` (:func:`_ctc_grad`): linear in the tangent, so reverse mode transposes it into
+    ``G * g``, and ``jax.jvp`` works as well."""
+    log_probs, ext, skip, input_lengths, target_lengths = primals
     out, lp_ext, alphas, nll = _forward(log_probs, ext, skip, input_lengths, target_lengths,
                                         zero_infinity)
-    return out, (log_probs, ext, skip, input_lengths, target_lengths, lp_ext, alphas, nll)
+    grad = _ctc_grad(zero_infinity, log_probs, ext, skip, input_lengths, target_lengths, lp_ext,
+                     alphas, nll)
+    return out, jnp.sum(grad * tangents[0], axis=(0, 2))
 
 
-def _ctc_bwd(zero_infinity, res, g):
-    log_probs, ext, skip, input_lengths, target_lengths, lp_ext, alphas, nll = res
+def _ctc_grad(zero_infinity, log_probs, ext, skip, input_lengths, target_lengths, lp_ext, alphas, nll):
+    """torch's gradient of each sample's loss with respect to ``log_probs``, ``(T, N, C)``."""
     betas = _betas(lp_ext, skip, input_lengths, target_lengths)
     ab = alphas + betas                                                     # (T, N, 2S + 1)
     m = jnp.max(ab, axis=-1, keepdims=True)
@@ -119,15 +126,10 @@ def _ctc_bwd(zero_infinity, res, g):
                            precision=lax.Precision.HIGHEST)
     log_collected = jnp.log(collected) + m
     grad = jnp.exp(log_probs) - jnp.exp(log_collected + nll[None, :, None] - log_probs)
-    grad = grad * g[None, :, None]
     live = jnp.arange(log_probs.shape[0])[:, None] < input_lengths[None, :]
     if zero_infinity:
         live = live & ~jnp.isinf(nll)[None, :]
-    grad = jnp.where(live[..., None], grad, jnp.zeros((), grad.dtype))
-    return grad, None, None, None, None
-
-
-_ctc_nll.defvjp(_ctc_fwd, _ctc_bwd)
+    return jnp.where(live[..., None], grad, jnp.zeros((), grad.dtype))
 # Jitted so that eager calls reuse the compiled scans (a scan run eagerly compiles its body,
 # a new closure, on every call); under an outer trace it is inlined as usual.
 _ctc_nll_jit = jax.jit(_ctc_nll, static_argnums=(5,))

@@ -202,26 +202,21 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
 
 # --- binary cross entropy -------------------------------------------------------------------
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _bce(x, y):
     """``-(y log x + (1 - y) log(1 - x))``, each log clamped at -100 (torch's kernel)."""
     return ((y - 1) * jnp.maximum(jnp.log(1 - x), -100.0)
             - y * jnp.maximum(jnp.log(x), -100.0))
 
 
-def _bce_fwd(x, y):
-    return _bce(x, y), (x, y)
-
-
-def _bce_bwd(res, g):
+@_bce.defjvp
+def _bce_jvp(primals, tangents):
     """torch's derivatives: ``(x - y) / max(x (1 - x), EPSILON)`` for the input and
-    ``-logit(x)`` (unclamped) for the target."""
-    x, y = res
+    ``-logit(x)`` (unclamped) for the target. A JVP (linear in the tangents, so reverse mode
+    transposes it) rather than a VJP, so that ``jax.jvp`` and ``hessian`` work too."""
+    (x, y), (dx, dy) = primals, tangents
     eps = jnp.asarray(_BCE_EPS, x.dtype)
-    return g * (x - y) / jnp.maximum((1 - x) * x, eps), g * -jnp.log(x / (1 - x))
-
-
-_bce.defvjp(_bce_fwd, _bce_bwd)
+    return _bce(x, y), dx * ((x - y) / jnp.maximum((1 - x) * x, eps)) + dy * -jnp.log(x / (1 - x))
 
 
 def _check_unit_interval(fn: str, name: str, x):
