@@ -1,5 +1,6 @@
 """Pure functions with ``torch.nn.functional``'s names, signatures and semantics."""
 from ._args import conv_output_size, conv_transpose_output_size, pool_output_size
+from ._lowering import lowering
 from .attention import multi_head_attention_forward, scaled_dot_product_attention
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d,
                    conv_transpose3d)

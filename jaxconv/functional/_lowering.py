@@ -18,6 +18,7 @@ were set by measurement (``python -m benchmarks``) on XLA:CPU, where
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -25,6 +26,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax._src import config as _config
 from jax.custom_derivatives import SymbolicZero
 
 from . import _args
@@ -45,20 +47,57 @@ _MAX_SHIFTS = 49
 
 
 # ---------------------------------------------------------------------------- selection
+MODES = ("auto", "xla", "jaxconv")
+
+_MODE = _config.optional_enum_state(
+    name="jaxconv_lowering", enum_values=list(MODES), default=None,
+    help="jaxconv.functional.lowering's mode (None: auto); part of jit's cache key.",
+    include_in_jit_key=True, include_in_trace_context=True)
+
+
+@contextlib.contextmanager
+def lowering(mode: str = "auto"):
+    """Choose how convolutions lower within the block (read when a function is traced).
+
+    - ``"auto"`` (the default): on CPU the lowerings below, chosen by measurement on XLA:CPU;
+      on any other backend (GPU, TPU) XLA's own convolution, whose libraries those measurements
+      do not describe.
+    - ``"xla"``: XLA's own ``conv_general_dilated`` everywhere (groups, 1x1 and strided
+      transposed convs included).
+    - ``"jaxconv"``: the measured lowerings on every backend.
+
+    The values are the same up to the order of float sums. Wrap the call (or the whole jitted
+    step), not the definition: like ``jaxconv.autocast``, the mode is part of jit's cache key.
+    """
+    if mode not in MODES:
+        raise ValueError(f"lowering: mode must be one of {MODES}, got mode={mode!r}")
+    with _MODE(None if mode == "auto" else mode):
+        yield
+
+
+def measured() -> bool:
+    """Whether the lowerings measured on XLA:CPU apply to what is being traced."""
+    mode = _MODE.value
+    return mode == "jaxconv" or (mode is None and jax.default_backend() == "cpu")
+
+
 def pick_conv(x_shape, weight_shape, pads, groups) -> str:
-    """Name of the lowering for a conv: ``'depthwise'``, ``'pointwise'`` or ``'default'``."""
+    """Name of the lowering for a conv: ``'depthwise'``, ``'pointwise'``, ``'nhwc'`` (groups == 1,
+    a faster weight gradient) or ``'default'`` (XLA's conv)."""
+    if not measured():
+        return "default"
     c_in = x_shape[1]
     kernel = weight_shape[2:]
     if groups > 1 and groups == c_in and math.prod(kernel) <= _MAX_SHIFTS:
         return "depthwise"
     if groups == 1 and all(k == 1 for k in kernel) and all(p == (0, 0) for p in pads):
         return "pointwise"
-    return "default"
+    return "nhwc" if groups == 1 else "default"
 
 
 def pick_conv_transpose(stride, dilation, groups) -> str:
     """Name of the lowering for a transposed conv: ``'phase'`` or ``'default'``."""
-    if groups == 1 and any(s > 1 for s in stride) and all(d == 1 for d in dilation):
+    if measured() and groups == 1 and any(s > 1 for s in stride) and all(d == 1 for d in dilation):
         return "phase"
     return "default"
 

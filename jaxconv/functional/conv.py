@@ -86,7 +86,7 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
     if lowering == "pointwise":
         return _finish_nchw(_lowering.pointwise(x, weight, stride, precision, acc), bias, unbatched, dtype)
     rhs = jnp.moveaxis(weight, (0, 1), (-1, -2))  # (out, in/g, *k) -> (*k, in/g, out)
-    if groups == 1:  # same forward; a faster weight gradient (see _lowering.conv_nhwc)
+    if lowering == "nhwc":  # same forward; a faster weight gradient (see _lowering.conv_nhwc)
         y = _lowering.conv_nhwc(_channels_last(x), rhs, stride, pads, dilation, precision, acc)
         return _finish(y, bias, unbatched, dtype)
     y = lax.conv_general_dilated(

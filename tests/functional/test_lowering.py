@@ -96,7 +96,9 @@ def test_pointwise_matches_torch(rng, n, batch, cin, cout, stride, size):
     (3, 3, 6, 8, 3),     # depthwise with more taps than the shift lowering takes (8x8)
 ])
 def test_cases_left_to_the_default_lowering(rng, groups, cin, cout, kernel, padding):
-    _check_conv(rng, 2, 2, cin, cout, groups, kernel, 1, padding, 1, (9, 10), "default")
+    """XLA's conv: channels-last, with the faster weight gradient when groups == 1."""
+    expect = "nhwc" if groups == 1 else "default"
+    _check_conv(rng, 2, 2, cin, cout, groups, kernel, 1, padding, 1, (9, 10), expect)
 
 
 def test_depthwise_second_order_gradient_matches_torch(rng):
@@ -204,3 +206,42 @@ def test_forward_mode_matches_torch(rng, fn, stride, wshape):
     _, tangent = jax.jit(lambda p, q: jax.jvp(lambda a, b: jf(a, b, None, stride, 1), (x, w), (p, q)))(dx, dw)
     _, ref = torch.func.jvp(lambda a, b: tf(a, b, None, stride, 1), (t(x), t(w)), (t(dx), t(dw)))
     assert_close(tangent, ref.numpy(), reduction=2 * 3 * 16)
+
+
+def _conv_primitives(f, *args):
+    """The names of the primitives in ``f``'s jaxpr (outer level and nested), traced afresh."""
+    names = set()
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            names.add(eqn.primitive.name)
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+    walk(jax.make_jaxpr(lambda *a: f(*a))(*args).jaxpr)
+    return names
+
+
+def test_lowering_modes_choose_per_backend_with_the_same_values(monkeypatch):
+    """``auto`` takes the measured lowerings on CPU and XLA's conv on other backends; ``xla``
+    and ``jaxconv`` force either; the values agree (float64)."""
+    g = np.random.default_rng(0)
+    x = jnp.asarray(g.standard_normal((2, 6, 9, 8)))
+    w = jnp.asarray(g.standard_normal((6, 1, 3, 3)))
+
+    def f(x, w):
+        return F.conv2d(x, w, None, 1, 1, 1, 6)
+
+    auto = _conv_primitives(f, x, w)
+    with F.lowering("xla"):
+        xla = _conv_primitives(f, x, w)
+        y_xla = jax.jit(f)(x, w)
+    assert "jaxconv_depthwise" in auto and "conv_general_dilated" not in auto
+    assert "jaxconv_depthwise" not in xla and "conv_general_dilated" in xla
+    np.testing.assert_allclose(np.asarray(y_xla), np.asarray(jax.jit(f)(x, w)), rtol=0, atol=1e-12)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert "jaxconv_depthwise" not in _conv_primitives(f, x, w)
+    with F.lowering("jaxconv"):
+        assert "jaxconv_depthwise" in _conv_primitives(f, x, w)
+    with pytest.raises(ValueError, match=r"lowering: mode must be one of .* got mode='cudnn'"):
+        with F.lowering("cudnn"):
+            pass
