@@ -217,7 +217,7 @@ case("ctc_loss", (5, 0, 4), lambda s, x: s.F.ctc_loss(x, _index(s, 0, 3), _index
      torch_raises=True)
 
 PUBLIC = {n for n in dir(JF) if not n.startswith("_") and callable(getattr(JF, n))}
-HELPERS = {"conv_output_size", "conv_transpose_output_size", "pool_output_size"}
+HELPERS = {"conv_output_size", "conv_transpose_output_size", "pool_output_size", "lowering"}
 
 
 def test_every_public_function_has_a_case():
