@@ -202,7 +202,7 @@ def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None, a
 
 # ---------------------------------------------------------------------------- fast kernel gradient
 def conv_nhwc(x, rhs, stride, pads, dilation, precision=None, acc=None):
-    """``lax.conv_general_dilated`` (NHWC / HWIO, ``groups == 1``) with faster gradients.
+    """``lax.conv_general_dilated`` (NHWC / HWIO, ``groups == 1``) with a faster weight gradient.
 
     The value is XLA's conv. Its derivative is given as a custom JVP whose part linear in
     the weight is one matrix product per kernel tap,
@@ -211,57 +211,16 @@ def conv_nhwc(x, rhs, stride, pads, dilation, precision=None, acc=None):
     XLA:CPU otherwise computes the weight gradient as a convolution whose window is the
     whole output, measured 15-70x slower for even kernels. With fewer than ``_TAPS_MIN_CIN``
     input channels (a network's first conv), or a kernel odd in every dimension, XLA's own
-    gradient is the faster one and is kept.
-
-    Symbolic-zero tangents are skipped (no conv of zeros for an undifferentiated input).
+    gradient is the faster one and is kept. The input gradient stays XLA's: for a strided conv
+    an ``lhs_dilation`` conv, which XLA:CPU leaves to Eigen. Its phase form (a stride-1 conv over
+    the input's phases, which YNNPACK takes) was measured slower and not adopted
+    (benchmarks/README.md, "XLA:CPU library paths"). Symbolic-zero tangents are skipped (no conv of zeros for an undifferentiated input).
     ``acc``: the ``preferred_element_type`` (float32 for float16/bfloat16 operands).
-    With ``_PHASE_INPUT_GRAD`` set, a strided conv's input gradient is the stride-1 phase conv
-    of :func:`_phase_input_term` instead of XLA's ``lhs_dilation`` conv.
     """
     args = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision, acc)
-    xla_dw = x.shape[-1] < _TAPS_MIN_CIN or all(k % 2 for k in rhs.shape[:x.ndim - 2])
-    phase_dx = _PHASE_INPUT_GRAD and any(s > 1 for s in stride) and all(d == 1 for d in dilation)
-    if xla_dw and not phase_dx:
+    if x.shape[-1] < _TAPS_MIN_CIN or all(k % 2 for k in rhs.shape[:x.ndim - 2]):
         return _plain_conv(x, rhs, *args)
-    return _conv_nhwc(x, rhs, *args, phase_dx, xla_dw)
-
-
-_PHASE_INPUT_GRAD = False
-"""Off by measurement (issue 25; 2-core VM, load 5, batch 8, 9-11 interleaved rounds, medians).
-XLA's input gradient of a strided conv is an ``lhs_dilation`` conv, which XLA:CPU leaves to Eigen;
-:func:`_phase_input_term` makes it a stride-1 conv that YNNPACK takes (seen in the optimized HLO),
-exact against it, but slower here: for ResNet-18's 3x3/2 convs, the input gradient (with the
-forward) took 75 / 107 / 111 ms against 52 / 61 / 62 ms at 56 / 28 / 14, and the bare convs
-alone 35 / 44 ms (YNNPACK, 2x2 kernel over 4C phase channels) against Eigen's lhs-dilated
-20 / 14 ms at 28 / 14. Rewriting the whole strided conv over phases (no custom rule; forward
-1.78x the products for 3x3/2 with the zero taps) was 1.3-2.5x slower forward and backward.
-The stem's (7x7/2, C=3) input gradient is never needed in training, and the 1x1/2 downsample
-is :func:`pointwise`'s subsample and matrix product. Kept, tested, for backends where the
-library conv wins."""
-
-
-def space_to_depth(x, pads, stride, rows):
-    """NHWC ``x`` padded (``lo`` before, up to ``s*M`` after; negative crops) as
-    ``(N, *M, prod(s)*C)`` with ``[n, m, (r, c)] = xpad[n, s*m + r, c]``."""
-    n = len(stride)
-    cfg = [(0, 0, 0), *((lo, s * m - lo - size, 0) for size, (lo, _), s, m in zip(x.shape[1:-1], pads, stride, rows)),
-           (0, 0, 0)]
-    xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
-    xp = xp.reshape(x.shape[0], *itertools.chain.from_iterable(zip(rows, stride)), x.shape[-1])
-    xp = jnp.transpose(xp, (0, *(1 + 2 * i for i in range(n)), *(2 + 2 * i for i in range(n)), 2 * n + 1))
-    return xp.reshape(x.shape[0], *rows, math.prod(stride) * x.shape[-1])
-
-
-def phase_kernel(rhs, stride):
-    """HWIO ``rhs`` (``*K, C, O``) as the stride-1 kernel over :func:`space_to_depth`'s phases:
-    ``(*Kc, prod(s)*C, O)`` with ``[t, (r, c), o] = rhs[s*t + r, c, o]`` (zero beyond ``K``)."""
-    n = len(stride)
-    kernel, (c_in, c_out) = rhs.shape[:n], rhs.shape[n:]
-    kc = [-(-k // s) for k, s in zip(kernel, stride)]
-    w = jnp.pad(rhs, (*((0, kk * s - k) for kk, s, k in zip(kc, stride, kernel)), (0, 0), (0, 0)))
-    w = w.reshape(*itertools.chain.from_iterable(zip(kc, stride)), c_in, c_out)
-    w = jnp.transpose(w, (*(2 * i for i in range(n)), *(2 * i + 1 for i in range(n)), 2 * n, 2 * n + 1))
-    return w.reshape(*kc, math.prod(stride) * c_in, c_out)
+    return _conv_nhwc(x, rhs, *args)
 
 
 def _plain_conv(x, rhs, stride, pads, dilation, precision, acc):
@@ -288,12 +247,12 @@ def _taps_matmul(x, rhs, stride, pads, dilation, precision, acc):
     return total
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
-def _conv_nhwc(x, rhs, stride, pads, dilation, precision, acc, phase_dx, xla_dw):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_nhwc(x, rhs, stride, pads, dilation, precision, acc):
     return _plain_conv(x, rhs, stride, pads, dilation, precision, acc)
 
 
-def _conv_nhwc_jvp(stride, pads, dilation, precision, acc, phase_dx, xla_dw, primals, tangents):
+def _conv_nhwc_jvp(stride, pads, dilation, precision, acc, primals, tangents):
     x, rhs = primals
     dx, drhs = tangents
     y = _plain_conv(x, rhs, stride, pads, dilation, precision, acc)
@@ -301,42 +260,12 @@ def _conv_nhwc_jvp(stride, pads, dilation, precision, acc, phase_dx, xla_dw, pri
     # tangent instantiated here would cost a whole forward conv of zeros.
     terms = []
     if not isinstance(dx, SymbolicZero):
-        if phase_dx:
-            terms.append(_phase_input_term(dx, rhs, stride, pads, precision, acc))
-        else:
-            terms.append(_plain_conv(dx, rhs, stride, pads, dilation, precision, acc))
+        terms.append(_plain_conv(dx, rhs, stride, pads, dilation, precision, acc))
     if not isinstance(drhs, SymbolicZero):
-        dw_conv = _plain_conv if xla_dw else _taps_matmul
-        terms.append(dw_conv(x, drhs, stride, pads, dilation, precision, acc))
+        terms.append(_taps_matmul(x, drhs, stride, pads, dilation, precision, acc))
     if not terms:
         return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, terms)
-
-
-def _phase_input_term(dx, rhs, stride, pads, precision, acc):
-    r"""The strided conv of ``dx`` (no dilation) over its phases, written so that its transpose
-    (the input gradient) is a valid stride-1 conv over the explicitly padded output gradient.
-
-    With ``k = s*t + r``: ``y[p] = sum_k w[k] xpad[s*p + k] = sum_{t, r} w[s*t + r] xph[r][p + t]``,
-    a stride-1 conv of the space-to-depth input (``M = out + Kc - 1`` rows per phase) with the
-    phase-split kernel (``Kc = ceil(K/s)`` taps, zero-padded); its transpose has no
-    ``lhs_dilation``.
-
-    The phase conv is computed "full" (padded by ``Kc - 1`` on both sides), kept whole by an
-    ``optimization_barrier`` and sliced: the slice transposes into an explicit zero pad, the
-    barrier keeps XLA from folding that pad into the conv's padding, and the full conv
-    transposes into a valid one. YNNPACK takes a conv only when its output is no larger than
-    its input, which the valid conv satisfies and the folded form (output ``M > out``) does not.
-    """
-    n = len(stride)
-    kernel = rhs.shape[:n]
-    kc = [-(-k // s) for k, s in zip(kernel, stride)]
-    out = _args.window_count(dx.shape[1:-1], pads, kernel, stride, (1,) * n)
-    rows = [o + k - 1 for o, k in zip(out, kc)]
-    full = _plain_conv(space_to_depth(dx, pads, stride, rows), phase_kernel(rhs, stride), (1,) * n,
-                       tuple((k - 1, k - 1) for k in kc), (1,) * n, precision, acc)
-    full = lax.optimization_barrier(full)
-    return full[(slice(None), *(slice(k - 1, k - 1 + o) for k, o in zip(kc, out)), slice(None))]
 
 
 _conv_nhwc.defjvp(_conv_nhwc_jvp, symbolic_zeros=True)
