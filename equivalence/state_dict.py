@@ -21,6 +21,7 @@ from flax import nnx
 
 from jaxconv.nn import named_children
 from jaxconv.nn.module import attribute_items
+from jaxconv.parallel.fsdp import place
 
 from . import io
 from ._torch import is_array, to_numpy
@@ -235,13 +236,9 @@ def _new_value(name: str, value, old, dtype):
         target = jnp.dtype(dtype)
     host = _cast(name, value, target)
     sharding = _kept_sharding(old)
-    if sharding is not None and not sharding.is_fully_addressable:
-        # Spread over processes: each process builds the shards of its own devices from its
-        # (full) host copy; device_put would need the same global value to be sent everywhere.
-        host = np.asarray(host, dtype=jax.dtypes.canonicalize_dtype(target))
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
     new = jnp.asarray(host, dtype=target)
-    return new if sharding is None else jax.device_put(new, sharding)  # a sharded model stays so
+    # a sharded model stays so; over processes each one places its own devices' shards
+    return new if sharding is None else place(new, sharding)
 
 
 def load_state_dict(module, source, strict: bool = True, dtype=None) -> IncompatibleKeys:
