@@ -124,7 +124,7 @@ def parse_call(text: str, option: str):
         except ValueError:
             what = ast.unparse(value) if k is None else f"{k.arg or '**'}={ast.unparse(value)}"
             raise UsageError(f"{option} {text!r}: argument {what!r} is not a literal (numbers, "
-                         f"strings, tuples, lists, True/False/None); {rule}") from None
+                             f"strings, tuples, lists, True/False/None); {rule}") from None
         if k is None:
             args.append(literal)
         else:
@@ -181,14 +181,14 @@ def random_targets(loss, output_shape, rng) -> np.ndarray:
     if name in CLASS_LOSSES:
         if len(shape) < 2:
             raise UsageError(f"--loss {name}: needs an output with a class dimension (N, C, ...), "
-                         f"the model gives shape {shape}")
+                             f"the model gives shape {shape}")
         return rng.integers(0, shape[1], (shape[0],) + shape[2:])
     if name in FLOAT_LOSSES:
         return rng.standard_normal(shape).astype(np.float32)
     if name in PROBABILITY_LOSSES:
         return rng.random(shape).astype(np.float32)
     raise UsageError(f"--loss {name}: the training check draws random targets only for "
-                 f"{', '.join(CLASS_LOSSES + FLOAT_LOSSES + PROBABILITY_LOSSES)}")
+                     f"{', '.join(CLASS_LOSSES + FLOAT_LOSSES + PROBABILITY_LOSSES)}")
 
 
 def random_batches(torch_model, loss, input_shape, n: int, seed: int) -> list:
@@ -253,10 +253,10 @@ def check_options(args) -> bool:
     if not args.train_steps and stray:
         also = f" ({', '.join(_RECIPE)} alone describe the optimizer for --orbax)" if orbax else ""
         raise UsageError(f"{', '.join(stray)} given without --train-steps N (N > 0): the training "
-                     f"check runs only with --train-steps{also}")
+                         f"check runs only with --train-steps{also}")
     if args.train_steps and args.optimizer is None:
         raise UsageError(f"--train-steps {args.train_steps} needs --optimizer, e.g. "
-                     f"--optimizer {_KINDS['--optimizer'][2]!r}")
+                         f"--optimizer {_KINDS['--optimizer'][2]!r}")
     return bool(args.train_steps)
 
 
@@ -315,7 +315,7 @@ def write_orbax(args, torch_model, jax_model) -> None:
     from .state_dict import StateDictError
     from .training import (OptimizerStateError, RecipeError, load_training_checkpoint, trainable,
                            translate_optimizer)
-    from .training.checkpoint import OPTIMIZER_KEYS
+    from .training.checkpoint import OPTIMIZER_KEYS, find_entry
 
     optimizer, metadata, step = None, {}, 0
     if args.optimizer is None:
@@ -337,7 +337,9 @@ def write_orbax(args, torch_model, jax_model) -> None:
         except (RecipeError, OptimizerStateError, StateDictError, io.CheckpointError) as e:
             raise UsageError(f"--orbax: --checkpoint {args.checkpoint} with --optimizer "
                              f"{args.optimizer!r}: {e}") from None
-        step = _updates(checkpoint, next(checkpoint[k] for k in OPTIMIZER_KEYS if k in checkpoint))
+        _, torch_state = find_entry(checkpoint, OPTIMIZER_KEYS, "optimizer state_dict",
+                                    args.checkpoint)
+        step = _updates(checkpoint, torch_state)
         optimizer.step.set_value(np.asarray(step, optimizer.step.get_value().dtype))
         metadata = {k: v for k, v in extra.items()
                     if isinstance(k, str) and isinstance(v, (bool, int, float, str))}

@@ -23,7 +23,9 @@ OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "opt")
 SCHEDULER_KEYS = ("lr_scheduler", "scheduler", "lr_scheduler_state_dict", "scheduler_state_dict")
 
 
-def _find(checkpoint: Mapping, keys, what: str, path):
+def find_entry(checkpoint: Mapping, keys, what: str, path):
+    """``(key, value)`` of the first of ``keys`` in ``checkpoint``; a clear error naming them and
+    what it holds when none is there."""
     for key in keys:
         if key in checkpoint:
             return key, checkpoint[key]
@@ -84,7 +86,7 @@ def load_training_checkpoint(source, jax_model, optimizer=None, *, torch_model=N
     used = {k for k, v in checkpoint.items() if v is weights}
     assign = None
     if optimizer is not None:
-        okey, torch_state = _find(checkpoint, OPTIMIZER_KEYS, "optimizer state_dict", path)
+        okey, torch_state = find_entry(checkpoint, OPTIMIZER_KEYS, "optimizer state_dict", path)
         used.add(okey)
         skey = next((k for k in SCHEDULER_KEYS if k in checkpoint), None)
         used.add(skey)  # a scheduler state with no scheduler attached is refused, as a missing one
