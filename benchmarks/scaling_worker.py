@@ -159,8 +159,9 @@ def run_torch(args):
     import torch.distributed as dist
     import torch.nn.functional as TF
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores // args.replicas))
+    from .scaling import cores
+
+    torch.set_num_threads(max(1, cores() // args.replicas))
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     if world != args.replicas:
