@@ -2,8 +2,8 @@
 
 - a *leaf* layer (no submodules) runs in jaxconv on torch's recorded input of that call, on
   absolute values (for the magnitude ``S``) and, with a cotangent, backwards; its error model
-  (:func:`equivalence.tolerance.kind_for`) turns that into tolerances. All leaf runs of a
-  comparison go through one ``jax.jit`` (:func:`run_leaves`). A leaf that is module code (a
+  (:func:`equivalence.tolerance.kind_for`) turns that into tolerances. The leaf runs are
+  jitted, one compilation per distinct leaf (:func:`run_leaves`). A leaf that is module code (a
   translated ``StdConv2d``) also gets the running error bound of its code (the kind's model says so).
 - a *composite* module runs its own code with each child call answered by torch's recorded
   output of that child (:mod:`equivalence.glue`); its output and the inputs its code hands to
@@ -107,18 +107,23 @@ def matched_cotangents(outs, cotangents) -> list:
 
 
 def run_leaves(leaves: list) -> list:
-    """:class:`LeafRun` of every :class:`LeafInput`, in one ``jax.jit`` (one compilation instead
-    of one per layer)."""
-    if not leaves:
-        return []
-    fixed = [(leaf.graphdef, leaf.static, leaf.structure) for leaf in leaves]
-    dynamic = [(leaf.params, leaf.rest, leaf.args, leaf.cotangents) for leaf in leaves]
+    """:class:`LeafRun` of every :class:`LeafInput`, one compilation per *distinct* leaf: a
+    ``jax.jit`` keyed by the leaf's graph, static inputs and input shapes, so a model's repeated
+    blocks (ViT-B/16's twelve encoder layers) share one compiled program, run with each layer's
+    own weights and torch's inputs. The jitted function is this call's own: nothing of it stays
+    in JAX's caches once the comparison is dropped.
 
-    def f(dynamic):
-        return [_leaf_run(gd, LeafInput(gd, *dyn, static=st, structure=sd))
-                for (gd, st, sd), dyn in zip(fixed, dynamic)]
+    Measured on vit_b_16 (one 224x224 image, 100 leaf calls, 8 distinct; XLA's compile seconds
+    from ``jax_log_compiles``, 2-core VM at load average 5-7, so taken relative to the free
+    forward's compile in the same process): one jit of all leaves 1.4x the forward's compile,
+    one per distinct leaf 0.8x."""
+    def one(fixed, dynamic):
+        graphdef, static, structure = fixed
+        return _leaf_run(graphdef, LeafInput(graphdef, *dynamic, static=static, structure=structure))
 
-    return jax.jit(f)(dynamic)
+    run = jax.jit(one, static_argnums=0)
+    return [run((leaf.graphdef, leaf.static, leaf.structure), (leaf.params, leaf.rest, leaf.args, leaf.cotangents))
+            for leaf in leaves]
 
 
 @dataclass

@@ -155,3 +155,36 @@ def test_structure_mismatch_fails():
     assert "1: torch called it, jaxconv did not" in report.structure
     root = next(r for r in report.rows if r.name == "(root)")
     assert not root.passed and "where torch called '1'" in root.note
+
+
+class _TwoAlike(torch.nn.Module):
+    """Two attention blocks and two norms of the same shapes: the check of each kind compiles
+    once and runs with each layer's own weights (:func:`equivalence.checks.run_leaves`, the
+    composite's running-bound program)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = torch.nn.ModuleList([torch.nn.MultiheadAttention(8, 2, batch_first=True) for _ in range(2)])
+        self.norm = torch.nn.ModuleList([torch.nn.LayerNorm(8) for _ in range(2)])
+
+    def forward(self, x):
+        for attn, norm in zip(self.attn, self.norm):
+            x = norm(x + attn(x, x, x, need_weights=False)[0])
+        return x
+
+
+def test_alike_layers_share_a_compilation_and_keep_their_own_weights():
+    """A planted error in the second of two alike layers fails that layer's row and no other:
+    the shared compiled check runs each layer with its own weights."""
+    torch.manual_seed(0)
+    tm = _TwoAlike().eval()
+    with torch.no_grad():
+        for n in tm.norm:
+            n.weight.copy_(torch.rand(8) + 0.5)
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
+    jm = equivalence.translate(tm, x)
+    assert equivalence.compare(tm, jm, x).passed
+    jm.attn[1].in_proj_weight[...] = jm.attn[1].in_proj_weight[...].at[3, 2].multiply(1 + 1e-3)
+    jm.norm[1].weight[...] = jm.norm[1].weight[...].at[5].multiply(1 + 1e-3)
+    report = equivalence.compare(tm, jm, x)
+    assert {r.name for r in report.rows if not r.passed} == {"attn.1", "norm.1"}, report.to_text()
