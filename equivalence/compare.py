@@ -46,6 +46,7 @@ from .record import TorchCall, TorchRun, run_torch
 from .report import Report, Row
 from .rows import buffer_rows, grad_rows
 from .state_dict import named_variables
+from .tolerance.running import shared_programs
 
 
 @contextlib.contextmanager
@@ -232,7 +233,7 @@ class _Comparison:
         return tol_mod.max_difference(got, expected) if got.shape == expected.shape else None
 
     def leaf_results(self, ordered, progress) -> dict:
-        """Every leaf call's ``(LeafInput, LeafRun)`` by call index, run in one jit."""
+        """Every leaf call's ``(LeafInput, LeafRun)`` by call index (:func:`~equivalence.checks.run_leaves`)."""
         leaves = {cl.index: LeafInput.of(self.jax_named[cl.name], cl, self.grads) for cl in ordered
                   if cl.name in self.jax_named and first_array(cl.out) is not None
                   and _is_leaf(self.jax_named[cl.name])}
@@ -377,7 +378,7 @@ def _compare(torch, torch_module, jax_module, inputs, grads, seed, dtype, train,
             "torch_type": type(torch_module).__name__, "jax_type": type(jax_module).__name__}
     jax_named = dict(named_modules(nnx.clone(jax_module)))
     torch_cast, jax_cast = _autocast_contexts(torch, torch_module, autocast)
-    with _pinned_precision(torch) as precision:
+    with _pinned_precision(torch) as precision, shared_programs():
         with torch_cast:
             torch_run = run_torch(torch, torch_module, arrays, seed + 1, grads)
         with jax_cast:

@@ -224,7 +224,7 @@ def compare_training(torch_model, jax_model, torch_optimizer, jax_optimizer, bat
     t32, t64, scratch = given.copy(torch), given.copy(torch, True), given.copy(torch, True)
     index_names = t32.index_names()
     offset = t32.position()
-    with _pinned_precision(torch) as precision, torch.random.fork_rng(devices=[]):
+    with _pinned_precision(torch) as precision, torch.random.fork_rng(devices=[]), running.shared_programs():
         t32.model.eval()
         with torch.no_grad():
             example = t32.model(torch.as_tensor(data[0][0]))

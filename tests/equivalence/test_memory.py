@@ -72,13 +72,31 @@ def _registries():
             len(linecache.cache))
 
 
+def _ours_in_jax_caches() -> set:
+    """The functions of ``equivalence`` that key entries of JAX's jit cache (``pjit``'s
+    ``_infer_params_cached``, weakly keyed by the jitted function: an entry lives as long as
+    its function, and holds its traced program and, through it, the compiled executable)."""
+    from jax._src import pjit
+
+    found = set()
+    for key in pjit._infer_params_cached.cache_keys():
+        f = key[0]() if isinstance(key[0], weakref.ref) else key[0]
+        f = getattr(f, "func", f)       # functools.partial
+        if getattr(f, "__module__", None) and f.__module__.startswith("equivalence"):
+            found.add((id(f), f.__qualname__))
+    return found
+
+
 def test_nothing_outlives_translate_and_compare():
     """The forward comparison (the slow test adds gradients, which cost the time of both);
-    translating the same model again makes no new class."""
+    nothing the comparison jitted (the leaf checks, the composite's running-bound program, the
+    free run) stays in JAX's caches; translating the same model again makes no new class."""
     x = torch.randn(2, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    before = _ours_in_jax_caches()
     refs, cls, passed = _translate_and_compare(Small, x, grads=False)
     assert passed and len(refs) == 2
     assert not _alive(refs), [type(r()).__name__ for r in _alive(refs)]
+    assert _ours_in_jax_caches() <= before, _ours_in_jax_caches() - before
     before = _registries()
     again = translate(randomize_batchnorm(Small()).eval(), x)
     assert type(again) is cls and _registries() == before
