@@ -67,7 +67,9 @@ channels the products are too thin: 3x3 64@56 45 vs 85 (1.9x slower), 3x3/2 64->
 rounds spread by about +-30% (other processes share the cores); every ratio adopted is beyond it.
 Folding the kernel's rows or the whole window into the channels (im2col: one product with
 ``K = k*k*C_in``) was no faster than the taps and 3.3x slower at 56x56. 1x1 convs already are
-one product (:func:`pointwise`), and float16 products are not native on this CPU."""
+one product (:func:`pointwise`). float16 products are converted to float32 like the convs, so
+float16 keeps the conv. ResNet-18 forward, batch 8, 11 interleaved rounds (load 5-7): 0.76x the
+time before under autocast, 0.78x as a bfloat16 model; a threshold of 64 was no better."""
 
 
 # ---------------------------------------------------------------------------- selection
