@@ -264,10 +264,11 @@ def _dot_and_conv_dtypes(f, *args):
     return found
 
 
-def test_bfloat16_conv_runs_as_bfloat16_products_on_cpu(rng):
+def test_bfloat16_conv_runs_as_bfloat16_products_on_cpu(rng, monkeypatch):
     """A bfloat16 conv with >= 128 input channels is, on CPU, bfloat16 products accumulated in
-    float32 (no conv, no float32 operands); ``lowering("xla")`` keeps XLA's own bfloat16 conv;
-    float16 and fewer channels keep the conv. Values: tests/functional/test_low_precision.py."""
+    float32 (no conv, no float32 operands); ``lowering("xla")`` and other backends keep XLA's own
+    bfloat16 conv; float16 and fewer channels keep the conv. Values against float64 torch:
+    tests/functional/test_low_precision.py (``TAPS``)."""
     x = jnp.asarray(randn(rng, 2, 128, 6, 5), jnp.bfloat16)
     w = jnp.asarray(randn(rng, 4, 128, 3, 3), jnp.bfloat16)
     pads = ((1, 1), (1, 1))
@@ -289,3 +290,5 @@ def test_bfloat16_conv_runs_as_bfloat16_products_on_cpu(rng):
     np.testing.assert_allclose(np.asarray(y, np.float64), np.asarray(y_xla, np.float64), rtol=2.0 ** -7)
     assert _lowering.pick_conv(x.shape, w.shape, pads, 1, jnp.dtype(jnp.float16)) == "nhwc"
     assert _lowering.pick_conv((2, 64, 6, 5), (4, 64, 3, 3), pads, 1, x.dtype) == "nhwc"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _lowering.pick_conv(x.shape, w.shape, pads, 1, x.dtype) == "default"
