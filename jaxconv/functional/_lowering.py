@@ -63,7 +63,9 @@ products, batch 8, median of 9 interleaved rounds on the shared 2-core VM (ms; X
 taps): 3x3 128@28 26 vs 17 (0.66x), 3x3/2 128->256@28 17.8 vs 8.5 (0.48x), 3x3 256@14 36 vs 14
 (0.39x), 3x3/2 256->512@14 23.8 vs 10.1 (0.42x), 3x3 512@7 31 vs 12.8 (0.41x); with 64 input
 channels the products are too thin: 3x3 64@56 45 vs 85 (1.9x slower), 3x3/2 64->128@56 15.4 vs
-12.9 (0.84x, within the spread); the 7x7/2 stem (3 channels) is 20x slower as taps. Single
+12.9 (0.84x); the 7x7/2 stem (3 channels) is 20x slower as taps. Two more runs gave 0.63x and
+0.80x at 28, 0.57x at 14, 0.42x at 7, 1.8x and 2.6x at 56 with 64 channels, and 0.63x and 1.18x
+for the 64-channel stride-2 conv (so no rule for it: within the spread). Single
 rounds spread by about +-30% (other processes share the cores); every ratio adopted is beyond it.
 Folding the kernel's rows or the whole window into the channels (im2col: one product with
 ``K = k*k*C_in``) was no faster than the taps and 3.3x slower at 56x56; a 2x2 space-to-depth
