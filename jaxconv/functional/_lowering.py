@@ -50,13 +50,15 @@ _MAX_SHIFTS = 49
 
 _BF16_TAPS_MIN_CIN = 128
 """bfloat16 convs (``groups == 1``) with at least this many input channels are computed as one
-bfloat16 matrix product per kernel tap, accumulated in float32 and rounded once (:func:`conv_taps`).
+bfloat16 matrix product per kernel tap, accumulated in float32 and rounded once
+(:func:`conv_taps`).
 
 XLA:CPU (jaxlib 0.10.2) has no bfloat16 convolution: its float normalization converts a bfloat16
 conv's operands to float32 and YNNPACK runs a float32 conv, whose optimized HLO is the same as
-that of "float32 inside on the bfloat16 operands, rounded once" (so that form gains nothing),
-and no flag (``xla_cpu_use_onednn``, ``xla_cpu_experimental_onednn_custom_call``, the ynn / xnn /
-onednn fusion types) changes that. A bfloat16 ``dot_general`` with a float32
+that of "float32 inside on the bfloat16 operands, rounded once" (so that form gains nothing), and
+no flag (``xla_cpu_use_onednn``, ``xla_cpu_experimental_onednn_custom_call``, the ynn / xnn /
+onednn fusion types; in ``XLA_FLAGS``, or per function in ``jax.jit``'s ``compiler_options``,
+which refuses the fusion-type lists) changes that. A bfloat16 ``dot_general`` with a float32
 ``preferred_element_type``, however, stays bfloat16 into YNNPACK (the CPU's avx512_bf16), 2.0x
 faster than the float32 product (8x512@512x1000, 6272x1152@1152x128, 1024x768@768x3072). Per-tap
 products, batch 8, median of 9 interleaved rounds on the shared 2-core VM (ms; XLA's conv vs
@@ -65,13 +67,14 @@ taps): 3x3 128@28 26 vs 17 (0.66x), 3x3/2 128->256@28 17.8 vs 8.5 (0.48x), 3x3 2
 channels the products are too thin: 3x3 64@56 45 vs 85 (1.9x slower), 3x3/2 64->128@56 15.4 vs
 12.9 (0.84x); the 7x7/2 stem (3 channels) is 20x slower as taps. Two more runs gave 0.63x and
 0.80x at 28, 0.57x at 14, 0.42x at 7, 1.8x and 2.6x at 56 with 64 channels, and 0.63x and 1.18x
-for the 64-channel stride-2 conv (so no rule for it: within the spread). Single rounds spread by about +-30% (other processes share the cores); every ratio adopted is beyond it.
-Folding the kernel's rows or the whole window into the channels (im2col: one product with
-``K = k*k*C_in``) was no faster than the taps and 3.3x slower at 56x56; a 2x2 space-to-depth
-(2x2 taps with 4x the channels, 1.8x the multiply-adds) was 1.7x slower than XLA's conv there.
-1x1 convs already are one product (:func:`pointwise`). float16 products are converted to float32 like the convs, so
-float16 keeps the conv. ResNet-18 forward, batch 8, 11 interleaved rounds (load 5-7): 0.76x the
-time before under autocast, 0.78x as a bfloat16 model; a threshold of 64 was no better."""
+for the 64-channel stride-2 conv (so no rule for it: within the spread). Single rounds spread by
+about +-30% (other processes share the cores); every ratio adopted is beyond it. Folding the
+kernel's rows or the whole window into the channels (im2col: one product with ``K = k*k*C_in``)
+was no faster than the taps and 3.3x slower at 56x56; a 2x2 space-to-depth (2x2 taps with 4x the
+channels, 1.8x the multiply-adds) was 1.7x slower than XLA's conv there. 1x1 convs already are one
+product (:func:`pointwise`). float16 products are converted to float32 like the convs, so float16
+keeps the conv. ResNet-18 forward, batch 8, 11 interleaved rounds (load 5-7): 0.76x the time
+before under autocast, 0.78x as a bfloat16 model; a threshold of 64 was no better."""
 
 
 # ---------------------------------------------------------------------------- selection
