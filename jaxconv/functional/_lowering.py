@@ -73,8 +73,9 @@ kernel's rows or the whole window into the channels (im2col: one product with ``
 was no faster than the taps and 3.3x slower at 56x56; a 2x2 space-to-depth (2x2 taps with 4x the
 channels, 1.8x the multiply-adds) was 1.7x slower than XLA's conv there. 1x1 convs already are one
 product (:func:`pointwise`). float16 products are converted to float32 like the convs, so float16
-keeps the conv. ResNet-18 forward, batch 8, 11 interleaved rounds (load 5-7): 0.76x the time
-before under autocast, 0.78x as a bfloat16 model; a threshold of 64 was no better."""
+keeps the conv. ResNet-18 forward, batch 8, 11-15 interleaved rounds (load 2-8): 0.76-1.05x the
+time before under autocast (five runs, median 0.83x), 0.78x and 0.83x as a bfloat16 model; a
+threshold of 64 was no better."""
 
 
 # ---------------------------------------------------------------------------- selection
