@@ -6,7 +6,9 @@ products, prelu, attention) cast their floating inputs to that dtype, and the op
 float32 (:data:`FLOAT32`: 3-d pooling, reflection and replication padding, most losses) cast them to
 float32. float64 inputs are never cast, as in torch. Every other op runs in its inputs' dtype,
 accumulating in float32 (a BatchNorm after a bfloat16 conv takes its bfloat16 output and
-float32 parameters and returns bfloat16). Parameters stay as stored.
+float32 parameters and returns bfloat16). Parameters stay as stored. How a bfloat16 conv is then
+computed on CPU is a lowering choice, made for bfloat16 operands whether autocast or the model
+made them (``functional/_lowering.py``, ``_BF16_TAPS_MIN_CIN``); the values are the same.
 
 The setting is a JAX configuration state included in ``jax.jit``'s cache key, so a function
 jitted outside the context and called inside is traced again rather than reused, and it is

@@ -23,6 +23,9 @@ X4, X3, X5 = (2, 6, 9, 9), (2, 6, 11), (1, 3, 5, 6, 6)
 CASES = {
     "conv1d": (TF.conv1d, JF.conv1d, [X3, (4, 6, 3), (4,)]),
     "conv2d": (TF.conv2d, JF.conv2d, [X4, (4, 6, 3, 3), (4,)]),
+    # >= 128 input channels: bfloat16 per-tap products on CPU (jaxconv.functional._lowering.conv_taps)
+    "conv2d_taps": (lambda x, w, b: TF.conv2d(x, w, b, 2, 1), jax.jit(lambda x, w, b: JF.conv2d(x, w, b, 2, 1)),
+                    [(1, 128, 6, 5), (4, 128, 3, 3), (4,)]),
     "conv3d": (TF.conv3d, JF.conv3d, [X5, (2, 3, 2, 2, 2), (2,)]),
     "conv_transpose1d": (TF.conv_transpose1d, JF.conv_transpose1d, [X3, (6, 4, 3), (4,)]),
     "conv_transpose2d": (TF.conv_transpose2d, JF.conv_transpose2d, [X4, (6, 4, 3, 3), (4,)]),

@@ -14,7 +14,10 @@ were set by measurement (``python -m benchmarks``) on XLA:CPU, where
   transposes at all (one product per sample on large images, so that the gradients
   need none either);
 * a strided transposed conv through ``lhs_dilation`` multiplies mostly inserted zeros;
-  the sub-pixel (phase) decomposition below does only the useful products.
+  the sub-pixel (phase) decomposition below does only the useful products;
+* a bfloat16 conv is computed in float32 (XLA converts its operands first), while a bfloat16
+  matrix product runs natively; so a bfloat16 conv with many input channels is faster as one
+  product per kernel tap (:func:`conv_taps`).
 """
 from __future__ import annotations
 
@@ -44,6 +47,35 @@ _POINTWISE_BATCHED_MIN = 512
 
 _MAX_SHIFTS = 49
 """Depthwise kernels with more taps than this use the default lowering (graph size)."""
+
+_BF16_TAPS_MIN_CIN = 128
+"""bfloat16 convs (``groups == 1``) with at least this many input channels are computed as one
+bfloat16 matrix product per kernel tap, accumulated in float32 and rounded once
+(:func:`conv_taps`).
+
+XLA:CPU (jaxlib 0.10.2) has no bfloat16 convolution: its float normalization converts a bfloat16
+conv's operands to float32 and YNNPACK runs a float32 conv, whose optimized HLO is the same as
+that of "float32 inside on the bfloat16 operands, rounded once" (so that form gains nothing), and
+no flag (``xla_cpu_use_onednn``, ``xla_cpu_experimental_onednn_custom_call``, the ynn / xnn /
+onednn fusion types; in ``XLA_FLAGS``, or per function in ``jax.jit``'s ``compiler_options``,
+which refuses the fusion-type lists) changes that. A bfloat16 ``dot_general`` with a float32
+``preferred_element_type``, however, stays bfloat16 into YNNPACK (the CPU's avx512_bf16), 2.0x
+faster than the float32 product (8x512@512x1000, 6272x1152@1152x128, 1024x768@768x3072). Per-tap
+products, batch 8, median of 9 interleaved rounds on the shared 2-core VM (ms; XLA's conv vs
+taps): 3x3 128@28 26 vs 17 (0.66x), 3x3/2 128->256@28 17.8 vs 8.5 (0.48x), 3x3 256@14 36 vs 14
+(0.39x), 3x3/2 256->512@14 23.8 vs 10.1 (0.42x), 3x3 512@7 31 vs 12.8 (0.41x); with 64 input
+channels the products are too thin: 3x3 64@56 45 vs 85 (1.9x slower), 3x3/2 64->128@56 15.4 vs
+12.9 (0.84x); the 7x7/2 stem (3 channels) is 20x slower as taps. Two more runs gave 0.63x and
+0.80x at 28, 0.57x at 14, 0.42x at 7, 1.8x and 2.6x at 56 with 64 channels, and 0.63x and 1.18x
+for the 64-channel stride-2 conv (so no rule for it: within the spread). Single rounds spread by
+about +-30% (other processes share the cores); every ratio adopted is beyond it. Folding the
+kernel's rows or the whole window into the channels (im2col: one product with ``K = k*k*C_in``)
+was no faster than the taps and 3.3x slower at 56x56; a 2x2 space-to-depth (2x2 taps with 4x the
+channels, 1.8x the multiply-adds) was 1.7x slower than XLA's conv there. 1x1 convs already are one
+product (:func:`pointwise`). float16 products are converted to float32 like the convs, so float16
+keeps the conv. ResNet-18 forward, batch 8, 11-15 interleaved rounds (load 2-8): 0.76-1.05x the
+time before under autocast (five runs, median 0.83x), 0.78x and 0.83x as a bfloat16 model; a
+threshold of 64 was no better."""
 
 
 # ---------------------------------------------------------------------------- selection
@@ -81,9 +113,10 @@ def measured() -> bool:
     return mode == "jaxconv" or (mode is None and jax.default_backend() == "cpu")
 
 
-def pick_conv(x_shape, weight_shape, pads, groups) -> str:
-    """Name of the lowering for a conv: ``'depthwise'``, ``'pointwise'``, ``'nhwc'`` (groups == 1,
-    a faster weight gradient) or ``'default'`` (XLA's conv)."""
+def pick_conv(x_shape, weight_shape, pads, groups, dtype=None) -> str:
+    """Name of the lowering for a conv of ``dtype`` operands: ``'depthwise'``, ``'pointwise'``,
+    ``'taps'`` (bfloat16, many input channels), ``'nhwc'`` (groups == 1, a faster weight
+    gradient) or ``'default'`` (XLA's conv)."""
     if not measured():
         return "default"
     c_in = x_shape[1]
@@ -92,6 +125,8 @@ def pick_conv(x_shape, weight_shape, pads, groups) -> str:
         return "depthwise"
     if groups == 1 and all(k == 1 for k in kernel) and all(p == (0, 0) for p in pads):
         return "pointwise"
+    if groups == 1 and str(dtype) == "bfloat16" and c_in >= _BF16_TAPS_MIN_CIN:
+        return "taps"
     return "nhwc" if groups == 1 else "default"
 
 
@@ -252,20 +287,56 @@ def _conv_nhwc(x, rhs, stride, pads, dilation, precision, acc):
     return _plain_conv(x, rhs, stride, pads, dilation, precision, acc)
 
 
-def _conv_nhwc_jvp(stride, pads, dilation, precision, acc, primals, tangents):
-    x, rhs = primals
-    dx, drhs = tangents
-    y = _plain_conv(x, rhs, stride, pads, dilation, precision, acc)
-    # Symbolic zeros are skipped: a network's first conv has no input tangent, and a zero
-    # tangent instantiated here would cost a whole forward conv of zeros.
+def _tangent(y, x, rhs, dx, drhs, args, weight_part):
+    """The conv's tangent: XLA's conv of ``dx`` plus ``weight_part`` of ``drhs``. Symbolic zeros
+    are skipped: a network's first conv has no input tangent, and a zero tangent instantiated
+    here would cost a whole forward conv of zeros."""
     terms = []
     if not isinstance(dx, SymbolicZero):
-        terms.append(_plain_conv(dx, rhs, stride, pads, dilation, precision, acc))
+        terms.append(_plain_conv(dx, rhs, *args))
     if not isinstance(drhs, SymbolicZero):
-        terms.append(_taps_matmul(x, drhs, stride, pads, dilation, precision, acc))
+        terms.append(weight_part(x, drhs, *args))
     if not terms:
         return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, terms)
 
 
+def _conv_nhwc_jvp(stride, pads, dilation, precision, acc, primals, tangents):
+    args = (stride, pads, dilation, precision, acc)
+    y = _plain_conv(*primals, *args)
+    return _tangent(y, *primals, *tangents, args, _taps_matmul)
+
+
 _conv_nhwc.defjvp(_conv_nhwc_jvp, symbolic_zeros=True)
+
+
+# ---------------------------------------------------------------------------- bfloat16 taps
+def conv_taps(x, rhs, stride, pads, dilation, precision=None, acc=None):
+    """A bfloat16 conv (NHWC / HWIO, ``groups == 1``) as one bfloat16 product per kernel tap.
+
+    ``y[n, p] = sum_k xpad[n, s*p + d*k, :] @ w[k]``: each product multiplies bfloat16 operands
+    and accumulates in float32 (``acc``), the taps are summed in float32 and the caller rounds
+    once, so the value is XLA's conv (float32 on the same operands) up to the order of the
+    float32 sums. XLA:CPU runs these products in bfloat16 (:data:`_BF16_TAPS_MIN_CIN` has the
+    measurements) but converts a conv to float32. The derivative is the one of
+    :func:`conv_nhwc` (XLA's conv for the input; per-tap products for an even kernel's weight),
+    given as a custom JVP, so the gradients are unchanged and forward mode works.
+    """
+    args = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision, acc)
+    return _conv_taps(x, rhs, *args)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_taps(x, rhs, stride, pads, dilation, precision, acc):
+    return _taps_matmul(x, rhs, stride, pads, dilation, precision, acc)
+
+
+def _conv_taps_jvp(stride, pads, dilation, precision, acc, primals, tangents):
+    args = (stride, pads, dilation, precision, acc)
+    x, rhs = primals
+    y = _taps_matmul(x, rhs, *args)
+    odd = all(k % 2 for k in rhs.shape[:x.ndim - 2])
+    return _tangent(y, x, rhs, *tangents, args, _plain_conv if odd else _taps_matmul)
+
+
+_conv_taps.defjvp(_conv_taps_jvp, symbolic_zeros=True)

@@ -80,14 +80,15 @@ def _convnd(x, weight, bias, stride, padding, dilation, groups, *, n, precision,
     _args.check_bias(bias, out_channels, weight.shape)
     _args.check_same_dtype(fn, x, weight=weight, bias=bias)
     dtype, acc = x.dtype, _args.accumulator(x.dtype)
-    lowering = _lowering.pick_conv(x.shape, weight.shape, pads, groups)
+    lowering = _lowering.pick_conv(x.shape, weight.shape, pads, groups, dtype)
     if lowering == "depthwise":
         return _finish_nchw(_lowering.depthwise(x, weight, stride, pads, dilation), bias, unbatched, dtype)
     if lowering == "pointwise":
         return _finish_nchw(_lowering.pointwise(x, weight, stride, precision, acc), bias, unbatched, dtype)
     rhs = jnp.moveaxis(weight, (0, 1), (-1, -2))  # (out, in/g, *k) -> (*k, in/g, out)
-    if lowering == "nhwc":  # same forward; a faster weight gradient (see _lowering.conv_nhwc)
-        y = _lowering.conv_nhwc(_channels_last(x), rhs, stride, pads, dilation, precision, acc)
+    if lowering in ("nhwc", "taps"):  # same value; faster (see _lowering.conv_nhwc, conv_taps)
+        conv = _lowering.conv_nhwc if lowering == "nhwc" else _lowering.conv_taps
+        y = conv(_channels_last(x), rhs, stride, pads, dilation, precision, acc)
         return _finish(y, bias, unbatched, dtype)
     y = lax.conv_general_dilated(
         _channels_last(x), rhs,

@@ -91,3 +91,25 @@ def test_reduced_tolerance_formula():
     assert t.compute_dtype(np.float32, bf16) == bf16
     bound = t.Bound(np.array([4.0]), 16, dtype=bf16)
     assert bound.checked_dtype(np.float32) == bf16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["autocast", "bfloat16"])
+def test_resnet18_in_bfloat16_passes_compare(mode):
+    """torchvision's ResNet-18 under bfloat16 autocast and as a bfloat16 model: its convs with
+    >= 128 input channels run as per-tap bfloat16 products on CPU (jaxconv.functional._lowering
+    .conv_taps), every layer and gradient within the reduced-precision policy."""
+    from tests._zoo import randomize_batchnorm, torchvision_models
+
+    torch.manual_seed(0)
+    tm = randomize_batchnorm(torchvision_models().resnet18()).eval()
+    shape = (2, 3, 64, 64)
+    jm = equivalence.translate(tm, torch.zeros(shape))
+    if mode == "autocast":
+        report = equivalence.compare(tm, jm, shape, grads=True, autocast="bfloat16")
+    else:
+        tm.to(torch.bfloat16)
+        equivalence.load_state_dict(jm, tm.state_dict(), dtype=jnp.bfloat16)
+        report = equivalence.compare(tm, jm, shape, grads=True, dtype="bfloat16")
+    assert report.passed, report.to_text()
+    assert {r.dtype for r in report.rows if r.name == "layer4.1.conv2"} == {"bfloat16"}

@@ -5,6 +5,7 @@ lowering it names, (b) the output in float64 against torch, under ``jax.jit``, a
 gradients with respect to input, weight and bias against torch's autograd.
 """
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -245,3 +246,49 @@ def test_lowering_modes_choose_per_backend_with_the_same_values(monkeypatch):
     with pytest.raises(ValueError, match=r"lowering: mode must be one of .* got mode='cudnn'"):
         with F.lowering("cudnn"):
             pass
+
+
+def _dot_and_conv_dtypes(f, *args):
+    """``(operand dtypes, preferred_element_type)`` of each ``dot_general`` and
+    ``conv_general_dilated`` in ``f``'s jaxpr (nested ones included), by primitive name."""
+    found = {"dot_general": [], "conv_general_dilated": []}
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name in found:
+                found[eqn.primitive.name].append(
+                    (tuple(str(v.aval.dtype) for v in eqn.invars), str(eqn.params["preferred_element_type"])))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+    walk(jax.make_jaxpr(f)(*args).jaxpr)
+    return found
+
+
+def test_bfloat16_conv_runs_as_bfloat16_products_on_cpu(rng, monkeypatch):
+    """A bfloat16 conv with >= 128 input channels is, on CPU, bfloat16 products accumulated in
+    float32 (no conv, no float32 operands); ``lowering("xla")`` and other backends keep XLA's own
+    bfloat16 conv; float16 and fewer channels keep the conv. Values against float64 torch:
+    tests/functional/test_low_precision.py (``TAPS``)."""
+    x = jnp.asarray(randn(rng, 2, 128, 6, 5), jnp.bfloat16)
+    w = jnp.asarray(randn(rng, 4, 128, 3, 3), jnp.bfloat16)
+    pads = ((1, 1), (1, 1))
+
+    def f(x, w):
+        return F.conv2d(x, w, None, 2, 1)
+    assert _lowering.pick_conv(x.shape, w.shape, pads, 1, x.dtype) == "taps"
+    taps = _dot_and_conv_dtypes(f, x, w)
+    assert not taps["conv_general_dilated"]
+    assert taps["dot_general"] == [(("bfloat16", "bfloat16"), "float32")] * 9
+    with F.lowering("xla"):
+        xla = _dot_and_conv_dtypes(f, x, w)
+        y_xla = jax.jit(f)(x, w)
+    assert not xla["dot_general"]
+    assert xla["conv_general_dilated"] == [(("bfloat16", "bfloat16"), "float32")]
+    y = jax.jit(f)(x, w)
+    assert y.dtype == jnp.bfloat16
+    # the same float32 sums in another order, rounded once: at most one bfloat16 ulp apart
+    np.testing.assert_allclose(np.asarray(y, np.float64), np.asarray(y_xla, np.float64), rtol=2.0 ** -7)
+    assert _lowering.pick_conv(x.shape, w.shape, pads, 1, jnp.dtype(jnp.float16)) == "nhwc"
+    assert _lowering.pick_conv((2, 64, 6, 5), (4, 64, 3, 3), pads, 1, x.dtype) == "nhwc"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _lowering.pick_conv(x.shape, w.shape, pads, 1, x.dtype) == "default"
