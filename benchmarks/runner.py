@@ -152,6 +152,8 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
                 return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(nnx.merge(gd, p, r))
             return jax.jit(wrap(step) if wrap else step, compiler_options=opts), (params, rest, inp)
         return make
+    if quick:  # the *_ynn steps double the quick run's costliest compiles; their forward rows stay
+        jax_impls = {k: v for k, v in jax_impls.items() if not k.endswith("_ynn")}
     compiled, compile_s = compile_rounds({impl: step_maker(*v) for impl, v in jax_impls.items()}, compile_n)
     for impl, (model, inp, _, _) in jax_impls.items():
         flax = impl.startswith("flax_nnx")
