@@ -170,6 +170,6 @@ def oihw(g):
 
 
 def nchw(y, impl):
-    """A model output in torch's layout: the Flax models' images are NHWC."""
+    """A model output in torch's layout: the Flax models' images (``flax_nnx*`` columns) are NHWC."""
     y = np.asarray(y)
-    return y.transpose(0, 3, 1, 2) if impl == "flax_nnx" and y.ndim == 4 else y
+    return y.transpose(0, 3, 1, 2) if impl.startswith("flax_nnx") and y.ndim == 4 else y

@@ -131,6 +131,11 @@ def summarise(name, group, times, compile_s, errors, per_item=None):
     if "flax_nnx" in compile_s and row["group"].startswith("model"):
         row["compile_vs_flax"] = {k: compile_s[k] / compile_s["flax_nnx"] for k in ("jaxconv", "jaxconv_cl",
                                                                                       "translated") if k in compile_s}
+    if "jaxconv_ynn" in med and "flax_nnx_ynn" in med:  # the same functions under xla_options.ynn_eltwise()
+        row["ynn"] = {"jaxconv_ynn_vs_flax_nnx_ynn": med["jaxconv_ynn"] / med["flax_nnx_ynn"],
+                      "jaxconv_ynn_vs_best_torch": med["jaxconv_ynn"] / best_torch,
+                      "jaxconv_ynn_vs_jaxconv": med["jaxconv_ynn"] / med["jaxconv"],
+                      "flax_nnx_ynn_vs_flax_nnx": med["flax_nnx_ynn"] / med["flax_nnx"]}
     if rounds:
         row["compile_rounds_s"] = rounds
     if per_item:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "jaxconv_cl", "jaxconv_2proc", "translated", "torch", "torch_cl", "torch_fused", "lax_nchw", "lax_nhwc", "flax_nnx",
-              "equinox", "optax")
+IMPL_ORDER = ("jaxconv", "jaxconv_cl", "jaxconv_ynn", "jaxconv_2proc", "translated", "torch", "torch_cl", "torch_fused",
+              "lax_nchw", "lax_nhwc", "flax_nnx", "flax_nnx_ynn", "equinox", "optax")
 
 COMPILE_IMPLS = ("jaxconv", "translated", "flax_nnx")  # lower+compile seconds shown side by side
 
@@ -41,6 +41,12 @@ def table(result) -> str:
             line += f"   translated/hand-written {r['translated_vs_handwritten']:.2f}"
         if "jaxconv_vs_flax" in r:
             line += "   / flax: " + " ".join(f"{k} {v:.2f}" for k, v in r["jaxconv_vs_flax"].items())
+        if "ynn" in r:
+            y, cs = r["ynn"], r["compile_s"]
+            line += (f"   ynn: jaxconv/flax {y['jaxconv_ynn_vs_flax_nnx_ynn']:.2f} jaxconv/torch "
+                     f"{y['jaxconv_ynn_vs_best_torch']:.2f} vs no options: jaxconv {y['jaxconv_ynn_vs_jaxconv']:.2f}"
+                     f" flax {y['flax_nnx_ynn_vs_flax_nnx']:.2f} (compile s {cs['jaxconv_ynn']:.2f} / "
+                     f"{cs['flax_nnx_ynn']:.2f})")
         if "compile_vs_flax" in r:
             line += "   compile s: " + " ".join(f"{k} {r['compile_s'][k]:.2f}" for k in COMPILE_IMPLS
                                            if k in r["compile_s"])

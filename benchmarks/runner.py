@@ -78,6 +78,7 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
 
     from . import flax_models as FM
     from . import models as M
+    from . import xla_options as XO
 
     tmodel, tmodel_cl, jmodel, x = M.build(name, quick, batch, torch_device)
     compile_n = 1 if quick else 3   # lower+compile rounds per implementation (median reported)
@@ -87,9 +88,14 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     tx_cl = tx.contiguous(memory_format=torch.channels_last)
     xj = jnp.asarray(x)
     xj_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
-    # impl: (model, input, wrap); jaxconv_cl is jaxconv under jaxconv.channels_last
-    jax_impls = {"jaxconv": (jmodel, xj, None), "jaxconv_cl": (jmodel, xj, jaxconv.channels_last),
-                 "translated": (translated, xj, None), "flax_nnx": (fmodel, xj_nhwc, None)}
+    # impl: (model, input, wrap, compiler options); jaxconv_cl is jaxconv under
+    # jaxconv.channels_last; the *_ynn columns are the same functions compiled with XLA:CPU's
+    # YNNPACK fusion of elementwise ops (xla_options.py; left out on other backends)
+    ynn = XO.ynn_eltwise()
+    jax_impls = {"jaxconv": (jmodel, xj, None, {}), "jaxconv_cl": (jmodel, xj, jaxconv.channels_last, {}),
+                 "translated": (translated, xj, None, {}), "flax_nnx": (fmodel, xj_nhwc, None, {})}
+    if ynn:
+        jax_impls.update(jaxconv_ynn=(jmodel, xj, None, ynn), flax_nnx_ynn=(fmodel, xj_nhwc, None, ynn))
     rows = []
 
     # forward, eval mode
@@ -101,16 +107,16 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     tf32(prev)
     errors, runners = {}, {}
 
-    def forward_maker(model, inp, wrap):
+    def forward_maker(model, inp, wrap, opts):
         gd, state = nnx.split(model)
 
         def make():  # a fresh function each round: no trace cached from the round before
             fwd = lambda s, x: nnx.merge(gd, s)(x)  # noqa: E731
-            return jax.jit(wrap(fwd) if wrap else fwd), (state, inp)
+            return jax.jit(wrap(fwd) if wrap else fwd, compiler_options=opts), (state, inp)
         return make
     compiled, compile_s = compile_rounds({impl: forward_maker(*v) for impl, v in jax_impls.items()},
                                          compile_n)
-    for impl, (model, inp, wrap) in jax_impls.items():
+    for impl, (model, inp, _, _) in jax_impls.items():
         fwd_c, state = compiled[impl], nnx.state(model)
         errors[impl] = check(f"{name}_forward", impl, FM.nchw(fwd_c(state, inp), impl), ref, tol)
         runners[impl] = lambda f=fwd_c, s=state, inp=inp: block(f(s, inp))
@@ -138,20 +144,23 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
     tf32(prev)
     errors, runners = {}, {}
 
-    def step_maker(model, inp, wrap):
+    def step_maker(model, inp, wrap, opts):
         gd, params, rest = nnx.split(model, nnx.Param, ...)
 
         def make():
             def step(p, r, x):
                 return nnx.value_and_grad(lambda m: jnp.mean(m(x)))(nnx.merge(gd, p, r))
-            return jax.jit(wrap(step) if wrap else step), (params, rest, inp)
+            return jax.jit(wrap(step) if wrap else step, compiler_options=opts), (params, rest, inp)
         return make
+    if quick:  # the *_ynn steps double the quick run's costliest compiles; their forward rows stay
+        jax_impls = {k: v for k, v in jax_impls.items() if not k.endswith("_ynn")}
     compiled, compile_s = compile_rounds({impl: step_maker(*v) for impl, v in jax_impls.items()}, compile_n)
-    for impl, (model, inp, wrap) in jax_impls.items():
+    for impl, (model, inp, _, _) in jax_impls.items():
+        flax = impl.startswith("flax_nnx")
         step_c, (params, rest) = compiled[impl], nnx.split(model, nnx.Param, ...)[1:]
         loss, grads = step_c(params, rest, inp)
-        g = grad_of(grads, FM.param_name(first_name, fmodel) if impl == "flax_nnx" else first_name)
-        g = FM.oihw(g) if impl == "flax_nnx" else g
+        g = grad_of(grads, FM.param_name(first_name, fmodel) if flax else first_name)
+        g = FM.oihw(g) if flax else g
         errors[impl] = max(check(f"{name}_train_step", f"{impl} (loss)", np.array([float(loss)]),
                                   np.array([ref_loss]), tol),
                            check(f"{name}_train_step", f"{impl} (grad of {first_name})", g,
