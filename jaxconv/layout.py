@@ -15,14 +15,21 @@ up to the order of floating-point sums.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax._src import config as _config
+from jax.custom_derivatives import SymbolicZero
 from jax.extend import core as jcore
 
-__all__ = ["channels_last"]
+from .functional import _lowering
+from .functional._depthwise import depthwise_p
+
+__all__ = ["channels_last", "plan_applies", "plain_calls"]
 
 _ELEMENTWISE = frozenset("""
     abs acos acosh add add_any and asin asinh atan atan2 atanh cbrt ceil clamp convert_element_type
@@ -36,9 +43,8 @@ _WINDOW = frozenset("reduce_window_sum reduce_window_max reduce_window_min reduc
                     "select_and_gather_add select_and_scatter_add".split())
 _WINDOW_PARAMS = ("window_dimensions", "window_strides", "padding", "base_dilation", "window_dilation")
 _CUMULATIVE = frozenset("cumsum cumprod cummax cummin cumlogsumexp".split())
-_INLINE = {"jit": "jaxpr", "pjit": "jaxpr", "custom_jvp_call": "call_jaxpr",
-           "custom_vjp_call": "call_jaxpr", "custom_vjp_call_jaxpr": "fun_jaxpr",
-           "remat2": "jaxpr", "checkpoint": "jaxpr", "closed_call": "call_jaxpr"}
+_INLINE = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
+_REMAT = frozenset({"remat2", "checkpoint"})
 
 
 class _Value:
@@ -76,7 +82,7 @@ def _renumber(perm, drop):
 
 
 def _bind(eqn, args, **params):
-    out = eqn.primitive.bind(*args, **{**eqn.params, **params})
+    out = eqn.primitive.bind(*args, **eqn.primitive.get_bind_params({**eqn.params, **params}))
     return list(out) if eqn.primitive.multiple_results else [out]
 
 
@@ -157,7 +163,9 @@ def _groups(src, dst):
 
 
 def _reshape(eqn, ins, perm):
-    """A reshape that merges or splits axes adjacent in the physical layout as well."""
+    """A reshape that merges or splits groups of axes. Groups whose axes are not adjacent in the
+    physical layout (a depth-to-space interleave) are first made adjacent, in the order of their
+    first physical axes, rather than the whole value going back to the logical layout."""
     (v,) = ins
     src = eqn.invars[0].aval.shape
     dst = tuple(eqn.params["new_sizes"])
@@ -165,15 +173,11 @@ def _reshape(eqn, ins, perm):
     if groups is None or eqn.params.get("dimensions") is not None:
         return None
     inv = _inverse(perm)
-    order = []
-    for gi, gj in groups:
-        pos = [inv[a] for a in gi]
-        if pos != list(range(pos[0], pos[0] + len(pos))):
-            return None
-        order.append((pos[0], gj))
-    new_perm = [a for _, gj in sorted(order) for a in gj]
+    groups = sorted(groups, key=lambda g: min(inv[a] for a in g[0]))
+    adjacent = tuple(a for gi, _ in groups for a in gi)
+    new_perm = [a for _, gj in groups for a in gj]
     shape = tuple(dst[a] for a in new_perm)
-    return [_Value(o, new_perm) for o in _bind(eqn, [v.phys], new_sizes=shape)]
+    return [_Value(o, new_perm) for o in _bind(eqn, [_in_layout(v, adjacent)], new_sizes=shape)]
 
 
 def _conv(eqn, ins, perm):
@@ -220,6 +224,14 @@ def _dot(eqn, ins, perm):
     return [_Value(o, new_perm) for o in _bind(eqn, phys, dimension_numbers=dn)]
 
 
+def _depthwise(eqn, ins, perm):
+    """jaxconv's depthwise conv, on a channels-last input (``perm = (0, 2, .., n, 1)``) as such."""
+    x, w = ins
+    if x.perm != (0, *range(2, len(perm)), 1) or w.perm is not None or eqn.params["channels_last"]:
+        return None
+    return [_Value(o, x.perm) for o in _bind(eqn, [x.phys, w.phys], channels_last=True)]
+
+
 def _barrier(eqn, ins, perm):
     return [_Value(o, v.perm) for o, v in zip(_bind(eqn, [v.phys for v in ins]), ins)]
 
@@ -227,7 +239,7 @@ def _barrier(eqn, ins, perm):
 _RULES = {
     "reshape": _reshape, "squeeze": _squeeze, "rev": _rev,
     "broadcast_in_dim": _broadcast, "conv_general_dilated": _conv, "dot_general": _dot,
-    "optimization_barrier": _barrier, "concatenate": _one_axis("dimension"), "split": _one_axis("axis"),
+    "optimization_barrier": _barrier, depthwise_p.name: _depthwise, "concatenate": _one_axis("dimension"), "split": _one_axis("axis"),
     "pad": functools.partial(_permuted, names=("padding_config",)),
     "slice": functools.partial(_permuted, names=("start_indices", "limit_indices", "strides")),
     **{n: _reduce for n in _REDUCE},
@@ -236,12 +248,66 @@ _RULES = {
 }
 
 
+def _remat(eqn, ins):
+    """A rematerialised block, run deferred inside ``jax.checkpoint`` with the same policy."""
+    perms = []
+
+    def body(*phys):
+        outs = _run(eqn.params["jaxpr"], (), [_Value(p, v.perm) for p, v in zip(phys, ins)])
+        perms[:] = [o.perm for o in outs]
+        return [o.phys for o in outs]
+    outs = jax.checkpoint(body, prevent_cse=eqn.params["prevent_cse"],
+                          policy=eqn.params["policy"])(*[v.phys for v in ins])
+    return [_Value(o, p) for o, p in zip(outs, perms)]
+
+
+def _zero_tangent(x):
+    return (jnp.zeros_like(x) if jnp.issubdtype(x.dtype, jnp.inexact)
+            else np.zeros(np.shape(x), jax.dtypes.float0))
+
+
+def _custom_jvp(eqn, ins):
+    """A ``custom_jvp`` function (``relu``, jaxconv's conv weight gradient, ...) run deferred,
+    as a ``custom_jvp`` over the physical operands whose rule is the original rule, deferred."""
+    call, jvp_jaxpr_fun = eqn.params["call_jaxpr"], eqn.params["jvp_jaxpr_fun"]
+    n_consts = eqn.params["num_consts"]
+    perms = [v.perm for v in ins]
+    out_perms = []
+
+    def primal(*phys):
+        outs = _run(call.jaxpr, call.consts, [_Value(p, q) for p, q in zip(phys, perms)])
+        out_perms[:] = [o.perm for o in outs]
+        return [o.phys for o in outs]
+
+    def rule(primals, tangents):  # as jax's own lift_jvp, on deferred values
+        primals, tangents = primals[n_consts:], tangents[n_consts:]
+        zeros = [type(t) is SymbolicZero for t in tangents]
+        jaxpr, consts, out_zeros = jvp_jaxpr_fun.call_wrapped(*zeros)
+        args = [_Value(p, q) for p, q in zip(primals, perms[n_consts:])]
+        args += [_Value(t, q) for t, q, z in zip(tangents, perms[n_consts:], zeros) if not z]
+        outs = iter(_run(jaxpr, consts, args))
+        ys = [_in_layout(next(outs), q) for q in out_perms]
+        dys = [_zero_tangent(y) if z else _in_layout(next(outs), q)
+               for y, q, z in zip(ys, out_perms, out_zeros)]
+        return ys, dys
+
+    fun = jax.custom_jvp(primal)
+    fun.defjvp(rule, symbolic_zeros=True)
+    phys = [v.phys for v in ins]
+    jax.eval_shape(primal, *phys)  # the output layout, before a JVP trace calls only the rule
+    return [_Value(o, q) for o, q in zip(fun(*phys), out_perms)]
+
+
 def _apply(eqn, ins):
     name = eqn.primitive.name
     if name in _INLINE:
         sub = eqn.params[_INLINE[name]]
         closed = sub if isinstance(sub, jcore.ClosedJaxpr) else jcore.ClosedJaxpr(sub, ())
         return _run(closed.jaxpr, closed.consts, ins)
+    if name in _REMAT:
+        return _remat(eqn, ins)
+    if name == "custom_jvp_call" and any(v.perm is not None for v in ins):
+        return _custom_jvp(eqn, ins)
     if name == "transpose":
         return _transpose(eqn, ins)
     perm = next((v.perm for v in ins if v.perm is not None), None)
@@ -269,8 +335,9 @@ def _run(jaxpr, consts, args):
 def _evaluate(f, args):
     """``f(*args)`` evaluated through its jaxpr with the transposes deferred."""
     flat, tree = jax.tree_util.tree_flatten(args)
-    closed, out_shape = jax.make_jaxpr(lambda *leaves: f(*tree.unflatten(leaves)),
-                                       return_shape=True)(*flat)
+    with plain_calls():  # already deferred: the modules inside need no plan of their own
+        closed, out_shape = jax.make_jaxpr(lambda *leaves: f(*tree.unflatten(leaves)),
+                                           return_shape=True)(*flat)
     out = [_logical(v) for v in _run(closed.jaxpr, closed.consts, [_Value(a) for a in flat])]
     return jax.tree_util.tree_structure(out_shape).unflatten(out)
 
@@ -283,20 +350,39 @@ def channels_last(f):
     activations stay channels-last, as in a model written for NHWC. ``f`` takes and returns
     pytrees of arrays; with Flax NNX, split the module and merge it inside ``f``.
 
-    Differentiate inside ``f`` (a whole training step) or outside it: ``jax.grad`` and
-    ``jax.vjp`` of the result give ``f``'s derivatives, with the transposes of their backward pass
-    deferred too. Forward-mode derivatives (``jax.jvp``) of the result are not available. Control
-    flow (``cond``, ``scan``, ``while``) runs with its operands in their logical layout.
+    The result is an ordinary traced function: ``jax.grad``, ``jax.vjp``, ``jax.jvp``,
+    ``jax.vmap`` (and ``jacfwd``, ``hessian``) apply to the channels-last ops it runs, so
+    derivatives taken outside carry the deferred layout too, as do those taken inside ``f``.
+    Functions with custom derivatives (``jax.custom_jvp`` / ``custom_vjp``) and control flow
+    (``cond``, ``scan``, ``while``) run with their operands in the logical layout and keep their
+    rules; ``jax.checkpoint`` blocks run deferred inside a checkpoint with the same policy.
     """
-    @jax.custom_vjp
+    @functools.wraps(f)
     def wrapped(*args):
         return _evaluate(f, args)
+    return wrapped
 
-    def fwd(*args):
-        return _evaluate(lambda *a: jax.vjp(f, *a), args)
 
-    def bwd(vjp, ct):
-        return _evaluate(lambda v, c: v(c), (vjp, ct))
+_PLAIN = _config.bool_state(
+    name="jaxconv_plain_calls", default=False,
+    help="jaxconv.layout.plain_calls: modules run without their own plan; part of jit's cache key.",
+    include_in_jit_key=True, include_in_trace_context=True)
 
-    wrapped.defvjp(fwd, bwd)
-    return functools.wraps(f)(wrapped)
+
+@contextlib.contextmanager
+def plain_calls():
+    """Within the block, jaxconv modules run as written, without a plan of their own: inside
+    :func:`channels_last`, and under :func:`jaxconv.trace.intercept`, whose hooks need the
+    modules themselves (a planned call runs a copy). Like ``lowering``, it is read when a
+    function is traced and is part of jit's cache key."""
+    with _PLAIN(True):
+        yield
+
+
+def plan_applies(args) -> bool:
+    """Whether a jaxconv module called on ``args`` (a pytree) runs under :func:`channels_last`
+    by itself: outside :func:`plain_calls`, when its arguments are being traced (``jax.jit``, ``grad``, ``vmap``, ...; eager
+    calls run op by op, where a plan would only add tracing) and the CPU lowerings apply
+    (:func:`jaxconv.functional.lowering`; XLA:GPU and TPU choose their layouts themselves)."""
+    return (not _PLAIN.value and _lowering.measured()
+            and any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args)))

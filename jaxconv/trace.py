@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .layout import plain_calls
 from .nn.module import named_modules
 
 Hook = Callable[[Any, type, tuple, dict], Any]
@@ -97,7 +98,8 @@ def intercept(hooks: dict):
         current = _hooks.get()
         token = _hooks.set({**current, **{id(m): current.get(id(m), ()) + (h,)
                                          for m, h in hooks.items()}})
-        yield
+        with plain_calls():  # the hooks are on these modules, not on a plan's copies
+            yield
     finally:
         if token is not None:
             _hooks.reset(token)

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
+from jax.extend import core as jcore
 
 import jaxconv
 import jaxconv.functional as F
 from benchmarks import models as M
-from jaxconv.layout import _groups
+from jaxconv.layout import _groups, plain_calls
 
 
 def _randomise_bn(tmodel):
@@ -33,11 +34,32 @@ def _model(name):
 
 
 def _activation_transposes(fn, *args):
-    """Transposes in ``fn``'s jaxpr other than those of parameters and of the input."""
+    """Layout transposes in ``fn``'s jaxpr (calls included) of values computed from the input
+    (the last argument): rank-4 moves of axes longer than 1, not those of parameters, of
+    constants (a pool's padding, a mask), of the input itself or a transposed conv's interleave
+    of its phases (rank 6: data movement every layout needs)."""
+    def moves(e):
+        shape, perm = e.invars[0].aval.shape, e.params["permutation"]
+        kept = [a for a in perm if shape[a] > 1]
+        return len(shape) == 4 and kept != sorted(kept)
+
+    def walk(jaxpr, live):
+        found = []
+        for e in jaxpr.eqns:
+            ins = [v for v in e.invars if not isinstance(v, jcore.Literal)]
+            if not any(v in live for v in ins):
+                continue
+            subs = [p.jaxpr if hasattr(p, "jaxpr") else p for p in e.params.values()
+                    if isinstance(p, (jcore.Jaxpr, jcore.ClosedJaxpr))]
+            for sub in subs:  # a call: its arguments map one to one onto the callee's
+                if len(sub.invars) == len(e.invars):
+                    found += walk(sub, {w for v, w in zip(e.invars, sub.invars) if v in ins and v in live})
+            if e.primitive.name == "transpose" and e.invars[0] is not jaxpr.invars[-1] and moves(e):
+                found.append(e)
+            live.update(e.outvars)
+        return found
     jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
-    params = set(jaxpr.invars[:-1])
-    return [e for e in jaxpr.eqns if e.primitive.name == "transpose" and e.invars[0] not in params
-            and e.invars[0] is not jaxpr.invars[-1]]
+    return walk(jaxpr, {jaxpr.invars[-1]})
 
 
 def _close(a, b, tol=2e-5, noise=1e-6):
@@ -64,11 +86,69 @@ def test_forward_values_and_no_activation_transposes(name):
         return nnx.merge(gd, s)(x)
 
     fast = jaxconv.channels_last(forward)
-    _close(jax.jit(fast)(state, x), forward(state, x))
-    before, after = _activation_transposes(forward, state, x), _activation_transposes(fast, state, x)
-    assert len(before) > 2
+    with plain_calls():  # the model as written, without the plan its modules run by default
+        _close(jax.jit(fast)(state, x), jax.jit(forward)(state, x))
+        before = _activation_transposes(forward, state, x)
+    after = _activation_transposes(fast, state, x)
+    assert len(before) > len(after)
     # what is left: the output back to torch's layout (and a classifier's flatten)
     assert len(after) <= 2, [e.params for e in after]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "dcgan_generator"])
+@pytest.mark.parametrize("train", [False, True])
+def test_jaxconv_models_run_channels_last_by_default(name, train):
+    # jitted the plain way, a jaxconv model's outermost call runs its own channels-last plan:
+    # the same values and BatchNorm statistics as the model as written, without its transposes
+    model, x = _model(name)
+    model.train(train)
+    gd, state = nnx.split(model)
+
+    def forward(s, x):
+        m = nnx.merge(gd, s)
+        return m(x), nnx.state(m)
+
+    got = jax.jit(forward)(state, x)
+    with plain_calls():
+        want = jax.jit(forward)(state, x)
+        before = _activation_transposes(forward, state, x)
+    _close(got, want)
+    after = _activation_transposes(forward, state, x)
+    assert len(after) <= 2 < len(before) or len(after) < len(before) == 1  # MobileNetV2: its stem
+    with F.lowering("xla"):  # no plan where the CPU measurements do not apply
+        assert len(_activation_transposes(forward, state, x)) > 2
+
+
+def test_plan_writes_back_what_the_call_changed():
+    # train mode under nnx.jit: BatchNorm's statistics and Dropout's RNG count come back from the
+    # planned call's copy to the module, as the module as written updates them itself
+    nn = jaxconv.nn
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5, rngs=nnx.Rngs(1)))
+    twin = nnx.clone(model)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), jnp.float32)
+    planned = nnx.jit(lambda m, x: m(x))
+    as_written = nnx.jit(lambda m, x: m(x))
+    got = [planned(model, x) for _ in range(2)]
+    with plain_calls():
+        want = [as_written(twin, x) for _ in range(2)]
+    assert not np.array_equal(got[0] != 0, got[1] != 0)  # a fresh mask per call
+    _close(got, want)
+    _close(nnx.state(model, nnx.BatchStat, nnx.RngCount), nnx.state(twin, nnx.BatchStat, nnx.RngCount))
+
+
+def test_forward_mode_through_channels_last_from_outside():
+    rng = np.random.default_rng(2)
+    x, dx = (jnp.asarray(rng.standard_normal((2, 3, 6, 5)).astype(np.float64)) for _ in range(2))
+    w = jnp.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float64))
+
+    def f(x):
+        y = F.relu(F.conv2d(x, w, padding=1))
+        return F.max_pool2d(F.batch_norm(y, None, None, training=True), 2, 2)
+
+    want = jax.jvp(f, (x,), (dx,))
+    _close(jax.jit(lambda x, dx: jax.jvp(jaxconv.channels_last(f), (x,), (dx,)))(x, dx), want, 1e-12, 1e-14)
+    _close(jax.jacfwd(jaxconv.channels_last(lambda x: jnp.sum(f(x) ** 2)))(x),
+           jax.jacfwd(lambda x: jnp.sum(f(x) ** 2))(x), 1e-12, 1e-14)
 
 
 @pytest.mark.parametrize("name", ["resnet18", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])

@@ -1,10 +1,14 @@
 """The base of jaxconv's modules: an ``nnx.Module`` with torch's conveniences."""
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator
 
+import jax
 from flax import nnx
+
+from ..layout import channels_last, plan_applies
 
 
 _ORDER = "_torch_order"
@@ -86,6 +90,42 @@ class RandomInTraining:
         self.deterministic = not mode
 
 
+def _call_planned(call, module, args, kwargs):
+    """``call(module, *args, **kwargs)`` under :func:`jaxconv.channels_last`: the module split
+    into its state, merged inside, its updated state (BatchNorm statistics, RNG counts) written
+    back. Arguments that are not arrays (flags, ``None``) are passed as they are."""
+    graphdef, state = nnx.split(module)
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+    where = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, jax.core.Tracer))]
+
+    def pure(state, arrays):
+        given = list(leaves)
+        for i, x in zip(where, arrays):
+            given[i] = x
+        a, k = tree.unflatten(given)
+        copy = nnx.merge(graphdef, state)
+        return call(copy, *a, **k), nnx.state(copy)
+    out, new = channels_last(pure)(state, [leaves[i] for i in where])
+    before = dict(nnx.to_flat_state(state))
+    changed = [(path, var) for path, var in nnx.to_flat_state(new)
+               if path not in before or var.get_value() is not before[path].get_value()]
+    if changed:  # only what the call wrote: a call that writes nothing may run in any trace
+        nnx.update(module, nnx.from_flat_state(changed))
+    return out
+
+
+def _planned(call):
+    """``__call__`` that runs the channels-last plan when it is the outermost module call being
+    traced on CPU (see :func:`jaxconv.layout.plan_applies`), and as written otherwise."""
+    @functools.wraps(call)
+    def __call__(self, *args, **kwargs):
+        if not plan_applies((args, kwargs)):
+            return call(self, *args, **kwargs)
+        return _call_planned(call, self, args, kwargs)
+    __call__._jaxconv_planned = True
+    return __call__
+
+
 class Module(nnx.Module):
     """``flax.nnx.Module`` that prints like torch and switches mode like torch.
 
@@ -95,6 +135,12 @@ class Module(nnx.Module):
     """
 
     __signature__ = _ConstructorSignature()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is not None and not getattr(call, "_jaxconv_planned", False):
+            cls.__call__ = _planned(call)
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)

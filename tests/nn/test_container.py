@@ -82,7 +82,8 @@ def test_containers_under_nnx_jit_grad_and_split_merge(rng):
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ModuleList([nn.Conv2d(3, 3, 1)])[0])
     x = jnp.asarray(randn(rng, 1, 2, 6, 6, dtype=np.float32))
     eager = model(x)
-    np.testing.assert_array_equal(np.asarray(nnx.jit(lambda m, x: m(x))(model, x)), np.asarray(eager))
+    # jitted, the model runs channels-last (jaxconv's plan on CPU): the same sums in another order
+    assert_close(nnx.jit(lambda m, x: m(x))(model, x), np.asarray(eager), np.float32, reduction=2 * 18)
     grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
     assert set(grads.keys()) == {"0", "1"}
     graphdef, state = nnx.split(model)
