@@ -19,11 +19,10 @@ import contextlib
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax._src import config as _config
-from jax.custom_derivatives import SymbolicZero
+from jax.custom_derivatives import SymbolicZero, zero_from_primal
 from jax.extend import core as jcore
 
 from .functional import _lowering
@@ -239,7 +238,8 @@ def _barrier(eqn, ins, perm):
 _RULES = {
     "reshape": _reshape, "squeeze": _squeeze, "rev": _rev,
     "broadcast_in_dim": _broadcast, "conv_general_dilated": _conv, "dot_general": _dot,
-    "optimization_barrier": _barrier, depthwise_p.name: _depthwise, "concatenate": _one_axis("dimension"), "split": _one_axis("axis"),
+    "optimization_barrier": _barrier, depthwise_p.name: _depthwise,
+    "concatenate": _one_axis("dimension"), "split": _one_axis("axis"),
     "pad": functools.partial(_permuted, names=("padding_config",)),
     "slice": functools.partial(_permuted, names=("start_indices", "limit_indices", "strides")),
     **{n: _reduce for n in _REDUCE},
@@ -248,22 +248,23 @@ _RULES = {
 }
 
 
+def _physical(jaxpr, consts, perms, out_perms):
+    """``jaxpr`` as a function of physical arrays laid out as ``perms``, run deferred; the
+    layouts of its outputs are left in the list ``out_perms`` when it is traced."""
+    def body(*phys):
+        outs = _run(jaxpr, consts, [_Value(p, q) for p, q in zip(phys, perms)])
+        out_perms[:] = [o.perm for o in outs]
+        return [o.phys for o in outs]
+    return body
+
+
 def _remat(eqn, ins):
     """A rematerialised block, run deferred inside ``jax.checkpoint`` with the same policy."""
-    perms = []
-
-    def body(*phys):
-        outs = _run(eqn.params["jaxpr"], (), [_Value(p, v.perm) for p, v in zip(phys, ins)])
-        perms[:] = [o.perm for o in outs]
-        return [o.phys for o in outs]
+    out_perms = []
+    body = _physical(eqn.params["jaxpr"], (), [v.perm for v in ins], out_perms)
     outs = jax.checkpoint(body, prevent_cse=eqn.params["prevent_cse"],
                           policy=eqn.params["policy"])(*[v.phys for v in ins])
-    return [_Value(o, p) for o, p in zip(outs, perms)]
-
-
-def _zero_tangent(x):
-    return (jnp.zeros_like(x) if jnp.issubdtype(x.dtype, jnp.inexact)
-            else np.zeros(np.shape(x), jax.dtypes.float0))
+    return [_Value(o, q) for o, q in zip(outs, out_perms)]
 
 
 def _custom_jvp(eqn, ins):
@@ -273,11 +274,7 @@ def _custom_jvp(eqn, ins):
     n_consts = eqn.params["num_consts"]
     perms = [v.perm for v in ins]
     out_perms = []
-
-    def primal(*phys):
-        outs = _run(call.jaxpr, call.consts, [_Value(p, q) for p, q in zip(phys, perms)])
-        out_perms[:] = [o.perm for o in outs]
-        return [o.phys for o in outs]
+    primal = _physical(call.jaxpr, call.consts, perms, out_perms)
 
     def rule(primals, tangents):  # as jax's own lift_jvp, on deferred values
         primals, tangents = primals[n_consts:], tangents[n_consts:]
@@ -287,7 +284,7 @@ def _custom_jvp(eqn, ins):
         args += [_Value(t, q) for t, q, z in zip(tangents, perms[n_consts:], zeros) if not z]
         outs = iter(_run(jaxpr, consts, args))
         ys = [_in_layout(next(outs), q) for q in out_perms]
-        dys = [_zero_tangent(y) if z else _in_layout(next(outs), q)
+        dys = [zero_from_primal(y) if z else _in_layout(next(outs), q)
                for y, q, z in zip(ys, out_perms, out_zeros)]
         return ys, dys
 
@@ -353,9 +350,9 @@ def channels_last(f):
     The result is an ordinary traced function: ``jax.grad``, ``jax.vjp``, ``jax.jvp``,
     ``jax.vmap`` (and ``jacfwd``, ``hessian``) apply to the channels-last ops it runs, so
     derivatives taken outside carry the deferred layout too, as do those taken inside ``f``.
-    Functions with custom derivatives (``jax.custom_jvp`` / ``custom_vjp``) and control flow
-    (``cond``, ``scan``, ``while``) run with their operands in the logical layout and keep their
-    rules; ``jax.checkpoint`` blocks run deferred inside a checkpoint with the same policy.
+    ``jax.custom_jvp`` functions run deferred and keep their rules, ``jax.checkpoint`` blocks
+    run deferred inside a checkpoint with the same policy; ``custom_vjp`` functions and control
+    flow (``cond``, ``scan``, ``while``) run with their operands in the logical layout.
     """
     @functools.wraps(f)
     def wrapped(*args):
@@ -381,8 +378,9 @@ def plain_calls():
 
 def plan_applies(args) -> bool:
     """Whether a jaxconv module called on ``args`` (a pytree) runs under :func:`channels_last`
-    by itself: outside :func:`plain_calls`, when its arguments are being traced (``jax.jit``, ``grad``, ``vmap``, ...; eager
-    calls run op by op, where a plan would only add tracing) and the CPU lowerings apply
+    by itself: outside :func:`plain_calls`, when its arguments are being traced (``jax.jit``,
+    ``grad``, ``vmap``, ...; eager calls run op by op, where a plan would only add tracing) and
+    the CPU lowerings apply
     (:func:`jaxconv.functional.lowering`; XLA:GPU and TPU choose their layouts themselves)."""
     return (not _PLAIN.value and _lowering.measured()
             and any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args)))

@@ -153,7 +153,8 @@ def _input_grad(lay, gy, w, x_shape, stride, pads, dilation):
     gyp = gyp.reshape(lay.shape(gyp.shape, (*(1,) * n, *lay.spatial(gyp.shape))))
     phases = {}
     for taps, r, q in _taps(kernel, stride, dilation):
-        term = _phase_slice(lay, gyp, (0,) * n, [qm - qq for qm, qq in zip(qmax, q)], rows) * lay.per_channel(w, taps)
+        start = [qm - qq for qm, qq in zip(qmax, q)]
+        term = _phase_slice(lay, gyp, (0,) * n, start, rows) * lay.per_channel(w, taps)
         phases[r] = term if r not in phases else phases[r] + term
     zeros = jnp.zeros(lay.shape(gy.shape, rows), gy.dtype)
     a = len(lay.split(gy.shape)[0])
