@@ -15,9 +15,11 @@ float16/bfloat16 input, are all float32 (mixed precision); anything else is a ``
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -62,6 +64,42 @@ def _update(running, stat, momentum):
     dtype = running.dtype
     m = jnp.asarray(momentum, dtype)
     return ((1 - m) * running + m * lax.stop_gradient(stat).astype(dtype)).astype(dtype)
+
+
+def _mean(v, axes, axis_name):
+    """``mean(v)`` over ``axes`` kept as size-1 axes (a reshape, whose transpose is one too, not
+    ``keepdims``' broadcast, which transposes to a sum over size-1 axes), and over the replicas
+    of ``axis_name`` (equal shards) when given."""
+    m = jnp.mean(v, axes)
+    if axis_name is not None:
+        m = lax.pmean(m, axis_name)
+    return m.reshape(tuple(1 if a in axes else s for a, s in enumerate(v.shape)))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _normalize(x, axes, eps, axis_name):
+    """``(xhat, mean, var)``: ``xhat = (x - mean) * rsqrt(var + eps)`` with the mean and the
+    biased two-pass variance ``mean((x - mean)**2)`` (torch's accuracy when the mean is large
+    against the spread) over ``axes``, kept as size-1 axes; with ``axis_name`` the statistics
+    are those of every replica's equal shard together."""
+    mean = _mean(x, axes, axis_name)
+    xc = x - mean
+    var = _mean(jnp.square(xc), axes, axis_name)
+    return xc * lax.rsqrt(var + eps), mean, var
+
+
+@_normalize.defjvp
+def _normalize_jvp(axes, eps, axis_name, primals, tangents):
+    """The closed form (torch's ``batch_norm_backward``), linear in ``dx`` so that JAX transposes
+    it into the VJP: ``dxhat = rstd * (dx - mean(dx) - xhat * mean(dx * xhat))``,
+    ``dmean = mean(dx)``, ``dvar = 2 * mean(dx * (x - mean))``. The primal outputs come from
+    ``_normalize`` itself, so that higher derivatives use this rule again."""
+    (x,), (dx,) = primals, tangents
+    out = xhat, _, var = _normalize(x, axes, eps, axis_name)
+    rstd = lax.rsqrt(var + eps)
+    dmean = _mean(dx, axes, axis_name)
+    proj = _mean(dx * xhat, axes, axis_name)
+    return out, (rstd * (dx - dmean - xhat * proj), dmean, 2 * proj / rstd)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -132,14 +170,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         return _per_channel(v, ndim, dtype)
 
     if training:
-        axes = (0,) + tuple(range(2, ndim))
         # over replicas: the mean of equal shards' means, then of their squared deviations from it
-        across = (lambda v: v) if axis_name is None else (lambda v: lax.pmean(v, axis_name))
-        mean = across(jnp.mean(x, axes))
-        var = across(jnp.mean(jnp.square(x - shape(mean)), axes))
+        y, mean, var = _normalize(x, (0,) + tuple(range(2, ndim)), eps, axis_name)
+        mean, var = mean.reshape(c), var.reshape(c)
     else:
         mean, var = running_mean.astype(dtype), running_var.astype(dtype)
-    y = (x - shape(mean)) * lax.rsqrt(shape(var) + eps)
+        y = (x - shape(mean)) * lax.rsqrt(shape(var) + eps)
     y = _affine(y, weight, bias, shape).astype(input.dtype)
     if not training or (running_mean is None and running_var is None):
         return y
