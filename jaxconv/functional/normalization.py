@@ -246,10 +246,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         return _per_channel(v, ndim, dtype)
 
     if use_input_stats:
-        axes = tuple(range(2, ndim))
-        mean = jnp.mean(x, axes, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
-        y = (x - mean) * lax.rsqrt(var + eps)
+        y, mean, var = _normalize(x, tuple(range(2, ndim)), eps, None)
     else:
         y = (x - shape(stats[0])) * lax.rsqrt(shape(stats[1]) + eps)
     y = _affine(y, weight, bias, shape).astype(input.dtype)
