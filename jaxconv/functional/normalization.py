@@ -49,6 +49,11 @@ def _affine(y, weight, bias, shape_fn):
     return y
 
 
+def _shaped(weight, bias, shape_fn):
+    """``weight`` and ``bias`` (either may be ``None``) through ``shape_fn``."""
+    return tuple(None if v is None else shape_fn(v) for v in (weight, bias))
+
+
 def _check_momentum(momentum, fn: str):
     if momentum is None:
         raise TypeError(
@@ -76,30 +81,44 @@ def _mean(v, axes, axis_name):
     return m.reshape(tuple(1 if a in axes else s for a, s in enumerate(v.shape)))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _normalize(x, axes, eps, axis_name):
-    """``(xhat, mean, var)``: ``xhat = (x - mean) * rsqrt(var + eps)`` with the mean and the
-    biased two-pass variance ``mean((x - mean)**2)`` (torch's accuracy when the mean is large
-    against the spread) over ``axes``, kept as size-1 axes; with ``axis_name`` the statistics
-    are those of every replica's equal shard together."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+def _normalize(x, weight, bias, axes, eps, axis_name):
+    """``(y, mean, var)``: ``y = (x - mean) * rsqrt(var + eps) * weight + bias`` with the mean
+    and the biased two-pass variance ``mean((x - mean)**2)`` (torch's accuracy when the mean is
+    large against the spread) over ``axes``, kept as size-1 axes; with ``axis_name`` the
+    statistics are those of every replica's equal shard together. ``weight`` and ``bias`` are
+    shaped to broadcast against ``x``, or ``None``."""
     mean = _mean(x, axes, axis_name)
     xc = x - mean
     var = _mean(jnp.square(xc), axes, axis_name)
-    return xc * lax.rsqrt(var + eps), mean, var
+    return _affine(xc * lax.rsqrt(var + eps), weight, bias, lambda v: v), mean, var
 
 
 @_normalize.defjvp
 def _normalize_jvp(axes, eps, axis_name, primals, tangents):
-    """The closed form (torch's ``batch_norm_backward``), linear in ``dx`` so that JAX transposes
-    it into the VJP: ``dxhat = rstd * (dx - mean(dx) - xhat * mean(dx * xhat))``,
-    ``dmean = mean(dx)``, ``dvar = 2 * mean(dx * (x - mean))``. The primal outputs come from
+    """The closed form (torch's ``batch_norm_backward``), linear in the tangents so that JAX
+    transposes it into the VJP. With ``xhat = (x - mean) * rstd`` and ``scale = weight * rstd``:
+    ``dy = scale * (dx - mean(dx) - xhat * mean(dx * xhat)) + xhat * dweight + dbias``,
+    ``dmean = mean(dx)``, ``dvar = 2 * mean(dx * (x - mean))``.
+
+    The two mean terms are written as per-channel values broadcast against ``dx``
+    (``-scale * mean(dx)`` and ``xhat * (-scale * mean(dx * xhat))``), the forms of ``dbias``
+    and ``xhat * dweight``: transposed, they are the same sums, ``sum(g)`` and
+    ``sum(xhat * g)``, which XLA computes once for both. The primal outputs come from
     ``_normalize`` itself, so that higher derivatives use this rule again."""
-    (x,), (dx,) = primals, tangents
-    out = xhat, _, var = _normalize(x, axes, eps, axis_name)
+    (x, weight, bias), (dx, dweight, dbias) = primals, tangents
+    xhat, mean, var = _normalize(x, None, None, axes, eps, axis_name)
     rstd = lax.rsqrt(var + eps)
+    scale = rstd if weight is None else rstd * weight
     dmean = _mean(dx, axes, axis_name)
     proj = _mean(dx * xhat, axes, axis_name)
-    return out, (rstd * (dx - dmean - xhat * proj), dmean, 2 * proj / rstd)
+    dy = scale * dx + -scale * dmean + xhat * (-scale * proj)
+    if weight is not None:
+        dy = dy + xhat * dweight
+    if bias is not None:
+        dy = dy + dbias
+    y = _affine(xhat, weight, bias, lambda v: v)
+    return (y, mean, var), (dy, dmean, 2 * proj / rstd)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -171,12 +190,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
     if training:
         # over replicas: the mean of equal shards' means, then of their squared deviations from it
-        y, mean, var = _normalize(x, (0,) + tuple(range(2, ndim)), eps, axis_name)
+        y, mean, var = _normalize(x, *_shaped(weight, bias, shape), (0,) + tuple(range(2, ndim)),
+                                  eps, axis_name)
         mean, var = mean.reshape(c), var.reshape(c)
     else:
         mean, var = running_mean.astype(dtype), running_var.astype(dtype)
-        y = (x - shape(mean)) * lax.rsqrt(shape(var) + eps)
-    y = _affine(y, weight, bias, shape).astype(input.dtype)
+        y = _affine((x - shape(mean)) * lax.rsqrt(shape(var) + eps), weight, bias, shape)
+    y = y.astype(input.dtype)
     if not training or (running_mean is None and running_var is None):
         return y
     if n == 0:  # an empty batch: torch leaves the running statistics as they are
@@ -246,10 +266,10 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         return _per_channel(v, ndim, dtype)
 
     if use_input_stats:
-        y, mean, var = _normalize(x, tuple(range(2, ndim)), eps, None)
+        y, mean, var = _normalize(x, *_shaped(weight, bias, shape), tuple(range(2, ndim)), eps, None)
     else:
-        y = (x - shape(stats[0])) * lax.rsqrt(shape(stats[1]) + eps)
-    y = _affine(y, weight, bias, shape).astype(input.dtype)
+        y = _affine((x - shape(stats[0])) * lax.rsqrt(shape(stats[1]) + eps), weight, bias, shape)
+    y = y.astype(input.dtype)
     if not use_input_stats or (running_mean is None and running_var is None):
         return y
     if s == 0 and input.shape[0]:  # nothing to average: torch keeps the statistics
