@@ -15,16 +15,16 @@ float16/bfloat16 input, are all float32 (mixed precision); anything else is a ``
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from . import _args
+from ._normalize import affine as _affine
+from ._normalize import normalize as _normalize
 
 
 def _compute_dtype(x):
@@ -39,14 +39,6 @@ def _per_channel(v, ndim: int, dtype):
 def _check_vector(v, name: str, size: int):
     if v is not None and math.prod(v.shape) != size:
         raise ValueError(f"{name} should contain {size} elements not {math.prod(v.shape)}")
-
-
-def _affine(y, weight, bias, shape_fn):
-    if weight is not None:
-        y = y * shape_fn(weight)
-    if bias is not None:
-        y = y + shape_fn(bias)
-    return y
 
 
 def _shaped(weight, bias, shape_fn):
@@ -69,56 +61,6 @@ def _update(running, stat, momentum):
     dtype = running.dtype
     m = jnp.asarray(momentum, dtype)
     return ((1 - m) * running + m * lax.stop_gradient(stat).astype(dtype)).astype(dtype)
-
-
-def _mean(v, axes, axis_name):
-    """``mean(v)`` over ``axes`` kept as size-1 axes (a reshape, whose transpose is one too, not
-    ``keepdims``' broadcast, which transposes to a sum over size-1 axes), and over the replicas
-    of ``axis_name`` (equal shards) when given."""
-    m = jnp.mean(v, axes)
-    if axis_name is not None:
-        m = lax.pmean(m, axis_name)
-    return m.reshape(tuple(1 if a in axes else s for a, s in enumerate(v.shape)))
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
-def _normalize(x, weight, bias, axes, eps, axis_name):
-    """``(y, mean, var)``: ``y = (x - mean) * rsqrt(var + eps) * weight + bias`` with the mean
-    and the biased two-pass variance ``mean((x - mean)**2)`` (torch's accuracy when the mean is
-    large against the spread) over ``axes``, kept as size-1 axes; with ``axis_name`` the
-    statistics are those of every replica's equal shard together. ``weight`` and ``bias`` are
-    shaped to broadcast against ``x``, or ``None``."""
-    mean = _mean(x, axes, axis_name)
-    xc = x - mean
-    var = _mean(jnp.square(xc), axes, axis_name)
-    return _affine(xc * lax.rsqrt(var + eps), weight, bias, lambda v: v), mean, var
-
-
-@_normalize.defjvp
-def _normalize_jvp(axes, eps, axis_name, primals, tangents):
-    """The closed form (torch's ``batch_norm_backward``), linear in the tangents so that JAX
-    transposes it into the VJP. With ``xhat = (x - mean) * rstd`` and ``scale = weight * rstd``:
-    ``dy = scale * (dx - mean(dx) - xhat * mean(dx * xhat)) + xhat * dweight + dbias``,
-    ``dmean = mean(dx)``, ``dvar = 2 * mean(dx * (x - mean))``.
-
-    The two mean terms are written as per-channel values broadcast against ``dx``
-    (``-scale * mean(dx)`` and ``xhat * (-scale * mean(dx * xhat))``), the forms of ``dbias``
-    and ``xhat * dweight``: transposed, they are the same sums, ``sum(g)`` and
-    ``sum(xhat * g)``, which XLA computes once for both. The primal outputs come from
-    ``_normalize`` itself, so that higher derivatives use this rule again."""
-    (x, weight, bias), (dx, dweight, dbias) = primals, tangents
-    xhat, mean, var = _normalize(x, None, None, axes, eps, axis_name)
-    rstd = lax.rsqrt(var + eps)
-    scale = rstd if weight is None else rstd * weight
-    dmean = _mean(dx, axes, axis_name)
-    proj = _mean(dx * xhat, axes, axis_name)
-    dy = scale * dx + -scale * dmean + xhat * (-scale * proj)
-    if weight is not None:
-        dy = dy + xhat * dweight
-    if bias is not None:
-        dy = dy + dbias
-    y = _affine(xhat, weight, bias, lambda v: v)
-    return (y, mean, var), (dy, dmean, 2 * proj / rstd)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,

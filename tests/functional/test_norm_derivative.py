@@ -30,14 +30,14 @@ def _inputs(rng, shape=SHAPE):
 
 def _ours(kind):
     if kind == "batch":
-        return lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-3)
-    return lambda x, w, b: F.instance_norm(x, None, None, w, b, eps=1e-3)
+        return lambda x, w=None, b=None: F.batch_norm(x, None, None, w, b, training=True, eps=1e-3)
+    return lambda x, w=None, b=None: F.instance_norm(x, None, None, w, b, eps=1e-3)
 
 
 def _torch(kind):
     if kind == "batch":
-        return lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True, eps=1e-3)
-    return lambda x, w, b: TF.instance_norm(x, None, None, w, b, eps=1e-3)
+        return lambda x, w=None, b=None: TF.batch_norm(x, None, None, w, b, training=True, eps=1e-3)
+    return lambda x, w=None, b=None: TF.instance_norm(x, None, None, w, b, eps=1e-3)
 
 
 def _plain(kind):
@@ -55,9 +55,11 @@ def _close(ours, theirs, n):
         assert_close(a, np.asarray(b), reduction=n, scale=OFFSET * max(1.0, np.abs(b).max()))
 
 
-@pytest.mark.parametrize("kind", ["batch", "instance"])
-def test_value_vjp_and_jvp_match_torch_float64(rng, kind):
+@pytest.mark.parametrize("kind,affine", [("batch", True), ("batch", False), ("instance", True)])
+def test_value_vjp_and_jvp_match_torch_float64(rng, kind, affine):
     args = _inputs(rng)
+    if not affine:  # weight and bias None: the rule without its affine terms
+        args = args[:1]
     tangents = tuple(rng.standard_normal(np.shape(a)) for a in args)
     g = rng.standard_normal(SHAPE)
     f = _ours(kind)
@@ -84,7 +86,7 @@ def test_second_order_matches_the_plain_formula(rng, kind):
     c = rng.standard_normal(SHAPE)
 
     def derivatives(f):
-        loss = lambda *a: jnp.sum(jnp.sin(f(*a)) * c)  # noqa: E731
+        loss = lambda *a: jnp.sum(jnp.sin(f(*a)) * c)
         grad = jax.grad(loss, (0, 1, 2))
         gg = jax.grad(lambda *a: sum(jnp.vdot(g, u) for g, u in zip(grad(*a), v)), (0, 1, 2))(*args)
         return gg, jax.jvp(grad, args, v)[1]
@@ -97,7 +99,7 @@ def test_sync_batch_norm_derivatives_span_the_replicas(rng):
     args = _inputs(rng, (6, 3, 4, 5))
     tangents = tuple(rng.standard_normal(np.shape(a)) for a in args)
     g = rng.standard_normal((6, 3, 4, 5))
-    whole = lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True)  # noqa: E731
+    whole = lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True)
     shard = functools.partial(F.batch_norm, running_mean=None, running_var=None, training=True,
                               axis_name="r")
 
