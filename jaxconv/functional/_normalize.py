@@ -14,10 +14,11 @@ MEASURED (issue 25 item 4; ResNet-18 training step, batch 8, 224x224, 2-core VM 
   YNNPACK reduction calls 139 -> 79 (Flax 98), elementwise loop fusions 303 -> 223 (Flax 261).
   Writing the rule with the affine outside it gave 521 / 119 / 243: the two sums of the
   backward then differ from the bias and weight gradients' and are not shared.
-- lower+compile, median of 4 interleaved rounds, in 2 runs: 5.65 -> 4.76 s and 6.59 -> 5.77 s
-  (Flax 4.27 and 4.93 s: 1.32x -> 1.11x and 1.34x -> 1.17x).
-- run time of the step: the same within the noise (medians 1728 / 1728 and 1868 / 1919 ms,
-  ranges 1260-2400 ms). The BatchNorm layer alone (value and VJP, 21 interleaved rounds) is
+- lower+compile, median of 4 interleaved rounds, in 3 runs: 5.65 -> 4.76 s, 6.59 -> 5.77 s and
+  5.38 -> 4.41 s (Flax 4.27, 4.93 and 3.43 s: 1.32x -> 1.11x, 1.34x -> 1.17x, 1.57x -> 1.28x);
+  faster in 11 of the 12 paired rounds.
+- run time of the step: the same within the noise (medians 1728 / 1728, 1868 / 1919 and
+  1802 / 1603 ms, ranges 1200-2600 ms). The BatchNorm layer alone (value and VJP, 21 interleaved rounds) is
   faster: 4.84 -> 3.00 ms at (8, 64, 56, 56), 1.39 -> 0.89 ms at (8, 256, 14, 14), 68.6 ->
   38.3 ms at (8, 64, 112, 112).
 """
