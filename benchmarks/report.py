@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import re
 
-IMPL_ORDER = ("jaxconv", "jaxconv_cl", "jaxconv_ynn", "jaxconv_2proc", "translated", "torch", "torch_cl", "torch_fused",
-              "lax_nchw", "lax_nhwc", "flax_nnx", "flax_nnx_ynn", "equinox", "optax")
+IMPL_ORDER = ("jaxconv", "jaxconv_cl", "jaxconv_ynn", "jaxconv_const", "jaxconv_2proc", "translated", "torch",
+              "torch_cl", "torch_fused", "lax_nchw", "lax_nhwc", "flax_nnx", "flax_nnx_ynn", "flax_nnx_oihw",
+              "equinox", "optax")
 
 COMPILE_IMPLS = ("jaxconv", "translated", "flax_nnx")  # lower+compile seconds shown side by side
 
@@ -47,6 +48,11 @@ def table(result) -> str:
                      f"{y['jaxconv_ynn_vs_best_torch']:.2f} vs no options: jaxconv {y['jaxconv_ynn_vs_jaxconv']:.2f}"
                      f" flax {y['flax_nnx_ynn_vs_flax_nnx']:.2f} (compile s {cs['jaxconv_ynn']:.2f} / "
                      f"{cs['flax_nnx_ynn']:.2f})")
+        if "kernel_layout" in r:
+            k = r["kernel_layout"]
+            line += (f"   flax given torch-layout kernels / flax {k['flax_nnx_oihw_vs_flax_nnx']:.2f}, jaxconv / it "
+                     f"{k['jaxconv_vs_flax_nnx_oihw']:.2f}, jaxconv closed over / flax "
+                     f"{k['jaxconv_const_vs_flax_nnx']:.2f}")
         if "compile_vs_flax" in r:
             line += "   compile s: " + " ".join(f"{k} {r['compile_s'][k]:.2f}" for k in COMPILE_IMPLS
                                            if k in r["compile_s"])

@@ -211,6 +211,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
 
     from . import cases as C
     from . import harness as H
+    from . import kernel_layout as KL
     from . import losses as LS
     from . import low_precision as LP
     from . import optim as OP
@@ -228,6 +229,7 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     layer_list = [c for c in C.layer_cases(quick, batch) if not only or any(o in c.name for o in only)]
     model_list = [m for m in ("resnet18", "mobilenet_v2", "dcgan_generator")
                   if not only or any(o in m for o in only)]
+    layout_list = [m for m in ("resnet18",) if not only or any(o in f"{m}_forward_kernel_layout" for o in only)]
     bf16_list = [(m, mode) for m in ("resnet18",) for mode in LP.MODES
                  if not only or any(o in f"{m}_{mode}" for o in only)]
     loss_list = [r for r in ("cross_entropy_ls",) if not only or any(o in r for o in only)]
@@ -235,9 +237,10 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
     # data-parallel scaling: fresh processes per configuration, so not in --quick unless asked
     replicas = SC.selected(quick, only)
     harness_rows = H.selected(quick, only)  # translate/compare cost: one fresh process a row
-    bar = Progress((len(layer_list) + len(loss_list) + len(optim_list) + 2 * len(model_list)
-                    + 2 * len(bf16_list)) * rounds + (SC.units(quick, rounds, replicas) if replicas else 0)
-                   + len(harness_rows), progress)
+    timed = len(layer_list) + len(loss_list) + len(optim_list) + 2 * len(model_list) + len(layout_list) \
+        + 2 * len(bf16_list)
+    bar = Progress(timed * rounds + (SC.units(quick, rounds, replicas) if replicas else 0) + len(harness_rows),
+                   progress)
     rows = []
     for case in layer_list:
         rows.append(run_layer(case, rng, torch_device, rounds, min_time, tol, bar))
@@ -248,6 +251,8 @@ def run(quick=False, rounds=None, min_time=None, only=None, out_dir=None, progre
                     else OP.run_train_step("resnet18", quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     for name in model_list:
         rows.extend(run_model(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
+    for name in layout_list:
+        rows.append(KL.run(name, quick, batch, torch_device, rounds, min_time, tol * 5, bar))
     for name, mode in bf16_list:  # tolerances from bfloat16's epsilon and the depth
         rows.extend(LP.run_model(name, mode, quick, batch, torch_device, rounds, min_time, bar))
     if replicas:

@@ -39,7 +39,8 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
     bf16 = [f"resnet18_{mode}_{k}" for mode in low_precision.MODES for k in ("forward", "train_step")]
     assert bf16 == ["resnet18_bf16_autocast_forward", "resnet18_bf16_autocast_train_step",
                     "resnet18_bf16_forward", "resnet18_bf16_train_step"]
-    assert names == expected + bf16
+    layout = ["resnet18_forward_kernel_layout"]
+    assert names == expected + layout + bf16
     for row in result["cases"]:
         impls = set(row["median_s"])
         tol = 5e-3
@@ -47,6 +48,10 @@ def test_quick_run_has_every_case_and_implementation(quick_result):
             assert impls == {"jaxconv", "torch", "torch_cl"}
             assert row["group"].startswith("model") and row["items_per_s"]["jaxconv"] > 0
             tol = low_precision.tolerance(models.TorchResNet18(width=8, blocks=1)) * np.sqrt(2)
+        elif row["case"] in layout:  # Flax given torch-layout kernels; jaxconv with constant weights
+            assert impls == {"jaxconv", "jaxconv_const", "flax_nnx", "flax_nnx_oihw", "torch", "torch_cl"}
+            assert set(row["kernel_layout"]) == {"flax_nnx_oihw_vs_flax_nnx", "jaxconv_vs_flax_nnx_oihw",
+                                                 "jaxconv_const_vs_flax_nnx"}
         elif row["group"].startswith("model"):  # *_ynn: compiled with xla_options.ynn_eltwise() (CPU)
             # (the training steps' *_ynn columns only in a full run: their compiles are the costliest)
             ynn = {"jaxconv_ynn", "flax_nnx_ynn"} if jax.default_backend() == "cpu" and "forward" in row["case"] else set()
