@@ -136,16 +136,43 @@ def _copy_modes(torch_module, model) -> None:
                 pass
 
 
-def build_from_source(source: str, torch_module=None, *, rngs=None):
-    """Run translated ``source`` and return its ``build(rngs)``; with ``torch_module``, with
-    torch's weights (strict load) and each submodule's train/eval mode."""
+def _built_with_weights(build, rngs, weights):
+    """``build(rngs)`` holding ``weights``, without the random initial parameters they replace.
+
+    The model is built abstractly (``nnx.eval_shape``) and loaded (strict). What the weights do
+    not cover (dropout's RNG streams, buffers torch does not save) then comes from a compiled
+    ``build`` that returns only those variables, so XLA drops the rest of the initialisation.
+    Building concretely and overwriting held two copies of the weights at once, in memory
+    fragmented enough that a 630M-parameter model peaked at 3.6x its size.
+    """
+    import jax
+    from flax import nnx
+
     from ..state_dict import load_state_dict
 
+    spare = nnx.clone(rngs) if isinstance(rngs, nnx.Rngs) else rngs
+    model = nnx.eval_shape(build, rngs)
+    load_state_dict(model, weights, strict=True)
+    pending = {path for path, v in nnx.to_flat_state(nnx.state(model))
+               if isinstance(v.get_value(), jax.ShapeDtypeStruct)}
+    if pending:
+        def rest(r):
+            flat = nnx.to_flat_state(nnx.state(build(r)))
+            return nnx.State.from_flat_path([(p, v) for p, v in flat if p in pending])
+        nnx.update(model, nnx.jit(rest)(spare))
+    return model
+
+
+def build_from_source(source: str, torch_module=None, *, rngs=None):
+    """Run translated ``source`` and return its ``build(rngs)``; with ``torch_module``, with
+    torch's weights (strict load, no random initialisation first) and each submodule's
+    train/eval mode."""
     name = type(torch_module).__name__ if torch_module is not None else "model"
-    model = _load_source(source, name).build(rngs)
-    if torch_module is not None:
-        load_state_dict(model, torch_module.state_dict(), strict=True)
-        _copy_modes(torch_module, model)
+    build = _load_source(source, name).build
+    if torch_module is None:
+        return build(rngs)
+    model = _built_with_weights(build, rngs, torch_module.state_dict())
+    _copy_modes(torch_module, model)
     return model
 
 
