@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from . import tolerance
-from ._tree import arrays, first_array, floating_arrays, is_floating
+from ._tree import arrays, first_array, floating_arrays, is_floating, to_device
 from .state_dict import named_variables
 
 
@@ -52,8 +52,8 @@ class LeafInput:
                             f"{[type(a).__name__ for a in call.args]} and kwargs {list(call.kwargs)}")
         graphdef, params, rest = nnx.split(nnx.clone(sub), nnx.Param, ...)
         found = call.cotangents() if grads else None
-        g = None if found is None else [jnp.asarray(c) for c in found]
-        arrays_in = tuple(jnp.asarray(a) for a in leaves if isinstance(a, np.ndarray))
+        g = None if found is None else [to_device(c) for c in found]
+        arrays_in = tuple(to_device(a) for a in leaves if isinstance(a, np.ndarray))
         return cls(graphdef, params, rest, arrays_in, g, static, structure)
 
     def full(self, arrays_in) -> tuple:
@@ -103,7 +103,7 @@ def matched_cotangents(outs, cotangents) -> list:
         raise ValueError(f"compare: a jaxconv layer returns floating outputs of shapes "
                          f"{[tuple(o.shape) for o in outs]} where torch's returns "
                          f"{[tuple(np.shape(g)) for g in cotangents]}")
-    return [jnp.asarray(g).astype(o.dtype) for g, o in zip(cotangents, outs)]
+    return [to_device(g).astype(o.dtype) for g, o in zip(cotangents, outs)]
 
 
 def run_leaves(leaves: list) -> list:

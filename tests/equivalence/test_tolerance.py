@@ -183,6 +183,7 @@ def test_errors_fast_path_gives_the_general_paths_numbers():
         general = _general_errors(np.asarray(got, np.float64), np.asarray(want, np.float64),
                                   np.broadcast_to(np.asarray(t, np.float64), np.shape(want)))
         assert fast == general, (fast, general)
+        assert tolerance.max_difference(got, want) == general["max_abs"]
 
 
 def _lp_models():
