@@ -123,9 +123,10 @@ def _traced_call(sub, torch_module, call, train: bool, **backward) -> tolerance.
 
 
 def _finite(a) -> np.ndarray:
-    """``a`` (float64) with non-finite entries (a bound that broke down) as 0."""
-    a = np.asarray(a, np.float64)
-    return np.where(np.isfinite(a), a, 0.0)
+    """``a`` (a new float64 array) with non-finite entries (a bound that broke down) as 0."""
+    a = np.array(a, np.float64)
+    a[~np.isfinite(a)] = 0.0
+    return a
 
 
 def check_glue(sub, call, children, c: float, floor=None) -> dict:
@@ -148,7 +149,9 @@ def check_glue(sub, call, children, c: float, floor=None) -> dict:
         n = tolerance.reduction_ratio(sizes, want, operands)
         tol = tolerance.tolerance(np.asarray(mag), n, want.dtype, c, rounding=want)
         if e is not None and np.shape(e) == np.shape(want):  # the running bound, where larger
-            tol = np.maximum(tol, c * _finite(e))
+            running_tol = _finite(e)
+            running_tol *= c
+            tol = np.maximum(tol, running_tol, out=running_tol)
         if floor is not None and np.shape(floor) == np.shape(want):
             tol = np.maximum(tol, floor)
         err = tolerance.errors(np.asarray(got), want, tol)

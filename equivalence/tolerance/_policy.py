@@ -111,7 +111,12 @@ def tolerance(scale, n, dtype, c: float = C, rounding=None) -> np.ndarray:
     if rounding is not None and np.dtype(dtype).name in REDUCED:
         rounded = ROUNDING * eps(dtype) * np.abs(np.asarray(rounding, np.float64))
         return rounded + c * eps(np.float32) * np.sqrt(n) * scale + tiny
-    return c * eps(dtype) * np.sqrt(n) * scale + tiny
+    factor = c * eps(dtype) * np.sqrt(n)
+    if scale.ndim and np.broadcast_shapes(scale.shape, factor.shape) == scale.shape:
+        scale *= factor     # in place, the same numbers: fresh float64 temporaries page-fault
+        scale += tiny       # (np.abs made scale a new array)
+        return scale
+    return factor * scale + tiny
 
 
 def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> float:
