@@ -18,7 +18,7 @@ from jaxconv.nn import named_children, named_modules
 from jaxconv.trace import intercept
 
 from . import tolerance
-from ._tree import arrays, first_array, floating_arrays, to_jax
+from ._tree import arrays, first_array, floating_arrays, to_device, to_jax
 from .checks import Grad, _named_params
 from .tolerance import running
 from .tolerance.code import NO_RUNNING_BOUND
@@ -123,9 +123,10 @@ def _traced_call(sub, torch_module, call, train: bool, **backward) -> tolerance.
 
 
 def _finite(a) -> np.ndarray:
-    """``a`` (float64) with non-finite entries (a bound that broke down) as 0."""
-    a = np.asarray(a, np.float64)
-    return np.where(np.isfinite(a), a, 0.0)
+    """``a`` (a new float64 array) with non-finite entries (a bound that broke down) as 0."""
+    a = np.array(a, np.float64)
+    a[~np.isfinite(a)] = 0.0
+    return a
 
 
 def check_glue(sub, call, children, c: float, floor=None) -> dict:
@@ -148,7 +149,9 @@ def check_glue(sub, call, children, c: float, floor=None) -> dict:
         n = tolerance.reduction_ratio(sizes, want, operands)
         tol = tolerance.tolerance(np.asarray(mag), n, want.dtype, c, rounding=want)
         if e is not None and np.shape(e) == np.shape(want):  # the running bound, where larger
-            tol = np.maximum(tol, c * _finite(e))
+            running_tol = _finite(e)
+            running_tol *= c
+            tol = np.maximum(tol, running_tol, out=running_tol)
         if floor is not None and np.shape(floor) == np.shape(want):
             tol = np.maximum(tol, floor)
         err = tolerance.errors(np.asarray(got), want, tol)
@@ -218,8 +221,8 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
         return {n: v for n, v in _named_params(graphdef, grads, rest).items()
                 if not any(n.startswith(f"{r}.") for r in answered)}
 
-    xs = [jnp.asarray(call.args[i]) for i in where]
-    values = [xs, [jnp.asarray(g) for g in g_outs], [[jnp.asarray(g.value) for _, g in pairs] for pairs in cots]]
+    xs = [to_device(call.args[i]) for i in where]
+    values = [xs, [to_device(g) for g in g_outs], [[to_device(g.value) for _, g in pairs] for pairs in cots]]
     try:
         grads, x_grads = vjp_of(None)(params, *values)
     except _NoLocalGrad:
@@ -235,7 +238,7 @@ def glue_grads(sub, torch_module, call, children, child_input_grads: dict, train
         e_own, e_xs = own_of(e_grads), [_finite(e) for e in e_xs]
     except NO_RUNNING_BOUND:  # the absolute-valued backward: its own rounding, and the children's carried
         it = iter(child_errors)
-        carried = [[jnp.asarray(next(it)) for _ in cs] for cs in values[2]]
+        carried = [[to_device(next(it)) for _ in cs] for cs in values[2]]
         _, mags = vjp_of(np.abs)(abs_params, *abs_values)
         _, spread = vjp_of(np.abs)(abs_params, abs_values[0], [jnp.zeros_like(g) for g in values[1]], carried)
         e_own = {}

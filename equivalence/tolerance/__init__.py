@@ -46,10 +46,11 @@ the same computation into the same overflow or domain error. NaN or inf on one s
 ports of the seed models reach at most a few percent of the tolerance while each planted bug
 exceeds it by orders of magnitude.
 """
+from ._errors import errors, max_difference
 from ._policy import (C, ELEMENTWISE_N, FALLBACK, POLICY, REDUCED, ROUNDING, Bound, BufferModel,
                       Kind, LayerBounds, LayerCall, Model, compute_dtype, dot, elementwise, eps,
-                      errors, fan, kind_of, kinds, max_difference, policy_text, reduction_ratio,
-                      register, tolerance, unregister)
+                      fan, kind_of, kinds, policy_text, reduction_ratio, register, tolerance,
+                      unregister)
 from .norms import batchnorm, normalization
 from .recurrence import recurrent
 from .code import is_module_code, kind_for, resize, running_only, softmax, with_running_bound

@@ -111,7 +111,12 @@ def tolerance(scale, n, dtype, c: float = C, rounding=None) -> np.ndarray:
     if rounding is not None and np.dtype(dtype).name in REDUCED:
         rounded = ROUNDING * eps(dtype) * np.abs(np.asarray(rounding, np.float64))
         return rounded + c * eps(np.float32) * np.sqrt(n) * scale + tiny
-    return c * eps(dtype) * np.sqrt(n) * scale + tiny
+    factor = c * eps(dtype) * np.sqrt(n)
+    if scale.ndim and np.broadcast_shapes(scale.shape, factor.shape) == scale.shape:
+        scale *= factor     # in place, the same numbers: fresh float64 temporaries page-fault
+        scale += tiny       # (np.abs made scale a new array)
+        return scale
+    return factor * scale + tiny
 
 
 def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> float:
@@ -119,56 +124,6 @@ def reduction_ratio(inputs, output, operands: int = 1, floor: float = 1.0) -> fl
     size = max(int(np.asarray(output).size), 1)
     ratio = max((int(np.asarray(a).size) / size for a in inputs), default=1.0)
     return max(float(operands), ratio, float(floor))
-
-
-def _difference(a, e):
-    """``|a - e|`` with NaN/inf at the same positions (inf of the same sign) as 0, and NaN/inf on
-    one side only as inf; also that one-sided mask."""
-    same = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
-    one_sided = ~same & ~(np.isfinite(a) & np.isfinite(e))
-    with np.errstate(invalid="ignore"):
-        return np.where(one_sided, np.inf, np.where(same, 0.0, np.abs(a - e))), one_sided
-
-
-def max_difference(actual, expected) -> float:
-    """The largest ``|actual - expected|``, NaN and inf compared as :func:`errors` does."""
-    diff, _ = _difference(np.asarray(actual, np.float64), np.asarray(expected, np.float64))
-    return float(np.max(diff, initial=0.0))
-
-
-def errors(actual, expected, tol) -> dict:
-    """Max abs error, max relative error, the worst error/tolerance ratio and its tolerance.
-
-    NaN at the same positions on both sides, and inf of the same sign, count as agreement (error
-    0); NaN or inf on one side only is an infinite error, named in ``note``. ``tol`` is the
-    tolerance at the element with the worst ratio; where the sides agree exactly everywhere, the
-    largest tolerance of the check.
-    """
-    a = np.asarray(actual, np.float64)
-    e = np.asarray(expected, np.float64)
-    if a.shape != e.shape:
-        return {"max_abs": float("inf"), "max_rel": float("inf"), "tol": float("nan"), "ratio": float("inf"),
-                "err_at": float("inf"), "note": f"shape {a.shape} != torch's {e.shape}"}
-    if a.size == 0:
-        return {"max_abs": 0.0, "max_rel": 0.0, "tol": 0.0, "ratio": 0.0, "err_at": 0.0, "note": ""}
-    diff, one_sided = _difference(a, e)
-    tol = np.broadcast_to(np.asarray(tol, np.float64), a.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(diff == 0, 0.0, diff / tol)
-        ratio = np.where(np.isnan(ratio), np.inf, ratio)  # a NaN tolerance proves nothing
-        # relative to |torch|, floored at eps * max|torch| so exact zeros do not divide by zero
-        finite = np.where(np.isfinite(e), np.abs(e), 0.0)
-        floor = max(float(np.max(finite)) * np.finfo(np.float32).eps, np.finfo(np.float64).tiny)
-        rel = np.where(diff == 0, 0.0, diff / np.maximum(finite, floor))
-    worst = float(np.max(ratio))
-    i = int(np.argmax(ratio)) if worst > 0 else int(np.argmax(np.where(np.isfinite(tol), tol, -1.0)))
-    fa, fe = np.isfinite(a), np.isfinite(e)
-    counts = [(int((one_sided & m).sum()), what) for m, what in (
-        (~fa & fe, "in jaxconv only"), (fa & ~fe, "in torch only"), (~fa & ~fe, "different on the two sides"))]
-    note = ("NaN/inf " + ", ".join(f"{what} at {k} element(s)" for k, what in counts if k)
-            if one_sided.any() else "")
-    return {"max_abs": float(np.max(diff)), "max_rel": float(np.max(rel)),
-            "tol": float(tol.flat[i]), "ratio": worst, "err_at": float(diff.flat[i]), "note": note}
 
 
 # ----------------------------------------------------------------------------------------

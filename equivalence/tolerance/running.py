@@ -36,6 +36,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from .._tree import to_device
 from ._policy import ELEMENTWISE_N
 from ._rules import CALL_RULES, EXTREMA, extremum
 from ._rules import bind as _bind, eps as _eps, error_dtype as _error_dtype, floating as _floating
@@ -377,8 +378,8 @@ def running_error(fn, *args, errors=None, _cache=None):
             full[i] = a
         return fn(*jax.tree_util.tree_unflatten(tree, full))
 
-    inputs = [jnp.asarray(leaves[i]) for i in where]
-    errs = [None if e is None else jnp.asarray(e) for e in errors] if errors is not None else [None] * len(inputs)
+    inputs = [to_device(leaves[i]) for i in where]
+    errs = [None if e is None else to_device(e) for e in errors] if errors is not None else [None] * len(inputs)
     if len(errs) != len(inputs):
         raise ValueError(f"errors: one per array input, {len(inputs)}, got {len(errs)}")
     key = None if _cache is None else _signature(leaves, where, inputs, tree, errs)

@@ -162,6 +162,30 @@ def test_exact_agreement_shows_the_largest_tolerance():
     assert err["tol"] == 0.1 and err["ratio"] == pytest.approx(5.0) and err["err_at"] == 0.5
 
 
+def test_errors_fast_path_gives_the_general_paths_numbers():
+    """Finite values and positive tolerances take errors' block-by-block path; every number
+    must be the general path's: exact agreement, zeros on torch's side, ties of the worst ratio
+    in different blocks, a tolerance per element, one for all, one broadcast along an axis."""
+    from equivalence.tolerance._errors import _BLOCK, _general_errors
+
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal((3, 5, _BLOCK // 4 + 7)) * np.exp(rng.standard_normal((3, 5, _BLOCK // 4 + 7)))
+    e[0, 0] = 0.0
+    a = (e + rng.standard_normal(e.shape) * 1e-6).astype(np.float32)
+    a[1] = e[1]
+    a.flat[-1], e.flat[-1], a.flat[_BLOCK + 3], e.flat[_BLOCK + 3] = 1.0, 0.0, 2.0, 0.0
+    tol = np.abs(e) * 1e-6 + 1e-9
+    tol.flat[_BLOCK + 3] = 2e-9  # the same worst ratio in two blocks: the first counts
+    cases = [(a, e, tol), (a, e, 3e-7), (e, e, tol), (e, e, 2.0), (a, e.astype(np.float32), tol[0, 0]),
+             (a, e, np.full((3, 1, 1), 1e-7)), (a[:2, :3, :4], e[:2, :3, :4], -1.0), ([1.0, 2.0], [1.0, 2.5], [1.0, 0.0])]
+    for got, want, t in cases:
+        fast = tolerance.errors(got, want, t)
+        general = _general_errors(np.asarray(got, np.float64), np.asarray(want, np.float64),
+                                  np.broadcast_to(np.asarray(t, np.float64), np.shape(want)))
+        assert fast == general, (fast, general)
+        assert tolerance.max_difference(got, want) == general["max_abs"]
+
+
 def _lp_models():
     torch.manual_seed(0)
     tm = tnn.Sequential(tnn.LPPool2d(1.5, 2), tnn.Flatten(), tnn.Linear(2 * 3 * 3, 4))
