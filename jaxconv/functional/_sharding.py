@@ -85,14 +85,22 @@ def reshape(x, shape):
     return jnp.reshape(x, shape, out_sharding=out)
 
 
-def lead_like(y, x, n=1):
-    """``y`` with the sharding of ``x``'s first ``n`` axes on its own first ``n`` (the rest
-    replicated): for arrays made inside an op (``jnp.full``, ``jnp.zeros``, a scan's initial
-    carry) that meet a batch-sharded ``x`` in a ``select``, ``concatenate`` or scan."""
+def lead_like(y, x, n=1, start=0):
+    """``y`` with the sharding of ``x``'s axes ``start .. start + n`` on its own first ``n`` (the
+    rest replicated): for arrays made inside an op (``jnp.full``, ``jnp.zeros``, a scan's
+    initial carry) that meet a batch-sharded ``x`` in a ``select``, ``concatenate`` or scan."""
     spec = explicit_spec(x)
     if spec is None:
         return y
-    want = P(*spec[:n], *[None] * (jnp.ndim(y) - n))
+    want = P(*spec[start:start + n], *[None] * (jnp.ndim(y) - n))
     if explicit_spec(y) == tuple(want):
         return y
     return jax.sharding.reshard(y, want)
+
+
+def take(table, index):
+    """``table[index]`` for a 1-D ``table`` (class weights): sharded as ``index`` (a sharded
+    batch's targets), which JAX asks to be told."""
+    if explicit_spec(index) is None:
+        return table[index]
+    return table.at[index].get(out_sharding=jax.typeof(index).sharding)

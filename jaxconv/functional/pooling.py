@@ -108,7 +108,7 @@ def _max_order(x):
     :func:`_pick_max` and read the result back with :func:`_gather_max`.
     """
     size, itype = x.shape[2:], _index_dtype()
-    index = jnp.broadcast_to(jnp.arange(int(np.prod(size)), dtype=itype).reshape(size), x.shape)
+    index = lead_like(jnp.broadcast_to(jnp.arange(int(np.prod(size)), dtype=itype).reshape(size), x.shape), x, 2)
     xs = lax.stop_gradient(x)
     if jnp.issubdtype(x.dtype, jnp.floating):
         nan = jnp.isnan(xs)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _args
-from ._sharding import reshape
+from ._sharding import lead_like, reshape
 
 
 def _positive_int(value, name: str, fn: str) -> int:
@@ -122,7 +122,7 @@ def _col2im(x, out_hw, k, d, p, s, nb):
     n, ck, _ = x.shape
     blocks = reshape(x, (n, ck // (k[0] * k[1]), k[0], k[1], nb[0], nb[1]))
     rows, cols = _block_index(k, d, s, nb)
-    out = jnp.zeros((*blocks.shape[:2], out_hw[0] + 2 * p[0], out_hw[1] + 2 * p[1]), x.dtype)
+    out = lead_like(jnp.zeros((*blocks.shape[:2], out_hw[0] + 2 * p[0], out_hw[1] + 2 * p[1]), x.dtype), x)
     out = out.at[:, :, rows, cols].add(blocks)  # one scatter-add: overlaps sum
     return out[:, :, p[0]:p[0] + out_hw[0], p[1]:p[1] + out_hw[1]]
 
