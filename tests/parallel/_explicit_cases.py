@@ -7,7 +7,8 @@ The forward and ``jax.grad`` of ``sum(sin(out))`` (an asymmetric cotangent) with
 float parameter and batch array are jitted and compared with the same function jitted on the
 unsharded arrays. Modules run through ``nnx.merge`` inside the jitted function, so on CPU they
 run under their channels-last plan, as in a hand-written ``nnx.jit`` step. Without ``--all``
-only :data:`DEFAULT` runs (the ops that raised ``ShardingTypeError`` before).
+only the cases marked ``default`` run, with a hand-written training step (:func:`train`) on
+``Explicit`` axes against the same step on ``Auto`` axes.
 """
 from __future__ import annotations
 
@@ -70,27 +71,27 @@ x4, x16 = r(N, 4, 9, 9), r(N, 16, 9, 9)
 functional("conv2d 3x3 (nhwc)", lambda p, x: F.conv2d(x, p["w"], p["b"], padding=1),
            (x4,), {"w": r(5, 4, 3, 3), "b": r(5)})
 functional("conv2d 2x2 16ch (taps weight grad)", lambda p, x: F.conv2d(x, p["w"], stride=2),
-           (x16,), {"w": r(6, 16, 2, 2)}, default=True)
+           (x16,), {"w": r(6, 16, 2, 2)})
 functional("conv2d strided dilated", lambda p, x: F.conv2d(x, p["w"], stride=2, dilation=2, padding=2),
            (x4,), {"w": r(5, 4, 3, 3)})
 functional("conv2d groups=2", lambda p, x: F.conv2d(x, p["w"], groups=2, padding=1),
            (x4,), {"w": r(6, 2, 3, 3)})
 functional("conv2d depthwise s1", lambda p, x: F.conv2d(x, p["w"], p["b"], groups=4, padding=1),
-           (x4,), {"w": r(4, 1, 3, 3), "b": r(4)}, default=True)
+           (x4,), {"w": r(4, 1, 3, 3), "b": r(4)})
 functional("conv2d depthwise s2", lambda p, x: F.conv2d(x, p["w"], groups=4, stride=2, padding=1),
-           (x4,), {"w": r(4, 1, 3, 3)}, default=True)
+           (x4,), {"w": r(4, 1, 3, 3)})
 functional("conv2d depthwise x2 dilated", lambda p, x: F.conv2d(x, p["w"], groups=4, dilation=2),
-           (x4,), {"w": r(8, 1, 3, 3)}, default=True)
+           (x4,), {"w": r(8, 1, 3, 3)})
 functional("conv1d depthwise s2", lambda p, x: F.conv1d(x, p["w"], groups=4, stride=2),
            (r(N, 4, 11),), {"w": r(4, 1, 3)})
 functional("conv3d depthwise s2", lambda p, x: F.conv3d(x, p["w"], groups=4, stride=2),
            (r(N, 4, 5, 5, 5),), {"w": r(4, 1, 3, 3, 3)})
 functional("conv2d 1x1 small (matmul)", lambda p, x: F.conv2d(x, p["w"], p["b"]),
-           (x4,), {"w": r(6, 4, 1, 1), "b": r(6)}, default=True)
+           (x4,), {"w": r(6, 4, 1, 1), "b": r(6)})
 functional("conv2d 1x1 large (batched product)", lambda p, x: F.conv2d(x, p["w"], stride=1),
-           (r(N, 4, 24, 24),), {"w": r(6, 4, 1, 1)}, default=True)
+           (r(N, 4, 24, 24),), {"w": r(6, 4, 1, 1)})
 functional("conv2d 1x1 strided", lambda p, x: F.conv2d(x, p["w"], stride=2),
-           (x4,), {"w": r(6, 4, 1, 1)}, default=True)
+           (x4,), {"w": r(6, 4, 1, 1)})
 functional("conv1d", lambda p, x: F.conv1d(x, p["w"], padding=1), (r(N, 4, 11),), {"w": r(5, 4, 3)})
 functional("conv3d", lambda p, x: F.conv3d(x, p["w"], stride=2), (r(N, 4, 5, 5, 5),),
            {"w": r(5, 4, 3, 3, 3)})
@@ -98,11 +99,11 @@ functional("conv2d bfloat16 taps", lambda p, x: F.conv2d(x, p["w"], padding=1).a
            (r(N, 128, 4, 4).astype(jnp.bfloat16),), {"w": r(4, 128, 3, 3).astype(jnp.bfloat16)})
 functional("conv_transpose2d s2 (phase)",
            lambda p, x: F.conv_transpose2d(x, p["w"], p["b"], stride=2, padding=1, output_padding=1),
-           (x4,), {"w": r(4, 5, 3, 3), "b": r(5)}, default=True)
+           (x4,), {"w": r(4, 5, 3, 3), "b": r(5)})
 functional("conv_transpose2d s2 k4 (phase)", lambda p, x: F.conv_transpose2d(x, p["w"], stride=2, padding=1),
-           (x4,), {"w": r(4, 3, 4, 4)}, default=True)
+           (x4,), {"w": r(4, 3, 4, 4)})
 functional("conv_transpose1d s3 (phase)", lambda p, x: F.conv_transpose1d(x, p["w"], stride=3),
-           (r(N, 4, 7),), {"w": r(4, 3, 5)}, default=True)
+           (r(N, 4, 7),), {"w": r(4, 3, 5)})
 functional("conv_transpose3d s2 (phase)", lambda p, x: F.conv_transpose3d(x, p["w"], stride=2),
            (r(N, 4, 3, 3, 3),), {"w": r(4, 3, 2, 2, 2)})
 functional("conv_transpose2d s1", lambda p, x: F.conv_transpose2d(x, p["w"], padding=1),
@@ -111,14 +112,13 @@ functional("conv_transpose2d groups dilated", lambda p, x: F.conv_transpose2d(x,
            (x4,), {"w": r(4, 3, 3, 3)})
 
 # ---------------------------------------------------------------- pooling
-functional("max_pool2d", lambda p, x: F.max_pool2d(x, 3, 2), (x4,), default=True)
+functional("max_pool2d", lambda p, x: F.max_pool2d(x, 3, 2), (x4,))
 functional("max_pool2d pad ceil dilation", lambda p, x: F.max_pool2d(x, 3, 2, 1, 2, ceil_mode=True),
            (x4,), default=True)
 functional("max_pool2d indices", lambda p, x: F.max_pool2d(x, 2, return_indices=True)[0],
-           (x4,), default=True)
-functional("max_pool1d", lambda p, x: F.max_pool1d(x, 3, 2, 1), (r(N, 4, 11),), default=True)
-functional("max_pool3d ceil", lambda p, x: F.max_pool3d(x, 2, ceil_mode=True), (r(N, 2, 5, 5, 5),),
-           default=True)
+           (x4,))
+functional("max_pool1d", lambda p, x: F.max_pool1d(x, 3, 2, 1), (r(N, 4, 11),))
+functional("max_pool3d ceil", lambda p, x: F.max_pool3d(x, 2, ceil_mode=True), (r(N, 2, 5, 5, 5),))
 functional("avg_pool2d ceil count_include_pad", lambda p, x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
            (x4,))
 functional("avg_pool2d ceil no pad count", lambda p, x: F.avg_pool2d(
@@ -210,16 +210,15 @@ module("LSTMCell", lambda: nn.LSTMCell(4, 6, rngs=nnx.Rngs(0)), (r(N, 4),))
 # ---------------------------------------------------------------- modules (channels-last plan)
 module("Conv2d+BN+ReLU+MaxPool (plan)", lambda: nn.Sequential(
     nn.Conv2d(4, 8, 3, padding=1, bias=False, rngs=nnx.Rngs(0)), nn.BatchNorm2d(8), nn.ReLU(),
-    nn.MaxPool2d(3, 2, 1)), (x4,), default=True)
+    nn.MaxPool2d(3, 2, 1)), (x4,))
 module("BatchNorm2d eval (plan)", lambda: nn.Sequential(
     nn.Conv2d(4, 8, 3, rngs=nnx.Rngs(0)), nn.BatchNorm2d(8)), (x4,), train=False)
 module("depthwise separable (plan)", lambda: nn.Sequential(
     nn.Conv2d(4, 4, 3, 2, 1, groups=4, rngs=nnx.Rngs(0)), nn.Conv2d(4, 8, 1, rngs=nnx.Rngs(1)),
-    nn.AvgPool2d(2, ceil_mode=True)), (x4,), default=True)
+    nn.AvgPool2d(2, ceil_mode=True)), (x4,))
 module("ConvTranspose2d + Upsample (plan)", lambda: nn.Sequential(
     nn.ConvTranspose2d(4, 3, 4, 2, 1, rngs=nnx.Rngs(0)), nn.Upsample(scale_factor=2, mode="bilinear"),
-    nn.AdaptiveAvgPool2d((3, 5)), nn.Flatten(), nn.Linear(45, 2, rngs=nnx.Rngs(1))), (x4,),
-    default=True)
+    nn.AdaptiveAvgPool2d((3, 5)), nn.Flatten(), nn.Linear(45, 2, rngs=nnx.Rngs(1))), (x4,))
 module("LayerNorm GroupNorm (plan)", lambda: nn.Sequential(
     nn.Conv2d(4, 8, 3, rngs=nnx.Rngs(0)), nn.GroupNorm(2, 8), nn.LayerNorm(7)), (x4,))
 module("PixelShuffle Unfold (plan)", lambda: nn.Sequential(
@@ -279,11 +278,66 @@ def run_case(name, mesh):
     return {"fwd": _gap(got[0], want[0]), "grad": _gap(got[1], want[1])}
 
 
+# ---------------------------------------------------------------- a hand-written training step
+def resnetish():
+    """Conv, BatchNorm, max pool, a strided depthwise conv, a 1x1 conv, a transposed conv."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False, rngs=nnx.Rngs(0)), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False, rngs=nnx.Rngs(1)), nn.BatchNorm2d(8),
+        nn.ReLU(), nn.Conv2d(8, 16, 1, rngs=nnx.Rngs(2)),
+        nn.ConvTranspose2d(16, 8, 2, stride=2, rngs=nnx.Rngs(3)), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5, rngs=nnx.Rngs(4)))
+
+
+@nnx.jit
+def sgd_step(model, x, y):
+    """One SGD step of ``cross_entropy``, written by hand (no ``data_parallel_step``)."""
+    loss, grads = nnx.value_and_grad(lambda m: F.cross_entropy(m(x), y))(model)
+    params = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads))
+    return loss
+
+
+def train(mesh, steps=2):
+    """Losses and the final state of :func:`resnetish` after ``steps`` steps on ``mesh`` (the
+    state replicated, the batch sharded), or the error."""
+    g = np.random.default_rng(1)
+    data = [(g.standard_normal((N, 3, 16, 16)).astype(np.float32) * (1 + t),
+             g.integers(0, 5, N).astype(np.int32)) for t in range(steps)]
+    model = resnetish().train()
+    try:
+        with jax.set_mesh(mesh):
+            nnx.update(model, jax.device_put(nnx.state(model), P()))
+            losses = [sgd_step(model, jax.device_put(x, P("data")), jax.device_put(y, P("data")))
+                      for x, y in data]
+            return [np.asarray(v) for v in losses], nnx.state(model)
+    except Exception as e:  # noqa: BLE001 - the report names it
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:400]}", None
+
+
+def _spatial_error(mesh):
+    """The depthwise conv on an input sharded over its height: the error, which names the rule."""
+    x, w = r(2, 4, 8, 8), r(4, 1, 3, 3)
+    with jax.set_mesh(mesh):
+        try:
+            jax.jit(lambda x: F.conv2d(x, w, groups=4))(jax.device_put(x, P(None, None, "data")))
+        except Exception as e:  # noqa: BLE001 - the test reads it
+            return {"error": f"{type(e).__name__}: {e}"}
+    return {"error": None}
+
+
 def main(path, everything):
     mesh = jax.make_mesh((4,), ("data",))  # Explicit axes: JAX 0.10's default
     assert all(t == AxisType.Explicit for t in mesh.axis_types), mesh.axis_types
     names = [n for n, (_, d) in CASES.items() if everything or d]
     results = {n: run_case(n, mesh) for n in names}
+    auto = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
+    got, want = train(mesh), train(auto)
+    results["error: depthwise sharded spatially"] = _spatial_error(mesh)
+    results["training step"] = ({"error": got[0]} if got[1] is None else
+                                {"error": want[0]} if want[1] is None else
+                                {"fwd": _gap(got[0], want[0]), "grad": _gap(got[1], want[1])})
     with open(path, "w") as fh:
         json.dump(results, fh, indent=1)
 
