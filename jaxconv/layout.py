@@ -85,6 +85,17 @@ def _bind(eqn, args, **params):
     return list(out) if eqn.primitive.multiple_results else [out]
 
 
+def _out_sharding(eqn, perm):
+    """``{"sharding": ...}``: the logical output's sharding on ``Explicit`` mesh axes with its
+    axes in the physical order ``perm``, for ops that take their output's sharding as a
+    parameter (reshape, broadcast_in_dim); ``{}`` when nothing is sharded (the op as it was)."""
+    sharding = getattr(eqn.outvars[0].aval, "sharding", None)
+    spec = tuple(getattr(sharding, "spec", ())) + (None,) * len(perm)
+    if "sharding" not in eqn.params or all(p is None for p in spec):
+        return {}
+    return {"sharding": sharding.update(spec=tuple(spec[a] for a in perm))}
+
+
 def _physical_axes(perm, axes):
     """Logical axes ``axes`` (negative ones counted from the end) as sorted physical axes."""
     inv = _inverse(perm)
@@ -134,7 +145,8 @@ def _broadcast(eqn, ins, perm):
     shape = eqn.params["shape"]
     if len(shape) != np.ndim(v.phys):
         return None  # rank-changing broadcasts of a deferred value: take the logical layout
-    return [_Value(o, perm) for o in _bind(eqn, [v.phys], shape=tuple(shape[a] for a in perm))]
+    return [_Value(o, perm) for o in _bind(eqn, [v.phys], shape=tuple(shape[a] for a in perm),
+                                           **_out_sharding(eqn, perm))]
 
 
 def _groups(src, dst):
@@ -176,7 +188,8 @@ def _reshape(eqn, ins, perm):
     adjacent = tuple(a for gi, _ in groups for a in gi)
     new_perm = [a for _, gj in groups for a in gj]
     shape = tuple(dst[a] for a in new_perm)
-    return [_Value(o, new_perm) for o in _bind(eqn, [_in_layout(v, adjacent)], new_sizes=shape)]
+    return [_Value(o, new_perm) for o in _bind(eqn, [_in_layout(v, adjacent)], new_sizes=shape,
+                                               **_out_sharding(eqn, new_perm))]
 
 
 def _conv(eqn, ins, perm):

@@ -32,7 +32,8 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from . import _args
+from . import _args, _sharding
+from ._sharding import reshape
 
 
 def depthwise_conv(x, w, stride, pads, dilation, channels_last=False):
@@ -97,7 +98,7 @@ def _phase_split(lay, x, pads, stride, rows):
     cfg = lay.pad(x.shape, ((lo, s * m - lo - size, 0)
                             for size, (lo, _), s, m in zip(spatial, pads, stride, rows)))
     xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
-    xp = xp.reshape(lay.shape(x.shape, itertools.chain.from_iterable(zip(rows, stride))))
+    xp = reshape(xp, lay.shape(x.shape, itertools.chain.from_iterable(zip(rows, stride))))
     a = len(lay.split(x.shape)[0])
     perm = [*range(a), *(a + 1 + 2 * i for i in range(n)), *(a + 2 * i for i in range(n)),
             *range(a + 2 * n, xp.ndim)]
@@ -112,7 +113,7 @@ def _phase_slice(lay, xph, r, start, size):
     lead, _, trail = lay.split(xph.shape)
     piece = lax.slice(xph, (*(0,) * len(lead), *r, *start, *(0,) * len(trail)),
                       (*lead, *(i + 1 for i in r), *(a + b for a, b in zip(start, size)), *trail))
-    return piece.reshape(*lead, *size, *trail)
+    return reshape(piece, (*lead, *size, *trail))
 
 
 def _out_size(spatial, kernel, stride, pads, dilation):
@@ -136,7 +137,22 @@ def _depthwise(x, w, *, stride, pads, dilation, channels_last):
 def _abstract_eval(x, w, *, stride, pads, dilation, channels_last):
     lay = _Layout(channels_last)
     out = _out_size(lay.spatial(x.shape), w.shape[1:], stride, pads, dilation)
-    return jax.core.ShapedArray(lay.shape(x.shape, out), jnp.result_type(x.dtype, w.dtype))
+    return jax.core.ShapedArray(lay.shape(x.shape, out), jnp.result_type(x.dtype, w.dtype),
+                                sharding=_sharding_rule(lay, x))
+
+
+def _sharding_rule(lay, x):
+    """The output is sharded as ``x`` (``Explicit`` mesh axes): each output row reads only its
+    own sample and channel, so ``N`` and ``C`` keep their shards; the spatial axes, whose
+    windows cross shard boundaries, must not be sharded."""
+    spec = tuple(x.sharding.spec) + (None,) * (x.ndim - len(x.sharding.spec))
+    lead, mid, _ = lay.split(spec)
+    if any(p is not None for p in mid):
+        raise _sharding.ShardingError(
+            f"depthwise conv (groups == in_channels): the spatial axes of the input must not be "
+            f"sharded (a window reads across their shards), got the input sharded as {x.str_short()}; "
+            "shard the batch or channel axis, or reshard the input first")
+    return x.sharding.update(spec=lay.shape(spec, (None,) * len(mid)))
 
 
 # ------------------------------------------------------------------------------ transposes
@@ -150,19 +166,19 @@ def _input_grad(lay, gy, w, x_shape, stride, pads, dilation):
     qmax = [d * (k - 1) // s for k, d, s in zip(kernel, dilation, stride)]
     cfg = lay.pad(gy.shape, ((qm, m - o, 0) for qm, m, o in zip(qmax, rows, out)))
     gyp = lax.optimization_barrier(lax.pad(gy, jnp.zeros((), gy.dtype), cfg))
-    gyp = gyp.reshape(lay.shape(gyp.shape, (*(1,) * n, *lay.spatial(gyp.shape))))
+    gyp = reshape(gyp, lay.shape(gyp.shape, (*(1,) * n, *lay.spatial(gyp.shape))))
     phases = {}
     for taps, r, q in _taps(kernel, stride, dilation):
         start = [qm - qq for qm, qq in zip(qmax, q)]
         term = _phase_slice(lay, gyp, (0,) * n, start, rows) * lay.per_channel(w, taps)
         phases[r] = term if r not in phases else phases[r] + term
-    zeros = jnp.zeros(lay.shape(gy.shape, rows), gy.dtype)
+    zeros = _sharding.lead_like(jnp.zeros(lay.shape(gy.shape, rows), gy.dtype), gy)
     a = len(lay.split(gy.shape)[0])
     gxph = jnp.stack([phases.get(r, zeros) for r in itertools.product(*map(range, stride))], a)
     # (*s, *M) -> (M1, s1, M2, s2, ...) -> (*(s*M)) on the spatial axes, then drop the padding
-    gxph = gxph.reshape(lay.shape(gy.shape, (*stride, *rows)))
+    gxph = reshape(gxph, lay.shape(gy.shape, (*stride, *rows)))
     perm = [*range(a), *(ax for i in range(n) for ax in (a + n + i, a + i)), *range(a + 2 * n, gxph.ndim)]
-    gxp = jnp.transpose(gxph, perm).reshape(lay.shape(gy.shape, (s * m for s, m in zip(stride, rows))))
+    gxp = reshape(jnp.transpose(gxph, perm), lay.shape(gy.shape, (s * m for s, m in zip(stride, rows))))
     lead, _, trail = lay.split(gxp.shape)
     keep = (*(slice(None),) * len(lead), *(slice(lo, lo + size) for (lo, _), size in zip(pads, spatial)),
             *(slice(None),) * len(trail))

@@ -33,6 +33,7 @@ from jax._src import config as _config
 from jax.custom_derivatives import SymbolicZero
 
 from . import _args
+from ._sharding import reshape
 from ._depthwise import depthwise_conv
 
 _TAPS_MIN_CIN = 16
@@ -182,7 +183,7 @@ def pointwise(x, weight, stride, precision=None, acc=None):
     n_batch, c_in, *spatial = x.shape
     w = weight.reshape(weight.shape[:2]).astype(jnp.result_type(x, weight))
     size = math.prod(spatial)
-    x = x.reshape(n_batch, c_in, size)
+    x = reshape(x, (n_batch, c_in, size))
     if size >= _POINTWISE_BATCHED_MIN:
         # one (o, c) @ (c, S) product per sample: output and both gradients come out in
         # (N, C, S) layout without transposes (2-4x faster at 56x56 and 112x112)
@@ -192,7 +193,7 @@ def pointwise(x, weight, stride, precision=None, acc=None):
     else:
         # small images: one (o, c) @ (c, N*S) product is better than N small ones
         y = jnp.matmul(w, x, precision=precision, preferred_element_type=acc)
-    return y.reshape(n_batch, weight.shape[0], *spatial)
+    return reshape(y, (n_batch, weight.shape[0], *spatial))
 
 
 # ---------------------------------------------------------------------------- phase
@@ -225,12 +226,12 @@ def conv_transpose_phase(x, weight, stride, padding, out_size, precision=None, a
     z = conv_nhwc(jnp.moveaxis(x, 1, -1), rhs, (1,) * n, pads, (1,) * n, precision, acc)
     # z: (N, *rows, r..., c_out) with the last axis flattened
     N = x.shape[0]
-    z = z.reshape(N, *rows, *stride, c_out)
+    z = reshape(z, (N, *rows, *stride, c_out))
     # interleave: (N, m1, m2, r1, r2, C) -> (N, C, m1, r1, m2, r2)
     perm = [0, 2 * n + 1]
     for i in range(n):
         perm += [1 + i, 1 + n + i]
-    z = jnp.transpose(z, perm).reshape(N, c_out, *(r * s for r, s in zip(rows, stride)))
+    z = reshape(jnp.transpose(z, perm), (N, c_out, *(r * s for r, s in zip(rows, stride))))
     crop = tuple(slice(p, p + o) for p, o in zip(padding, out_size))
     return z[(slice(None), slice(None), *crop)]
 

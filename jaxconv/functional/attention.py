@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from .._autocast import cast
 from . import _args
+from ._sharding import explicit_spec, reshape
 from .conv import DEFAULT_PRECISION
 from .linear import dropout, product
 
@@ -214,10 +215,10 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
         attn_mask = None if attn_mask is None else jnp.pad(attn_mask, [(0, 0), (0, 0), (0, 1)])
         key_padding_mask = (None if key_padding_mask is None
                             else jnp.pad(key_padding_mask, [(0, 0), (0, 1)]))
-    q = q.reshape(L, N * num_heads, head).transpose(1, 0, 2)
-    k = (k.reshape(k.shape[0], N * num_heads, head).transpose(1, 0, 2) if static_k is None
+    q = reshape(q, (L, N * num_heads, head)).transpose(1, 0, 2)
+    k = (reshape(k, (k.shape[0], N * num_heads, head)).transpose(1, 0, 2) if static_k is None
          else jnp.asarray(static_k))
-    v = (v.reshape(v.shape[0], N * num_heads, head).transpose(1, 0, 2) if static_v is None
+    v = (reshape(v, (v.shape[0], N * num_heads, head)).transpose(1, 0, 2) if static_v is None
          else jnp.asarray(static_v))
     if add_zero_attn:
         k = jnp.concatenate([k, jnp.zeros((k.shape[0], 1, head), k.dtype)], axis=1)
@@ -246,7 +247,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
                 raise ValueError(f"{MHA}: dropout_p={dropout_p} > 0 needs a dropout_key")
             dropped = dropout(weights, dropout_p, key=dropout_key)
         out = _bmm(dropped, v)
-        weights = dropped.reshape(N, num_heads, L, S)    # as torch: the weights after dropout
+        weights = reshape(dropped, (N, num_heads, L, S))   # as torch: the weights after dropout
         if average_attn_weights:
             weights = weights.mean(axis=1)
     else:
@@ -254,13 +255,16 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
             attn_mask = (attn_mask[None] if attn_mask.shape[0] == 1
                          else attn_mask.reshape(N, num_heads, -1, S))
         out = scaled_dot_product_attention(
-            q.reshape(N, num_heads, L, head), k.reshape(N, num_heads, S, head),
-            v.reshape(N, num_heads, S, head), attn_mask, dropout_p, is_causal,
+            reshape(q, (N, num_heads, L, head)), reshape(k, (N, num_heads, S, head)),
+            reshape(v, (N, num_heads, S, head)), attn_mask, dropout_p, is_causal,
             dropout_key=dropout_key)
-        out = out.reshape(N * num_heads, L, head)
+        out = reshape(out, (N * num_heads, L, head))
         weights = None
-    out = out.reshape(N, num_heads, L, head).transpose(2, 0, 1, 3).reshape(L * N, E)
-    out = linear(out, out_proj_weight, out_proj_bias).reshape(L, N, E)
+    out = reshape(out, (N, num_heads, L, head)).transpose(2, 0, 1, 3)
+    if explicit_spec(out) is None:
+        out = linear(out.reshape(L * N, E), out_proj_weight, out_proj_bias).reshape(L, N, E)
+    else:  # a sharded N cannot merge with L (its shards would interleave): keep (L, N, E)
+        out = linear(reshape(out, (L, N, E)), out_proj_weight, out_proj_bias)
     if not batched:
         out = out[:, 0]
         weights = None if weights is None else weights[0]

@@ -30,6 +30,7 @@ from jax.scipy.special import xlogy
 from .._autocast import cast
 from . import _args
 from . import _loss_args as L
+from ._sharding import take
 
 _BCE_EPS = float(np.float32(1e-12))  # torch's EPSILON, a float constant
 
@@ -64,7 +65,7 @@ def _picked(logp, target, weight, ignore_index):
     valid = (target >= 0) & (target < num_classes)
     index = jnp.where(valid, target, 0)
     picked = jnp.take_along_axis(logp, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    w = jnp.ones((), logp.dtype) if weight is None else weight.astype(logp.dtype)[index]
+    w = jnp.ones((), logp.dtype) if weight is None else take(weight.astype(logp.dtype), index)
     w = jnp.where(ignored, jnp.zeros((), logp.dtype), jnp.broadcast_to(w, target.shape))
     loss = jnp.where(valid, -w * picked, jnp.full((), jnp.nan, logp.dtype))
     return jnp.where(ignored, jnp.zeros((), logp.dtype), loss), w

@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from . import _args
+from ._sharding import reshape
 from ._normalize import affine as _affine
 from ._normalize import normalize as _normalize
 
@@ -250,10 +251,10 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
             )
     _args.check_norm_dtypes("group_norm", input, weight=weight, bias=bias)
     dtype = _compute_dtype(input)
-    x = input.astype(dtype).reshape(n, num_groups, math.prod(input.shape[1:]) // num_groups)
+    x = reshape(input.astype(dtype), (n, num_groups, math.prod(input.shape[1:]) // num_groups))
     mean = jnp.mean(x, -1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
-    y = ((x - mean) * lax.rsqrt(var + eps)).reshape(input.shape)
+    y = reshape((x - mean) * lax.rsqrt(var + eps), input.shape)
     return _affine(y, weight, bias, lambda v: _per_channel(v, ndim, dtype)).astype(input.dtype)
 
 

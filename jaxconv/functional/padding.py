@@ -89,9 +89,22 @@ def pad_pairs(x, pairs, mode: str, value=0):
         if mode == "replicate" and s == 0 and max(lo, hi) > 0:
             raise ValueError(f"pad: replicate padding needs a non-empty dimension, got shape {tuple(x.shape)}")
     _check_nonempty([s + lo + hi for s, (lo, hi) in zip(spatial, pairs)], spatial, pairs, mode)
-    x = jnp.pad(x, lead + [(max(lo, 0), max(hi, 0)) for lo, hi in pairs],
-                mode="reflect" if mode == "reflect" else "edge")
+    widths = lead + [(max(lo, 0), max(hi, 0)) for lo, hi in pairs]
+    x = jnp.pad(x, widths, mode="reflect") if mode == "reflect" else _pad_edge(x, widths)
     return _crop(x, pairs)
+
+
+def _pad_edge(x, widths):
+    """``jnp.pad(x, widths, mode="edge")`` (the same concatenations), touching only the padded
+    axes: ``jnp.pad`` slices every axis's edges, which JAX cannot shard when the batch axis is
+    sharded over ``Explicit`` mesh axes."""
+    for axis, (lo, hi) in enumerate(widths):
+        if lo or hi:
+            n = x.shape[axis]
+            x = jnp.concatenate([jnp.repeat(lax.slice_in_dim(x, 0, 1, axis=axis), lo, axis),
+                                 x, jnp.repeat(lax.slice_in_dim(x, n - 1, n, axis=axis), hi, axis)],
+                                axis)
+    return x
 
 
 def _check_nonempty(out, spatial, pairs, mode):

@@ -23,6 +23,7 @@ from jax import lax
 
 from .._autocast import cast
 from . import _args
+from ._sharding import lead_like, reshape
 
 _FOLD_TAPS = 32
 """Max pooling windows with at most this many taps use the unrolled scan."""
@@ -74,12 +75,12 @@ def _max_pool_scan(xp, size, out, k, s, p, d, with_indices):
     """
     lead = xp.shape[:2]
     strides = _plane_strides(size)
-    best = jnp.full(lead + tuple(out), _lowest(xp.dtype), xp.dtype)
+    best = lead_like(jnp.full(lead + tuple(out), _lowest(xp.dtype), xp.dtype), xp, 2)
     first = _first_valid_taps(out, size, s, p, d)
     idx = None
     if with_indices:
         origins = jnp.asarray(_window_origins(out, s, p, strides), _index_dtype())
-        idx = jnp.zeros(best.shape, _index_dtype())
+        idx = lead_like(jnp.zeros(best.shape, _index_dtype()), xp, 2)
     floating = jnp.issubdtype(xp.dtype, jnp.floating)
     for tap in itertools.product(*[range(ki) for ki in k]):
         start = [j * di for j, di in zip(tap, d)]
@@ -107,7 +108,7 @@ def _max_order(x):
     :func:`_pick_max` and read the result back with :func:`_gather_max`.
     """
     size, itype = x.shape[2:], _index_dtype()
-    index = jnp.broadcast_to(jnp.arange(int(np.prod(size)), dtype=itype).reshape(size), x.shape)
+    index = lead_like(jnp.broadcast_to(jnp.arange(int(np.prod(size)), dtype=itype).reshape(size), x.shape), x, 2)
     xs = lax.stop_gradient(x)
     if jnp.issubdtype(x.dtype, jnp.floating):
         nan = jnp.isnan(xs)
@@ -129,9 +130,9 @@ def _gather_max(x, tie):
     """The values of ``x`` (batched, unpadded) and torch's flat indices for reduced ``tie``s."""
     lead, plane = x.shape[:2], int(np.prod(x.shape[2:]))
     idx = jnp.where(tie < 0, -tie - 1, tie)
-    flat = idx.reshape(*lead, int(np.prod(idx.shape[2:])))  # not -1: ambiguous when N = 0
-    values = jnp.take_along_axis(x.reshape(*lead, plane), flat, axis=-1)
-    return values.reshape(idx.shape), idx
+    flat = reshape(idx, (*lead, int(np.prod(idx.shape[2:]))))  # not -1: ambiguous when N = 0
+    values = jnp.take_along_axis(reshape(x, (*lead, plane)), flat, axis=-1)
+    return reshape(values, idx.shape), idx
 
 
 def _max_pool_reduce(x, size, out, k, s, p, d):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _args
+from ._sharding import lead_like, reshape
 
 
 def _positive_int(value, name: str, fn: str) -> int:
@@ -40,9 +41,9 @@ def pixel_shuffle(input, upscale_factor: int):
             f"upscale_factor**2={r * r}"
         )
     n = len(lead)
-    x = jnp.reshape(input, (*lead, c // (r * r), r, r, h, w))
+    x = reshape(input, (*lead, c // (r * r), r, r, h, w))
     x = jnp.transpose(x, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
-    return jnp.reshape(x, (*lead, c // (r * r), h * r, w * r))
+    return reshape(x, (*lead, c // (r * r), h * r, w * r))
 
 
 def pixel_unshuffle(input, downscale_factor: int):
@@ -64,9 +65,9 @@ def pixel_unshuffle(input, downscale_factor: int):
                 f"downscale_factor={r}"
             )
     n = len(lead)
-    x = jnp.reshape(input, (*lead, c, h // r, r, w // r, r))
+    x = reshape(input, (*lead, c, h // r, r, w // r, r))
     x = jnp.transpose(x, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
-    return jnp.reshape(x, (*lead, c * r * r, h // r, w // r))
+    return reshape(x, (*lead, c * r * r, h // r, w // r))
 
 
 def channel_shuffle(input, groups: int):
@@ -86,8 +87,8 @@ def channel_shuffle(input, groups: int):
     n, c, *s = input.shape
     if c % g:
         raise ValueError(f"channel_shuffle: the number of channels (={c}) must be divisible by groups (={g})")
-    x = jnp.reshape(input, (n, g, c // g, *s))
-    return jnp.reshape(jnp.swapaxes(x, 1, 2), input.shape)
+    x = reshape(input, (n, g, c // g, *s))
+    return reshape(jnp.swapaxes(x, 1, 2), input.shape)
 
 
 def _fold_args(kernel_size, dilation, padding, stride):
@@ -113,15 +114,15 @@ def _im2col(x, k, d, p, s, nb):
     x = jnp.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
     rows, cols = _block_index(k, d, s, nb)
     n, c = x.shape[:2]
-    return x[:, :, rows, cols].reshape(n, c * k[0] * k[1], nb[0] * nb[1])  # one gather
+    return reshape(x[:, :, rows, cols], (n, c * k[0] * k[1], nb[0] * nb[1]))  # one gather
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
 def _col2im(x, out_hw, k, d, p, s, nb):
     n, ck, _ = x.shape
-    blocks = jnp.reshape(x, (n, ck // (k[0] * k[1]), k[0], k[1], nb[0], nb[1]))
+    blocks = reshape(x, (n, ck // (k[0] * k[1]), k[0], k[1], nb[0], nb[1]))
     rows, cols = _block_index(k, d, s, nb)
-    out = jnp.zeros((*blocks.shape[:2], out_hw[0] + 2 * p[0], out_hw[1] + 2 * p[1]), x.dtype)
+    out = lead_like(jnp.zeros((*blocks.shape[:2], out_hw[0] + 2 * p[0], out_hw[1] + 2 * p[1]), x.dtype), x)
     out = out.at[:, :, rows, cols].add(blocks)  # one scatter-add: overlaps sum
     return out[:, :, p[0]:p[0] + out_hw[0], p[1]:p[1] + out_hw[1]]
 

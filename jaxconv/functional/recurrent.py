@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _args
+from ._sharding import lead_like
 from .conv import DEFAULT_PRECISION
 from .linear import _check_p, dropout as _dropout, product
 
@@ -151,6 +152,7 @@ def _sequence(mode, input, hx, params, has_biases, num_layers, dropout, train, b
             k = layer * dirs + d
             w_ih, w_hh, b_ih, b_hh, w_hr = layers[k]
             state = tuple(s[k] for s in states) if mode == "lstm" else states[0][k]
+            state = jax.tree_util.tree_map(lambda s: lead_like(s, x, start=1), state)  # as the steps'
 
             def step(state, gi, w_hh=w_hh, b_hh=b_hh, w_hr=w_hr):
                 new = _cell(mode, gi, state, w_hh, b_hh, w_hr, precision)
