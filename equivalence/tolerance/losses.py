@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxconv.layout import plain_calls
+
 from .._tree import floating_arrays, is_floating
 from . import running
 from ._policy import ELEMENTWISE_N, Bound, LayerBounds, LayerCall, reduction_ratio, register
@@ -66,7 +68,9 @@ def _bounded(fn, *args):
     """``(values, errors)`` of ``fn(*args)``: the running error bound, or for code that loops
     the sampled error; errors ``None`` where there is neither."""
     try:
-        if _loops(jax.make_jaxpr(fn)(*args).jaxpr):
+        with plain_calls():
+            loops = _loops(jax.make_jaxpr(fn)(*args).jaxpr)
+        if loops:
             return sampled_error(fn, *args)
         return running.running_error(fn, *args)
     except NO_RUNNING_BOUND:

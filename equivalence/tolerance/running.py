@@ -36,6 +36,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconv.layout import plain_calls
+
 from .._tree import to_device
 from ._policy import ELEMENTWISE_N
 from ._rules import CALL_RULES, EXTREMA, extremum
@@ -385,7 +387,8 @@ def running_error(fn, *args, errors=None, _cache=None):
     key = None if _cache is None else _signature(leaves, where, inputs, tree, errs)
     entry = None if key is None else _cache.get(key)
     if entry is None:
-        closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
+        with plain_calls():  # the layer's code as written, not jaxconv's channels-last plan of it
+            closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
         entry = (_compiled(_Program(closed.jaxpr)), list(closed.consts), shape)
         if key is not None:
             _cache[key] = entry

@@ -23,6 +23,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconv.layout import plain_calls
+
 from .running import Unsupported, called_jaxpr, own_rounding
 
 #: Samples drawn; ``sigma``'s relative spread is about ``1 / sqrt(2 * SAMPLES)``.
@@ -331,7 +333,8 @@ def sampled_error(fn, *args, samples: int = SAMPLES, seed: int = 0):
         return fn(*jax.tree_util.tree_unflatten(tree, full))
 
     inputs = [jnp.asarray(leaves[i]) for i in where]
-    closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
+    with plain_calls():  # the layer's code as written (see running.running_error)
+        closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
     salts = _mix(jnp.arange(samples, dtype=jnp.uint32) + np.uint32(seed * samples))
     outs, tans = _drive(closed.jaxpr, closed.consts, inputs, [None] * len(inputs), salts)
     sigma = [jnp.zeros(np.shape(o), _error_dtype(o) if _floating(o) else jnp.float32) if t is None

@@ -118,3 +118,18 @@ def test_code_branching_on_values_is_still_compared():
     assert report.passed, report.to_text()
     jm.conv.weight[...] = jm.conv.weight[...] * (1 + 1e-3)
     assert not equivalence.compare(tm, jm, (2, 2, 5, 5), jit=False).passed
+
+
+def test_modules_are_bounded_as_written_not_as_planned():
+    """A jaxconv module traced on CPU runs channels-last by itself; the bound is of its code as
+    written. (Under the plan, a bicubic Upsample's interpolation weights became constants, so
+    their rounding went uncounted: a 56x smaller bound, and a false alarm in ``compare``.)"""
+    from jaxconv import nn as jnn
+    from jaxconv.layout import plain_calls
+
+    up = jnn.Upsample(size=24, mode="bicubic", align_corners=True)
+    x = _normal(1, 1, 20, 20)
+    _, bound = running_error(lambda v: up(v), x)
+    with plain_calls():
+        _, as_written = running_error(lambda v: up(v), x)
+    np.testing.assert_array_equal(bound, as_written)
