@@ -39,6 +39,12 @@ QUICK = {"resnet18", "densenet121", "efficientnet_b0", "mobilenet_v3_small",
 #: the quick run builds slim twins of the same classes (same code paths, fewer channels).
 SLIM = {"densenet121": lambda tvm: tvm.DenseNet(growth_rate=8, block_config=(2, 2, 2, 2),
                                                  num_init_features=16, num_classes=10),
+        "efficientnet_b0": lambda tvm: tvm.EfficientNet(
+            tvm.efficientnet._efficientnet_conf("efficientnet_b0", width_mult=0.5, depth_mult=0.3)[0],
+            dropout=0.2, num_classes=10),
+        "convnext_tiny": lambda tvm: tvm.ConvNeXt(
+            [tvm.convnext.CNBlockConfig(c, None if c == 192 else 2 * c, 1) for c in (24, 48, 96, 192)],
+            stochastic_depth_prob=0.1, num_classes=10),
         "r3d_18": lambda tvm: tvm.video.resnet.VideoResNet(
             tvm.video.resnet.BasicBlock, [tvm.video.resnet.Conv3DSimple] * 4, [1, 1, 1, 1],
             tvm.video.resnet.BasicStem, num_classes=10)}
@@ -114,12 +120,13 @@ def test_translated_model_matches_torch(name, kind):
     model.eval()
     jm = translate(model, x)
 
-    theirs = state_dict_of_torch = model.state_dict()
+    theirs = model.state_dict()
     ours = state_dict(jm)
-    assert list(ours) == list(state_dict_of_torch)
+    assert list(ours) == list(theirs)
     for k, v in theirs.items():
         assert ours[k].shape == tuple(v.shape) and ours[k].dtype == v.numpy().dtype, k
         np.testing.assert_array_equal(ours[k], v.numpy(), err_msg=k)
+    del ours, theirs  # host copies: a model's worth for the largest ones
 
     with torch.no_grad():
         expected = _outputs(model(x))
@@ -136,7 +143,7 @@ def test_translated_model_matches_torch(name, kind):
         return
     # the same torch model (eval mode changed nothing in it), converted in place: the eval
     # checks' copies are released first, so the largest models fit in memory
-    del jm, theirs, state_dict_of_torch, ours, got, expected, report
+    del jm, got, expected, report
     # float64: train mode normalises deep layers by the statistics of a 2-sample batch of
     # small maps, which amplifies float32 rounding past 1e-3 in resnet152
     train = model.train().double()
