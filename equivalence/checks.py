@@ -130,9 +130,10 @@ def run_leaves(leaves: list) -> list:
 
     jitted, compiled, results = jax.jit(one, static_argnums=0), {}, []
     for leaf in leaves:
-        fixed, dynamic = (leaf.graphdef, leaf.static, leaf.structure), (leaf.params, leaf.rest, leaf.args, leaf.cotangents)
-        leaves_, tree = jax.tree.flatten(dynamic)
-        key = (fixed, tree, tuple(jax.typeof(x) for x in leaves_))     # shapes, dtypes, weak types
+        fixed = (leaf.graphdef, leaf.static, leaf.structure)
+        dynamic = (leaf.params, leaf.rest, leaf.args, leaf.cotangents)
+        flat, tree = jax.tree.flatten(dynamic)
+        key = (fixed, tree, tuple(jax.typeof(x) for x in flat))     # shapes, dtypes, weak types
         if key not in compiled:  # compiled ahead: a jit would compile again for the second call's
             compiled[key] = jitted.lower(fixed, dynamic).compile()  # committed arrays
         run = compiled[key]
