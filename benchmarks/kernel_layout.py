@@ -14,7 +14,7 @@ jitted forward that takes the weights as arguments relays them out on every call
 """
 from __future__ import annotations
 
-from .measure import block, check, summarise, time_rounds
+from .measure import block, check, summarise, time_rounds, torch_forward
 
 
 def _is_kernel(a):
@@ -62,11 +62,8 @@ def run(name, quick, batch, torch_device, rounds, min_time, tol, progress):
         runners[impl] = lambda c=c, args=args: block(c(*args))
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl,
                                                   tx.contiguous(memory_format=torch.channels_last))):
-        def f(m=m, inp=inp):
-            with torch.no_grad():
-                return block(m(inp))
-        runners[impl] = f
-        errors[impl] = check(f"{name}_forward_kernel_layout", impl, f().cpu().numpy(), ref, tol)
+        runners[impl] = torch_forward(m, inp)
+        errors[impl] = check(f"{name}_forward_kernel_layout", impl, runners[impl]().cpu().numpy(), ref, tol)
     times = time_rounds(runners, rounds, min_time, progress, f"{name} kernel layout")
     row = summarise(f"{name}_forward_kernel_layout", "model forward", times, compile_s, errors, per_item=batch)
     med = row["median_s"]

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .measure import block, check, grad_of, summarise, tf32, time_rounds, torch_step
+from .measure import block, check, grad_of, summarise, tf32, time_rounds, torch_forward, torch_step
 
 MODES = ("bf16_autocast", "bf16")
 EPS = 2.0 ** -7  # bfloat16's machine epsilon: 8 significant bits
@@ -94,13 +94,8 @@ def run_model(name, mode, quick, batch, torch_device, rounds, min_time, progress
     # forward, eval mode
     tmodel.eval(), tmodel_cl.eval(), jmodel.eval()
 
-    def torch_fwd(m, inp):
-        def f():
-            with torch.no_grad(), tctx():
-                return block(m(inp))
-        return f
     prev = tf32(False)
-    ref = to_np(torch_fwd(tmodel, tx)())
+    ref = to_np(torch_forward(tmodel, tx, tctx)())
     tf32(prev)
     gd, state = nnx.split(jmodel)
 
@@ -113,7 +108,7 @@ def run_model(name, mode, quick, batch, torch_device, rounds, min_time, progress
     errors = {"jaxconv": check(f"{row}_forward", "jaxconv", fwd_c(state, xj), ref, tol)}
     runners = {"jaxconv": lambda: block(fwd_c(state, xj))}
     for impl, m, inp in tmodels:
-        runners[impl] = torch_fwd(m, inp)
+        runners[impl] = torch_forward(m, inp, tctx)
         errors[impl] = check(f"{row}_forward", impl, to_np(runners[impl]()), ref, tol)
     times = time_rounds(runners, rounds, min_time, progress, f"{row} forward")
     rows.append(summarise(f"{row}_forward", "model forward bf16", times, compile_s, errors, per_item=batch))

@@ -143,6 +143,16 @@ def summarise(name, group, times, compile_s, errors, per_item=None):
     return row
 
 
+def torch_forward(m, inp, ctx=contextlib.nullcontext):
+    """A torch forward of ``m`` on ``inp`` without gradients, under ``ctx()``, blocking on its output."""
+    import torch
+
+    def f():
+        with torch.no_grad(), ctx():
+            return block(m(inp))
+    return f
+
+
 def torch_step(m, inp, ctx=contextlib.nullcontext):
     """A torch training step of ``m`` on ``inp`` (forward under ``ctx()``, backward of the mean)
     returning ``(loss, gradient of the first parameter)``."""

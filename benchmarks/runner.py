@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from .measure import (TORCH_IMPLS, Progress, block, check, compile_rounds, grad_of, summarise, tf32,
-                      time_rounds, torch_step)
+                      time_rounds, torch_forward, torch_step)
 
 
 def translation_time(quick: bool) -> dict:
@@ -121,14 +121,9 @@ def run_model(name, quick, batch, torch_device, rounds, min_time, tol, progress)
         errors[impl] = check(f"{name}_forward", impl, FM.nchw(fwd_c(state, inp), impl), ref, tol)
         runners[impl] = lambda f=fwd_c, s=state, inp=inp: block(f(s, inp))
 
-    def torch_fwd(m, inp):
-        def f():
-            with torch.no_grad():
-                return block(m(inp))
-        return f
     for impl, m, inp in (("torch", tmodel, tx), ("torch_cl", tmodel_cl, tx_cl)):
-        errors[impl] = check(f"{name}_forward", impl, torch_fwd(m, inp)().float().cpu().numpy(), ref, tol)
-    runners.update(torch=torch_fwd(tmodel, tx), torch_cl=torch_fwd(tmodel_cl, tx_cl))
+        errors[impl] = check(f"{name}_forward", impl, torch_forward(m, inp)().float().cpu().numpy(), ref, tol)
+    runners.update(torch=torch_forward(tmodel, tx), torch_cl=torch_forward(tmodel_cl, tx_cl))
     times = time_rounds(runners, rounds, min_time, progress, f"{name} forward")
     rows.append(summarise(f"{name}_forward", "model forward", times, compile_s, errors, per_item=batch))
 

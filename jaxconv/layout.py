@@ -393,7 +393,7 @@ def plan_applies(args) -> bool:
     """Whether a jaxconv module called on ``args`` (a pytree) runs under :func:`channels_last`
     by itself: outside :func:`plain_calls`, when its arguments are being traced (``jax.jit``,
     ``grad``, ``vmap``, ...; eager calls run op by op, where a plan would only add tracing) and
-    the CPU lowerings apply
-    (:func:`jaxconv.functional.lowering`; XLA:GPU and TPU choose their layouts themselves)."""
+    the CPU lowerings apply (:func:`jaxconv.functional.lowering`; XLA:GPU and TPU choose their
+    layouts themselves)."""
     return (not _PLAIN.value and _lowering.measured()
             and any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args)))

@@ -1,10 +1,14 @@
 """Rules of the running error bound (:mod:`.running`) that need more than a table entry: maxima
 and minima (:func:`extremum`), and calls whose operands were rounded before the trace
-(:data:`CALL_RULES`: ``interpolate``'s resampling weights), with the helpers every rule uses."""
+(:data:`CALL_RULES`: ``interpolate``'s resampling weights), with the helpers every rule uses, and
+the tracing of a function as written that the running and the sampled bounds share."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxconv.layout import plain_calls
 
 from ._policy import ELEMENTWISE_N
 
@@ -97,3 +101,25 @@ def resample_weights(vals, errs) -> list:
 
 #: Calls whose operands carry errors rounded before the trace, by the call's name.
 CALL_RULES = {"_resample": resample_weights}
+
+
+def array_leaves(args):
+    """``(leaves, tree, where)``: ``args`` flattened, and the positions of its array leaves."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return leaves, tree, [i for i, a in enumerate(leaves) if isinstance(a, (jax.Array, np.ndarray))]
+
+
+def trace_as_written(fn, leaves, tree, where, inputs):
+    """``jax.make_jaxpr(..., return_shape=True)`` of ``fn`` as a function of the arrays
+    ``inputs`` put at positions ``where`` of its flattened arguments ``leaves`` / ``tree``.
+
+    The code is traced as written (``plain_calls``), not as jaxconv's channels-last plan of it,
+    under which, e.g., a bicubic resize's interpolation weights are constants whose rounding an
+    error bound would not count."""
+    def traced(*arrays):
+        full = list(leaves)
+        for i, a in zip(where, arrays):
+            full[i] = a
+        return fn(*jax.tree_util.tree_unflatten(tree, full))
+    with plain_calls():
+        return jax.make_jaxpr(traced, return_shape=True)(*inputs)

@@ -36,11 +36,9 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconv.layout import plain_calls
-
 from .._tree import to_device
 from ._policy import ELEMENTWISE_N
-from ._rules import CALL_RULES, EXTREMA, extremum
+from ._rules import CALL_RULES, EXTREMA, array_leaves, extremum, trace_as_written
 from ._rules import bind as _bind, eps as _eps, error_dtype as _error_dtype, floating as _floating
 
 
@@ -371,15 +369,7 @@ def running_error(fn, *args, errors=None, _cache=None):
 
     Raises :class:`Unsupported` naming an op on erroneous values without a rule.
     """
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    where = [i for i, a in enumerate(leaves) if isinstance(a, (jax.Array, np.ndarray))]
-
-    def traced(*arrays):
-        full = list(leaves)
-        for i, a in zip(where, arrays):
-            full[i] = a
-        return fn(*jax.tree_util.tree_unflatten(tree, full))
-
+    leaves, tree, where = array_leaves(args)
     inputs = [to_device(leaves[i]) for i in where]
     errs = [None if e is None else to_device(e) for e in errors] if errors is not None else [None] * len(inputs)
     if len(errs) != len(inputs):
@@ -387,8 +377,7 @@ def running_error(fn, *args, errors=None, _cache=None):
     key = None if _cache is None else _signature(leaves, where, inputs, tree, errs)
     entry = None if key is None else _cache.get(key)
     if entry is None:
-        with plain_calls():  # the layer's code as written, not jaxconv's channels-last plan of it
-            closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
+        closed, shape = trace_as_written(fn, leaves, tree, where, inputs)
         entry = (_compiled(_Program(closed.jaxpr)), list(closed.consts), shape)
         if key is not None:
             _cache[key] = entry

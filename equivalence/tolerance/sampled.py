@@ -23,8 +23,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconv.layout import plain_calls
-
+from ._rules import array_leaves, trace_as_written
 from .running import Unsupported, called_jaxpr, own_rounding
 
 #: Samples drawn; ``sigma``'s relative spread is about ``1 / sqrt(2 * SAMPLES)``.
@@ -323,18 +322,9 @@ def sampled_error(fn, *args, samples: int = SAMPLES, seed: int = 0):
 
     Raises :class:`~.running.Unsupported` naming an op without a linearization.
     """
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    where = [i for i, a in enumerate(leaves) if isinstance(a, (jax.Array, np.ndarray))]
-
-    def traced(*arrays):
-        full = list(leaves)
-        for i, a in zip(where, arrays):
-            full[i] = a
-        return fn(*jax.tree_util.tree_unflatten(tree, full))
-
+    leaves, tree, where = array_leaves(args)
     inputs = [jnp.asarray(leaves[i]) for i in where]
-    with plain_calls():  # the layer's code as written (see running.running_error)
-        closed, shape = jax.make_jaxpr(traced, return_shape=True)(*inputs)
+    closed, shape = trace_as_written(fn, leaves, tree, where, inputs)
     salts = _mix(jnp.arange(samples, dtype=jnp.uint32) + np.uint32(seed * samples))
     outs, tans = _drive(closed.jaxpr, closed.consts, inputs, [None] * len(inputs), salts)
     sigma = [jnp.zeros(np.shape(o), _error_dtype(o) if _floating(o) else jnp.float32) if t is None

@@ -33,8 +33,8 @@ from jax._src import config as _config
 from jax.custom_derivatives import SymbolicZero
 
 from . import _args
-from ._sharding import reshape
 from ._depthwise import depthwise_conv
+from ._sharding import reshape
 
 _TAPS_MIN_CIN = 16
 """Convs with fewer input channels than this (a network's first conv) keep XLA's own weight
@@ -250,7 +250,8 @@ def conv_nhwc(x, rhs, stride, pads, dilation, precision=None, acc=None):
     gradient is the faster one and is kept. The input gradient stays XLA's: for a strided conv
     an ``lhs_dilation`` conv, which XLA:CPU leaves to Eigen. Its phase form (a stride-1 conv over
     the input's phases, which YNNPACK takes) was measured slower and not adopted
-    (benchmarks/README.md, "XLA:CPU library paths"). Symbolic-zero tangents are skipped (no conv of zeros for an undifferentiated input).
+    (benchmarks/README.md, "XLA:CPU library paths"). Symbolic-zero tangents are skipped (no conv
+    of zeros for an undifferentiated input).
     ``acc``: the ``preferred_element_type`` (float32 for float16/bfloat16 operands).
     """
     args = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), precision, acc)

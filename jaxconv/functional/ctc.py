@@ -217,8 +217,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0,
     lp = log_probs.astype(acc)
     lp = lp[:, None] if unbatched else lp
     s = jnp.arange(2 * width + 1)
-    padded = jnp.concatenate([labels, lead_like(jnp.zeros((batch, 1), labels.dtype), labels)], -1)   # never empty
-    label_at = jnp.take_along_axis(padded, lead_like(jnp.broadcast_to(jnp.maximum(s - 1, 0) // 2, (batch, s.size)), labels), -1)
+    padded = jnp.concatenate([labels, lead_like(jnp.zeros((batch, 1), labels.dtype), labels)], -1)  # never empty
+    label_index = lead_like(jnp.broadcast_to(jnp.maximum(s - 1, 0) // 2, (batch, s.size)), labels)
+    label_at = jnp.take_along_axis(padded, label_index, -1)
     ext = jnp.where(s % 2 == 0, blank, label_at).astype(jnp.int32)        # (N, 2S + 1)
     bad = jnp.any(used & ((labels < 0) | (labels >= num_classes)), -1)
     bad |= (input_lengths < 0) | (input_lengths > steps) | (target_lengths < 0) | (target_lengths > width)

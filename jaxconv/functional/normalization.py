@@ -23,9 +23,9 @@ import numpy as np
 from jax import lax
 
 from . import _args
-from ._sharding import reshape
 from ._normalize import affine as _affine
 from ._normalize import normalize as _normalize
+from ._sharding import reshape
 
 
 def _compute_dtype(x):
